@@ -1,0 +1,78 @@
+"""The data plane's desired state, as plain values.
+
+The reconciler builds a `DataPlane` from the database and the running instances; `render` turns
+it into haproxy.cfg; the manager applies it (reload when the structure changed, runtime API when
+only servers did). Nothing here knows about Docker or the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Server:
+    """One instance container behind a revision backend."""
+
+    name: str  # names.server_name(instance)
+    address: str  # the container's IP on Slipway's bridge network
+    port: int
+    maxconn: int = 0  # containerConcurrency; 0 = unlimited
+    draining: bool = False  # no new requests; in-flight ones finish
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backend:
+    """One revision: its instances and its request timeout."""
+
+    name: str  # names.backend_name(revision)
+    servers: tuple[Server, ...] = ()
+    timeout_s: int = 300  # the revision's timeoutSeconds: 504 past it
+    queue_timeout_s: int = 30  # how long a request may wait for a free instance: then 503
+
+
+@dataclass(frozen=True, kw_only=True)
+class Split:
+    backend: str
+    percent: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    """A hostname (without port) and how its requests split across revision backends."""
+
+    host: str
+    splits: tuple[Split, ...]  # percents sum to 100; a tag host has one split at 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataPlane:
+    routes: tuple[Route, ...] = ()
+    backends: tuple[Backend, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Site:
+    """What does not change with the services: listeners, the API, the files HAProxy uses."""
+
+    bind: str  # "127.0.0.1:8080"
+    domain: str  # "localhost": the bare domain serves Slipway's API
+    api_server: str  # "127.0.0.1:8081": the control plane behind the bare domain
+    run_dir: Path = field(default=Path("/var/lib/slipway/haproxy"))
+
+    @property
+    def config_file(self) -> Path:
+        return self.run_dir / "haproxy.cfg"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "haproxy.pid"
+
+    @property
+    def master_socket(self) -> Path:
+        return self.run_dir / "master.sock"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.run_dir / "admin.sock"
