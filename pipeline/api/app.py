@@ -1,0 +1,206 @@
+"""Routes under /v1: services, revisions, deployments, builds. Errors map to HTTP here.
+
+Deployments stream their progress as NDJSON (one JSON event per line) while the deployment runs
+in a worker thread: the client sees build output as it happens, and a client that goes away does
+not stop the deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from pipeline import names
+from pipeline.api import auth, views
+from pipeline.deployments import Outcome
+from pipeline.errors import (
+    BuildFailed,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RevisionFailed,
+    SlipwayError,
+    Unavailable,
+)
+from pipeline.logs import get as get_log
+from pipeline.platform import Platform
+
+STATUS = [
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (BuildFailed, 422),
+    (RevisionFailed, 422),
+    (Unavailable, 503),
+]
+
+
+def status_of(error: SlipwayError) -> int:
+    return next((code for cls, code in STATUS if isinstance(error, cls)), 500)
+
+
+def error_event(error: Exception) -> dict[str, Any]:
+    if isinstance(error, SlipwayError):
+        event: dict[str, Any] = {
+            "event": "error",
+            "error": type(error).__name__,
+            "status": status_of(error),
+            "message": error.message,
+        }
+        if isinstance(error, BuildFailed) and error.log_tail:
+            event["log_tail"] = error.log_tail
+        return event
+    return {"event": "error", "error": "InternalError", "status": 500, "message": str(error)}
+
+
+def create_app(platform: Platform) -> FastAPI:
+    app = FastAPI(title="Slipway", version="0.1.0", description="Source to URL on your machine")
+    log = get_log(component="api")
+
+    def authed(request: Request) -> None:
+        auth.check(request, platform.token)
+
+    @app.exception_handler(SlipwayError)
+    async def _slipway_error(_request: Request, exc: SlipwayError) -> JSONResponse:
+        return JSONResponse(status_code=status_of(exc), content={"detail": exc.message})
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    v1 = [Depends(authed)]
+
+    @app.get("/v1/services", dependencies=v1)
+    def list_services() -> list[dict[str, Any]]:
+        instances = platform.engine.list_instances()
+        return [
+            _summary(views.service_view(
+                s, platform.store.list_revisions(s.name), instances,
+                domain=platform.settings.domain, port=platform.settings.ingress_port,
+            ))
+            for s in platform.store.list_services()
+        ]  # fmt: skip
+
+    @app.get("/v1/services/{name}", dependencies=v1)
+    def describe_service(name: str) -> dict[str, Any]:
+        svc = platform.store.get_service(name)
+        return views.service_view(
+            svc,
+            platform.store.list_revisions(name),
+            platform.engine.list_instances(),
+            domain=platform.settings.domain,
+            port=platform.settings.ingress_port,
+        )
+
+    @app.delete("/v1/services/{name}", dependencies=v1)
+    def delete_service(name: str) -> dict[str, str]:
+        platform.store.delete_service(name)
+        platform.reconciler.wake()
+        log.info("service_deleted", service=name)
+        return {"deleted": name}
+
+    @app.get("/v1/services/{name}/revisions", dependencies=v1)
+    def list_revisions(name: str) -> list[dict[str, Any]]:
+        platform.store.get_service(name)
+        instances = platform.engine.list_instances()
+        return [
+            views.revision_view(r, instances)
+            for r in reversed(platform.store.list_revisions(name))
+        ]
+
+    @app.put("/v1/services/{name}", dependencies=v1)
+    async def replace_service(name: str, request: Request) -> StreamingResponse:
+        body = await request.body()
+        return _stream(lambda emit: platform.deployer.replace(body, name=name, emit=emit))
+
+    @app.post("/v1/services/{name}/deployments", dependencies=v1)
+    async def deploy(name: str, request: Request) -> StreamingResponse:
+        names.validate_service_name(name)
+        env = _env(request.query_params.getlist("env"))
+        image = request.query_params.get("image")
+        if image:
+            return _stream(
+                lambda emit: platform.deployer.deploy_image(name, image=image, env=env, emit=emit)
+            )
+        source = await request.body()
+        if not source:
+            raise InvalidInput(
+                "send a source archive (gzip tar) as the body, or ?image=REGISTRY/REPO:TAG"
+            )
+        return _stream(
+            lambda emit: platform.deployer.deploy_source(name, source=source, env=env, emit=emit)
+        )
+
+    @app.get("/v1/builds/{build_id}", dependencies=v1)
+    def get_build(build_id: str) -> dict[str, Any]:
+        b = platform.store.get_build(build_id)
+        return {
+            "id": b.id,
+            "service": b.service,
+            "status": b.status,
+            "builder": b.builder,
+            "image": b.image,
+            "error": b.error,
+            "created": b.created_at.isoformat(),
+            "finished": b.finished_at.isoformat() if b.finished_at else None,
+        }
+
+    @app.get("/v1/builds/{build_id}/log", dependencies=v1)
+    def build_log(build_id: str) -> PlainTextResponse:
+        platform.store.get_build(build_id)
+        path = platform.settings.builds_dir / f"{build_id}.log"
+        return PlainTextResponse(path.read_text() if path.exists() else "")
+
+    return app
+
+
+def _summary(view: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "url", "ready", "latest_created_revision", "latest_ready_revision", "traffic")
+    return {k: view[k] for k in keys}
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"env {pair!r} must look like NAME=value")
+        env[key] = value
+    return env
+
+
+def _stream(work: Callable[[Callable[[dict[str, Any]], None]], Outcome]) -> StreamingResponse:
+    events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def run() -> None:
+        try:
+            outcome = work(events.put)
+            events.put(
+                {
+                    "event": "done",
+                    "service": outcome.service,
+                    "revision": outcome.revision.name,
+                    "created": outcome.created,
+                    "urls": outcome.urls,
+                }
+            )
+        except Exception as e:
+            if not isinstance(e, SlipwayError):
+                get_log(component="api").exception("deployment_crashed")
+            events.put(error_event(e))
+        finally:
+            events.put(None)
+
+    threading.Thread(target=run, name="deployment", daemon=True).start()
+
+    def lines() -> Iterator[bytes]:
+        while (event := events.get()) is not None:
+            yield (json.dumps(event) + "\n").encode()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

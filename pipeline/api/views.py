@@ -1,0 +1,58 @@
+"""JSON views of services and revisions, pure: what `describe` and `list` show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline import names
+from pipeline.engines.base import Instance
+from pipeline.routing import resolve_traffic
+from pipeline.state import Revision, Service
+
+
+def revision_view(rev: Revision, instances: list[Instance]) -> dict[str, Any]:
+    own = [i for i in instances if i.revision == rev.name]
+    return {
+        "name": rev.name,
+        "number": rev.number,
+        "image": rev.image,
+        "status": rev.status,
+        "reason": rev.reason,
+        "message": rev.message,
+        "build": rev.build_id,
+        "created": rev.created_at.isoformat(),
+        "ready_at": rev.ready_at.isoformat() if rev.ready_at else None,
+        "instances": {"running": sum(1 for i in own if i.running), "total": len(own)},
+    }
+
+
+def service_view(
+    svc: Service,
+    revisions: list[Revision],
+    instances: list[Instance],
+    *,
+    domain: str,
+    port: int,
+) -> dict[str, Any]:
+    targets = resolve_traffic(svc, revisions)
+    latest_created = revisions[-1].name if revisions else None
+    ready = [r for r in revisions if r.status == "Ready"]
+    traffic = []
+    for t in targets:
+        entry: dict[str, Any] = {"revision": t.revision, "percent": t.percent}
+        if t.tag:
+            entry["tag"] = t.tag
+            entry["url"] = names.tag_url(t.tag, svc.name, domain, port)
+        traffic.append(entry)
+    serving = any(t.percent > 0 for t in targets)
+    return {
+        "name": svc.name,
+        "url": names.service_url(svc.name, domain, port),
+        "generation": svc.generation,
+        "ready": serving,
+        "latest_created_revision": latest_created,
+        "latest_ready_revision": ready[-1].name if ready else None,
+        "traffic": traffic,
+        "revisions": [revision_view(r, instances) for r in reversed(revisions)],
+        "spec": svc.spec,
+    }

@@ -1,0 +1,255 @@
+"""Deployments: source, image or Service YAML in; a ready revision (or a clear failure) out.
+
+This is the push path's spine: build → push → revision → wait for Ready → traffic moves. It
+writes desired state and lets the reconciler converge; it only waits and reports. Deploys to one
+service are serialised (a second one waits and says so), so revision numbers only grow and no
+revision is lost. A failure anywhere leaves the serving revision serving.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pipeline import names, sources, spec
+from pipeline.builds import BuildRequest, Builder, choose_builder
+from pipeline.config import Settings
+from pipeline.errors import InvalidSpec, RevisionFailed, SlipwayError
+from pipeline.logs import get as get_log
+from pipeline.registry import RegistryClient
+from pipeline.routing import resolve_traffic
+from pipeline.state import Revision, Service, Store
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Waker(Protocol):
+    """What the deployer needs from the reconciler."""
+
+    def wake(self) -> None: ...
+
+    def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    service: str
+    revision: Revision
+    created: bool  # False when the template did not change (no new revision, as in Knative)
+    urls: list[str] = field(default_factory=list)
+
+
+class Deployer:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        builder: Callable[[], Builder],
+        registry: RegistryClient,
+        reconciler: Waker,
+        settings: Settings,
+    ) -> None:
+        self._store = store
+        self._builder = builder
+        self._registry = registry
+        self._reconciler = reconciler
+        self._settings = settings
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # entry points -------------------------------------------------------------------------------
+    def deploy_source(
+        self, service: str, *, source: bytes, env: dict[str, str], emit: Emit
+    ) -> Outcome:
+        names.validate_service_name(service)
+        info = sources.inspect(source)
+        builder_name = choose_builder(info)
+        with self._serialised(service, emit):
+            build = self._store.create_build(service, builder=builder_name)
+            log = get_log(service=service, build=build.id)
+            log_path = self._settings.builds_dir / f"{build.id}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            (self._settings.sources_dir).mkdir(parents=True, exist_ok=True)
+            (self._settings.sources_dir / f"{build.id}.tar.gz").write_bytes(source)
+            emit({"event": "build", "build": build.id, "builder": builder_name})
+            started = time.monotonic()
+            with log_path.open("a", encoding="utf-8") as logfile:
+
+                def on_line(line: str) -> None:
+                    logfile.write(line + "\n")
+                    logfile.flush()
+                    emit({"event": "log", "line": line})
+
+                try:
+                    result = self._builder().build(
+                        BuildRequest(
+                            build_id=build.id,
+                            source=source,
+                            info=info,
+                            repository=names.image_repository(self._settings.registry, service),
+                        ),
+                        on_line=on_line,
+                    )
+                except SlipwayError as e:
+                    self._store.finish_build(build.id, error=e.message)
+                    log.warning("build_failed", error=e.message)
+                    raise
+            self._store.finish_build(build.id, image=result.image)
+            emit(
+                {
+                    "event": "stage",
+                    "text": f"Pushed {result.image}",
+                    "seconds": round(time.monotonic() - started, 1),
+                }
+            )
+            log.info("build_succeeded", image=result.image)
+            return self._roll_out(
+                service, image=result.image, env=env, build_id=build.id, emit=emit
+            )
+
+    def deploy_image(self, service: str, *, image: str, env: dict[str, str], emit: Emit) -> Outcome:
+        names.validate_service_name(service)
+        pinned = self._registry.resolve(image)
+        emit({"event": "stage", "text": f"Resolved {image} to {pinned}", "seconds": 0})
+        with self._serialised(service, emit):
+            return self._roll_out(service, image=pinned, env=env, build_id=None, emit=emit)
+
+    def replace(
+        self, document: str | bytes | dict[str, Any], *, name: str | None = None, emit: Emit
+    ) -> Outcome:
+        ks = spec.parse_service(document, require_image=True)
+        manifest = ks.to_manifest()
+        service = manifest["metadata"]["name"]
+        if name is not None and service != name:
+            raise InvalidSpec(
+                f"the document names service {service!r} but was sent to {name!r}: "
+                "make metadata.name match",
+                path="metadata.name",
+            )
+        template = manifest["spec"]["template"]
+        image = template["spec"]["containers"][0]["image"]
+        pinned = self._registry.resolve(image)
+        with self._serialised(service, emit):
+            return self._apply(service, manifest=manifest, image=pinned, build_id=None, emit=emit)
+
+    # internals ----------------------------------------------------------------------------------
+    def _serialised(self, service: str, emit: Emit) -> _Held:
+        with self._locks_guard:
+            lock = self._locks.setdefault(service, threading.Lock())
+        return _Held(lock, on_wait=lambda: emit(
+            {"event": "stage", "text": f"Waiting for the deploy to {service} in progress", "seconds": 0}
+        ))  # fmt: skip
+
+    def _roll_out(
+        self, service: str, *, image: str, env: dict[str, str], build_id: str | None, emit: Emit
+    ) -> Outcome:
+        existing = self._store.find_service(service)
+        if existing is None:
+            manifest = spec.default_service(service, image=image, env=env).to_manifest()
+        else:
+            manifest = copy.deepcopy(existing.spec)
+            container = manifest["spec"]["template"]["spec"]["containers"][0]
+            container["image"] = image
+            if env:
+                merged = {e["name"]: e.get("value", "") for e in container.get("env") or []}
+                merged.update(env)
+                container["env"] = [{"name": k, "value": v} for k, v in merged.items()]
+            # Re-validate: the stored spec plus CLI flags must still be a valid Service.
+            manifest = spec.parse_service(manifest).to_manifest()
+        return self._apply(service, manifest=manifest, image=image, build_id=build_id, emit=emit)
+
+    def _apply(
+        self,
+        service: str,
+        *,
+        manifest: dict[str, Any],
+        image: str,
+        build_id: str | None,
+        emit: Emit,
+    ) -> Outcome:
+        template = copy.deepcopy(manifest["spec"]["template"])
+        template["spec"]["containers"][0]["image"] = image
+        template.get("metadata", {}).pop("name", None)
+        digest = spec.template_hash(template)
+        previous = self._store.list_revisions(service) if self._store.find_service(service) else []
+        serving = _serving(self._store.find_service(service), previous)
+        self._store.put_service(service, spec=manifest)
+        latest = previous[-1] if previous else None
+        if latest is not None and latest.template_hash == digest and latest.status != "Failed":
+            emit({"event": "stage", "text": f"No change: {latest.name} already runs this", "seconds": 0})
+            self._reconciler.wake()
+            return Outcome(service=service, revision=latest, created=False, urls=self._urls(service))
+        rev = self._store.create_revision(
+            service, image=image, template=template, template_hash=digest, build_id=build_id
+        )
+        log = get_log(service=service, revision=rev.name, build=build_id)
+        log.info("revision_created", image=image)
+        emit({"event": "revision", "revision": rev.name, "status": "Pending"})
+        started = time.monotonic()
+        self._reconciler.wake()
+        rev = self._await_settled(rev.name)
+        if rev.status == "Failed":
+            keeps = f"{serving} keeps serving" if serving else "no revision serves yet"
+            raise RevisionFailed(
+                f"revision {rev.name} failed ({rev.reason}): {rev.message}\n"
+                f"Traffic unchanged: {keeps}.",
+                reason=rev.reason,
+            )
+        # The pass that marked it Ready also moved the route; one more pass proves it applied.
+        self._reconciler.wait_for_pass(timeout_s=30)
+        emit(
+            {
+                "event": "ready",
+                "revision": rev.name,
+                "seconds": round(time.monotonic() - started, 1),
+                "urls": self._urls(service),
+            }
+        )
+        return Outcome(service=service, revision=rev, created=True, urls=self._urls(service))
+
+    def _await_settled(self, revision: str) -> Revision:
+        deadline = time.monotonic() + self._settings.readiness_timeout_s + 30
+        while True:
+            rev = self._store.get_revision(revision)
+            if rev.status != "Pending" or time.monotonic() > deadline:
+                return rev
+            time.sleep(0.1)
+
+    def _urls(self, service: str) -> list[str]:
+        svc = self._store.find_service(service)
+        if svc is None:
+            return []
+        port = self._settings.ingress_port
+        urls = [names.service_url(service, self._settings.domain, port)]
+        for t in resolve_traffic(svc, self._store.list_revisions(service)):
+            if t.tag:
+                urls.append(names.tag_url(t.tag, service, self._settings.domain, port))
+        return urls
+
+
+def _serving(service: Service | None, revisions: list[Revision]) -> str:
+    if service is None:
+        return ""
+    targets = [t for t in resolve_traffic(service, revisions) if t.percent > 0]
+    return ", ".join(f"{t.revision} ({t.percent}%)" for t in targets)
+
+
+class _Held:
+    """A lock that reports when the caller has to wait for it."""
+
+    def __init__(self, lock: threading.Lock, *, on_wait: Callable[[], None]) -> None:
+        self._lock = lock
+        self._on_wait = on_wait
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self._on_wait()
+            self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+

@@ -1,0 +1,1 @@
+"""Runtime engines: where instances run. `docker` (embedded) now; `knative` later."""

@@ -1,0 +1,190 @@
+"""The embedded engine: instances are containers on a Slipway-owned Docker bridge network.
+
+`container_kwargs` is the pure builder (revision config in, docker-py arguments out); the
+`DockerEngine` methods apply it. Ownership is by label: only containers carrying this platform's
+labels are ever listed, stopped or removed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from pipeline import names
+from pipeline.engines.base import Instance
+from pipeline.errors import NotFound, SlipwayError, Unavailable
+from pipeline.revisions import RevisionConfig, contract_env
+
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_FACTORS = {
+    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}  # fmt: skip
+
+
+def memory_bytes(quantity: str) -> int:
+    m = _QUANTITY.match(quantity.strip())
+    if not m:
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    return int(float(m.group(1)) * _FACTORS[m.group(2)])
+
+
+def nano_cpus(quantity: str) -> int:
+    q = quantity.strip()
+    if q.endswith("m"):
+        return int(float(q[:-1]) * 10**6)
+    return int(float(q) * 10**9)
+
+
+def container_kwargs(
+    *,
+    platform: str,
+    network: str,
+    service: str,
+    revision: str,
+    instance: str,
+    config: RevisionConfig,
+    metadata_host: str = "",
+) -> dict[str, Any]:
+    env = dict(config.env)
+    env.update(
+        contract_env(
+            service=service, revision=revision, port=config.port, metadata_host=metadata_host
+        )
+    )
+    kwargs: dict[str, Any] = {
+        "image": config.image,
+        "name": names.container_name(platform, revision, instance),
+        "labels": names.instance_labels(
+            platform=platform, service=service, revision=revision, instance=instance
+        ),
+        "environment": env,
+        "network": network,
+        "detach": True,
+        # docker-init as PID 1 forwards SIGTERM, so apps that do not handle signals still stop
+        # within the grace period instead of always waiting for SIGKILL.
+        "init": True,
+        "restart_policy": {"Name": "no"},  # the reconciler replaces instances, not dockerd
+        "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
+    }
+    if config.command:
+        kwargs["entrypoint"] = list(config.command)
+    if config.args:
+        kwargs["command"] = list(config.args)
+    if config.working_dir:
+        kwargs["working_dir"] = config.working_dir
+    if config.memory_limit:
+        kwargs["mem_limit"] = memory_bytes(config.memory_limit)
+    if config.cpu_limit:
+        kwargs["nano_cpus"] = nano_cpus(config.cpu_limit)
+    return kwargs
+
+
+class DockerEngine:
+    def __init__(
+        self, client: docker.DockerClient, *, platform: str, network: str, metadata_host: str = ""
+    ) -> None:
+        self._client = client
+        self._platform = platform
+        self._network = network
+        self._metadata_host = metadata_host
+
+    def ensure_network(self) -> None:
+        try:
+            if not self._client.networks.list(names=[self._network]):
+                self._client.networks.create(
+                    self._network,
+                    driver="bridge",
+                    labels={names.LABEL_MANAGED: "true", names.LABEL_PLATFORM: self._platform},
+                )
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+            raise Unavailable(f"cannot create Docker network {self._network}: {e}") from e
+
+    def list_instances(self) -> list[Instance]:
+        filters = {
+            "label": [f"{names.LABEL_MANAGED}=true", f"{names.LABEL_PLATFORM}={self._platform}"]
+        }
+        try:
+            containers = self._client.containers.list(all=True, filters=filters)
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+            raise Unavailable(f"cannot list containers: {e}") from e
+        return [self._instance(c) for c in containers]
+
+    def _instance(self, c: Any) -> Instance:
+        attrs: dict[str, Any] = c.attrs
+        labels: dict[str, str] = attrs["Config"]["Labels"] or {}
+        state: dict[str, Any] = attrs.get("State") or {}
+        nets: dict[str, Any] = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        address = str((nets.get(self._network) or {}).get("IPAddress") or "")
+        running = bool(state.get("Running"))
+        return Instance(
+            id=str(c.id),
+            name=str(c.name),
+            service=labels.get(names.LABEL_SERVICE, ""),
+            revision=labels.get(names.LABEL_REVISION, ""),
+            instance=labels.get(names.LABEL_INSTANCE, ""),
+            address=address if running else "",
+            running=running,
+            exit_code=None if running else int(state.get("ExitCode") or 0),
+            error=str(state.get("Error") or ""),
+        )
+
+    def start_instance(
+        self, *, service: str, revision: str, instance: str, config: RevisionConfig
+    ) -> Instance:
+        kwargs = container_kwargs(
+            platform=self._platform,
+            network=self._network,
+            service=service,
+            revision=revision,
+            instance=instance,
+            config=config,
+            metadata_host=self._metadata_host,
+        )
+        try:
+            self._ensure_image(config.image)
+            container = self._client.containers.run(**kwargs)
+            container.reload()
+        except docker.errors.ImageNotFound as e:
+            raise NotFound(f"image {config.image} not found: {e.explanation}") from e
+        except docker.errors.APIError as e:
+            raise SlipwayError(f"cannot start {kwargs['name']}: {e.explanation}") from e
+        except requests.exceptions.ConnectionError as e:
+            raise Unavailable("Docker Engine is not reachable: is dockerd running?") from e
+        return self._instance(container)
+
+    def _ensure_image(self, image: str) -> None:
+        try:
+            self._client.images.get(image)
+        except docker.errors.ImageNotFound:
+            try:
+                self._client.api.pull(image)
+            except docker.errors.APIError as e:
+                raise NotFound(
+                    f"image {image} could not be pulled: {e.explanation}: is it in the registry?"
+                ) from e
+
+    def stop_instance(self, instance: Instance, *, grace_s: float) -> None:
+        try:
+            container = self._client.containers.get(instance.id)
+            labels = container.labels or {}
+            if labels.get(names.LABEL_PLATFORM) != self._platform:
+                return  # never touch a container that is not ours
+            if container.status == "running":
+                container.stop(timeout=max(1, int(grace_s)))  # SIGTERM, then SIGKILL
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            return
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+            raise Unavailable(f"cannot stop {instance.name}: {e}") from e
+
+    def logs_tail(self, instance: Instance, *, lines: int = 20) -> str:
+        try:
+            raw: bytes = self._client.containers.get(instance.id).logs(tail=lines)
+        except (docker.errors.APIError, requests.exceptions.ConnectionError):
+            return ""
+        return raw.decode("utf-8", errors="replace").strip()

@@ -1,0 +1,90 @@
+"""The composition root: settings in, a wired platform out (store, engine, data plane, loops).
+
+Only this module and `server` know which concrete engine, builder and data plane are in use.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from pipeline import db
+from pipeline.api.auth import ensure_token
+from pipeline.builds import DockerfileBuilder
+from pipeline.config import Settings
+from pipeline.dataplane.model import Site
+from pipeline.dataplane.process import HAProxyManager
+from pipeline.deployments import Deployer
+from pipeline.dockerclient import connect
+from pipeline.engines.docker import DockerEngine
+from pipeline.reconciler import Reconciler
+from pipeline.registry import RegistryClient
+from pipeline.state import Store
+
+
+@dataclass(kw_only=True)
+class Platform:
+    settings: Settings
+    token: str
+    store: Store
+    engine: DockerEngine
+    dataplane: HAProxyManager
+    reconciler: Reconciler
+    deployer: Deployer
+    stop: threading.Event
+
+    def start_loops(self) -> threading.Thread:
+        thread = threading.Thread(
+            target=self.reconciler.run,
+            args=(self.stop,),
+            kwargs={"interval_s": self.settings.reconcile_interval_s},
+            name="reconciler",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
+
+def site_of(settings: Settings) -> Site:
+    return Site(
+        bind=f"{settings.ingress_host}:{settings.ingress_port}",
+        domain=settings.domain,
+        api_server=f"{settings.api_host}:{settings.api_port}",
+        run_dir=settings.haproxy_dir,
+    )
+
+
+def build(settings: Settings) -> Platform:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine_db = db.make_engine(settings.db_url)
+    db.migrate(engine_db)
+    store = Store(db.session_factory(engine_db))
+    client = connect()
+    engine = DockerEngine(client, platform=settings.platform_id, network=settings.network)
+    engine.ensure_network()
+    dataplane = HAProxyManager(site=site_of(settings), binary=settings.haproxy_bin)
+    reconciler = Reconciler(
+        store=store,
+        engine=engine,
+        dataplane=dataplane,
+        domain=settings.domain,
+        readiness_timeout_s=settings.readiness_timeout_s,
+        grace_period_s=settings.grace_period_s,
+    )
+    deployer = Deployer(
+        store=store,
+        builder=lambda: DockerfileBuilder(client),
+        registry=RegistryClient(),
+        reconciler=reconciler,
+        settings=settings,
+    )
+    return Platform(
+        settings=settings,
+        token=ensure_token(settings.token_file),
+        store=store,
+        engine=engine,
+        dataplane=dataplane,
+        reconciler=reconciler,
+        deployer=deployer,
+        stop=threading.Event(),
+    )

@@ -1,0 +1,261 @@
+"""The reconciler: desired state (database) → instance containers → HAProxy, level-triggered.
+
+Each pass observes (store snapshot, owned containers, readiness probes), decides (pure functions
+in `routing`), and applies: revision status, instance starts, drains and stops, then one data
+plane apply. Running a pass twice changes nothing. After a restart it adopts the containers it
+owns by label — they are probed, found ready and kept — and removes owned ones nobody wants.
+
+Order matters for zero-downtime: a revision turns Ready in the same pass that puts its instance
+into HAProxy and moves the route; the old revision's instances are only marked draining then,
+and stopped in a later pass once HAProxy reports no request in flight on them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from pipeline import names, probes
+from pipeline.dataplane.model import DataPlane
+from pipeline.engines.base import Engine, Instance
+from pipeline.errors import SlipwayError
+from pipeline.logs import get as get_log
+from pipeline.revisions import config_of
+from pipeline.routing import build_plane, desired_scale
+from pipeline.state import Revision, Snapshot, Store
+
+
+class DataPlaneApplier(Protocol):
+    def apply(self, plane: DataPlane) -> str: ...
+
+    def busy(self, backend: str, server: str) -> bool: ...
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        engine: Engine,
+        dataplane: DataPlaneApplier,
+        domain: str,
+        readiness_timeout_s: float,
+        grace_period_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._dataplane = dataplane
+        self._domain = domain
+        self._readiness_timeout_s = readiness_timeout_s
+        self._grace_s = grace_period_s
+        self._clock = clock
+        self._ready: set[str] = set()  # instance ids that passed readiness
+        self._draining: dict[str, float] = {}  # instance id -> drain start
+        self._stopping: set[str] = set()
+        self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stop")
+        self._wake = threading.Event()
+        self._cond = threading.Condition()
+        self._passes = 0
+        self._lock = threading.Lock()
+        self._log = get_log(component="reconciler")
+
+    # driving ----------------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self, stop: threading.Event, *, interval_s: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                self.reconcile_once()
+            except SlipwayError as e:
+                self._log.warning("reconcile_failed", error=e.message)
+            except Exception:
+                self._log.exception("reconcile_crashed")
+            self._wake.wait(interval_s)
+            self._wake.clear()
+        self._stopper.shutdown(wait=True)
+
+    def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
+        """Wait until one full pass has started and finished after this call."""
+        with self._cond:
+            target = self._passes + 2
+            self.wake()
+            return self._cond.wait_for(lambda: self._passes >= target, timeout=timeout_s)
+
+    # one pass ---------------------------------------------------------------------------------
+    def reconcile_once(self) -> str:
+        with self._lock:
+            result = self._pass()
+        with self._cond:
+            self._passes += 1
+            self._cond.notify_all()
+        return result
+
+    def _pass(self) -> str:
+        snapshot = self._store.snapshot()
+        instances = self._engine.list_instances()
+        revisions = {r.name: r for r in snapshot.revisions}
+        live_ids = {i.id for i in instances}
+        self._ready &= live_ids
+        for gone in set(self._draining) - live_ids:
+            del self._draining[gone]
+
+        self._probe(instances, revisions)
+        if self._update_revision_status(snapshot, instances):
+            snapshot = self._store.snapshot()
+            revisions = {r.name: r for r in snapshot.revisions}
+
+        instances = self._scale(snapshot, instances, revisions)
+        plane = build_plane(
+            snapshot,
+            instances=instances,
+            ready=self._ready,
+            draining=set(self._draining),
+            domain=self._domain,
+        )
+        applied = self._dataplane.apply(plane)
+        if applied != "unchanged":
+            self._log.info("dataplane_applied", result=applied)
+        self._finish_drains(instances)
+        return applied
+
+    def _probe(self, instances: list[Instance], revisions: dict[str, Revision]) -> None:
+        for inst in instances:
+            if inst.id in self._ready or not inst.running or inst.revision not in revisions:
+                continue
+            rev = revisions[inst.revision]
+            config = config_of(rev.template, image=rev.image)
+            if probes.ready(inst.address, config.port, config.readiness):
+                self._ready.add(inst.id)
+
+    def _update_revision_status(self, snapshot: Snapshot, instances: list[Instance]) -> bool:
+        changed = False
+        now = self._clock()
+        for rev in snapshot.revisions:
+            if rev.status != "Pending":
+                continue
+            own = [i for i in instances if i.revision == rev.name]
+            log = self._log.bind(service=rev.service, revision=rev.name, build=rev.build_id)
+            if any(i.id in self._ready for i in own):
+                self._store.mark_revision(rev.name, status="Ready")
+                log.info("revision_ready")
+                changed = True
+                continue
+            exited = [i for i in own if not i.running]
+            if exited:
+                inst = exited[0]
+                tail = self._engine.logs_tail(inst)
+                message = f"the container exited with code {inst.exit_code} before it listened"
+                message += f" on $PORT{_with_logs(tail)}"
+                self._store.mark_revision(
+                    rev.name, status="Failed", reason="ExitCode", message=message
+                )
+                log.warning("revision_failed", reason="ExitCode", exit_code=inst.exit_code)
+                changed = True
+                continue
+            if now - rev.created_at.timestamp() > self._readiness_timeout_s:
+                port = config_of(rev.template, image=rev.image).port
+                tail = self._engine.logs_tail(own[0]) if own else ""
+                message = (
+                    f"no instance accepted connections on port {port} within "
+                    f"{self._readiness_timeout_s:.0f}s: the app must listen on $PORT "
+                    f"(0.0.0.0:{port}){_with_logs(tail)}"
+                )
+                self._store.mark_revision(
+                    rev.name, status="Failed", reason="ReadinessTimeout", message=message
+                )
+                log.warning("revision_failed", reason="ReadinessTimeout")
+                changed = True
+        return changed
+
+    def _scale(
+        self, snapshot: Snapshot, instances: list[Instance], revisions: dict[str, Revision]
+    ) -> list[Instance]:
+        scale = desired_scale(snapshot)
+        result: list[Instance] = []
+        by_revision: dict[str, list[Instance]] = {}
+        for inst in instances:
+            if not inst.running:
+                # Exited: collected here; a routed revision gets a fresh instance below.
+                self._stop(inst)
+                continue
+            by_revision.setdefault(inst.revision, []).append(inst)
+            result.append(inst)
+        for rev_name, own in by_revision.items():
+            keep = scale.get(rev_name, 0)
+            active = [i for i in own if i.id not in self._draining]
+            # Prefer keeping ready instances; surplus ones drain.
+            active.sort(key=lambda i: (i.id not in self._ready, i.name))
+            for inst in active[keep:]:
+                self._draining[inst.id] = self._clock()
+                self._log.info(
+                    "instance_draining", service=inst.service, revision=rev_name, instance=inst.name
+                )
+        for rev_name, want in scale.items():
+            have = [i for i in by_revision.get(rev_name, []) if i.id not in self._draining]
+            for _ in range(want - len(have)):
+                started = self._start(revisions[rev_name])
+                if started is not None:
+                    result.append(started)
+        return result
+
+    def _start(self, rev: Revision) -> Instance | None:
+        log = self._log.bind(service=rev.service, revision=rev.name, build=rev.build_id)
+        instance_id = secrets.token_hex(3)
+        try:
+            inst = self._engine.start_instance(
+                service=rev.service,
+                revision=rev.name,
+                instance=instance_id,
+                config=config_of(rev.template, image=rev.image),
+            )
+        except SlipwayError as e:
+            log.warning("instance_start_failed", error=e.message)
+            if rev.status == "Pending":
+                self._store.mark_revision(
+                    rev.name, status="Failed", reason="ContainerCreateFailed", message=e.message
+                )
+            return None
+        log.info("instance_started", instance=inst.name, address=inst.address)
+        return inst
+
+    def _finish_drains(self, instances: list[Instance]) -> None:
+        now = self._clock()
+        for inst in instances:
+            since = self._draining.get(inst.id)
+            if since is None or inst.id in self._stopping:
+                continue
+            backend = names.backend_name(inst.revision)
+            server = names.server_name(inst.instance)
+            if now - since < self._grace_s and self._dataplane.busy(backend, server):
+                continue
+            self._stop(inst)
+
+    def _stop(self, inst: Instance) -> None:
+        if inst.id in self._stopping:
+            return
+        self._stopping.add(inst.id)
+
+        def stop() -> None:
+            try:
+                self._engine.stop_instance(inst, grace_s=self._grace_s)
+                self._log.info(
+                    "instance_stopped", service=inst.service, revision=inst.revision,
+                    instance=inst.name,
+                )  # fmt: skip
+            except SlipwayError as e:
+                self._log.warning("instance_stop_failed", instance=inst.name, error=e.message)
+            finally:
+                self._stopping.discard(inst.id)
+                self.wake()
+
+        self._stopper.submit(stop)
+
+
+def _with_logs(tail: str) -> str:
+    return f"; last log lines:\n{tail}" if tail else " (it wrote no logs)"
