@@ -1,0 +1,240 @@
+"""Fixtures that start the real thing: a registry, a Slipway control plane (which starts its own
+HAProxy), on free loopback ports, next to whatever else runs on this machine.
+
+Each test platform has its own platform id, Docker network and data dir, so it never adopts or
+removes containers of another Slipway (including one started by ./scripts/up).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from pipeline import baseimages, names
+from pipeline.errors import Unavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+BUSYBOX = "slipway/busybox:1.35-bookworm"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, *, timeout_s: float = 30.0, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, headers=headers, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout_s}s")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as e:
+        raise Unavailable(
+            "integration tests need a running Docker Engine: run them through ./scripts/test, "
+            "which starts dockerd"
+        ) from e
+    return client
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real distribution registry (Debian's docker-registry) on a free loopback port."""
+    binary = shutil.which("docker-registry")
+    assert binary, "docker-registry is not installed: ./scripts/test installs it"
+    root = tmp_path_factory.mktemp("registry")
+    addr = f"127.0.0.1:{free_port()}"
+    cfg = root / "config.yml"
+    cfg.write_text(
+        "version: 0.1\nlog: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: {addr}}}\n"
+    )
+    proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://{addr}/v2/")
+        yield addr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_client: docker.DockerClient) -> str:
+    baseimages.ensure_base_images(docker_client, references=[BUSYBOX])
+    return BUSYBOX
+
+
+@dataclass
+class Slipway:
+    """A running control plane as a user meets it: its CLI, its ingress, its API."""
+
+    data_dir: Path
+    env: dict[str, str]
+    ingress_port: int
+    api_port: int
+    platform_id: str
+    network: str
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.data_dir / "control-plane.log"
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.ingress_port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "server"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{self.api_port}/healthz", timeout_s=60)
+            wait_http(f"http://127.0.0.1:{self.ingress_port}/healthz", timeout_s=30,
+                      headers={"Host": f"localhost:{self.ingress_port}"})  # fmt: skip
+        except AssertionError:
+            raise AssertionError(f"control plane did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash looks like."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "SLIPWAY_URL": self.url, "SLIPWAY_TOKEN": self.token, "COLUMNS": "200"}
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"slipway {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def get(self, host: str, path: str = "/", **kwargs: object) -> httpx.Response:
+        """A request through HAProxy for `host` (e.g. 'hello'), as a browser would send it."""
+        full = host if "." in host else names.service_host(host, "localhost")
+        return httpx.get(
+            f"http://127.0.0.1:{self.ingress_port}{path}",
+            headers={"Host": f"{full}:{self.ingress_port}"},
+            timeout=10,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.api_port}",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=60,
+        )
+
+    def containers(self, client: docker.DockerClient) -> list[docker.models.containers.Container]:
+        return list(client.containers.list(
+            all=True, filters={"label": [f"{names.LABEL_PLATFORM}={self.platform_id}"]}
+        ))  # fmt: skip
+
+    def shutdown(self, client: docker.DockerClient) -> None:
+        self.stop()
+        pid_file = self.data_dir / "haproxy" / "haproxy.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+        for c in self.containers(client):
+            c.remove(force=True)
+        for n in client.networks.list(names=[self.network]):
+            n.remove()
+
+
+@pytest.fixture(scope="module")
+def slipway(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: docker.DockerClient,
+    registry: str,
+    busybox_image: str,
+) -> Iterator[Slipway]:
+    ident = secrets.token_hex(3)
+    data_dir = tmp_path_factory.mktemp("slipway")
+    ingress, api = free_port(), free_port()
+    env = {
+        **os.environ,
+        "SLIPWAY_DATA_DIR": str(data_dir),
+        "SLIPWAY_PORT": str(ingress),
+        "SLIPWAY_API_PORT": str(api),
+        "SLIPWAY_REGISTRY": registry,
+        "SLIPWAY_NETWORK": f"slipway-test-{ident}",
+        "SLIPWAY_PLATFORM_ID": f"t{ident}",
+        "SLIPWAY_READINESS_TIMEOUT": "10",
+        "SLIPWAY_GRACE_PERIOD": "5",
+    }
+    env.pop("SLIPWAY_URL", None)
+    env.pop("SLIPWAY_TOKEN", None)
+    sw = Slipway(
+        data_dir=data_dir, env=env, ingress_port=ingress, api_port=api,
+        platform_id=f"t{ident}", network=f"slipway-test-{ident}",
+    )  # fmt: skip
+    sw.start()
+    try:
+        yield sw
+    finally:
+        sw.shutdown(docker_client)
+
+
+def write_app(folder: Path, *, body: str, dockerfile: str | None = None) -> Path:
+    """A tiny static site on busybox httpd, listening on $PORT."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "index.html").write_text(body)
+    (folder / "Dockerfile").write_text(
+        dockerfile
+        or f"FROM {BUSYBOX}\nCOPY index.html /www/index.html\nUSER app\n"
+        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
+    )
+    return folder
