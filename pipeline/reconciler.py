@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Protocol
 
 from pipeline import names, probes
@@ -24,9 +24,12 @@ from pipeline.dataplane.model import DataPlane
 from pipeline.engines.base import Engine, Instance
 from pipeline.errors import SlipwayError
 from pipeline.logs import get as get_log
-from pipeline.revisions import config_of
+from pipeline.revisions import Readiness, config_of
 from pipeline.routing import build_plane, desired_scale
 from pipeline.state import Revision, Snapshot, Store
+
+
+Probe = Callable[[str, int, Readiness], bool]
 
 
 class DataPlaneApplier(Protocol):
@@ -46,6 +49,8 @@ class Reconciler:
         readiness_timeout_s: float,
         grace_period_s: float,
         clock: Callable[[], float] = time.time,
+        probe: Probe = probes.ready,
+        stopper: Executor | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -54,10 +59,12 @@ class Reconciler:
         self._readiness_timeout_s = readiness_timeout_s
         self._grace_s = grace_period_s
         self._clock = clock
+        self._probe_fn = probe
         self._ready: set[str] = set()  # instance ids that passed readiness
         self._draining: dict[str, float] = {}  # instance id -> drain start
         self._stopping: set[str] = set()
-        self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stop")
+        # Stops wait out the grace period: off the reconcile loop, so other services go on.
+        self._stopper = stopper or ThreadPoolExecutor(max_workers=4, thread_name_prefix="stop")
         self._wake = threading.Event()
         self._cond = threading.Condition()
         self._passes = 0
@@ -130,7 +137,7 @@ class Reconciler:
                 continue
             rev = revisions[inst.revision]
             config = config_of(rev.template, image=rev.image)
-            if probes.ready(inst.address, config.port, config.readiness):
+            if self._probe_fn(inst.address, config.port, config.readiness):
                 self._ready.add(inst.id)
 
     def _update_revision_status(self, snapshot: Snapshot, instances: list[Instance]) -> bool:

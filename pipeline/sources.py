@@ -1,6 +1,6 @@
 """Source archives: the CLI packs a folder, the control plane checks and keeps what it received.
 
-`pack` honours `.dockerignore` and `.gitignore` (gitwildmatch rules) and never ships `.git/`.
+`pack` honours `.dockerignore` and `.gitignore` (git's own matching rules) and never ships `.git/`.
 `inspect` runs on the server before anything is built: a source that is not a gzip tar, escapes
 its root, or has nothing to build from is refused with the reason and the fix.
 """
@@ -22,13 +22,13 @@ ALWAYS_IGNORED = (".git/",)
 MAX_SOURCE_BYTES = 512 * 1024 * 1024
 
 
-def ignore_spec(root: Path) -> pathspec.PathSpec:
+def ignore_spec(root: Path) -> pathspec.GitIgnoreSpec:
     lines: list[str] = list(ALWAYS_IGNORED)
     for name in IGNORE_FILES:
         f = root / name
         if f.is_file():
             lines.extend(f.read_text(errors="replace").splitlines())
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def included_files(root: Path) -> Iterator[str]:

@@ -1,0 +1,221 @@
+"""Reconciler passes as "state in → actions out", with a real SQLite store and in-process
+engine and data plane (the real ones are exercised in tests/integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import db
+from pipeline.dataplane.model import DataPlane
+from pipeline.engines.base import Instance
+from pipeline.reconciler import Reconciler
+from pipeline.revisions import Readiness, RevisionConfig
+from pipeline.state import Store
+
+
+class InProcessEngine:
+    def __init__(self) -> None:
+        self.instances: dict[str, Instance] = {}
+        self.stopped: list[str] = []
+        self.logs: dict[str, str] = {}
+        self._n = 0
+
+    def ensure_network(self) -> None:
+        pass
+
+    def list_instances(self) -> list[Instance]:
+        return list(self.instances.values())
+
+    def start_instance(
+        self, *, service: str, revision: str, instance: str, config: RevisionConfig
+    ) -> Instance:
+        self._n += 1
+        inst = Instance(
+            id=f"c{self._n}", name=f"{revision}-{instance}", service=service,
+            revision=revision, instance=instance, address=f"10.0.0.{self._n}", running=True,
+        )  # fmt: skip
+        self.instances[inst.id] = inst
+        return inst
+
+    def stop_instance(self, instance: Instance, *, grace_s: float) -> None:
+        self.stopped.append(instance.id)
+        self.instances.pop(instance.id, None)
+
+    def logs_tail(self, instance: Instance, *, lines: int = 20) -> str:
+        return self.logs.get(instance.id, "")
+
+    def exit(self, inst_id: str, code: int) -> None:
+        self.instances[inst_id] = replace(
+            self.instances[inst_id], running=False, address="", exit_code=code
+        )
+
+
+class RecordingDataPlane:
+    def __init__(self) -> None:
+        self.planes: list[DataPlane] = []
+        self.busy_servers: set[tuple[str, str]] = set()
+
+    def apply(self, plane: DataPlane) -> str:
+        changed = not self.planes or self.planes[-1] != plane
+        self.planes.append(plane)
+        return "reloaded" if changed else "unchanged"
+
+    def busy(self, backend: str, server: str) -> bool:
+        return (backend, server) in self.busy_servers
+
+
+class Inline(Executor):
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        f: Future[Any] = Future()
+        f.set_result(fn(*args, **kwargs))
+        return f
+
+
+class World:
+    def __init__(self, tmp: Path) -> None:
+        engine = db.make_engine(f"sqlite:///{tmp / 'db.sqlite'}")
+        db.migrate(engine)
+        self.store = Store(db.session_factory(engine))
+        self.engine = InProcessEngine()
+        self.plane = RecordingDataPlane()
+        self.listening: set[str] = set()
+        self.now = 1_000_000_000.0
+        self.reconciler = Reconciler(
+            store=self.store, engine=self.engine, dataplane=self.plane, domain="localhost",
+            readiness_timeout_s=10, grace_period_s=5, clock=lambda: self.now,
+            probe=self._probe, stopper=Inline(),
+        )  # fmt: skip
+
+    def _probe(self, address: str, port: int, readiness: Readiness) -> bool:
+        return address in self.listening
+
+    def deploy(self, svc: str, image: str) -> str:
+        if self.store.find_service(svc) is None:
+            self.store.put_service(svc, spec={"spec": {"template": {"spec": {"containers": [{}]}}}})
+        tpl = {"spec": {"containers": [{"image": image}]}}
+        return self.store.create_revision(svc, image=image, template=tpl, template_hash=image).name
+
+    def status(self, rev: str) -> tuple[str, str]:
+        r = self.store.get_revision(rev)
+        return r.status, r.reason
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_new_revision_gets_an_instance_then_traffic_when_ready(world: World) -> None:
+    rev = world.deploy("hello", "img:1")
+    world.now = world.store.get_revision(rev).created_at.timestamp()
+
+    world.reconciler.reconcile_once()
+    (inst,) = world.engine.list_instances()
+    assert world.status(rev) == ("Pending", "")
+    assert world.plane.planes[-1].routes == ()  # not ready: no route yet
+
+    world.listening.add(inst.address)
+    world.reconciler.reconcile_once()
+    assert world.status(rev) == ("Ready", "")
+    plane = world.plane.planes[-1]
+    assert [r.host for r in plane.routes] == ["hello.localhost"]
+    assert [s.address for s in plane.backends[0].servers] == [inst.address]
+
+    # Level-triggered: another pass changes nothing.
+    assert world.reconciler.reconcile_once() == "unchanged"
+    assert len(world.engine.list_instances()) == 1
+
+
+def test_instance_exiting_before_ready_fails_the_revision_with_its_logs(world: World) -> None:
+    rev = world.deploy("hello", "img:1")
+    world.now = world.store.get_revision(rev).created_at.timestamp()
+    world.reconciler.reconcile_once()
+    (inst,) = world.engine.list_instances()
+    world.engine.exit(inst.id, 3)
+    world.engine.logs[inst.id] = "panic: no config"
+
+    world.reconciler.reconcile_once()
+
+    r = world.store.get_revision(rev)
+    assert (r.status, r.reason) == ("Failed", "ExitCode")
+    assert "code 3" in r.message and "panic: no config" in r.message
+    world.reconciler.reconcile_once()
+    assert world.engine.list_instances() == []  # failed revisions get no new instance
+
+
+def test_revision_that_never_listens_times_out(world: World) -> None:
+    rev = world.deploy("hello", "img:1")
+    created = world.store.get_revision(rev).created_at.timestamp()
+    world.now = created
+    world.reconciler.reconcile_once()
+    world.now = created + 11
+
+    world.reconciler.reconcile_once()
+
+    assert world.status(rev) == ("Failed", "ReadinessTimeout")
+    assert "port 8080" in world.store.get_revision(rev).message
+
+
+def test_old_revision_drains_until_idle_then_stops(world: World) -> None:
+    first = world.deploy("hello", "img:1")
+    world.now = world.store.get_revision(first).created_at.timestamp()
+    world.reconciler.reconcile_once()
+    (old,) = world.engine.list_instances()
+    world.listening.add(old.address)
+    world.reconciler.reconcile_once()
+
+    second = world.deploy("hello", "img:2")
+    world.reconciler.reconcile_once()
+    new = next(i for i in world.engine.list_instances() if i.revision == second)
+    world.plane.busy_servers.add(("rev-hello-00001", f"i-{old.instance}"))
+    world.listening.add(new.address)
+
+    world.reconciler.reconcile_once()  # second becomes ready, route moves, first drains
+    plane = world.plane.planes[-1]
+    assert plane.routes[0].splits[0].backend == "rev-hello-00002"
+    drained = next(b for b in plane.backends if b.name == "rev-hello-00001")
+    assert drained.servers[0].draining
+    assert old.id in world.engine.instances, "busy: still finishing its requests"
+
+    world.plane.busy_servers.clear()
+    world.reconciler.reconcile_once()
+    assert world.engine.stopped == [old.id]
+    world.reconciler.reconcile_once()
+    assert [b.name for b in world.plane.planes[-1].backends] == ["rev-hello-00002"]
+
+
+def test_drain_is_bounded_by_the_grace_period(world: World) -> None:
+    first = world.deploy("hello", "img:1")
+    world.now = world.store.get_revision(first).created_at.timestamp()
+    world.reconciler.reconcile_once()
+    (old,) = world.engine.list_instances()
+    world.store.delete_service("hello")
+    world.plane.busy_servers.add(("rev-hello-00001", f"i-{old.instance}"))
+
+    world.reconciler.reconcile_once()
+    assert world.engine.stopped == []
+    world.now += 6
+    world.reconciler.reconcile_once()
+    assert world.engine.stopped == [old.id]
+
+
+def test_ready_revision_instance_that_exits_is_replaced(world: World) -> None:
+    rev = world.deploy("hello", "img:1")
+    world.now = world.store.get_revision(rev).created_at.timestamp()
+    world.reconciler.reconcile_once()
+    (inst,) = world.engine.list_instances()
+    world.listening.add(inst.address)
+    world.reconciler.reconcile_once()
+    world.engine.exit(inst.id, 137)
+
+    world.reconciler.reconcile_once()
+
+    (replacement,) = world.engine.list_instances()
+    assert replacement.id != inst.id and replacement.revision == rev
+    assert world.status(rev) == ("Ready", "")

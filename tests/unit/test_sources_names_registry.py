@@ -1,0 +1,110 @@
+"""Pure helpers at the edges: source archives, names, image references."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pipeline import names, registry, sources
+from pipeline.errors import InvalidInput, InvalidName, InvalidSource
+
+
+def test_pack_honours_ignore_files_and_skips_git(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / "app.py").write_text("print()\n")
+    (tmp_path / ".gitignore").write_text("*.log\nbuild/\n")
+    (tmp_path / ".dockerignore").write_text("secrets.env\n")
+    (tmp_path / "secrets.env").write_text("TOKEN=1")
+    (tmp_path / "debug.log").write_text("x")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "out.bin").write_text("x")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref")
+
+    data = sources.pack(tmp_path)
+
+    info = sources.inspect(data)
+    assert info.files == (".dockerignore", ".gitignore", "Dockerfile", "app.py")
+    assert sources.pack(tmp_path) == data, "reproducible: same folder, same bytes"
+
+
+def _tar(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, body in entries.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(body)
+            tar.addfile(ti, io.BytesIO(body))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(b"not a tar", "not a readable tar archive", id="garbage"),
+        pytest.param(_tar({"../etc/passwd": b"x"}), "escapes the source folder", id="dotdot"),
+        pytest.param(_tar({"/abs": b"x"}), "escapes the source folder", id="absolute"),
+    ],
+)
+def test_inspect_refuses_bad_archives(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidSource, match=message):
+        sources.inspect(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        pytest.param("hello", True, id="plain"),
+        pytest.param("a" * 47, True, id="longest"),
+        pytest.param("a" * 48, False, id="tag-url-too-long"),
+        pytest.param("Hello", False, id="uppercase"),
+        pytest.param("1abc", False, id="leading-digit"),
+        pytest.param("abc-", False, id="trailing-dash"),
+        pytest.param("a_b", False, id="underscore"),
+    ],
+)
+def test_service_names(name: str, ok: bool) -> None:
+    if ok:
+        assert names.validate_service_name(name) == name
+        assert len(names.tag_host("commit-abcdef1", name, "x").split(".")[0]) <= 63
+    else:
+        with pytest.raises(InvalidName):
+            names.validate_service_name(name)
+
+
+def test_derived_names() -> None:
+    assert names.revision_name("hello", 3) == "hello-00003"
+    assert names.service_url("hello", "localhost", 8080) == "http://hello.localhost:8080"
+    assert names.tag_url("commit-abc1234", "hello", "example.com", 80) == (
+        "http://commit-abc1234--hello.example.com"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        pytest.param("127.0.0.1:5000/some/image:tag", "127.0.0.1:5000/some/image:tag", id="tag"),
+        pytest.param("localhost:5000/app", "localhost:5000/app:latest", id="default-latest"),
+        pytest.param("reg.example.com/a/b@sha256:" + "a" * 64,
+                     "reg.example.com/a/b@sha256:" + "a" * 64, id="digest"),
+    ],
+)  # fmt: skip
+def test_image_references(ref: str, expected: str) -> None:
+    assert str(registry.parse(ref)) == expected
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        pytest.param("nginx", id="docker-hub-short"),
+        pytest.param("library/nginx:1", id="docker-hub-path"),
+        pytest.param("127.0.0.1:5000/UPPER:1", id="uppercase-repo"),
+        pytest.param("127.0.0.1:5000/x@sha256:short", id="bad-digest"),
+    ],
+)
+def test_bad_image_references(ref: str) -> None:
+    with pytest.raises(InvalidInput):
+        registry.parse(ref)
