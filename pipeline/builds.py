@@ -104,7 +104,9 @@ class DockerfileBuilder:
         except (docker.errors.APIError, docker.errors.BuildError) as e:
             raise BuildFailed(f"build failed: {_explain(e)}", log_tail="\n".join(tail[-20:])) from e
         except requests.exceptions.ConnectionError as e:
-            raise Unavailable("Docker Engine went away during the build: is dockerd running?") from e
+            raise Unavailable(
+                "Docker Engine went away during the build: is dockerd running?"
+            ) from e
         if not image_id:
             raise BuildFailed("build produced no image", log_tail="\n".join(tail[-20:]))
         return image_id

@@ -51,7 +51,9 @@ def _follow(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
             secs = f"   {ev['seconds']}s" if ev.get("seconds") else ""
             out.print(f"-----> {ev['text']}{secs}", highlight=False, markup=False)
         elif kind == "revision":
-            out.print(f"-----> Revision {ev['revision']} created, waiting until ready", highlight=False)
+            out.print(
+                f"-----> Revision {ev['revision']} created, waiting until ready", highlight=False
+            )
         elif kind == "ready":
             out.print(f"-----> {ev['revision']} ready   {ev['seconds']}s", highlight=False)
         elif kind == "error":

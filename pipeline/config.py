@@ -54,9 +54,7 @@ class Settings:
             platform_id=e.get("SLIPWAY_PLATFORM_ID", base.platform_id),
             database_url=e.get("SLIPWAY_DATABASE_URL", ""),
             haproxy_bin=e.get("SLIPWAY_HAPROXY", base.haproxy_bin),
-            readiness_timeout_s=float(
-                e.get("SLIPWAY_READINESS_TIMEOUT", base.readiness_timeout_s)
-            ),
+            readiness_timeout_s=float(e.get("SLIPWAY_READINESS_TIMEOUT", base.readiness_timeout_s)),
             grace_period_s=float(e.get("SLIPWAY_GRACE_PERIOD", base.grace_period_s)),
         )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline import names, sources, spec
-from pipeline.builds import BuildRequest, Builder, choose_builder
+from pipeline.builds import Builder, BuildRequest, choose_builder
 from pipeline.config import Settings
 from pipeline.errors import InvalidSpec, RevisionFailed, SlipwayError
 from pipeline.logs import get as get_log
@@ -122,67 +122,63 @@ class Deployer:
         self, document: str | bytes | dict[str, Any], *, name: str | None = None, emit: Emit
     ) -> Outcome:
         ks = spec.parse_service(document, require_image=True)
-        manifest = ks.to_manifest()
-        service = manifest["metadata"]["name"]
-        if name is not None and service != name:
+        if name is not None and ks.name != name:
             raise InvalidSpec(
-                f"the document names service {service!r} but was sent to {name!r}: "
+                f"the document names service {ks.name!r} but was sent to {name!r}: "
                 "make metadata.name match",
                 path="metadata.name",
             )
-        template = manifest["spec"]["template"]
-        image = template["spec"]["containers"][0]["image"]
-        pinned = self._registry.resolve(image)
-        with self._serialised(service, emit):
-            return self._apply(service, manifest=manifest, image=pinned, build_id=None, emit=emit)
+        pinned = self._registry.resolve(ks.container.image or "")
+        with self._serialised(ks.name, emit):
+            return self._apply(ks, image=pinned, build_id=None, emit=emit)
 
     # internals ----------------------------------------------------------------------------------
     def _serialised(self, service: str, emit: Emit) -> _Held:
         with self._locks_guard:
             lock = self._locks.setdefault(service, threading.Lock())
-        return _Held(lock, on_wait=lambda: emit(
-            {"event": "stage", "text": f"Waiting for the deploy to {service} in progress", "seconds": 0}
-        ))  # fmt: skip
+        waiting = f"Waiting for the deploy to {service} in progress"
+        return _Held(lock, on_wait=lambda: emit({"event": "stage", "text": waiting, "seconds": 0}))
 
     def _roll_out(
         self, service: str, *, image: str, env: dict[str, str], build_id: str | None, emit: Emit
     ) -> Outcome:
         existing = self._store.find_service(service)
         if existing is None:
-            manifest = spec.default_service(service, image=image, env=env).to_manifest()
+            ks = spec.default_service(service, image=image, env=env)
         else:
             manifest = copy.deepcopy(existing.spec)
-            container = manifest["spec"]["template"]["spec"]["containers"][0]
-            container["image"] = image
             if env:
+                container = manifest["spec"]["template"]["spec"]["containers"][0]
                 merged = {e["name"]: e.get("value", "") for e in container.get("env") or []}
                 merged.update(env)
                 container["env"] = [{"name": k, "value": v} for k, v in merged.items()]
-            # Re-validate: the stored spec plus CLI flags must still be a valid Service.
-            manifest = spec.parse_service(manifest).to_manifest()
-        return self._apply(service, manifest=manifest, image=image, build_id=build_id, emit=emit)
+            # Re-validated: the stored spec plus CLI flags must still be a valid Service.
+            ks = spec.parse_service(manifest, require_image=False)
+        return self._apply(ks, image=image, build_id=build_id, emit=emit)
 
-    def _apply(
-        self,
-        service: str,
-        *,
-        manifest: dict[str, Any],
-        image: str,
-        build_id: str | None,
-        emit: Emit,
-    ) -> Outcome:
-        template = copy.deepcopy(manifest["spec"]["template"])
-        template["spec"]["containers"][0]["image"] = image
+    def _apply(self, ks: spec.KService, *, image: str, build_id: str | None, emit: Emit) -> Outcome:
+        service = ks.name
+        pinned = ks.with_image(image)
+        template = copy.deepcopy(pinned.to_manifest()["spec"]["template"])
         template.get("metadata", {}).pop("name", None)
-        digest = spec.template_hash(template)
-        previous = self._store.list_revisions(service) if self._store.find_service(service) else []
-        serving = _serving(self._store.find_service(service), previous)
-        self._store.put_service(service, spec=manifest)
+        digest = spec.template_hash(pinned.template)
+        existing = self._store.find_service(service)
+        previous = self._store.list_revisions(service) if existing else []
+        serving = _serving(existing, previous)
+        self._store.put_service(service, spec=pinned.to_manifest())
         latest = previous[-1] if previous else None
         if latest is not None and latest.template_hash == digest and latest.status != "Failed":
-            emit({"event": "stage", "text": f"No change: {latest.name} already runs this", "seconds": 0})
+            emit(
+                {
+                    "event": "stage",
+                    "text": f"No change: {latest.name} already runs this",
+                    "seconds": 0,
+                }
+            )
             self._reconciler.wake()
-            return Outcome(service=service, revision=latest, created=False, urls=self._urls(service))
+            return Outcome(
+                service=service, revision=latest, created=False, urls=self._urls(service)
+            )
         rev = self._store.create_revision(
             service, image=image, template=template, template_hash=digest, build_id=build_id
         )
@@ -252,4 +248,3 @@ class _Held:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
-

@@ -1,4 +1,4 @@
-"""Readiness probes run by the reconciler: TCP connect on $PORT, or an HTTP GET (200–399)."""
+"""Readiness probes run by the reconciler: TCP connect on $PORT, or an HTTP GET (200-399)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,6 @@ from pipeline.revisions import Readiness, config_of
 from pipeline.routing import build_plane, desired_scale
 from pipeline.state import Revision, Snapshot, Store
 
-
 Probe = Callable[[str, int, Readiness], bool]
 
 

@@ -128,15 +128,14 @@ def build_plane(
                 timeout_s=config.timeout_s,
             )
         )
-    return DataPlane(
-        routes=tuple(sorted(routes, key=lambda r: r.host)), backends=tuple(backends)
-    )
+    return DataPlane(routes=tuple(sorted(routes, key=lambda r: r.host)), backends=tuple(backends))
 
 
 def _route(host: str, split: dict[str, int]) -> Route:
     return Route(
         host=host,
         splits=tuple(
-            Split(backend=names.backend_name(rev), percent=pct) for rev, pct in sorted(split.items())
+            Split(backend=names.backend_name(rev), percent=pct)
+            for rev, pct in sorted(split.items())
         ),
     )

@@ -110,8 +110,7 @@ def create_app(platform: Platform) -> FastAPI:
         platform.store.get_service(name)
         instances = platform.engine.list_instances()
         return [
-            views.revision_view(r, instances)
-            for r in reversed(platform.store.list_revisions(name))
+            views.revision_view(r, instances) for r in reversed(platform.store.list_revisions(name))
         ]
 
     @app.put("/v1/services/{name}", dependencies=v1)

@@ -1,1 +1,1 @@
-"""HAProxy as Slipway's data plane: a pure model, a pure renderer, and the process that applies it."""
+"""HAProxy as Slipway's data plane: a pure model, a pure renderer, the process applying it."""

@@ -7,6 +7,7 @@ removes containers of another Slipway (including one started by ./scripts/up).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -74,7 +75,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
         f"http: {{addr: {addr}}}\n"
     )
-    proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [binary, "serve", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     try:
         wait_http(f"http://{addr}/v2/")
         yield addr
@@ -126,8 +129,9 @@ class Slipway:
             wait_http(f"http://127.0.0.1:{self.api_port}/healthz", timeout_s=60)
             wait_http(f"http://127.0.0.1:{self.ingress_port}/healthz", timeout_s=30,
                       headers={"Host": f"localhost:{self.ingress_port}"})  # fmt: skip
-        except AssertionError:
-            raise AssertionError(f"control plane did not start:\n{self.log_path.read_text()[-3000:]}")
+        except AssertionError as e:
+            log = self.log_path.read_text()[-3000:]
+            raise AssertionError(f"control plane did not start:\n{log}") from e
 
     def kill(self) -> None:
         """SIGKILL: what a crash looks like."""
@@ -145,7 +149,9 @@ class Slipway:
                 self.proc.kill()
             self.proc = None
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "SLIPWAY_URL": self.url, "SLIPWAY_TOKEN": self.token, "COLUMNS": "200"}
         result = subprocess.run(
             [sys.executable, "-m", "pipeline.cli", *args],
@@ -184,10 +190,8 @@ class Slipway:
         self.stop()
         pid_file = self.data_dir / "haproxy" / "haproxy.pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
         for c in self.containers(client):
             c.remove(force=True)
         for n in client.networks.list(names=[self.network]):

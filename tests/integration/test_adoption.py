@@ -3,6 +3,7 @@ undesired owned ones are removed, and containers Slipway does not own are never 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -51,7 +52,5 @@ def test_kill_restart_adopt(
         assert foreign.status == "running", "a container Slipway does not own was touched"
     finally:
         foreign.remove(force=True)
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             orphan.remove(force=True)
-        except docker.errors.NotFound:
-            pass

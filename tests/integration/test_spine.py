@@ -165,9 +165,11 @@ def test_deploy_image_without_build(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["Hello_World", "--image", "127.0.0.1:1/x:1"], "invalid service name", id="bad-name"),
+        pytest.param(["Hello_World", "--image", "127.0.0.1:1/x:1"], "invalid service name",
+                     id="bad-name"),
         pytest.param(["a" * 48, "--image", "127.0.0.1:1/x:1"], "at most 47", id="name-too-long"),
-        pytest.param(["ghost", "--image", "REGISTRY/nothing/here:1"], "not found in registry", id="missing-image"),
+        pytest.param(["ghost", "--image", "REGISTRY/nothing/here:1"], "not found in registry",
+                     id="missing-image"),
         pytest.param(["ghost", "--image", "nginx:latest"], "names no registry", id="no-registry"),
         pytest.param(["ghost", "--image", "127.0.0.1:9/x:1"], "not reachable", id="registry-down"),
     ],

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline import names
 from pipeline.engines.base import Instance
 from pipeline.state import Revision, Service, Snapshot
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def service(name: str, traffic: list[dict[str, Any]] | None = None) -> Service:
