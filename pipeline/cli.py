@@ -16,7 +16,13 @@ from pipeline import sources
 from pipeline.client import Client, ClientError
 from pipeline.errors import SlipwayError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Slipway: source to URL.")
+# Locals in tracebacks could include the token: never show them.
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Slipway: source to URL.",
+    pretty_exceptions_show_locals=False,
+)
 services = typer.Typer(no_args_is_help=True, help="List, describe, replace and delete services.")
 revisions = typer.Typer(no_args_is_help=True, help="Inspect revisions.")
 images = typer.Typer(no_args_is_help=True, help="Base images made from the OS package archive.")
@@ -237,3 +243,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
