@@ -1,0 +1,370 @@
+"""Run HAProxy and bring it to a rendered data plane: start, reload, or runtime changes.
+
+The reconciler calls `HAProxyManager.apply(plane)` whenever routes or instances change. The
+manager always writes the full config (so a later reload or restart sees every current server),
+then does the least it can: start HAProxy if it is not running; reload it hitlessly through the
+master when the structure changed (routes, backends, timeouts); otherwise add, drain, ready and
+delete servers through the runtime API, comparing against what HAProxy itself reports, so a
+restarted control plane adopts a running HAProxy instead of trusting its own memory.
+
+HAProxy runs as its own daemon in master-worker mode (-W -D): it keeps serving when the Python
+process that started it exits, and the master hands the listening sockets to each new worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.dataplane.model import Backend, DataPlane, Site
+from pipeline.dataplane.render import (
+    RESERVED_BACKENDS,
+    render,
+    server_args,
+    structure,
+)
+from pipeline.dataplane.runtime import CommandRejected, Runtime, ServerState, Socket
+from pipeline.errors import Unavailable
+
+_START_TIMEOUT_S = 10.0
+_POLL_S = 0.05
+
+
+class HAProxyManager:
+    def __init__(self, *, site: Site, binary: str = "haproxy") -> None:
+        self.site = site
+        self.binary = binary
+        self.runtime = Runtime(site.admin_socket)
+        self.master = Socket(site.master_socket)
+        # What the running HAProxy loaded, as a structure key. Read back from run_dir when
+        # HAProxy is already running, so a restarted control plane does not reload for nothing;
+        # checked against the live backends in `_loaded_structure`.
+        self._loaded: str | None = None
+
+    # -- state -------------------------------------------------------------------------------
+
+    def master_pid(self) -> int | None:
+        try:
+            pid = int(self.site.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def is_running(self) -> bool:
+        if self.master_pid() is None:
+            return False
+        try:
+            self.runtime.info()
+        except Unavailable:
+            return False
+        return True
+
+    def worker_pid(self) -> int:
+        return int(self.runtime.info()["Pid"])
+
+    def sessions(self, backend: str) -> int:
+        return self.runtime.sessions(backend)
+
+    def server_sessions(self, backend: str) -> dict[str, int]:
+        return self.runtime.server_sessions(backend)
+
+    # -- apply -------------------------------------------------------------------------------
+
+    def apply(self, plane: DataPlane) -> str:
+        """Bring HAProxy to `plane`; says what it did: "started", "reloaded",
+        "runtime: N changes" or "unchanged"."""
+        text = render(plane, site=self.site)
+        wanted = structure(plane, site=self.site)
+        if not self.is_running():
+            self._install(text)
+            self._start()
+            self._remember(wanted)
+            return "started"
+        if self._loaded_structure(plane) != wanted:
+            self._install(text)
+            self._reload(plane)
+            self._remember(wanted)
+            return "reloaded"
+        # Same structure: only server lines differ. The file is still checked (about 40 ms), as
+        # the next reload or restart will load it.
+        if _read(self.site.config_file) != text:
+            self._install(text)
+        changes, pending = self._sync_servers(plane)
+        if not changes and not pending:
+            return "unchanged"
+        summary = f"runtime: {changes} changes"
+        if pending:
+            summary += f" ({', '.join(pending)} still has connections: deleted on a later apply)"
+        return summary
+
+    def validate(self, text: str) -> None:
+        """Raise Unavailable with HAProxy's own words if `text` is not a valid config."""
+        self._ensure_run_dir()
+        with tempfile.NamedTemporaryFile(
+            "w", dir=self.site.run_dir, prefix=".check-", suffix=".cfg", delete=False
+        ) as tmp:
+            tmp.write(text)
+        try:
+            self._check(Path(tmp.name))
+        finally:
+            os.unlink(tmp.name)
+
+    def stop(self, *, graceful: bool = False, timeout_s: float = 10.0) -> None:
+        """Stop master and workers: SIGUSR1 lets in-flight requests finish (bounded by
+        hard-stop-after), SIGTERM stops at once."""
+        pid = self.master_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGUSR1 if graceful else signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"HAProxy (master pid {pid}) did not stop within {timeout_s:.0f}s; "
+                    f"kill it with `kill -KILL {pid}`"
+                )
+            time.sleep(_POLL_S)
+        self._loaded = None
+        self._loaded_file.unlink(missing_ok=True)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _install(self, text: str) -> None:
+        """Validate, then replace the config file: a config HAProxy rejects never lands."""
+        self.validate(text)
+        _write_atomically(self.site.config_file, text)
+
+    def _check(self, path: Path) -> None:
+        # Not -q: it would silence the very errors this message must carry.
+        result = self._run([self.binary, "-c", "-f", str(path)])
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).splitlines()
+            errors = "\n".join(line for line in output if "[NOTICE]" not in line)
+            raise Unavailable(
+                "HAProxy rejected the rendered configuration, so the running one stays in place:\n"
+                f"{_tail(errors)}\n"
+                "this is a bug in Slipway's renderer or data plane; please report it with this "
+                "message"
+            )
+
+    def _start(self) -> None:
+        self._ensure_run_dir()
+        log = self.site.run_dir / "haproxy-start.log"
+        with open(log, "wb") as out:
+            # Output goes to a file, not a pipe: the daemon would keep a pipe open forever.
+            # A new session keeps HAProxy out of our process group and its signals.
+            result = subprocess.run(
+                [
+                    self.binary,
+                    "-W",
+                    "-D",
+                    "-p",
+                    str(self.site.pid_file),
+                    "-S",
+                    f"{self.site.master_socket},mode,600",
+                    "-f",
+                    str(self.site.config_file),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                check=False,
+                timeout=_START_TIMEOUT_S,
+            )
+        if result.returncode != 0:
+            raise Unavailable(
+                f"HAProxy did not start (exit {result.returncode}):\n{_tail(log.read_text())}\n"
+                f"is something else listening on {self.site.bind}?"
+            )
+        self._wait(lambda: self.is_running(), what="HAProxy to answer on its admin socket")
+
+    def _reload(self, plane: DataPlane) -> None:
+        before = self._procs()
+        self.master.command("reload")  # the master closes our connection as it re-executes
+
+        def reloaded() -> bool:
+            try:
+                now = self._procs()
+            except Unavailable:
+                return False  # the master is re-executing
+            if now.failed > before.failed:
+                raise Unavailable(
+                    "HAProxy's master refused to load the new configuration and kept the old "
+                    f"one; run `{self.binary} -c -f {self.site.config_file}` to see why"
+                )
+            return now.worker not in (None, before.worker) and self._has_backends(plane)
+
+        self._wait(reloaded, what="the reloaded HAProxy worker")
+
+    def _has_backends(self, plane: DataPlane) -> bool:
+        try:
+            live = self.runtime.backends() - RESERVED_BACKENDS
+        except Unavailable:
+            return False
+        return live == {b.name for b in plane.backends}
+
+    def _procs(self) -> _Procs:
+        return _Procs.parse(self.master.command("show proc"))
+
+    def _remember(self, loaded: str) -> None:
+        # Written only once HAProxy runs the config: a crash between writing haproxy.cfg and
+        # reloading must not make the next manager believe the new structure is loaded.
+        self._loaded = loaded
+        _write_atomically(self._loaded_file, f"{loaded}\n")
+
+    def _loaded_structure(self, plane: DataPlane) -> str | None:
+        if self._loaded is None:
+            # Adopting a running HAProxy: trust the record only if the live backends agree.
+            recorded = _read(self._loaded_file).strip()
+            if recorded and self._has_backends(plane):
+                self._loaded = recorded
+        return self._loaded
+
+    @property
+    def _loaded_file(self) -> Path:
+        return self.site.run_dir / "loaded.structure"
+
+    def _sync_servers(self, plane: DataPlane) -> tuple[int, list[str]]:
+        changes, pending = 0, []
+        for backend in sorted(plane.backends, key=lambda b: b.name):
+            running = {s.name: s for s in self.runtime.show_servers(backend.name)}
+            changes += self._sync_wanted(backend, running)
+            for name in sorted(running.keys() - {s.name for s in backend.servers}):
+                state = running[name]
+                if state.admin != "maint":
+                    self.runtime.maint(backend.name, name)
+                    changes += 1
+                try:
+                    self.runtime.del_server(backend.name, name)
+                    changes += 1
+                except CommandRejected:
+                    # In-flight requests still use it; the caller drains before removing, and
+                    # the next apply deletes it once they are done.
+                    pending.append(f"{backend.name}/{name}")
+        return changes, pending
+
+    def _sync_wanted(self, backend: Backend, running: dict[str, ServerState]) -> int:
+        changes = 0
+        for server in sorted(backend.servers, key=lambda s: s.name):
+            name = server.name
+            have = running.get(name)
+            if have is None:
+                self.runtime.add_server(backend.name, name, server_args(server))
+                self.runtime.enable_health(backend.name, name)
+                self._set_admin(backend.name, name, draining=server.draining)
+                changes += 3
+                continue
+            if (have.address, have.port) != (server.address, server.port):
+                self.runtime.set_address(backend.name, name, server.address, server.port)
+                changes += 1
+            if have.maxconn != server.maxconn:
+                self.runtime.set_maxconn(backend.name, name, server.maxconn)
+                changes += 1
+            if server.draining and not have.draining:
+                self.runtime.drain(backend.name, name)
+                changes += 1
+            elif not server.draining and (have.draining or have.admin == "maint"):
+                if have.weight == 0:
+                    self.runtime.set_weight(backend.name, name, 1)
+                    changes += 1
+                self.runtime.set_ready(backend.name, name)
+                changes += 1
+        return changes
+
+    def _set_admin(self, backend: str, name: str, *, draining: bool) -> None:
+        if draining:
+            self.runtime.drain(backend, name)
+        else:
+            self.runtime.set_ready(backend, name)
+
+    def _wait(self, ready: Callable[[], bool], *, what: str) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not ready():
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"timed out after {_START_TIMEOUT_S:.0f}s waiting for {what}; see "
+                    f"{self.site.run_dir / 'haproxy-start.log'} and `show proc` on "
+                    f"{self.site.master_socket}"
+                )
+            time.sleep(_POLL_S)
+
+    def _ensure_run_dir(self) -> None:
+        self.site.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.site.run_dir, 0o700)
+
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                argv, capture_output=True, text=True, check=False, timeout=_START_TIMEOUT_S
+            )
+        except FileNotFoundError as exc:
+            raise Unavailable(
+                f"HAProxy binary {self.binary!r} not found; install the haproxy package "
+                "(apt-get install haproxy) or set the binary path"
+            ) from exc
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Procs:
+    """The master's `show proc`: the current worker and how many reloads failed."""
+
+    worker: int | None
+    failed: int
+
+    @classmethod
+    def parse(cls, out: str) -> _Procs:
+        worker, failed, section = None, 0, ""
+        for line in out.splitlines():
+            fields = line.split()
+            if line.startswith("#"):
+                section = line
+                continue
+            if len(fields) >= 2 and fields[1] == "master" and "[failed:" in line:
+                failed = int(line.split("[failed:")[1].split("]")[0])
+            elif section.startswith("# workers") and len(fields) >= 2 and fields[1] == "worker":
+                worker = int(fields[0])
+        return cls(worker=worker, failed=failed)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A daemon's exit may leave a zombie if nothing reaps it: that is not a running HAProxy.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}-", delete=False
+    ) as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])

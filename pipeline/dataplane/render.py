@@ -1,0 +1,266 @@
+"""Render the data plane's desired state as haproxy.cfg text.
+
+The reconciler builds a `DataPlane`; `render` turns it into the whole configuration file, and the
+manager (`process.py`) writes it, validates it and reloads HAProxy when `structure` changed, or
+pushes only the server changes through the runtime API (`runtime.py`) when it did not. Pure: the
+same plane and site give the same text, byte for byte (everything is sorted), so golden files
+stay stable and the structure key is a plain hash.
+
+Shape of the file, and why:
+
+- One frontend: the Host header, lowercased and without its port, picks the route; the bare
+  domain goes to Slipway's API (and `/metrics` to HAProxy's Prometheus exporter); a host nothing
+  answers to gets a 404 naming the host.
+- Traffic splits are drawn per request (`rand(100)` into a transaction variable, cumulative
+  ranges), never per connection: one keep-alive client still sees the configured percentages.
+- One backend per revision, `balance leastconn`: requests vary in duration and each instance has
+  a concurrency limit (maxconn), so the least busy instance is the right pick; it is also one of
+  the dynamic algorithms that `add server` on the runtime API requires.
+- Every backend carries its "no ready instance" 503 whether or not it has servers, so adding or
+  removing servers never changes anything but `server` lines: that is what lets scaling go
+  through the runtime API without a reload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import replace
+
+from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site
+from pipeline.errors import InvalidSpec
+
+API_BACKEND = "slipway-api"
+NO_ROUTE_BACKEND = "slipway-no-route"
+RESERVED_BACKENDS = frozenset({API_BACKEND, NO_ROUTE_BACKEND})
+STRUCTURE_MARKER = "# slipway-structure "
+
+# The control plane streams build logs and git pushes through the API backend: give it the
+# longest request time a revision may have (Cloud Run's maximum timeoutSeconds).
+API_TIMEOUT_S = 3600
+# An old worker left behind by a reload keeps serving its in-flight requests, at most this long
+# past the longest server timeout, then it is stopped so old processes cannot pile up.
+HARD_STOP_MARGIN_S = 30
+
+_HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ADDRESS = re.compile(r"^[A-Za-z0-9.:-]+$")
+
+
+def render(plane: DataPlane, *, site: Site) -> str:
+    """The complete haproxy.cfg for `plane`, led by its structure key."""
+    return f"{STRUCTURE_MARKER}{structure(plane, site=site)}\n{_body(plane, site=site)}"
+
+
+def structure(plane: DataPlane, *, site: Site) -> str:
+    """A key that changes with routes, backends, timeouts, the site or the renderer itself, but
+    not with servers: the manager reloads HAProxy only when it changes."""
+    without_servers = replace(plane, backends=tuple(replace(b, servers=()) for b in plane.backends))
+    return hashlib.sha256(_body(without_servers, site=site).encode()).hexdigest()[:16]
+
+
+def structure_of_config(text: str) -> str | None:
+    """The structure key a rendered config was written with (None if it has none)."""
+    first = text.split("\n", 1)[0]
+    return first.removeprefix(STRUCTURE_MARKER) if first.startswith(STRUCTURE_MARKER) else None
+
+
+def server_args(server: Server) -> str:
+    """Everything after `server <name>` for one instance.
+
+    Shared by the config file and the runtime API's `add server`, so an instance behaves the
+    same whether it arrived by reload or at runtime: dynamic servers take nothing from
+    `default-server` and keep no idle connections unless told, hence every keyword is explicit.
+    """
+    address = f"[{server.address}]" if ":" in server.address else server.address
+    args = [
+        f"{address}:{server.port}",
+        # A light TCP check plus observing real traffic: an instance that dies leaves rotation
+        # after a few refused connections instead of waiting for Slipway to notice.
+        "check inter 2s fall 2 rise 1",
+        "observe layer4 error-limit 3 on-error mark-down",
+        # Keep-alive to instances saves a handshake per request; retry-on empty-response covers
+        # the race where an instance closes an idle connection as a request is sent on it.
+        "pool-max-conn -1 pool-purge-delay 5s",
+    ]
+    if server.maxconn:
+        args.append(f"maxconn {server.maxconn}")
+    if server.draining:
+        # The config file has no "drain" state: weight 0 is its equivalent (no new requests,
+        # in-flight ones finish). At runtime the manager uses `set server ... state drain`.
+        args.append("weight 0")
+    return " ".join(args)
+
+
+def _body(plane: DataPlane, *, site: Site) -> str:
+    _check(plane, site=site)
+    backends = sorted(plane.backends, key=lambda b: b.name)
+    longest = max([API_TIMEOUT_S, *(b.timeout_s for b in backends)])
+    sections = [
+        _global(site, hard_stop_after_s=longest + HARD_STOP_MARGIN_S),
+        _defaults(),
+        _frontend(sorted(plane.routes, key=lambda r: r.host), site=site),
+        _api_backend(site),
+        _no_route_backend(),
+        *(_backend(b) for b in backends),
+    ]
+    return "\n".join(sections)
+
+
+def _global(site: Site, *, hard_stop_after_s: int) -> str:
+    # No `daemon`/`pidfile`: the manager starts HAProxy with -W -D -p, so the same file also
+    # works under `haproxy -W` in the foreground for debugging.
+    return _section(
+        "global",
+        # Each connection costs two fds (client and server side); 4096 fits a default 10k+ ulimit.
+        "maxconn 4096",
+        # expose-fd listeners: a reloaded worker takes the listening sockets over from the old
+        # one, so no connection attempt is refused during a reload.
+        f"stats socket {site.admin_socket} mode 600 level admin expose-fd listeners",
+        "stats timeout 30s",
+        f"hard-stop-after {hard_stop_after_s}s",
+    )
+
+
+def _defaults() -> str:
+    return _section(
+        "defaults",
+        "mode http",
+        "timeout connect 5s",
+        "timeout client 1h",
+        "timeout client-fin 30s",
+        "timeout http-request 30s",
+        "timeout http-keep-alive 10s",
+        "timeout tunnel 1h",
+        "timeout server 300s",
+        "timeout queue 30s",
+        # Re-pick an instance on every retry, and retry only what never reached the application:
+        # a refused connection, or a reused connection closed before any response byte.
+        "retries 3",
+        "option redispatch 1",
+        "retry-on conn-failure empty-response",
+        # On a reload the old worker answers one more request on each idle keep-alive connection
+        # with `Connection: close` instead of closing it under the client: keep-alive clients
+        # see no failed request during a reload.
+        "option idle-close-on-response",
+    )
+
+
+def _frontend(routes: list[Route], *, site: Site) -> str:
+    lines = [
+        f"bind {site.bind}",
+        "option forwardfor",
+        "http-request set-header X-Forwarded-Proto http",
+        "http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
+        # Drawn for every request, so a split holds per request even on one keep-alive connection.
+        "http-request set-var(txn.pick) rand(100)",
+        f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
+    ]
+    rules = [
+        f"http-request use-service prometheus-exporter if host:{site.domain} {{ path /metrics }}",
+        f"use_backend {API_BACKEND} if host:{site.domain}",
+    ]
+    ranges: set[tuple[int, int]] = set()
+    for route in routes:
+        lines.append(f"acl host:{route.host} var(txn.host) -m str {route.host}")
+        splits = sorted((s for s in route.splits if s.percent > 0), key=lambda s: s.backend)
+        if len(splits) == 1:
+            rules.append(f"use_backend {splits[0].backend} if host:{route.host}")
+            continue
+        start = 0
+        for split in splits:
+            end = start + split.percent - 1
+            ranges.add((start, end))
+            rules.append(f"use_backend {split.backend} if host:{route.host} pick:{start}-{end}")
+            start = end + 1
+    lines += [f"acl pick:{a}-{b} var(txn.pick) -m int {a}:{b}" for a, b in sorted(ranges)]
+    lines += rules
+    lines.append(f"default_backend {NO_ROUTE_BACKEND}")
+    return _section("frontend ingress", *lines)
+
+
+def _api_backend(site: Site) -> str:
+    return _section(
+        f"backend {API_BACKEND}",
+        f"timeout server {API_TIMEOUT_S}s",
+        f"server api {site.api_server}",
+    )
+
+
+def _no_route_backend() -> str:
+    message = (
+        "slipway: no service answers to host '%[var(txn.host)]'; "
+        "`slipway services list` shows what is deployed\\n"
+    )
+    return _section(
+        f"backend {NO_ROUTE_BACKEND}",
+        f'http-request return status 404 content-type text/plain lf-string "{message}"',
+    )
+
+
+def _backend(backend: Backend) -> str:
+    revision = backend.name.removeprefix("rev-")
+    lines = [
+        "balance leastconn",
+        f"timeout server {backend.timeout_s}s",
+        f"timeout queue {backend.queue_timeout_s}s",
+        # nbsrv counts servers that can take a request: none ready (scaled to zero, all draining
+        # or all down) answers at once instead of queueing for the queue timeout. An old worker
+        # finishing its last requests after a reload sees nbsrv 0 for every backend, hence the
+        # `stopping` guard: it must still forward them.
+        "http-request return status 503 content-type text/plain string "
+        f'"slipway: revision {revision} has no ready instance\\n" '
+        "if !{ nbsrv gt 0 } !{ stopping }",
+        "http-error status 503 content-type text/plain string "
+        f'"slipway: revision {revision} could not take the request: no instance was free '
+        f'within {backend.queue_timeout_s}s or none could be reached\\n"',
+        "http-error status 504 content-type text/plain string "
+        f'"slipway: revision {revision} did not answer within its timeout of '
+        f'{backend.timeout_s}s\\n"',
+    ]
+    lines += [
+        f"server {s.name} {server_args(s)}" for s in sorted(backend.servers, key=lambda s: s.name)
+    ]
+    return _section(f"backend {backend.name}", *lines)
+
+
+def _section(header: str, *lines: str) -> str:
+    return "".join([f"{header}\n", *(f"    {line}\n" for line in lines)])
+
+
+def _check(plane: DataPlane, *, site: Site) -> None:
+    """Refuse planes that would render a broken or injected config: names end up unquoted."""
+    if not _HOST.match(site.domain):
+        raise InvalidSpec(f"invalid domain {site.domain!r}: use a lowercase DNS name")
+    names = [b.name for b in plane.backends]
+    for name in names:
+        if not _NAME.match(name) or name in RESERVED_BACKENDS:
+            raise InvalidSpec(f"invalid backend name {name!r}: use names.backend_name(revision)")
+        if names.count(name) > 1:
+            raise InvalidSpec(f"backend {name!r} appears twice in the data plane")
+    for backend in plane.backends:
+        servers = [s.name for s in backend.servers]
+        for server in backend.servers:
+            if not _NAME.match(server.name) or servers.count(server.name) > 1:
+                raise InvalidSpec(
+                    f"invalid or duplicate server name {server.name!r} in backend {backend.name!r}"
+                )
+            if not _ADDRESS.match(server.address) or not 0 < server.port < 65536:
+                raise InvalidSpec(
+                    f"invalid address {server.address}:{server.port} for server {server.name!r}"
+                )
+    hosts = [r.host for r in plane.routes]
+    for route in plane.routes:
+        if not _HOST.match(route.host) or route.host == site.domain or hosts.count(route.host) > 1:
+            raise InvalidSpec(
+                f"invalid route host {route.host!r}: a lowercase DNS name, once, and not the bare "
+                f"domain {site.domain!r} (that one serves Slipway's API)"
+            )
+        if sum(s.percent for s in route.splits) != 100 or any(s.percent < 0 for s in route.splits):
+            raise InvalidSpec(f"traffic for host {route.host!r} must add up to 100 percent")
+        for split in route.splits:
+            if split.backend not in names:
+                raise InvalidSpec(
+                    f"host {route.host!r} sends traffic to backend {split.backend!r}, "
+                    "which is not in the data plane"
+                )

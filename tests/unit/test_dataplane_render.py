@@ -1,0 +1,219 @@
+"""render(): golden haproxy.cfg per data plane, checked by `haproxy -c`, and the structure key.
+
+Regenerate the golden files after an intended change with
+`SLIPWAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_dataplane_render.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
+from pipeline.dataplane.render import render, structure, structure_of_config
+from pipeline.errors import InvalidSpec
+
+GOLDEN = Path(__file__).parent / "golden"
+SITE = Site(
+    bind="127.0.0.1:8080",
+    domain="localhost",
+    api_server="127.0.0.1:8081",
+    run_dir=Path("/var/lib/slipway/haproxy"),
+)
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def server(name: str, ip: str, *, maxconn: int = 0, draining: bool = False) -> Server:
+    return Server(name=name, address=ip, port=8080, maxconn=maxconn, draining=draining)
+
+
+ONE = DataPlane(
+    routes=(
+        Route(host="hello.localhost", splits=(Split(backend="rev-hello-00001", percent=100),)),
+    ),
+    backends=(Backend(name="rev-hello-00001", servers=(server("i-a1b2c3", "172.30.0.2"),)),),
+)
+SPLIT = DataPlane(
+    routes=(
+        Route(
+            host="hello.localhost",
+            splits=(
+                Split(backend="rev-hello-00002", percent=10),
+                Split(backend="rev-hello-00001", percent=90),
+            ),
+        ),
+        Route(
+            host="commit-abc1234--hello.localhost",
+            splits=(Split(backend="rev-hello-00002", percent=100),),
+        ),
+    ),
+    backends=(
+        Backend(name="rev-hello-00002", servers=(server("i-b2", "172.30.0.4"),)),
+        Backend(name="rev-hello-00001", servers=(server("i-a1", "172.30.0.2"),)),
+    ),
+)
+DRAINING = DataPlane(
+    routes=(Route(host="api.localhost", splits=(Split(backend="rev-api-00003", percent=100),)),),
+    backends=(
+        Backend(
+            name="rev-api-00003",
+            timeout_s=60,
+            queue_timeout_s=10,
+            servers=(
+                server("i-new", "172.30.0.9", maxconn=80),
+                server("i-old", "172.30.0.8", maxconn=80, draining=True),
+            ),
+        ),
+    ),
+)
+NO_SERVERS = DataPlane(
+    routes=(Route(host="idle.localhost", splits=(Split(backend="rev-idle-00001", percent=100),)),),
+    backends=(Backend(name="rev-idle-00001"),),
+)
+
+PLANES = [
+    pytest.param(DataPlane(), id="empty"),
+    pytest.param(ONE, id="one-service-one-revision"),
+    pytest.param(SPLIT, id="split-90-10-and-tag"),
+    pytest.param(DRAINING, id="draining-server-and-maxconn"),
+    pytest.param(NO_SERVERS, id="backend-without-servers"),
+]
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_render_matches_golden(plane: DataPlane, request: pytest.FixtureRequest) -> None:
+    golden = GOLDEN / f"{request.node.callspec.id}.cfg"
+    text = render(plane, site=SITE)
+    if os.environ.get("SLIPWAY_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_rendered_config_is_valid_haproxy(plane: DataPlane, tmp_path: Path) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render(plane, site=replace(SITE, run_dir=tmp_path)))
+    result = subprocess.run(
+        [HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_is_independent_of_input_order() -> None:
+    shuffled = DataPlane(routes=SPLIT.routes[::-1], backends=SPLIT.backends[::-1])
+    assert render(shuffled, site=SITE) == render(SPLIT, site=SITE)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(
+            lambda b: replace(b, servers=(*b.servers, server("i-a9", "172.30.0.7"))),
+            id="server-added",
+        ),
+        pytest.param(lambda b: replace(b, servers=()), id="servers-removed"),
+        pytest.param(
+            lambda b: replace(b, servers=tuple(replace(s, draining=True) for s in b.servers)),
+            id="server-draining",
+        ),
+        pytest.param(
+            lambda b: replace(b, servers=tuple(replace(s, maxconn=7) for s in b.servers)),
+            id="server-maxconn",
+        ),
+    ],
+)
+def test_structure_ignores_servers(change: Callable[[Backend], Backend]) -> None:
+    changed = replace(SPLIT, backends=tuple(change(b) for b in SPLIT.backends))
+    assert render(changed, site=SITE) != render(SPLIT, site=SITE)
+    assert structure(changed, site=SITE) == structure(SPLIT, site=SITE)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        pytest.param(replace(SPLIT, routes=SPLIT.routes[:1]), id="route-removed"),
+        pytest.param(
+            replace(
+                SPLIT,
+                routes=(
+                    Route(
+                        host="hello.localhost",
+                        splits=(
+                            Split(backend="rev-hello-00002", percent=50),
+                            Split(backend="rev-hello-00001", percent=50),
+                        ),
+                    ),
+                    SPLIT.routes[1],
+                ),
+            ),
+            id="percent-changed",
+        ),
+        pytest.param(
+            replace(SPLIT, backends=(replace(SPLIT.backends[0], timeout_s=5), SPLIT.backends[1])),
+            id="timeout-changed",
+        ),
+        pytest.param(
+            replace(SPLIT, backends=(*SPLIT.backends, Backend(name="rev-hello-00003"))),
+            id="backend-added",
+        ),
+    ],
+)
+def test_structure_changes_with_routes_and_backends(changed: DataPlane) -> None:
+    assert structure(changed, site=SITE) != structure(SPLIT, site=SITE)
+
+
+def test_structure_is_recorded_in_the_config() -> None:
+    assert structure_of_config(render(SPLIT, site=SITE)) == structure(SPLIT, site=SITE)
+    assert structure_of_config("global\n") is None
+
+
+@pytest.mark.parametrize(
+    "plane",
+    [
+        pytest.param(
+            DataPlane(
+                routes=(Route(host="x.localhost", splits=(Split(backend="rev-x", percent=100),)),)
+            ),
+            id="split-to-unknown-backend",
+        ),
+        pytest.param(
+            DataPlane(
+                routes=(Route(host="x.localhost", splits=(Split(backend="rev-x", percent=90),)),),
+                backends=(Backend(name="rev-x"),),
+            ),
+            id="percents-not-100",
+        ),
+        pytest.param(
+            DataPlane(
+                routes=(
+                    Route(host="x.localhost bad", splits=(Split(backend="rev-x", percent=100),)),
+                ),
+                backends=(Backend(name="rev-x"),),
+            ),
+            id="host-with-space",
+        ),
+        pytest.param(
+            DataPlane(
+                routes=(Route(host="localhost", splits=(Split(backend="rev-x", percent=100),)),),
+                backends=(Backend(name="rev-x"),),
+            ),
+            id="route-on-bare-domain",
+        ),
+        pytest.param(DataPlane(backends=(Backend(name="slipway-api"),)), id="reserved-backend"),
+        pytest.param(
+            DataPlane(
+                backends=(Backend(name="rev-x", servers=(server("i-1", "1.2.3.4 backup"),)),)
+            ),
+            id="address-injection",
+        ),
+    ],
+)
+def test_render_refuses_broken_planes(plane: DataPlane) -> None:
+    with pytest.raises(InvalidSpec):
+        render(plane, site=SITE)
