@@ -16,6 +16,7 @@ from pipeline.dataplane.model import Site
 from pipeline.dataplane.process import HAProxyManager
 from pipeline.deployments import Deployer
 from pipeline.dockerclient import connect
+from pipeline.drains import HAProxyDataPlane
 from pipeline.engines.docker import DockerEngine
 from pipeline.reconciler import Reconciler
 from pipeline.registry import RegistryClient
@@ -28,7 +29,7 @@ class Platform:
     token: str
     store: Store
     engine: DockerEngine
-    dataplane: HAProxyManager
+    dataplane: HAProxyDataPlane
     reconciler: Reconciler
     deployer: Deployer
     stop: threading.Event
@@ -62,7 +63,9 @@ def build(settings: Settings) -> Platform:
     client = connect()
     engine = DockerEngine(client, platform=settings.platform_id, network=settings.network)
     engine.ensure_network()
-    dataplane = HAProxyManager(site=site_of(settings), binary=settings.haproxy_bin)
+    dataplane = HAProxyDataPlane(
+        HAProxyManager(site=site_of(settings), binary=settings.haproxy_bin)
+    )
     reconciler = Reconciler(
         store=store,
         engine=engine,

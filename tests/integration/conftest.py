@@ -117,14 +117,14 @@ class Slipway:
         return f"http://localhost:{self.ingress_port}"
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "server"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "server"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         try:
             wait_http(f"http://127.0.0.1:{self.api_port}/healthz", timeout_s=60)
             wait_http(f"http://127.0.0.1:{self.ingress_port}/healthz", timeout_s=30,
@@ -174,9 +174,10 @@ class Slipway:
             **kwargs,  # type: ignore[arg-type]
         )
 
-    def api(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"http://127.0.0.1:{self.api_port}",
+    def api_get(self, path: str) -> httpx.Response:
+        """GET on the API, with the admin token, straight to the control plane."""
+        return httpx.get(
+            f"http://127.0.0.1:{self.api_port}{path}",
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=60,
         )

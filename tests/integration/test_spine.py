@@ -38,7 +38,7 @@ def test_deploy_from_folder_serves_url(slipway: Slipway, tmp_path: Path) -> None
 
     listing = slipway.cli("revisions", "list", "hello").stdout
     assert "hello-00001" in listing and "Ready" in listing
-    described = slipway.api().get("/v1/services/hello").json()
+    described = slipway.api_get("/v1/services/hello").json()
     assert described["latest_ready_revision"] == "hello-00001"
     assert described["traffic"] == [{"revision": "hello-00001", "percent": 100}]
     image = described["revisions"][0]["image"]
@@ -113,7 +113,7 @@ def test_failed_build_is_rejected_and_old_revision_keeps_serving(
     assert "returned a non-zero code: 3" in result.stderr
     assert "compiling" in result.stdout  # the failing step's output reached the user
     assert slipway.get("keeper").text == "still here\n"
-    revisions = slipway.api().get("/v1/services/keeper/revisions").json()
+    revisions = slipway.api_get("/v1/services/keeper/revisions").json()
     assert [r["name"] for r in revisions] == ["keeper-00001"]
 
 
@@ -127,20 +127,21 @@ def test_failed_build_is_rejected_and_old_revision_keeps_serving(
 def test_revision_that_never_becomes_ready_is_failed_and_gets_no_traffic(
     slipway: Slipway, tmp_path: Path, cmd: str, reason: str, words: str
 ) -> None:
+    svc = f"steady-{reason.lower()}"
     app = write_app(tmp_path / "ok", body="stable\n")
-    slipway.cli("deploy", "steady", "--source", str(app))
+    slipway.cli("deploy", svc, "--source", str(app))
     bad = write_app(tmp_path / "bad", body="x", dockerfile=f"FROM {BUSYBOX}\nCMD {cmd}\n")
 
-    result = slipway.cli("deploy", "steady", "--source", str(bad), check=False)
+    result = slipway.cli("deploy", svc, "--source", str(bad), check=False)
 
     assert result.returncode == 1
     assert reason in result.stderr and words in result.stderr
-    assert "steady-00001 (100%) keeps serving" in result.stderr
-    assert slipway.get("steady").text == "stable\n"
-    view = slipway.api().get("/v1/services/steady").json()
+    assert f"{svc}-00001 (100%) keeps serving" in result.stderr
+    assert slipway.get(svc).text == "stable\n"
+    view = slipway.api_get(f"/v1/services/{svc}").json()
     failed = view["revisions"][0]
     assert failed["status"] == "Failed" and failed["reason"] == reason
-    assert view["traffic"] == [{"revision": "steady-00001", "percent": 100}]
+    assert view["traffic"] == [{"revision": f"{svc}-00001", "percent": 100}]
     if reason == "ExitCode":
         assert "booting" in failed["message"]  # the instance's own output explains it
 
@@ -158,7 +159,7 @@ def test_deploy_image_without_build(
 
     assert "web-00001 ready" in out
     assert slipway.get("web").text == "from an image\n"
-    image = slipway.api().get("/v1/services/web").json()["revisions"][0]["image"]
+    image = slipway.api_get("/v1/services/web").json()["revisions"][0]["image"]
     assert image.startswith(f"{ref}@sha256:")
 
 
@@ -179,7 +180,7 @@ def test_bad_deploys_get_clear_errors(slipway: Slipway, args: list[str], message
     result = slipway.cli("deploy", *args, check=False)
     assert result.returncode == 1
     assert message in result.stderr
-    assert slipway.api().get("/v1/services/ghost").status_code == 404
+    assert slipway.api_get("/v1/services/ghost").status_code == 404
 
 
 def test_folder_without_dockerfile_is_refused(slipway: Slipway, tmp_path: Path) -> None:

@@ -1,0 +1,43 @@
+"""When may a draining instance stop? When HAProxy has no request in flight on it.
+
+A request can be in flight in the current worker (its server's current sessions) or in an old
+worker still finishing after a reload (those do not show in the new worker's stats). Either
+keeps the instance alive, up to the grace period the reconciler enforces.
+"""
+
+from __future__ import annotations
+
+from pipeline.dataplane.model import DataPlane
+from pipeline.dataplane.process import HAProxyManager
+from pipeline.errors import Unavailable
+
+
+def old_workers(show_proc: str) -> int:
+    """Count the workers under `# old workers` in the master CLI's `show proc`."""
+    count, section = 0, ""
+    for line in show_proc.splitlines():
+        if line.startswith("#"):
+            section = line.strip()
+            continue
+        fields = line.split()
+        if section.startswith("# old workers") and len(fields) >= 2 and fields[1] == "worker":
+            count += 1
+    return count
+
+
+class HAProxyDataPlane:
+    """The reconciler's view of HAProxy: apply a plane, ask whether a server is busy."""
+
+    def __init__(self, manager: HAProxyManager) -> None:
+        self.manager = manager
+
+    def apply(self, plane: DataPlane) -> str:
+        return self.manager.apply(plane)
+
+    def busy(self, backend: str, server: str) -> bool:
+        try:
+            if self.manager.server_sessions(backend).get(server, 0) > 0:
+                return True
+            return old_workers(self.manager.master.command("show proc")) > 0
+        except Unavailable:
+            return False  # HAProxy is down: nothing can be in flight through it
