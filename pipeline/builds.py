@@ -132,7 +132,6 @@ class DockerfileBuilder:
             raise Unavailable("Docker Engine went away during the push: is dockerd running?") from e
         if not digest:
             raise Unavailable(f"the registry returned no digest for {repository}:{tag}")
-        on_line(f"-----> Pushed {repository}@{digest}")
         return digest
 
 

@@ -30,8 +30,9 @@ app.add_typer(services, name="services")
 app.add_typer(revisions, name="revisions")
 app.add_typer(images, name="images")
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: long lines (digests, URLs) stay whole when piped or copied.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _client() -> Client:
@@ -50,7 +51,9 @@ def _follow(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
         last = ev
         kind = ev.get("event")
         if kind == "log":
-            out.print(f"       {ev['line']}", highlight=False, markup=False)
+            line = str(ev["line"])
+            indent = "" if line.startswith("----->") else "       "
+            out.print(f"{indent}{line}", highlight=False, markup=False)
         elif kind == "build":
             out.print(f"-----> Build {ev['build']} ({ev['builder']})", highlight=False)
         elif kind == "stage":

@@ -102,7 +102,7 @@ class Deployer:
             emit(
                 {
                     "event": "stage",
-                    "text": f"Pushed {result.image}",
+                    "text": f"Built and pushed {result.image}",
                     "seconds": round(time.monotonic() - started, 1),
                 }
             )

@@ -67,6 +67,7 @@ class Reconciler:
         self._wake = threading.Event()
         self._cond = threading.Condition()
         self._passes = 0
+        self._unready = False  # an instance is running but not ready yet
         self._lock = threading.Lock()
         self._log = get_log(component="reconciler")
 
@@ -82,7 +83,8 @@ class Reconciler:
                 self._log.warning("reconcile_failed", error=e.message)
             except Exception:
                 self._log.exception("reconcile_crashed")
-            self._wake.wait(interval_s)
+            # While an instance is proving itself ready, probe often: it is deploy latency.
+            self._wake.wait(min(interval_s, 0.2) if self._unready else interval_s)
             self._wake.clear()
         self._stopper.shutdown(wait=True)
 
@@ -112,6 +114,9 @@ class Reconciler:
             del self._draining[gone]
 
         self._probe(instances, revisions)
+        self._unready = any(
+            i.running and i.id not in self._ready and i.revision in revisions for i in instances
+        )
         if self._update_revision_status(snapshot, instances):
             snapshot = self._store.snapshot()
             revisions = {r.name: r for r in snapshot.revisions}
@@ -228,6 +233,7 @@ class Reconciler:
                 )
             return None
         log.info("instance_started", instance=inst.name, address=inst.address)
+        self._unready = True
         return inst
 
     def _finish_drains(self, instances: list[Instance]) -> None:

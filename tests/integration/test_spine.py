@@ -60,16 +60,24 @@ def test_redeploy_moves_traffic_with_zero_failed_requests(
         client = httpx.Client(timeout=10) if keepalive else None
         headers = {"Host": f"hello.localhost:{slipway.ingress_port}"}
         url = f"http://127.0.0.1:{slipway.ingress_port}/"
-        while not stop.is_set():
-            try:
-                r = client.get(url, headers=headers) if client else httpx.get(url, headers=headers)
-                if r.status_code != 200:
-                    failures.append(f"{r.status_code} {r.text.strip()}")
-                else:
-                    bodies.append(r.text)
-            except httpx.HTTPError as e:
-                failures.append(repr(e))
-            time.sleep(0.005)
+        try:
+            while not stop.is_set():
+                try:
+                    r = (
+                        client.get(url, headers=headers)
+                        if client
+                        else httpx.get(url, headers=headers)
+                    )
+                    if r.status_code != 200:
+                        failures.append(f"{r.status_code} {r.text.strip()}")
+                    else:
+                        bodies.append(r.text)
+                except httpx.HTTPError as e:
+                    failures.append(repr(e))
+                time.sleep(0.005)
+        finally:
+            if client:
+                client.close()
 
     workers = [threading.Thread(target=hammer, args=(k,)) for k in (True, False)]
     for w in workers:
