@@ -46,13 +46,32 @@ def validate_service_name(name: str) -> str:
     return name
 
 
-def validate_tag(tag: str) -> str:
-    if not is_dns1035_label(tag) or len(tag) > DNS_LABEL_MAX - SERVICE_NAME_MAX - 2:
+def validate_tag(tag: str, *, service: str = "") -> str:
+    """A tag names the host `<tag>--<svc>`: a DNS-1035 label that fits with the service name."""
+    room = DNS_LABEL_MAX - len("--") - max(len(service), 1)
+    if not is_dns1035_label(tag):
         raise InvalidName(
-            f"invalid traffic tag {tag!r}: use a DNS-1035 label (lowercase letters, digits, '-') "
-            "of at most 14 characters, e.g. 'canary'"
+            f"invalid traffic tag {tag!r}: use a DNS-1035 label (lowercase letters, digits, '-', "
+            "starting with a letter), e.g. 'canary'"
+        )
+    if len(tag) > room:
+        where = f"'{tag}--{service}'" if service else "'<tag>--<service>'"
+        raise InvalidName(
+            f"invalid traffic tag {tag!r}: {len(tag)} characters, at most {room} so that the "
+            f"host {where} stays within {DNS_LABEL_MAX} characters"
         )
     return tag
+
+
+def commit_tag(sha: str) -> str:
+    return f"commit-{sha[:7]}"
+
+
+def branch_tag(branch: str, *, service: str) -> str:
+    """`branch-<slug>`, cut to fit the host label next to the service name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-") or "x"
+    room = DNS_LABEL_MAX - len("--") - len(service)
+    return f"branch-{slug}"[:room].rstrip("-")
 
 
 def revision_name(service: str, number: int) -> str:

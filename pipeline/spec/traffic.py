@@ -98,6 +98,11 @@ def check_ownership(service_name: str, targets: Sequence[TrafficTarget]) -> None
     """Raise SpecProblem if a target names a revision that is not this service's."""
     pattern = revision_pattern(service_name)
     for index, target in enumerate(targets):
+        if target.tag is not None:
+            try:
+                validate_tag(target.tag, service=service_name)
+            except InvalidName as exc:
+                raise SpecProblem(exc.message, path=f"[{index}].tag") from None
         name = target.revision_name
         if name is not None and not pattern.match(name):
             raise SpecProblem(

@@ -108,3 +108,23 @@ def test_image_references(ref: str, expected: str) -> None:
 def test_bad_image_references(ref: str) -> None:
     with pytest.raises(InvalidInput):
         registry.parse(ref)
+
+
+@pytest.mark.parametrize(
+    ("branch", "service", "tag"),
+    [
+        pytest.param("feature/login", "hello", "branch-feature-login", id="slash"),
+        pytest.param("Fix_Bug#12", "hello", "branch-fix-bug-12", id="odd-characters"),
+        pytest.param("x" * 80, "a" * 40, "branch-" + "x" * 14, id="cut-to-fit"),
+    ],
+)
+def test_branch_tags_fit_the_host_label(branch: str, service: str, tag: str) -> None:
+    got = names.branch_tag(branch, service=service)
+    assert got == tag
+    assert names.validate_tag(got, service=service) == got
+
+
+def test_tag_too_long_for_its_service_is_refused() -> None:
+    with pytest.raises(InvalidName, match="at most 21"):
+        names.validate_tag("a" * 22, service="s" * 40)
+    assert names.commit_tag("3f2a9c1deadbeef") == "commit-3f2a9c1"
