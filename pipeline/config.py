@@ -36,6 +36,8 @@ class Settings:
     readiness_timeout_s: float = 60.0
     grace_period_s: float = 10.0
     reconcile_interval_s: float = 1.0
+    # Every tagged revision keeps an instance until scale-to-zero lands: bound commit tag URLs.
+    commit_tags_kept: int = 5
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -56,6 +58,7 @@ class Settings:
             haproxy_bin=e.get("SLIPWAY_HAPROXY", base.haproxy_bin),
             readiness_timeout_s=float(e.get("SLIPWAY_READINESS_TIMEOUT", base.readiness_timeout_s)),
             grace_period_s=float(e.get("SLIPWAY_GRACE_PERIOD", base.grace_period_s)),
+            commit_tags_kept=int(e.get("SLIPWAY_COMMIT_TAGS_KEPT", base.commit_tags_kept)),
         )
 
     @property

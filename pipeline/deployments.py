@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipeline import names, sources, spec
+from pipeline import names, sources, spec, traffic
 from pipeline.builds import Builder, BuildRequest, choose_builder
 from pipeline.config import Settings
 from pipeline.errors import InvalidSpec, RevisionFailed, SlipwayError
 from pipeline.logs import get as get_log
 from pipeline.registry import RegistryClient
-from pipeline.routing import resolve_traffic
+from pipeline.routing import latest_ready, resolve_traffic
 from pipeline.state import Revision, Service, Store
 
 Emit = Callable[[dict[str, Any]], None]
@@ -33,6 +33,15 @@ class Waker(Protocol):
     def wake(self) -> None: ...
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Commit:
+    """A git commit being deployed: from a push, a webhook or `deploy --git`."""
+
+    sha: str  # 40 hex
+    branch: str = ""  # the pushed branch; "" for a pull request head
+    preview_tag: str = ""  # "" deploys to the service URL; else 0% traffic under this tag
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +72,13 @@ class Deployer:
 
     # entry points -------------------------------------------------------------------------------
     def deploy_source(
-        self, service: str, *, source: bytes, env: dict[str, str], emit: Emit
+        self,
+        service: str,
+        *,
+        source: bytes,
+        env: dict[str, str],
+        emit: Emit,
+        commit: Commit | None = None,
     ) -> Outcome:
         names.validate_service_name(service)
         info = sources.inspect(source)
@@ -108,7 +123,7 @@ class Deployer:
             )
             log.info("build_succeeded", image=result.image)
             return self._roll_out(
-                service, image=result.image, env=env, build_id=build.id, emit=emit
+                service, image=result.image, env=env, build_id=build.id, emit=emit, commit=commit
             )
 
     def deploy_image(self, service: str, *, image: str, env: dict[str, str], emit: Emit) -> Outcome:
@@ -130,7 +145,7 @@ class Deployer:
             )
         pinned = self._registry.resolve(ks.container.image or "")
         with self._serialised(ks.name, emit):
-            return self._apply(ks, image=pinned, build_id=None, emit=emit)
+            return self._apply(ks, image=pinned, build_id=None, emit=emit, promote=False)
 
     # internals ----------------------------------------------------------------------------------
     def _serialised(self, service: str, emit: Emit) -> _Held:
@@ -140,7 +155,14 @@ class Deployer:
         return _Held(lock, on_wait=lambda: emit({"event": "stage", "text": waiting, "seconds": 0}))
 
     def _roll_out(
-        self, service: str, *, image: str, env: dict[str, str], build_id: str | None, emit: Emit
+        self,
+        service: str,
+        *,
+        image: str,
+        env: dict[str, str],
+        build_id: str | None,
+        emit: Emit,
+        commit: Commit | None = None,
     ) -> Outcome:
         existing = self._store.find_service(service)
         if existing is None:
@@ -154,9 +176,23 @@ class Deployer:
                 container["env"] = [{"name": k, "value": v} for k, v in merged.items()]
             # Re-validated: the stored spec plus CLI flags must still be a valid Service.
             ks = spec.parse_service(manifest, require_image=False)
-        return self._apply(ks, image=image, build_id=build_id, emit=emit)
+        return self._apply(ks, image=image, build_id=build_id, emit=emit, commit=commit)
 
-    def _apply(self, ks: spec.KService, *, image: str, build_id: str | None, emit: Emit) -> Outcome:
+    def _apply(
+        self,
+        ks: spec.KService,
+        *,
+        image: str,
+        build_id: str | None,
+        emit: Emit,
+        commit: Commit | None = None,
+        promote: bool = True,
+    ) -> Outcome:
+        """Create the revision if the template changed and wait for it.
+
+        `promote`: once ready it takes all traffic (deploys); `replace` keeps the document's own
+        traffic block instead.
+        """
         service = ks.name
         pinned = ks.with_image(image)
         template = copy.deepcopy(pinned.to_manifest()["spec"]["template"])
@@ -165,7 +201,14 @@ class Deployer:
         existing = self._store.find_service(service)
         previous = self._store.list_revisions(service) if existing else []
         serving = _serving(existing, previous)
-        self._store.put_service(service, spec=pinned.to_manifest())
+        manifest = pinned.to_manifest()
+        if commit is not None and commit.preview_tag:
+            # A preview must not become "the latest ready revision" that takes the traffic:
+            # pin what serves now by name, as `gcloud run deploy --no-traffic` does.
+            manifest["spec"]["traffic"] = traffic.pin_latest(
+                manifest["spec"].get("traffic") or [], latest_ready=latest_ready(previous)
+            )
+        self._store.put_service(service, spec=manifest)
         latest = previous[-1] if previous else None
         if latest is not None and latest.template_hash == digest and latest.status != "Failed":
             emit(
@@ -175,6 +218,8 @@ class Deployer:
                     "seconds": 0,
                 }
             )
+            if commit is not None:
+                self._retag(service, revision=latest.name, commit=commit)
             self._reconciler.wake()
             return Outcome(
                 service=service, revision=latest, created=False, urls=self._urls(service)
@@ -195,6 +240,10 @@ class Deployer:
                 f"Traffic unchanged: {keeps}.",
                 reason=rev.reason,
             )
+        if commit is not None or (
+            promote and not _follows_latest(self._store.get_service(service))
+        ):
+            self._retag(service, revision=rev.name, commit=commit)
         # The pass that marked it Ready also moved the route; one more pass proves it applied.
         self._reconciler.wait_for_pass(timeout_s=30)
         emit(
@@ -206,6 +255,42 @@ class Deployer:
             }
         )
         return Outcome(service=service, revision=rev, created=True, urls=self._urls(service))
+
+    def remove_tag(self, service: str, tag: str) -> bool:
+        """Drop a preview tag (deleted branch, closed pull request); False if it was not set."""
+        with self._serialised(service, lambda _e: None):
+            svc = self._store.get_service(service)
+            before = svc.spec["spec"].get("traffic") or []
+            after = traffic.without_tags(before, {tag})
+            if after == before:
+                return False
+            self._put_traffic(svc, after)
+        return True
+
+    def _retag(self, service: str, *, revision: str, commit: Commit | None) -> None:
+        """After `revision` is ready: tag it, and give it the traffic unless it is a preview."""
+        svc = self._store.get_service(service)
+        tags = []
+        if commit is not None:
+            tags.append(names.commit_tag(commit.sha))
+            if commit.preview_tag:
+                tags.append(commit.preview_tag)
+        updated = traffic.retag(
+            svc.spec["spec"].get("traffic") or [],
+            revision=revision,
+            tags=tags,
+            promote=commit is None or not commit.preview_tag,
+            keep_commit_tags=self._settings.commit_tags_kept,
+        )
+        self._put_traffic(svc, updated)
+
+    def _put_traffic(self, svc: Service, targets: list[dict[str, Any]]) -> None:
+        manifest = copy.deepcopy(svc.spec)
+        manifest["spec"]["traffic"] = targets
+        # Validated like any Service: percents, tag lengths, revision ownership.
+        manifest = spec.parse_service(manifest, require_image=False).to_manifest()
+        self._store.put_service(svc.name, spec=manifest)
+        self._reconciler.wake()
 
     def _await_settled(self, revision: str) -> Revision:
         deadline = time.monotonic() + self._settings.readiness_timeout_s + 30
@@ -225,6 +310,11 @@ class Deployer:
             if t.tag:
                 urls.append(names.tag_url(t.tag, service, self._settings.domain, port))
         return urls
+
+
+def _follows_latest(service: Service) -> bool:
+    entries = service.spec["spec"].get("traffic") or []
+    return all(e.get("latestRevision") for e in entries if e.get("percent"))
 
 
 def _serving(service: Service | None, revisions: list[Revision]) -> str:
