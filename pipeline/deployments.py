@@ -67,6 +67,8 @@ class Deployer:
         self._registry = registry
         self._reconciler = reconciler
         self._settings = settings
+        self.domain = settings.domain
+        self.ingress_port = settings.ingress_port
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -219,7 +221,9 @@ class Deployer:
                 }
             )
             if commit is not None:
-                self._retag(service, revision=latest.name, commit=commit)
+                self._retag(
+                    service, revision=latest.name, commit=commit, promote=not commit.preview_tag
+                )
             self._reconciler.wake()
             return Outcome(
                 service=service, revision=latest, created=False, urls=self._urls(service)
@@ -231,19 +235,25 @@ class Deployer:
         log.info("revision_created", image=image)
         emit({"event": "revision", "revision": rev.name, "status": "Pending"})
         started = time.monotonic()
+        before = self._store.get_service(service)
+        if commit is not None:
+            # Tags point at the revision from the start, so that it is routed (and keeps its
+            # instance) the moment it turns ready; its tag URLs answer 503 until then.
+            self._retag(service, revision=rev.name, commit=commit, promote=False)
         self._reconciler.wake()
         rev = self._await_settled(rev.name)
         if rev.status == "Failed":
+            if commit is not None:
+                self._put_traffic(before, before.spec["spec"].get("traffic") or [])
             keeps = f"{serving} keeps serving" if serving else "no revision serves yet"
             raise RevisionFailed(
                 f"revision {rev.name} failed ({rev.reason}): {rev.message}\n"
                 f"Traffic unchanged: {keeps}.",
                 reason=rev.reason,
             )
-        if commit is not None or (
-            promote and not _follows_latest(self._store.get_service(service))
-        ):
-            self._retag(service, revision=rev.name, commit=commit)
+        promote = promote and (commit is None or not commit.preview_tag)
+        if promote and not _follows_latest(self._store.get_service(service)):
+            self._retag(service, revision=rev.name, commit=commit, promote=True)
         # The pass that marked it Ready also moved the route; one more pass proves it applied.
         self._reconciler.wait_for_pass(timeout_s=30)
         emit(
@@ -265,10 +275,11 @@ class Deployer:
             if after == before:
                 return False
             self._put_traffic(svc, after)
+        self._reconciler.wait_for_pass(timeout_s=30)  # the URL is gone when this returns
         return True
 
-    def _retag(self, service: str, *, revision: str, commit: Commit | None) -> None:
-        """After `revision` is ready: tag it, and give it the traffic unless it is a preview."""
+    def _retag(self, service: str, *, revision: str, commit: Commit | None, promote: bool) -> None:
+        """Point the commit's tags at `revision`; with `promote`, all traffic follows latest."""
         svc = self._store.get_service(service)
         tags = []
         if commit is not None:
@@ -279,7 +290,7 @@ class Deployer:
             svc.spec["spec"].get("traffic") or [],
             revision=revision,
             tags=tags,
-            promote=commit is None or not commit.preview_tag,
+            promote=promote,
             keep_commit_tags=self._settings.commit_tags_kept,
         )
         self._put_traffic(svc, updated)

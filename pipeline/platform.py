@@ -20,6 +20,7 @@ from pipeline.drains import HAProxyDataPlane
 from pipeline.engines.docker import DockerEngine
 from pipeline.reconciler import Reconciler
 from pipeline.registry import RegistryClient
+from pipeline.repos import Repositories
 from pipeline.state import Store
 
 
@@ -32,6 +33,7 @@ class Platform:
     dataplane: HAProxyDataPlane
     reconciler: Reconciler
     deployer: Deployer
+    repos: Repositories
     stop: threading.Event
 
     def start_loops(self) -> threading.Thread:
@@ -89,5 +91,6 @@ def build(settings: Settings) -> Platform:
         dataplane=dataplane,
         reconciler=reconciler,
         deployer=deployer,
+        repos=Repositories(settings.data_dir / "git"),
         stop=threading.Event(),
     )

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from pipeline import names
-from pipeline.api import auth, views
+from pipeline.api import auth, git, views
 from pipeline.deployments import Outcome
 from pipeline.errors import (
     BuildFailed,
@@ -65,6 +65,8 @@ def create_app(platform: Platform) -> FastAPI:
 
     def authed(request: Request) -> None:
         auth.check(request, platform.token)
+
+    app.include_router(git.create_router(platform))
 
     @app.exception_handler(SlipwayError)
     async def _slipway_error(_request: Request, exc: SlipwayError) -> JSONResponse:

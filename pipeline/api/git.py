@@ -1,0 +1,182 @@
+"""Smart HTTP git at /git/<svc>.git: clone, fetch and push, behind the API token.
+
+The wire protocol is dulwich's; this module only moves bytes between HTTP and a dulwich handler
+running in a worker thread, so that receive-pack's progress (the build output, as `remote:`
+lines) reaches the pusher while the build runs, not when it ends. Credentials: basic auth with
+the token as the password (any user name), or a bearer token.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hmac
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from io import BytesIO
+from typing import Any, cast
+
+from dulwich.protocol import (
+    CAPABILITY_SIDE_BAND_64K,
+    SIDE_BAND_CHANNEL_PROGRESS,
+    ReceivableProtocol,
+)
+from dulwich.repo import Repo
+from dulwich.server import (
+    BackendRepo,
+    DictBackend,
+    PackHandler,
+    ReceivePackHandler,
+    UploadPackHandler,
+)
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import StreamingResponse
+
+from pipeline.errors import InvalidName
+from pipeline.gitpush import PushHandler
+from pipeline.logs import get as get_log
+from pipeline.platform import Platform
+
+SERVICES = ("git-upload-pack", "git-receive-pack")
+MAX_PUSH_BYTES = 512 * 1024 * 1024
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="Slipway"'}
+
+
+def authorised(request: Request, token: str) -> bool:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            _user, _, value = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    return bool(value) and hmac.compare_digest(value.encode(), token.encode())
+
+
+def create_router(platform: Platform) -> APIRouter:
+    router = APIRouter()
+    log = get_log(component="git")
+
+    def repo_for(request: Request, name: str, *, create: bool) -> tuple[str, Repo]:
+        if not authorised(request, platform.token):
+            raise HTTPException(
+                401,
+                "git needs the Slipway token as the password: "
+                "git remote add slipway http://x:<token>@localhost:8080/git/<svc>.git",
+                headers=CHALLENGE,
+            )
+        service = name.removesuffix(".git")
+        try:
+            repo = platform.repos.open(service, create=create)
+        except InvalidName as e:
+            raise HTTPException(400, e.message) from e
+        if repo is None:
+            raise HTTPException(404, f"no repository for service {service!r}: push to create it")
+        return service, repo
+
+    def handler_class(service: str, kind: str, repo: Repo) -> Callable[..., PackHandler]:
+        if kind == "git-upload-pack":
+            return UploadPackHandler
+        push = PushHandler(
+            service=service, repo=repo, deployer=platform.deployer, store=platform.store
+        )
+        return _receive_handler(push)
+
+    @router.get("/git/{name}/info/refs", include_in_schema=False)
+    def info_refs(name: str, request: Request, service: str = "") -> Response:
+        if service not in SERVICES:
+            raise HTTPException(403, "only smart HTTP is served: use git 1.6.6 or newer")
+        svc, repo = repo_for(request, name, create=service == "git-receive-pack")
+        out = BytesIO()
+        proto = ReceivableProtocol(BytesIO().read, out.write)
+        proto.write_pkt_line(f"# service={service}\n".encode())
+        proto.write_pkt_line(None)
+        cls = handler_class(svc, service, repo)
+        cls(_backend(repo), ["/"], proto, stateless_rpc=True, advertise_refs=True).handle()
+        return Response(
+            out.getvalue(),
+            media_type=f"application/x-{service}-advertisement",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    async def rpc(name: str, request: Request, kind: str) -> StreamingResponse:
+        svc, repo = repo_for(request, name, create=kind == "git-receive-pack")
+        if request.headers.get("content-type") != f"application/x-{kind}-request":
+            raise HTTPException(415, f"expected Content-Type application/x-{kind}-request")
+        body = await _read_limited(request, MAX_PUSH_BYTES)
+        if request.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        log.info("git_rpc", service=svc, rpc=kind, bytes=len(body))
+        cls = handler_class(svc, kind, repo)
+        return StreamingResponse(
+            _run(lambda proto: cls(_backend(repo), ["/"], proto, stateless_rpc=True), body),
+            media_type=f"application/x-{kind}-result",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    @router.post("/git/{name}/git-upload-pack", include_in_schema=False)
+    async def upload_pack(name: str, request: Request) -> StreamingResponse:
+        return await rpc(name, request, "git-upload-pack")
+
+    @router.post("/git/{name}/git-receive-pack", include_in_schema=False)
+    async def receive_pack(name: str, request: Request) -> StreamingResponse:
+        return await rpc(name, request, "git-receive-pack")
+
+    return router
+
+
+def _backend(repo: Repo) -> DictBackend:
+    repos: dict[str, BackendRepo] = {"/": cast(BackendRepo, repo)}
+    return DictBackend(repos)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit:
+        raise HTTPException(413, f"push of {declared} bytes is over the {limit} byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"push is over the {limit} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _run(make: Callable[[ReceivableProtocol], PackHandler], body: bytes) -> Iterator[bytes]:
+    """Run a dulwich handler in a thread; yield what it writes, as it writes it."""
+    out: queue.Queue[bytes | None] = queue.Queue()
+
+    def write(data: bytes) -> int:
+        out.put(bytes(data))
+        return len(data)
+
+    def work() -> None:
+        try:
+            make(ReceivableProtocol(BytesIO(body).read, write)).handle()
+        except Exception:
+            get_log(component="git").exception("git_handler_crashed")
+        finally:
+            out.put(None)
+
+    threading.Thread(target=work, name="git-rpc", daemon=True).start()
+    while (chunk := out.get()) is not None:
+        yield chunk
+
+
+def _receive_handler(push: PushHandler) -> type[ReceivePackHandler]:
+    class SlipwayReceivePack(ReceivePackHandler):
+        """Runs the build between unpacking the objects and moving the ref."""
+
+        def _on_update(self, ref_name: Any, old_sha: Any, new_sha: Any) -> bytes | None:
+            def progress(line: str) -> None:
+                if self.has_capability(CAPABILITY_SIDE_BAND_64K):
+                    data = (line + "\n").encode()
+                    for i in range(0, len(data), 65000):
+                        self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data[i : i + 65000])
+
+            return push.on_update(bytes(ref_name), bytes(old_sha), bytes(new_sha), progress)
+
+    return SlipwayReceivePack
