@@ -28,7 +28,9 @@ revisions = typer.Typer(no_args_is_help=True, help="Inspect revisions.")
 images = typer.Typer(no_args_is_help=True, help="Base images made from the OS package archive.")
 app.add_typer(services, name="services")
 app.add_typer(revisions, name="revisions")
+builds = typer.Typer(no_args_is_help=True, help="Builds and their logs.")
 app.add_typer(images, name="images")
+app.add_typer(builds, name="builds")
 
 # soft_wrap: long lines (digests, URLs) stay whole when piped or copied.
 out = Console(soft_wrap=True)
@@ -209,6 +211,42 @@ def revisions_list(service: str) -> None:
             r["name"], r["status"], str(r["instances"]["running"]), r["created"], r["reason"]
         )
     out.print(table)
+
+
+@builds.command("list")
+def builds_list(
+    service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+) -> None:
+    try:
+        rows = _client().request(
+            "GET", "/v1/builds", params={"service": service} if service else {}
+        )
+    except ClientError as e:
+        raise _fail(e.message) from e
+    table = Table("BUILD", "SERVICE", "STATUS", "CREATED", "IMAGE / ERROR", box=None)
+    for b in rows:
+        table.add_row(b["id"], b["service"], b["status"], b["created"], b["error"] or b["image"])
+    out.print(table)
+
+
+@builds.command("log")
+def builds_log(
+    build_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream until it ends.")] = False,
+) -> None:
+    """Print a build's log; with --follow, stream it while the build runs."""
+    client = _client()
+    try:
+        for chunk in client.stream_text(
+            f"/v1/builds/{build_id}/log", params={"follow": "1" if follow else "0"}
+        ):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        status = client.request("GET", f"/v1/builds/{build_id}")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    if status["status"] == "failed":
+        raise _fail(f"build {build_id} failed: {status['error']}")
 
 
 @images.command("ensure")

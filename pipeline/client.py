@@ -71,6 +71,17 @@ class Client:
         except httpx.HTTPError as e:
             raise self._unreachable(e) from e
 
+    def stream_text(self, path: str, **kwargs: Any) -> Iterator[str]:
+        """Text from a streaming endpoint, chunk by chunk as it arrives."""
+        try:
+            with self._http.stream("GET", path, **kwargs) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._raise_for(resp)
+                yield from resp.iter_text()
+        except httpx.HTTPError as e:
+            raise self._unreachable(e) from e
+
     def _unreachable(self, e: httpx.HTTPError) -> ClientError:
         return ClientError(
             f"cannot reach Slipway at {self.url} ({e.__class__.__name__}): is it running? "

@@ -238,6 +238,13 @@ class Store:
             row.error = error
             row.finished_at = utcnow()
 
+    def list_builds(self, *, service: str | None = None, limit: int = 50) -> list[Build]:
+        with self._sessions() as s:
+            query = select(BuildRow).order_by(BuildRow.created_at.desc()).limit(limit)
+            if service:
+                query = query.where(BuildRow.service == service)
+            return [_build(r) for r in s.scalars(query)]
+
     def get_build(self, build_id: str) -> Build:
         with self._sessions() as s:
             row = s.get(BuildRow, build_id)

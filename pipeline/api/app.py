@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from pipeline import names
+from pipeline import buildlogs, names
 from pipeline.api import auth, git, views
 from pipeline.deployments import Outcome
 from pipeline.errors import (
@@ -138,25 +138,27 @@ def create_app(platform: Platform) -> FastAPI:
             lambda emit: platform.deployer.deploy_source(name, source=source, env=env, emit=emit)
         )
 
+    @app.get("/v1/builds", dependencies=v1)
+    def list_builds(service: str | None = None) -> list[dict[str, Any]]:
+        return [views.build_view(b) for b in platform.store.list_builds(service=service)]
+
     @app.get("/v1/builds/{build_id}", dependencies=v1)
     def get_build(build_id: str) -> dict[str, Any]:
-        b = platform.store.get_build(build_id)
-        return {
-            "id": b.id,
-            "service": b.service,
-            "status": b.status,
-            "builder": b.builder,
-            "image": b.image,
-            "error": b.error,
-            "created": b.created_at.isoformat(),
-            "finished": b.finished_at.isoformat() if b.finished_at else None,
-        }
+        return views.build_view(platform.store.get_build(build_id))
 
     @app.get("/v1/builds/{build_id}/log", dependencies=v1)
-    def build_log(build_id: str) -> PlainTextResponse:
+    def build_log(build_id: str, follow: bool = False) -> StreamingResponse:
+        """The stored build log; with `follow=1`, kept open and streamed until the build ends."""
         platform.store.get_build(build_id)
         path = platform.settings.builds_dir / f"{build_id}.log"
-        return PlainTextResponse(path.read_text() if path.exists() else "")
+        return StreamingResponse(
+            buildlogs.follow(
+                path, running=lambda: platform.store.get_build(build_id).status == "running"
+            )
+            if follow
+            else buildlogs.read(path),
+            media_type="text/plain; charset=utf-8",
+        )
 
     return app
 

@@ -7,7 +7,7 @@ from typing import Any
 from pipeline import names
 from pipeline.engines.base import Instance
 from pipeline.routing import resolve_traffic
-from pipeline.state import Revision, Service
+from pipeline.state import Build, Revision, Service
 
 
 def revision_view(rev: Revision, instances: list[Instance]) -> dict[str, Any]:
@@ -55,4 +55,17 @@ def service_view(
         "traffic": traffic,
         "revisions": [revision_view(r, instances) for r in reversed(revisions)],
         "spec": svc.spec,
+    }
+
+
+def build_view(b: Build) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "service": b.service,
+        "status": b.status,
+        "builder": b.builder,
+        "image": b.image,
+        "error": b.error,
+        "created": b.created_at.isoformat(),
+        "finished": b.finished_at.isoformat() if b.finished_at else None,
     }
