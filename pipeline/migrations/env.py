@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import pipeline.deliveries  # noqa: F401  (its table joins Base.metadata)
 from pipeline.models import Base
 
 connection = context.config.attributes["connection"]

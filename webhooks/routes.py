@@ -1,0 +1,205 @@
+"""POST /hooks/github and /hooks/gitlab: authenticate, classify, record, answer, build later.
+
+The order matters: size is capped before the body is read whole, the signature is checked over
+the raw bytes before any parsing, and the delivery id is recorded before anything runs, so a
+replayed request builds nothing. Builds run in the `Runner`; the answer (202 with the actions,
+or 200 with why nothing happens) comes well within GitHub's 10 s.
+
+These routes are not behind the API's bearer token: the signature is the authentication.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from pipeline.deliveries import DELIVERY_ID_MAX, Deliveries
+from pipeline.errors import InvalidInput
+from pipeline.logs import get as get_log
+from pipeline.state import Service, Store
+from webhooks import signatures
+from webhooks.actions import Action, Deploy, Ignore, RemoveTag, describe, summary
+from webhooks.github import github_actions
+from webhooks.gitlab import gitlab_actions
+from webhooks.runner import Runner
+from webhooks.signatures import SignatureError
+
+# GitHub caps webhook payloads at 25 MB; anything bigger is not from GitHub.
+MAX_PAYLOAD_BYTES = 25 * 1024 * 1024
+
+Secret = Callable[[], bytes | None]
+Classify = Callable[[str, dict[str, Any], list[Service]], list[Action]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Provider:
+    name: str
+    secret: Secret
+    event_header: str
+    delivery_header: str
+    classify: Classify
+    verify: Callable[[bytes, bytes, Request], None]
+    unconfigured: str
+
+
+def create_router(
+    *,
+    github_secret: Secret,
+    gitlab_secret: Secret,
+    store: Store,
+    deliveries: Deliveries,
+    runner: Runner,
+) -> APIRouter:
+    router = APIRouter()
+    github = _Provider(
+        name="github",
+        secret=github_secret,
+        event_header="X-GitHub-Event",
+        delivery_header="X-GitHub-Delivery",
+        classify=github_actions,
+        verify=lambda secret, body, request: signatures.verify_github(
+            secret, body, request.headers.get(signatures.GITHUB_HEADER)
+        ),
+        unconfigured=(
+            "GitHub webhooks are off: no secret is configured. Set "
+            "SLIPWAY_GITHUB_WEBHOOK_SECRET or write it to <data dir>/github-webhook-secret, "
+            "and give GitHub the same secret"
+        ),
+    )
+    gitlab = _Provider(
+        name="gitlab",
+        secret=gitlab_secret,
+        event_header="X-Gitlab-Event",
+        delivery_header="X-Gitlab-Event-UUID",
+        classify=gitlab_actions,
+        verify=lambda secret, _body, request: signatures.verify_gitlab(
+            secret, request.headers.get(signatures.GITLAB_HEADER)
+        ),
+        unconfigured=(
+            "GitLab webhooks are off: no secret token is configured. Set "
+            "SLIPWAY_GITLAB_WEBHOOK_SECRET or write it to <data dir>/gitlab-webhook-secret, "
+            "and give GitLab the same secret token"
+        ),
+    )
+
+    async def handle(provider: _Provider, request: Request) -> JSONResponse:
+        return await _handle(provider, request, store=store, deliveries=deliveries, runner=runner)
+
+    @router.post("/hooks/github")
+    async def github_hook(request: Request) -> JSONResponse:
+        return await handle(github, request)
+
+    @router.post("/hooks/gitlab")
+    async def gitlab_hook(request: Request) -> JSONResponse:
+        return await handle(gitlab, request)
+
+    return router
+
+
+async def _handle(
+    provider: _Provider,
+    request: Request,
+    *,
+    store: Store,
+    deliveries: Deliveries,
+    runner: Runner,
+) -> JSONResponse:
+    log = get_log(component="webhooks", provider=provider.name)
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_PAYLOAD_BYTES):
+        return _too_large() if declared.isdigit() else _error(400, "bad Content-Length header")
+    body = await _read_capped(request)
+    if body is None:
+        return _too_large()
+
+    secret = provider.secret()
+    if not secret:
+        return _error(503, provider.unconfigured)
+    try:
+        provider.verify(secret, body, request)
+    except SignatureError as e:
+        log.warning("webhook_refused", reason=e.message)
+        return _error(401, e.message)
+
+    event = request.headers.get(provider.event_header, "")
+    delivery = request.headers.get(provider.delivery_header, "")
+    if not event:
+        return _error(400, f"missing {provider.event_header} header")
+    if not delivery or len(delivery) > DELIVERY_ID_MAX:
+        return _error(400, f"missing or overlong {provider.delivery_header} header")
+    log = log.bind(delivery=delivery, event=event)
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return _error(
+            400, "the body is not JSON: set the webhook's content type to application/json"
+        )
+    if not isinstance(payload, dict):
+        return _error(400, "the body is JSON but not an object")
+
+    services = await run_in_threadpool(store.list_services)
+    try:
+        actions = provider.classify(event, payload, services)
+    except InvalidInput as e:
+        log.warning("webhook_payload_invalid", reason=e.message)
+        return _error(400, e.message)
+
+    work = [a for a in actions if isinstance(a, Deploy | RemoveTag)]
+    reasons = [a.reason for a in actions if isinstance(a, Ignore)]
+    fresh = await run_in_threadpool(
+        lambda: deliveries.record_new(
+            id=delivery,
+            provider=provider.name,
+            event=event,
+            service=", ".join(sorted({a.service for a in work})) or None,
+            action="; ".join(summary(a) for a in actions),
+            outcome="accepted" if work else "ignored: " + "; ".join(reasons),
+        )
+    )
+    if not fresh:
+        log.info("webhook_duplicate")
+        return JSONResponse(
+            status_code=200,
+            content={
+                "delivery": delivery,
+                "duplicate": True,
+                "message": "duplicate delivery, not built again",
+            },
+        )
+    described = [describe(a) for a in actions]
+    if not work:
+        log.info("webhook_ignored", reasons=reasons)
+        return JSONResponse(
+            status_code=200,
+            content={"delivery": delivery, "ignored": "; ".join(reasons), "actions": described},
+        )
+    log.info("webhook_accepted", actions=[summary(a) for a in work])
+    runner.submit(delivery, actions)
+    return JSONResponse(status_code=202, content={"delivery": delivery, "actions": described})
+
+
+async def _read_capped(request: Request) -> bytes | None:
+    """The raw body, or None once it passes the cap (a lying or absent Content-Length)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_PAYLOAD_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large() -> JSONResponse:
+    limit = MAX_PAYLOAD_BYTES // (1024 * 1024)
+    return _error(413, f"payload over {limit} MB: GitHub and GitLab never send more")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": message})
