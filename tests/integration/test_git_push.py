@@ -151,3 +151,32 @@ def test_push_with_a_wrong_token_is_refused(slipway: Slipway, checkout: Checkout
     assert result.returncode != 0
     assert "Authentication failed" in result.stderr or "401" in result.stderr
     assert slipway.api_get("/v1/services/pushy").status_code in (200, 404)
+
+
+def test_concurrent_pushes_to_one_service_are_serialised(
+    slipway: Slipway, checkout: Checkout
+) -> None:
+    checkout.remote = checkout.remote.replace("pushy", "queuey")
+    (checkout.path / "Dockerfile").write_text(
+        f"FROM {BUSYBOX}\nRUN echo {secrets.token_hex(4)} && sleep 3\n"
+        "COPY index.html /www/index.html\n"
+        'CMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]\n'
+    )
+    checkout.commit("slow main")
+    checkout.git("checkout", "-q", "-b", "other")
+    write_app(checkout.path, body="other\n", dockerfile=(checkout.path / "Dockerfile").read_text())
+    checkout.commit("other branch")
+    checkout.git("checkout", "-q", "main")
+    first = subprocess.Popen(
+        ["git", "push", checkout.remote, "main"], cwd=checkout.path, env=checkout.env,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.5)  # the first push is building now
+    second = checkout.push("other")
+    _, first_err = first.communicate(timeout=120)
+
+    assert first.returncode == 0, first_err
+    assert "Waiting for the deploy to queuey in progress" in second.stderr
+    revisions = slipway.api_get("/v1/services/queuey/revisions").json()
+    assert sorted(r["name"] for r in revisions) == ["queuey-00001", "queuey-00002"]
+    assert all(r["status"] == "Ready" for r in revisions)
