@@ -83,19 +83,30 @@ def deploy(
     image: Annotated[
         str | None, typer.Option("--image", help="Deploy this image; no build.")
     ] = None,
+    git: Annotated[
+        str | None, typer.Option("--git", help="Clone this repository URL and build it.")
+    ] = None,
+    ref: Annotated[str, typer.Option("--ref", help="Branch, tag or sha for --git.")] = "HEAD",
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="NAME=value, repeatable.")
     ] = None,
 ) -> None:
     """Build (or take an image) and deploy it as a new revision; traffic moves when ready."""
-    if (source is None) == (image is None):
-        raise _fail("give exactly one of --source DIR or --image REGISTRY/REPO:TAG")
+    if sum(x is not None for x in (source, image, git)) != 1:
+        raise _fail("give exactly one of --source DIR, --git URL or --image REGISTRY/REPO:TAG")
     params: list[tuple[str, str]] = [("env", e) for e in env or []]
     client = _client()
     try:
         if image is not None:
             params.append(("image", image))
             events = client.stream("POST", f"/v1/services/{name}/deployments", params=params)
+        elif git is not None:
+            events = client.stream(
+                "POST",
+                f"/v1/services/{name}/deployments",
+                params=params,
+                json={"git": {"url": git, "ref": ref}},
+            )
         else:
             assert source is not None
             try:

@@ -81,6 +81,16 @@ class Settings:
     def sources_dir(self) -> Path:
         return self.data_dir / "sources"
 
+    def webhook_secret(self, provider: str) -> bytes | None:
+        """SLIPWAY_<PROVIDER>_WEBHOOK_SECRET, else <data dir>/<provider>-webhook-secret."""
+        value = os.environ.get(f"SLIPWAY_{provider.upper()}_WEBHOOK_SECRET", "")
+        if value:
+            return value.encode()
+        try:
+            return (self.data_dir / f"{provider}-webhook-secret").read_bytes().strip() or None
+        except OSError:
+            return None
+
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"

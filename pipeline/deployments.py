@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipeline import names, sources, spec, traffic
+from pipeline import gitsources, names, sources, spec, traffic
 from pipeline.builds import Builder, BuildRequest, choose_builder
 from pipeline.config import Settings
 from pipeline.errors import InvalidSpec, RevisionFailed, SlipwayError
@@ -127,6 +127,18 @@ class Deployer:
             return self._roll_out(
                 service, image=result.image, env=env, build_id=build.id, emit=emit, commit=commit
             )
+
+    def deploy_git(
+        self, service: str, *, url: str, ref: str, env: dict[str, str], emit: Emit
+    ) -> Outcome:
+        """Clone `url` at `ref` and deploy it like a push of that commit to the deploy branch."""
+        names.validate_service_name(service)
+        sha = gitsources.resolve_ref(url, ref)
+        emit({"event": "stage", "text": f"Cloning {url} at {sha[:7]} ({ref})", "seconds": 0})
+        source = gitsources.clone_at(url, sha)
+        return self.deploy_source(
+            service, source=source, env=env, emit=emit, commit=Commit(sha=sha, branch=ref)
+        )
 
     def deploy_image(self, service: str, *, image: str, env: dict[str, str], emit: Emit) -> Outcome:
         names.validate_service_name(service)

@@ -21,6 +21,7 @@ from pathlib import Path
 from dulwich import porcelain
 from dulwich.config import ConfigFile, StackedConfig
 from dulwich.objects import Commit, ObjectID
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from pipeline import sources
@@ -112,3 +113,21 @@ def _config(timeout_s: float) -> StackedConfig:
 def _reason(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0][:300]
+
+
+def resolve_ref(url: str, ref: str) -> str:
+    """A full sha for `ref` (a sha, a branch, a tag or HEAD) in the repository at `url`."""
+    if _SHA.match(ref):
+        return ref
+    try:
+        remote = porcelain.ls_remote(url, include_tags=True, quiet=True)
+    except Exception as e:  # dulwich raises many kinds: every one means "cannot list"
+        raise BuildFailed(f"listing the refs of {url} failed: {e}") from e
+    wanted = [ref.encode()] if ref == "HEAD" else [
+        f"refs/heads/{ref}".encode(), f"refs/tags/{ref}".encode(), ref.encode(),
+    ]  # fmt: skip
+    for name in wanted:
+        sha = remote.refs.get(Ref(name))
+        if sha:
+            return sha.decode()
+    raise InvalidSource(f"{url} has no branch or tag {ref!r}: check the name (`git ls-remote`)")

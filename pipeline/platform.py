@@ -14,6 +14,7 @@ from pipeline.builds import DockerfileBuilder
 from pipeline.config import Settings
 from pipeline.dataplane.model import Site
 from pipeline.dataplane.process import HAProxyManager
+from pipeline.deliveries import Deliveries
 from pipeline.deployments import Deployer
 from pipeline.dockerclient import connect
 from pipeline.drains import HAProxyDataPlane
@@ -22,6 +23,7 @@ from pipeline.reconciler import Reconciler
 from pipeline.registry import RegistryClient
 from pipeline.repos import Repositories
 from pipeline.state import Store
+from webhooks.runner import Runner
 
 
 @dataclass(kw_only=True)
@@ -34,6 +36,8 @@ class Platform:
     reconciler: Reconciler
     deployer: Deployer
     repos: Repositories
+    deliveries: Deliveries
+    runner: Runner
     stop: threading.Event
 
     def start_loops(self) -> threading.Thread:
@@ -61,7 +65,8 @@ def build(settings: Settings) -> Platform:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine_db = db.make_engine(settings.db_url)
     db.migrate(engine_db)
-    store = Store(db.session_factory(engine_db))
+    sessions = db.session_factory(engine_db)
+    store = Store(sessions)
     client = connect()
     engine = DockerEngine(client, platform=settings.platform_id, network=settings.network)
     engine.ensure_network()
@@ -83,6 +88,7 @@ def build(settings: Settings) -> Platform:
         reconciler=reconciler,
         settings=settings,
     )
+    deliveries = Deliveries(sessions)
     return Platform(
         settings=settings,
         token=ensure_token(settings.token_file),
@@ -92,5 +98,7 @@ def build(settings: Settings) -> Platform:
         reconciler=reconciler,
         deployer=deployer,
         repos=Repositories(settings.data_dir / "git"),
+        deliveries=deliveries,
+        runner=Runner(deployer, deliveries),
         stop=threading.Event(),
     )

@@ -30,6 +30,7 @@ from pipeline.errors import (
 )
 from pipeline.logs import get as get_log
 from pipeline.platform import Platform
+from webhooks import routes as webhook_routes
 
 STATUS = [
     (InvalidInput, 400),
@@ -67,6 +68,16 @@ def create_app(platform: Platform) -> FastAPI:
         auth.check(request, platform.token)
 
     app.include_router(git.create_router(platform))
+    # Webhooks authenticate by signature (GitHub) or token (GitLab), not by the API token.
+    app.include_router(
+        webhook_routes.create_router(
+            github_secret=lambda: platform.settings.webhook_secret("github"),
+            gitlab_secret=lambda: platform.settings.webhook_secret("gitlab"),
+            store=platform.store,
+            deliveries=platform.deliveries,
+            runner=platform.runner,
+        )
+    )
 
     @app.exception_handler(SlipwayError)
     async def _slipway_error(_request: Request, exc: SlipwayError) -> JSONResponse:
@@ -125,6 +136,24 @@ def create_app(platform: Platform) -> FastAPI:
         names.validate_service_name(name)
         env = _env(request.query_params.getlist("env"))
         image = request.query_params.get("image")
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                body = json.loads(await request.body() or b"{}")
+            except ValueError as e:
+                raise InvalidInput(f"the JSON body does not parse: {e}") from e
+            git_source = body.get("git") if isinstance(body, dict) else None
+            image = (body.get("image") if isinstance(body, dict) else None) or image
+            if isinstance(git_source, dict) and git_source.get("url"):
+                url, ref = str(git_source["url"]), str(git_source.get("ref") or "HEAD")
+                return _stream(
+                    lambda emit: platform.deployer.deploy_git(
+                        name, url=url, ref=ref, env=env, emit=emit
+                    )
+                )
+            if not image:
+                raise InvalidInput(
+                    'a JSON body needs {"git": {"url": ..., "ref": ...}} or {"image": ...}'
+                )
         if image:
             return _stream(
                 lambda emit: platform.deployer.deploy_image(name, image=image, env=env, emit=emit)
@@ -137,6 +166,23 @@ def create_app(platform: Platform) -> FastAPI:
         return _stream(
             lambda emit: platform.deployer.deploy_source(name, source=source, env=env, emit=emit)
         )
+
+    @app.get("/v1/deliveries", dependencies=v1)
+    def list_deliveries() -> list[dict[str, Any]]:
+        """Webhook deliveries and what came of them (built, ignored and why, failed)."""
+        return [
+            {
+                "id": d.id,
+                "provider": d.provider,
+                "event": d.event,
+                "received": d.received_at.isoformat(),
+                "service": d.service,
+                "action": d.action,
+                "outcome": d.outcome,
+                "build": d.build_id,
+            }
+            for d in platform.deliveries.recent()
+        ]
 
     @app.get("/v1/builds", dependencies=v1)
     def list_builds(service: str | None = None) -> list[dict[str, Any]]:

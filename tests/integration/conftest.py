@@ -29,6 +29,7 @@ from pipeline.errors import Unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX = "slipway/busybox:1.35-bookworm"
+WEBHOOK_SECRET = "It's a Secret to Everybody"
 
 
 def free_port() -> int:
@@ -219,6 +220,7 @@ def slipway(
         "SLIPWAY_PLATFORM_ID": f"t{ident}",
         "SLIPWAY_READINESS_TIMEOUT": "10",
         "SLIPWAY_GRACE_PERIOD": "5",
+        "SLIPWAY_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
     env.pop("SLIPWAY_URL", None)
     env.pop("SLIPWAY_TOKEN", None)
