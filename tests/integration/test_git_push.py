@@ -180,3 +180,26 @@ def test_concurrent_pushes_to_one_service_are_serialised(
     revisions = slipway.api_get("/v1/services/queuey/revisions").json()
     assert sorted(r["name"] for r in revisions) == ["queuey-00001", "queuey-00002"]
     assert all(r["status"] == "Ready" for r in revisions)
+
+
+def test_nothing_to_build_is_rejected_and_force_push_is_accepted(
+    slipway: Slipway, checkout: Checkout
+) -> None:
+    checkout.remote = checkout.remote.replace("pushy", "forcey")
+    (checkout.path / "Dockerfile").unlink()
+    checkout.commit("no dockerfile")
+    rejected = checkout.push("main", check=False)
+    assert rejected.returncode != 0
+    assert "no Dockerfile in the source folder (looked for: Dockerfile)" in rejected.stderr
+
+    # Rewrite history (like Heroku, a forced push is accepted and deployed).
+    write_app(checkout.path, body="rewritten\n")
+    checkout.git("add", "-A")
+    checkout.git("commit", "-q", "--amend", "-m", "rewritten")
+    checkout.push("main")
+    write_app(checkout.path, body="rewritten again\n")
+    checkout.git("add", "-A")
+    checkout.git("commit", "-q", "--amend", "-m", "rewritten again")
+    out = checkout.push("--force", "main").stderr
+    assert "forced update" in out
+    assert slipway.get("forcey").text == "rewritten again\n"
