@@ -87,6 +87,10 @@ def deploy(
         str | None, typer.Option("--git", help="Clone this repository URL and build it.")
     ] = None,
     ref: Annotated[str, typer.Option("--ref", help="Branch, tag or sha for --git.")] = "HEAD",
+    no_traffic: Annotated[
+        bool, typer.Option("--no-traffic", help="Deploy at 0%: what serves now keeps serving.")
+    ] = False,
+    tag: Annotated[str, typer.Option("--tag", help="Tag URL for the new revision.")] = "",
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="NAME=value, repeatable.")
     ] = None,
@@ -95,6 +99,10 @@ def deploy(
     if sum(x is not None for x in (source, image, git)) != 1:
         raise _fail("give exactly one of --source DIR, --git URL or --image REGISTRY/REPO:TAG")
     params: list[tuple[str, str]] = [("env", e) for e in env or []]
+    if no_traffic:
+        params.append(("no_traffic", "1"))
+    if tag:
+        params.append(("tag", tag))
     client = _client()
     try:
         if image is not None:
@@ -130,6 +138,72 @@ def deploy(
     out.print(f"{done['revision']} ready  {'  '.join(urls)}", highlight=False)
 
 
+def _pairs(value: str, flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in value.split(","))):
+        key, sep, val = item.partition("=")
+        if not sep or not key or not val:
+            raise _fail(f"{flag} takes NAME=VALUE pairs separated by commas, got {item!r}")
+        pairs[key] = val
+    return pairs
+
+
+def _percents(value: str, flag: str) -> dict[str, int]:
+    out = {}
+    for key, val in _pairs(value, flag).items():
+        if not val.isdigit():
+            raise _fail(f"{flag}: {key}={val} is not a whole percent")
+        out[key] = int(val)
+    return out
+
+
+@app.command("traffic")
+def traffic_cmd(
+    name: str,
+    to_revisions: Annotated[
+        str, typer.Option("--to-revisions", help="REV=PCT,... e.g. hello-00003=90,hello-00004=10")
+    ] = "",
+    to_tags: Annotated[str, typer.Option("--to-tags", help="TAG=PCT,...")] = "",
+    to_latest: Annotated[
+        bool, typer.Option("--to-latest", help="The rest (or all) follows the latest revision.")
+    ] = False,
+    set_tags: Annotated[str, typer.Option("--set-tags", help="TAG=REV,...")] = "",
+    remove_tags: Annotated[str, typer.Option("--remove-tags", help="TAG,...")] = "",
+) -> None:
+    """Split traffic between revisions and manage tag URLs; never creates a revision."""
+    body = {
+        "to_revisions": _percents(to_revisions, "--to-revisions"),
+        "to_tags": _percents(to_tags, "--to-tags"),
+        "to_latest": to_latest,
+        "set_tags": _pairs(set_tags, "--set-tags"),
+        "remove_tags": [t.strip() for t in remove_tags.split(",") if t.strip()],
+    }
+    try:
+        view = _client().request("POST", f"/v1/services/{name}/traffic", json=body)
+    except ClientError as e:
+        raise _fail(e.message) from e
+    _print_traffic(view)
+
+
+@app.command()
+def rollback(name: str) -> None:
+    """Send all traffic back to the revision that served before the current one."""
+    try:
+        view = _client().request("POST", f"/v1/services/{name}/rollback")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    out.print(f"Rolled back {name} to {view['rolled_back_to']}", highlight=False)
+    _print_traffic(view)
+
+
+def _print_traffic(view: dict[str, Any], *, header: bool = True) -> None:
+    if header:
+        out.print(f"{view['name']}  {view['url']}", highlight=False)
+    for t in view["traffic"]:
+        tag = f"  #{t['tag']} {t['url']}" if t.get("tag") else ""
+        out.print(f"  {t['percent']:>3}%  {t['revision']}{tag}", highlight=False)
+
+
 @services.command("list")
 def services_list() -> None:
     try:
@@ -157,9 +231,7 @@ def services_describe(
         return
     out.print(f"[bold]{view['name']}[/]  {view['url']}  generation {view['generation']}")
     out.print("Traffic:")
-    for t in view["traffic"]:
-        tag = f"  #{t['tag']} {t['url']}" if t.get("tag") else ""
-        out.print(f"  {t['percent']:>3}%  {t['revision']}{tag}", highlight=False)
+    _print_traffic(view, header=False)
     table = Table("REVISION", "STATUS", "INSTANCES", "IMAGE", "REASON", box=None)
     for r in view["revisions"]:
         table.add_row(

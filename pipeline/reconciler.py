@@ -68,6 +68,8 @@ class Reconciler:
         self._cond = threading.Condition()
         self._passes = 0
         self._unready = False  # an instance is running but not ready yet
+        self._held: set[str] = set()  # revisions kept warm ahead of a traffic change
+        self._ready_revisions: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._log = get_log(component="reconciler")
 
@@ -87,6 +89,28 @@ class Reconciler:
             self._wake.wait(min(interval_s, 0.2) if self._unready else interval_s)
             self._wake.clear()
         self._stopper.shutdown(wait=True)
+
+    def hold(self, revisions: set[str]) -> None:
+        """Keep an instance of each of these revisions running even with no traffic yet."""
+        with self._cond:
+            self._held |= revisions
+        self.wake()
+
+    def release(self, revisions: set[str]) -> None:
+        with self._cond:
+            self._held -= revisions
+        self.wake()
+
+    def wait_ready(self, revisions: set[str], *, timeout_s: float) -> set[str]:
+        """Wait until each revision has a ready instance in the data plane; return the laggards."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not revisions <= self._ready_revisions:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(timeout=min(left, 1.0))
+            return revisions - self._ready_revisions
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
         """Wait until one full pass has started and finished after this call."""
@@ -130,6 +154,9 @@ class Reconciler:
             domain=self._domain,
         )
         applied = self._dataplane.apply(plane)
+        self._ready_revisions = frozenset(
+            i.revision for i in instances if i.id in self._ready and i.id not in self._draining
+        )
         if applied != "unchanged":
             self._log.info("dataplane_applied", result=applied)
         self._finish_drains(instances)
@@ -188,6 +215,9 @@ class Reconciler:
         self, snapshot: Snapshot, instances: list[Instance], revisions: dict[str, Revision]
     ) -> list[Instance]:
         scale = desired_scale(snapshot)
+        with self._cond:
+            for name in self._held & set(scale):
+                scale[name] = max(scale[name], 1)
         result: list[Instance] = []
         by_revision: dict[str, list[Instance]] = {}
         for inst in instances:

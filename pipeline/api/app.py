@@ -15,10 +15,11 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import buildlogs, names
+from pipeline import buildlogs, names, traffic
 from pipeline.api import auth, git, views
-from pipeline.deployments import Outcome
+from pipeline.deployments import Outcome, Placement
 from pipeline.errors import (
     BuildFailed,
     Conflict,
@@ -58,6 +59,18 @@ def error_event(error: Exception) -> dict[str, Any]:
             event["log_tail"] = error.log_tail
         return event
     return {"event": "error", "error": "InternalError", "status": 500, "message": str(error)}
+
+
+class TrafficEdit(BaseModel):
+    """Body of POST /v1/services/{name}/traffic; every field optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_revisions: dict[str, int] = Field(default_factory=dict)
+    to_tags: dict[str, int] = Field(default_factory=dict)
+    to_latest: bool = False
+    set_tags: dict[str, str] = Field(default_factory=dict)
+    remove_tags: list[str] = Field(default_factory=list)
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -118,6 +131,27 @@ def create_app(platform: Platform) -> FastAPI:
         log.info("service_deleted", service=name)
         return {"deleted": name}
 
+    @app.post("/v1/services/{name}/traffic", dependencies=v1)
+    def set_traffic(name: str, body: TrafficEdit) -> dict[str, Any]:
+        """Change the split and tags (gcloud/kn vocabulary). Never creates a revision."""
+        platform.deployer.set_traffic(
+            name,
+            traffic.Change(
+                to_revisions=body.to_revisions,
+                to_tags=body.to_tags,
+                to_latest=body.to_latest,
+                set_tags=body.set_tags,
+                remove_tags=tuple(body.remove_tags),
+            ),
+        )
+        return describe_service(name)
+
+    @app.post("/v1/services/{name}/rollback", dependencies=v1)
+    def rollback(name: str) -> dict[str, Any]:
+        """All traffic back to the revision that served before the current one."""
+        target = platform.deployer.rollback(name)
+        return {"rolled_back_to": target, **describe_service(name)}
+
     @app.get("/v1/services/{name}/revisions", dependencies=v1)
     def list_revisions(name: str) -> list[dict[str, Any]]:
         platform.store.get_service(name)
@@ -135,6 +169,11 @@ def create_app(platform: Platform) -> FastAPI:
     async def deploy(name: str, request: Request) -> StreamingResponse:
         names.validate_service_name(name)
         env = _env(request.query_params.getlist("env"))
+        placement = Placement.of(
+            None,
+            tag=request.query_params.get("tag", ""),
+            no_traffic=request.query_params.get("no_traffic", "") in ("1", "true"),
+        )
         image = request.query_params.get("image")
         if request.headers.get("content-type", "").startswith("application/json"):
             try:
@@ -156,7 +195,9 @@ def create_app(platform: Platform) -> FastAPI:
                 )
         if image:
             return _stream(
-                lambda emit: platform.deployer.deploy_image(name, image=image, env=env, emit=emit)
+                lambda emit: platform.deployer.deploy_image(
+                    name, image=image, env=env, emit=emit, placement=placement
+                )
             )
         source = await request.body()
         if not source:
@@ -164,7 +205,9 @@ def create_app(platform: Platform) -> FastAPI:
                 "send a source archive (gzip tar) as the body, or ?image=REGISTRY/REPO:TAG"
             )
         return _stream(
-            lambda emit: platform.deployer.deploy_source(name, source=source, env=env, emit=emit)
+            lambda emit: platform.deployer.deploy_source(
+                name, source=source, env=env, emit=emit, placement=placement
+            )
         )
 
     @app.get("/v1/deliveries", dependencies=v1)
