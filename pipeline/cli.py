@@ -91,6 +91,18 @@ def deploy(
         bool, typer.Option("--no-traffic", help="Deploy at 0%: what serves now keeps serving.")
     ] = False,
     tag: Annotated[str, typer.Option("--tag", help="Tag URL for the new revision.")] = "",
+    env_file: Annotated[
+        Path | None, typer.Option("--env-file", help="KEY=value lines, like a .env file.")
+    ] = None,
+    remove_env: Annotated[
+        list[str] | None, typer.Option("--remove-env", help="Drop this variable; repeatable.")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", help="Max requests per instance (0: any).")
+    ] = None,
+    timeout: Annotated[
+        int | None, typer.Option("--timeout", help="Request timeout in seconds (max 3600).")
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="NAME=value, repeatable.")
     ] = None,
@@ -98,7 +110,13 @@ def deploy(
     """Build (or take an image) and deploy it as a new revision; traffic moves when ready."""
     if sum(x is not None for x in (source, image, git)) != 1:
         raise _fail("give exactly one of --source DIR, --git URL or --image REGISTRY/REPO:TAG")
-    params: list[tuple[str, str]] = [("env", e) for e in env or []]
+    pairs = (_env_file(env_file) if env_file else []) + list(env or [])
+    params: list[tuple[str, str]] = [("env", e) for e in pairs]
+    params += [("remove_env", n) for n in remove_env or []]
+    if concurrency is not None:
+        params.append(("concurrency", str(concurrency)))
+    if timeout is not None:
+        params.append(("timeout", str(timeout)))
     if no_traffic:
         params.append(("no_traffic", "1"))
     if tag:
@@ -136,6 +154,27 @@ def deploy(
         raise _fail("the deployment stream ended early: see `slipway services describe`")
     urls = done.get("urls") or []
     out.print(f"{done['revision']} ready  {'  '.join(urls)}", highlight=False)
+
+
+def _env_file(path: Path) -> list[str]:
+    """KEY=value lines; blank lines and # comments skipped; one pair of quotes stripped."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise _fail(f"cannot read {path}: {e.strerror}") from e
+    pairs = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise _fail(f"{path}:{number}: expected KEY=value, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        pairs.append(f"{key.strip()}={value}")
+    return pairs
 
 
 def _pairs(value: str, flag: str) -> dict[str, str]:

@@ -51,6 +51,34 @@ class Commit:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Flags:
+    """Deploy flags that edit the revision template; any change makes a new revision."""
+
+    remove_env: tuple[str, ...] = ()
+    concurrency: int | None = None  # containerConcurrency
+    timeout_s: int | None = None  # timeoutSeconds
+
+
+def edit_template(
+    manifest: dict[str, Any], *, env: dict[str, str], flags: Flags | None
+) -> dict[str, Any]:
+    """The service manifest with `--env`, `--remove-env`, `--concurrency`, `--timeout` applied."""
+    out = copy.deepcopy(manifest)
+    template_spec = out["spec"]["template"]["spec"]
+    container = template_spec["containers"][0]
+    merged = {e["name"]: e.get("value", "") for e in container.get("env") or []}
+    merged.update(env)
+    for name in flags.remove_env if flags else ():
+        merged.pop(name, None)
+    container["env"] = [{"name": k, "value": v} for k, v in merged.items()]
+    if flags and flags.concurrency is not None:
+        template_spec["containerConcurrency"] = flags.concurrency
+    if flags and flags.timeout_s is not None:
+        template_spec["timeoutSeconds"] = flags.timeout_s
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
 class Placement:
     """Where a new revision goes: the tags that point at it, and what happens to the traffic.
 
@@ -111,6 +139,7 @@ class Deployer:
         emit: Emit,
         commit: Commit | None = None,
         placement: Placement | None = None,
+        flags: Flags | None = None,
     ) -> Outcome:
         names.validate_service_name(service)
         placement = placement or Placement.of(commit)
@@ -159,7 +188,7 @@ class Deployer:
             log.info("build_succeeded", image=result.image)
             return self._roll_out(
                 service, image=result.image, env=env, build_id=build.id, emit=emit,
-                placement=placement,
+                placement=placement, flags=flags,
             )  # fmt: skip
 
     def deploy_git(
@@ -182,6 +211,7 @@ class Deployer:
         env: dict[str, str],
         emit: Emit,
         placement: Placement | None = None,
+        flags: Flags | None = None,
     ) -> Outcome:
         names.validate_service_name(service)
         placement = placement or Placement()
@@ -191,8 +221,9 @@ class Deployer:
         emit({"event": "stage", "text": f"Resolved {image} to {pinned}", "seconds": 0})
         with self._serialised(service, emit):
             return self._roll_out(
-                service, image=pinned, env=env, build_id=None, emit=emit, placement=placement
-            )
+                service, image=pinned, env=env, build_id=None, emit=emit, placement=placement,
+                flags=flags,
+            )  # fmt: skip
 
     def replace(
         self, document: str | bytes | dict[str, Any], *, name: str | None = None, emit: Emit
@@ -226,19 +257,16 @@ class Deployer:
         build_id: str | None,
         emit: Emit,
         placement: Placement,
+        flags: Flags | None = None,
     ) -> Outcome:
         existing = self._store.find_service(service)
-        if existing is None:
-            ks = spec.default_service(service, image=image, env=env)
-        else:
-            manifest = copy.deepcopy(existing.spec)
-            if env:
-                container = manifest["spec"]["template"]["spec"]["containers"][0]
-                merged = {e["name"]: e.get("value", "") for e in container.get("env") or []}
-                merged.update(env)
-                container["env"] = [{"name": k, "value": v} for k, v in merged.items()]
-            # Re-validated: the stored spec plus CLI flags must still be a valid Service.
-            ks = spec.parse_service(manifest, require_image=False)
+        base = (
+            existing.spec
+            if existing is not None
+            else spec.default_service(service, image=image).to_manifest()
+        )
+        # Re-validated: the stored spec plus CLI flags must still be a valid Service.
+        ks = spec.parse_service(edit_template(base, env=env, flags=flags), require_image=False)
         return self._apply(ks, image=image, build_id=build_id, emit=emit, placement=placement)
 
     def _apply(

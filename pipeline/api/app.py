@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import buildlogs, names, traffic
 from pipeline.api import auth, git, views
-from pipeline.deployments import Outcome, Placement
+from pipeline.deployments import Flags, Outcome, Placement
 from pipeline.errors import (
     BuildFailed,
     Conflict,
@@ -174,6 +174,11 @@ def create_app(platform: Platform) -> FastAPI:
             tag=request.query_params.get("tag", ""),
             no_traffic=request.query_params.get("no_traffic", "") in ("1", "true"),
         )
+        flags = Flags(
+            remove_env=tuple(request.query_params.getlist("remove_env")),
+            concurrency=_int_param(request, "concurrency"),
+            timeout_s=_int_param(request, "timeout"),
+        )
         image = request.query_params.get("image")
         if request.headers.get("content-type", "").startswith("application/json"):
             try:
@@ -196,7 +201,7 @@ def create_app(platform: Platform) -> FastAPI:
         if image:
             return _stream(
                 lambda emit: platform.deployer.deploy_image(
-                    name, image=image, env=env, emit=emit, placement=placement
+                    name, image=image, env=env, emit=emit, placement=placement, flags=flags
                 )
             )
         source = await request.body()
@@ -206,7 +211,7 @@ def create_app(platform: Platform) -> FastAPI:
             )
         return _stream(
             lambda emit: platform.deployer.deploy_source(
-                name, source=source, env=env, emit=emit, placement=placement
+                name, source=source, env=env, emit=emit, placement=placement, flags=flags
             )
         )
 
@@ -255,6 +260,15 @@ def create_app(platform: Platform) -> FastAPI:
 def _summary(view: dict[str, Any]) -> dict[str, Any]:
     keys = ("name", "url", "ready", "latest_created_revision", "latest_ready_revision", "traffic")
     return {k: view[k] for k in keys}
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise InvalidInput(f"{name} must be a whole number, got {value!r}")
+    return int(value)
 
 
 def _env(pairs: list[str]) -> dict[str, str]:

@@ -165,15 +165,16 @@ class Slipway:
             )
         return result
 
-    def get(self, host: str, path: str = "/", **kwargs: object) -> httpx.Response:
+    def get(
+        self, host: str, path: str = "/", *, client: httpx.Client | None = None
+    ) -> httpx.Response:
         """A request through HAProxy for `host` (e.g. 'hello'), as a browser would send it."""
         full = host if "." in host else names.service_host(host, "localhost")
-        return httpx.get(
-            f"http://127.0.0.1:{self.ingress_port}{path}",
-            headers={"Host": f"{full}:{self.ingress_port}"},
-            timeout=10,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        url = f"http://127.0.0.1:{self.ingress_port}{path}"
+        headers = {"Host": f"{full}:{self.ingress_port}"}
+        if client is not None:
+            return client.get(url, headers=headers)
+        return httpx.get(url, headers=headers, timeout=10)
 
     def api_get(self, path: str) -> httpx.Response:
         """GET on the API, with the admin token, straight to the control plane."""
