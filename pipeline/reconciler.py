@@ -36,6 +36,20 @@ class DataPlaneApplier(Protocol):
 
     def busy(self, backend: str, server: str) -> bool: ...
 
+    def down(self, backend: str) -> set[str]: ...
+
+
+# Crash loops back off like Kubernetes: 1 s, 2 s, 4 s ... capped; a minute of health resets it.
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 60.0
+HEALTHY_RESET_S = 60.0
+# An instance HAProxy holds down this many passes in a row is replaced.
+DOWN_PASSES = 3
+
+
+def backoff_s(crashes: int) -> float:
+    return float(min(BACKOFF_BASE_S * 2 ** max(crashes - 1, 0), BACKOFF_MAX_S))
+
 
 class Reconciler:
     def __init__(
@@ -69,6 +83,8 @@ class Reconciler:
         self._passes = 0
         self._unready = False  # an instance is running but not ready yet
         self._held: set[str] = set()  # revisions kept warm ahead of a traffic change
+        self._crashes: dict[str, tuple[int, float]] = {}  # revision -> (count, last crash time)
+        self._down_passes: dict[str, int] = {}  # instance id -> passes seen down
         self._ready_revisions: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._log = get_log(component="reconciler")
@@ -145,6 +161,7 @@ class Reconciler:
             snapshot = self._store.snapshot()
             revisions = {r.name: r for r in snapshot.revisions}
 
+        self._heal(snapshot, instances)
         instances = self._scale(snapshot, instances, revisions)
         plane = build_plane(
             snapshot,
@@ -223,6 +240,8 @@ class Reconciler:
         for inst in instances:
             if not inst.running:
                 # Exited: collected here; a routed revision gets a fresh instance below.
+                if inst.id not in self._stopping and inst.id not in self._draining:
+                    self._crashed(revisions.get(inst.revision), inst)
                 self._stop(inst)
                 continue
             by_revision.setdefault(inst.revision, []).append(inst)
@@ -239,11 +258,68 @@ class Reconciler:
                 )
         for rev_name, want in scale.items():
             have = [i for i in by_revision.get(rev_name, []) if i.id not in self._draining]
+            if want > len(have) and self._backing_off(rev_name):
+                continue
             for _ in range(want - len(have)):
                 started = self._start(revisions[rev_name])
                 if started is not None:
                     result.append(started)
         return result
+
+    def _crashed(self, rev: Revision | None, inst: Instance) -> None:
+        if rev is None or rev.status != "Ready":
+            return  # a Pending revision's crash fails it (see _update_revision_status)
+        count, _ = self._crashes.get(rev.name, (0, 0.0))
+        count += 1
+        now = self._clock()
+        self._crashes[rev.name] = (count, now)
+        wait = backoff_s(count)
+        tail = self._engine.logs_tail(inst, lines=5)
+        message = (
+            f"an instance exited with code {inst.exit_code} ({count} in a row); "
+            f"restarting in {wait:.0f}s{_with_logs(tail)}"
+        )
+        self._store.note(rev.name, reason="CrashLoopBackOff", message=message)
+        self._log.warning(
+            "instance_crashed", service=rev.service, revision=rev.name, instance=inst.name,
+            exit_code=inst.exit_code, crashes=count, backoff_s=wait,
+        )  # fmt: skip
+
+    def _backing_off(self, revision: str) -> bool:
+        count, last = self._crashes.get(revision, (0, 0.0))
+        return count > 0 and self._clock() - last < backoff_s(count)
+
+    def _heal(self, snapshot: Snapshot, instances: list[Instance]) -> None:
+        """Clear crash loops that recovered; replace instances HAProxy keeps marking down."""
+        now = self._clock()
+        revisions = {r.name: r for r in snapshot.revisions}
+        for name, (_count, last) in list(self._crashes.items()):
+            healthy = any(i.revision == name and i.id in self._ready for i in instances)
+            if healthy and now - last > HEALTHY_RESET_S:
+                del self._crashes[name]
+                rev = revisions.get(name)
+                if rev is not None and rev.reason == "CrashLoopBackOff":
+                    self._store.note(name, reason="", message="")
+        by_backend: dict[str, list[Instance]] = {}
+        for inst in instances:
+            if inst.id in self._ready and inst.id not in self._draining and inst.running:
+                by_backend.setdefault(names.backend_name(inst.revision), []).append(inst)
+        seen: set[str] = set()
+        for backend, members in by_backend.items():
+            down = self._dataplane.down(backend)
+            for inst in members:
+                if names.server_name(inst.instance) not in down:
+                    continue
+                seen.add(inst.id)
+                passes = self._down_passes.get(inst.id, 0) + 1
+                self._down_passes[inst.id] = passes
+                if passes >= DOWN_PASSES:
+                    # Out of rotation already (HAProxy did that); replace it.
+                    self._log.warning(
+                        "instance_unhealthy", revision=inst.revision, instance=inst.name
+                    )
+                    self._draining[inst.id] = now - self._grace_s  # no drain wait: it is down
+        self._down_passes = {k: v for k, v in self._down_passes.items() if k in seen}
 
     def _start(self, rev: Revision) -> Instance | None:
         log = self._log.bind(service=rev.service, revision=rev.name, build=rev.build_id)
