@@ -327,11 +327,16 @@ def revisions_list(service: str) -> None:
         rows = _client().request("GET", f"/v1/services/{service}/revisions")
     except ClientError as e:
         raise _fail(e.message) from e
-    table = Table("REVISION", "STATUS", "INSTANCES", "CREATED", "REASON", box=None)
+    table = Table(
+        "REVISION", "STATUS", "TRAFFIC", "TAGS", "INSTANCES", "CREATED", "READY", "DIGEST",
+        "REASON", box=None,
+    )  # fmt: skip
     for r in rows:
         table.add_row(
-            r["name"], r["status"], str(r["instances"]["running"]), r["created"], r["reason"]
-        )
+            r["name"], r["status"], f"{r['traffic']}%", ",".join(r["tags"]) or "-",
+            str(r["instances"]["running"]), r["created"][:19], (r["ready_at"] or "-")[:19],
+            r["image"].rsplit("@", 1)[-1][:19], r["reason"],
+        )  # fmt: skip
     out.print(table)
 
 

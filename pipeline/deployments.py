@@ -340,6 +340,7 @@ class Deployer:
             self._retag(service, revision=rev.name, tags=placement.tags, promote=True)
         # The pass that marked it Ready also moved the route; one more pass proves it applied.
         self._reconciler.wait_for_pass(timeout_s=30)
+        self._collect_garbage(service)
         emit(
             {
                 "event": "ready",
@@ -431,6 +432,18 @@ class Deployer:
         manifest = spec.parse_service(manifest, require_image=False).to_manifest()
         self._store.put_service(svc.name, spec=manifest)
         self._reconciler.wake()
+
+    def _collect_garbage(self, service: str) -> None:
+        svc = self._store.get_service(service)
+        old = traffic.collectable(
+            svc.spec["spec"].get("traffic") or [],
+            revisions=self._store.list_revisions(service),
+            keep=self._settings.revisions_kept,
+        )
+        if old:
+            self._store.delete_revisions(old)
+            get_log(service=service).info("revisions_collected", revisions=old)
+            self._reconciler.wake()
 
     def _await_settled(self, revision: str) -> Revision:
         deadline = time.monotonic() + self._settings.readiness_timeout_s + 30

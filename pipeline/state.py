@@ -213,6 +213,10 @@ class Store:
             if status == "Ready":
                 row.ready_at = utcnow()
 
+    def delete_revisions(self, names: list[str]) -> None:
+        with self._sessions.begin() as s:
+            s.execute(delete(RevisionRow).where(RevisionRow.name.in_(names)))
+
     def note(self, name: str, *, reason: str, message: str) -> None:
         """Set a revision's condition (e.g. CrashLoopBackOff) without changing its status."""
         with self._sessions.begin() as s:

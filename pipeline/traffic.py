@@ -171,3 +171,18 @@ def previous_serving(entries: list[Entry], *, revisions: list[Revision]) -> str:
     if not older:
         raise InvalidInput("no previous ready revision to roll back to")
     return max(older, key=lambda r: r.number).name
+
+
+def collectable(entries: list[Entry], *, revisions: list[Revision], keep: int) -> list[str]:
+    """Revisions to garbage-collect: beyond the newest `keep` that neither serve nor carry a
+    tag, oldest first. A revision with traffic or a tag, or not settled yet, is never one."""
+    ready = [r for r in revisions if r.status == "Ready"]
+    latest = max(ready, key=lambda r: r.number, default=None)
+    referenced = {str(e.get("revisionName")) for e in entries if e.get("revisionName")}
+    if latest is not None and any(e.get("latestRevision") for e in entries):
+        referenced.add(latest.name)
+    idle = [
+        r for r in sorted(revisions, key=lambda r: r.number)
+        if r.name not in referenced and r.status != "Pending"
+    ]  # fmt: skip
+    return [r.name for r in idle[: max(0, len(idle) - keep)]]

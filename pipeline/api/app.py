@@ -31,6 +31,7 @@ from pipeline.errors import (
 )
 from pipeline.logs import get as get_log
 from pipeline.platform import Platform
+from pipeline.routing import resolve_traffic
 from webhooks import routes as webhook_routes
 
 STATUS = [
@@ -154,11 +155,11 @@ def create_app(platform: Platform) -> FastAPI:
 
     @app.get("/v1/services/{name}/revisions", dependencies=v1)
     def list_revisions(name: str) -> list[dict[str, Any]]:
-        platform.store.get_service(name)
+        svc = platform.store.get_service(name)
         instances = platform.engine.list_instances()
-        return [
-            views.revision_view(r, instances) for r in reversed(platform.store.list_revisions(name))
-        ]
+        revisions = platform.store.list_revisions(name)
+        targets = resolve_traffic(svc, revisions)
+        return [views.revision_view(r, instances, targets) for r in reversed(revisions)]
 
     @app.put("/v1/services/{name}", dependencies=v1)
     async def replace_service(name: str, request: Request) -> StreamingResponse:

@@ -222,6 +222,7 @@ def slipway(
         "SLIPWAY_READINESS_TIMEOUT": "10",
         "SLIPWAY_GRACE_PERIOD": "5",
         "SLIPWAY_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "SLIPWAY_REVISIONS_KEPT": "3",
     }
     env.pop("SLIPWAY_URL", None)
     env.pop("SLIPWAY_TOKEN", None)

@@ -125,3 +125,16 @@ def test_rollback_target() -> None:
     assert traffic.previous_serving(pinned, revisions=revs) == "hello-00001"
     with pytest.raises(InvalidInput, match="no previous ready revision"):
         traffic.previous_serving([LATEST], revisions=_revs("Ready"))
+
+
+def test_garbage_collection_never_takes_serving_or_tagged_revisions() -> None:
+    revs = _revs("Ready", "Ready", "Failed", "Ready", "Ready", "Pending")
+    entries = [
+        {"revisionName": "hello-00002", "percent": 100},
+        {"tag": "keep", "revisionName": "hello-00001", "percent": 0},
+    ]
+    # Idle: 3 (failed) and 4, 5 (ready, unrouted); 6 is pending. Keep the newest one idle.
+    assert traffic.collectable(entries, revisions=revs, keep=1) == ["hello-00003", "hello-00004"]
+    assert traffic.collectable([LATEST], revisions=revs, keep=0) == [
+        "hello-00001", "hello-00002", "hello-00003", "hello-00004",
+    ]  # fmt: skip
