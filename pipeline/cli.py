@@ -29,6 +29,8 @@ images = typer.Typer(no_args_is_help=True, help="Base images made from the OS pa
 app.add_typer(services, name="services")
 app.add_typer(revisions, name="revisions")
 builds = typer.Typer(no_args_is_help=True, help="Builds and their logs.")
+secrets_app = typer.Typer(no_args_is_help=True, help="Secrets, encrypted at rest; used as env.")
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(images, name="images")
 app.add_typer(builds, name="builds")
 
@@ -97,6 +99,10 @@ def deploy(
     remove_env: Annotated[
         list[str] | None, typer.Option("--remove-env", help="Drop this variable; repeatable.")
     ] = None,
+    set_secrets: Annotated[
+        list[str] | None,
+        typer.Option("--set-secrets", help="ENV=SECRET:KEY, from `slipway secrets`; repeatable."),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", help="Max requests per instance (0: any).")
     ] = None,
@@ -113,6 +119,7 @@ def deploy(
     pairs = (_env_file(env_file) if env_file else []) + list(env or [])
     params: list[tuple[str, str]] = [("env", e) for e in pairs]
     params += [("remove_env", n) for n in remove_env or []]
+    params += [("secret", ref) for ref in set_secrets or []]
     if concurrency is not None:
         params.append(("concurrency", str(concurrency)))
     if timeout is not None:
@@ -338,6 +345,51 @@ def revisions_list(service: str) -> None:
             r["image"].rsplit("@", 1)[-1][:19], r["reason"],
         )  # fmt: skip
     out.print(table)
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: str,
+    pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE, or KEY=@file to read a file.")],
+) -> None:
+    """Store a new version of a secret (all its keys)."""
+    data: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"expected KEY=VALUE or KEY=@file, got {key!r}")  # never echo values
+        if value.startswith("@"):
+            try:
+                value = Path(value[1:]).read_text()
+            except OSError as e:
+                raise _fail(f"cannot read {value[1:]}: {e.strerror}") from e
+        data[key] = value
+    try:
+        done = _client().request("PUT", f"/v1/secrets/{name}", json={"data": data})
+    except ClientError as e:
+        raise _fail(e.message) from e
+    out.print(f"{name} v{done['version']}  keys: {', '.join(done['keys'])}", highlight=False)
+
+
+@secrets_app.command("list")
+def secrets_list() -> None:
+    try:
+        rows = _client().request("GET", "/v1/secrets")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    table = Table("SECRET", "VERSION", "KEYS", box=None)
+    for r in rows:
+        table.add_row(r["name"], str(r["version"]), ", ".join(r["keys"]))
+    out.print(table)
+
+
+@secrets_app.command("delete")
+def secrets_delete(name: str) -> None:
+    try:
+        _client().request("DELETE", f"/v1/secrets/{name}")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    out.print(f"Deleted secret {name}")
 
 
 @builds.command("list")

@@ -18,10 +18,12 @@ from typing import Any, Protocol
 from pipeline import gitsources, names, sources, spec, traffic
 from pipeline.builds import Builder, BuildRequest, choose_builder
 from pipeline.config import Settings
-from pipeline.errors import InvalidSpec, RevisionFailed, SlipwayError
+from pipeline.errors import InvalidInput, InvalidSpec, RevisionFailed, SlipwayError
 from pipeline.logs import get as get_log
 from pipeline.registry import RegistryClient
+from pipeline.revisions import SECRET_VERSIONS_ANNOTATION, secret_names
 from pipeline.routing import latest_ready, resolve_traffic
+from pipeline.secrets import SecretStore
 from pipeline.state import Revision, Service, Store
 
 Emit = Callable[[dict[str, Any]], None]
@@ -55,6 +57,7 @@ class Flags:
     """Deploy flags that edit the revision template; any change makes a new revision."""
 
     remove_env: tuple[str, ...] = ()
+    secret_env: tuple[tuple[str, str, str], ...] = ()  # (ENV, secret, key)
     concurrency: int | None = None  # containerConcurrency
     timeout_s: int | None = None  # timeoutSeconds
 
@@ -66,11 +69,22 @@ def edit_template(
     out = copy.deepcopy(manifest)
     template_spec = out["spec"]["template"]["spec"]
     container = template_spec["containers"][0]
-    merged = {e["name"]: e.get("value", "") for e in container.get("env") or []}
+    merged = {
+        e["name"]: e.get("value") or "" for e in container.get("env") or [] if "valueFrom" not in e
+    }
     merged.update(env)
     for name in flags.remove_env if flags else ():
         merged.pop(name, None)
-    container["env"] = [{"name": k, "value": v} for k, v in merged.items()]
+    refs = {e["name"]: e["valueFrom"] for e in container.get("env") or [] if e.get("valueFrom")}
+    for literal in env:  # an explicit --env replaces a secret reference of that name
+        refs.pop(literal, None)
+    for env_name, secret, key in flags.secret_env if flags else ():
+        merged.pop(env_name, None)
+        refs[env_name] = {"secretKeyRef": {"name": secret, "key": key}}
+    for name in flags.remove_env if flags else ():
+        refs.pop(name, None)
+    container["env"] = [{"name": k, "value": v} for k, v in merged.items() if k not in refs]
+    container["env"] += [{"name": k, "valueFrom": v} for k, v in refs.items()]
     if flags and flags.concurrency is not None:
         template_spec["containerConcurrency"] = flags.concurrency
     if flags and flags.timeout_s is not None:
@@ -118,12 +132,14 @@ class Deployer:
         registry: RegistryClient,
         reconciler: Waker,
         settings: Settings,
+        secrets: SecretStore | None = None,
     ) -> None:
         self._store = store
         self._builder = builder
         self._registry = registry
         self._reconciler = reconciler
         self._settings = settings
+        self._secrets = secrets
         self.domain = settings.domain
         self.ingress_port = settings.ingress_port
         self._locks: dict[str, threading.Lock] = {}
@@ -280,7 +296,7 @@ class Deployer:
     ) -> Outcome:
         """Create the revision if the template changed, place it, and wait until it is ready."""
         service = ks.name
-        pinned = ks.with_image(image)
+        pinned = self._pin_secrets(ks.with_image(image))
         template = copy.deepcopy(pinned.to_manifest()["spec"]["template"])
         template.get("metadata", {}).pop("name", None)
         digest = spec.template_hash(pinned.template)
@@ -432,6 +448,27 @@ class Deployer:
         manifest = spec.parse_service(manifest, require_image=False).to_manifest()
         self._store.put_service(svc.name, spec=manifest)
         self._reconciler.wake()
+
+    def _pin_secrets(self, ks: spec.KService) -> spec.KService:
+        """Record the current version of every secret the template uses, in the template:
+        a new secret version then means a new revision, and restarts keep the same values."""
+        manifest = ks.to_manifest()
+        template = manifest["spec"]["template"]
+        annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
+        used = sorted(secret_names(template))
+        annotations.pop(SECRET_VERSIONS_ANNOTATION, None)
+        if used:
+            if self._secrets is None:
+                raise InvalidInput("this Slipway has no secret store configured")
+            versions = {name: self._secrets.latest(name) for name in used}
+            for e in template["spec"]["containers"][0].get("env") or []:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:  # fail now, not when an instance starts
+                    self._secrets.value(ref["name"], ref["key"], versions[ref["name"]])
+            annotations[SECRET_VERSIONS_ANNOTATION] = ",".join(
+                f"{name}={version}" for name, version in versions.items()
+            )
+        return spec.parse_service(manifest, require_image=False)
 
     def _collect_garbage(self, service: str) -> None:
         svc = self._store.get_service(service)

@@ -22,6 +22,8 @@ from pipeline.engines.docker import DockerEngine
 from pipeline.reconciler import Reconciler
 from pipeline.registry import RegistryClient
 from pipeline.repos import Repositories
+from pipeline.secrets import SecretStore
+from pipeline.secrets import resolve as resolve_secrets
 from pipeline.state import Store
 from webhooks.runner import Runner
 
@@ -37,6 +39,7 @@ class Platform:
     deployer: Deployer
     repos: Repositories
     deliveries: Deliveries
+    secrets: SecretStore
     runner: Runner
     stop: threading.Event
 
@@ -73,6 +76,7 @@ def build(settings: Settings) -> Platform:
     dataplane = HAProxyDataPlane(
         HAProxyManager(site=site_of(settings), binary=settings.haproxy_bin)
     )
+    secret_store = SecretStore(settings.data_dir)
     reconciler = Reconciler(
         store=store,
         engine=engine,
@@ -80,6 +84,7 @@ def build(settings: Settings) -> Platform:
         domain=settings.domain,
         readiness_timeout_s=settings.readiness_timeout_s,
         grace_period_s=settings.grace_period_s,
+        resolve=lambda config: resolve_secrets(secret_store, config),
     )
     deployer = Deployer(
         store=store,
@@ -87,6 +92,7 @@ def build(settings: Settings) -> Platform:
         registry=RegistryClient(),
         reconciler=reconciler,
         settings=settings,
+        secrets=secret_store,
     )
     deliveries = Deliveries(sessions)
     return Platform(
@@ -99,6 +105,7 @@ def build(settings: Settings) -> Platform:
         deployer=deployer,
         repos=Repositories(settings.data_dir / "git"),
         deliveries=deliveries,
+        secrets=secret_store,
         runner=Runner(deployer, deliveries),
         stop=threading.Event(),
     )

@@ -24,7 +24,7 @@ from pipeline.dataplane.model import DataPlane
 from pipeline.engines.base import Engine, Instance
 from pipeline.errors import SlipwayError
 from pipeline.logs import get as get_log
-from pipeline.revisions import Readiness, config_of
+from pipeline.revisions import Readiness, RevisionConfig, config_of
 from pipeline.routing import build_plane, desired_scale
 from pipeline.state import Revision, Snapshot, Store
 
@@ -64,6 +64,7 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         probe: Probe = probes.ready,
         stopper: Executor | None = None,
+        resolve: Callable[[RevisionConfig], RevisionConfig] = lambda config: config,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -73,6 +74,7 @@ class Reconciler:
         self._grace_s = grace_period_s
         self._clock = clock
         self._probe_fn = probe
+        self._resolve = resolve  # fills in secret values right before a start
         self._ready: set[str] = set()  # instance ids that passed readiness
         self._draining: dict[str, float] = {}  # instance id -> drain start
         self._stopping: set[str] = set()
@@ -329,7 +331,7 @@ class Reconciler:
                 service=rev.service,
                 revision=rev.name,
                 instance=instance_id,
-                config=config_of(rev.template, image=rev.image),
+                config=self._resolve(config_of(rev.template, image=rev.image)),
             )
         except SlipwayError as e:
             log.warning("instance_start_failed", error=e.message)

@@ -62,6 +62,12 @@ def error_event(error: Exception) -> dict[str, Any]:
     return {"event": "error", "error": "InternalError", "status": 500, "message": str(error)}
 
 
+class SecretBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: dict[str, str]
+
+
 class TrafficEdit(BaseModel):
     """Body of POST /v1/services/{name}/traffic; every field optional."""
 
@@ -178,6 +184,7 @@ def create_app(platform: Platform) -> FastAPI:
         flags = Flags(
             remove_env=tuple(request.query_params.getlist("remove_env")),
             concurrency=_int_param(request, "concurrency"),
+            secret_env=tuple(_secret_ref(v) for v in request.query_params.getlist("secret")),
             timeout_s=_int_param(request, "timeout"),
         )
         image = request.query_params.get("image")
@@ -215,6 +222,26 @@ def create_app(platform: Platform) -> FastAPI:
                 name, source=source, env=env, emit=emit, placement=placement, flags=flags
             )
         )
+
+    @app.get("/v1/secrets", dependencies=v1)
+    def list_secrets() -> list[dict[str, Any]]:
+        """Names, versions and keys; never values."""
+        return [
+            {"name": i.name, "version": i.version, "keys": list(i.keys)}
+            for i in platform.secrets.list()
+        ]
+
+    @app.put("/v1/secrets/{name}", dependencies=v1)
+    def put_secret(name: str, body: SecretBody) -> dict[str, Any]:
+        """A new version of the secret; revisions created from now on use it."""
+        version = platform.secrets.put(name, body.data)
+        log.info("secret_stored", secret=name, version=version, keys=sorted(body.data))
+        return {"name": name, "version": version, "keys": sorted(body.data)}
+
+    @app.delete("/v1/secrets/{name}", dependencies=v1)
+    def delete_secret(name: str) -> dict[str, str]:
+        platform.secrets.delete(name)
+        return {"deleted": name}
 
     @app.get("/v1/deliveries", dependencies=v1)
     def list_deliveries() -> list[dict[str, Any]]:
@@ -261,6 +288,14 @@ def create_app(platform: Platform) -> FastAPI:
 def _summary(view: dict[str, Any]) -> dict[str, Any]:
     keys = ("name", "url", "ready", "latest_created_revision", "latest_ready_revision", "traffic")
     return {k: view[k] for k in keys}
+
+
+def _secret_ref(value: str) -> tuple[str, str, str]:
+    env, _, ref = value.partition("=")
+    secret, _, key = ref.partition(":")
+    if not (env and secret and key):
+        raise InvalidInput(f"secret {value!r} must look like ENV=SECRET:KEY")
+    return env, secret, key
 
 
 def _int_param(request: Request, name: str) -> int | None:
