@@ -451,6 +451,17 @@ def server() -> None:
         raise _fail(e.message) from e
 
 
+@app.command(hidden=True)
+def dns(
+    bind: Annotated[str, typer.Option("--bind")],
+    domain: Annotated[str, typer.Option("--domain")],
+) -> None:
+    """The internal resolver (started by the control plane; see pipeline.internaldns)."""
+    from pipeline import internaldns
+
+    internaldns.serve(bind=bind, port=53, domain=domain, address=bind)
+
+
 @app.command()
 def version() -> None:
     from pipeline import __version__

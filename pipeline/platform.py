@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from pipeline import db
+from pipeline import daemons, db
 from pipeline.api.auth import ensure_token
 from pipeline.builds import DockerfileBuilder
 from pipeline.config import Settings
@@ -55,9 +55,10 @@ class Platform:
         return thread
 
 
-def site_of(settings: Settings) -> Site:
+def site_of(settings: Settings, *, internal: str = "") -> Site:
     return Site(
         bind=f"{settings.ingress_host}:{settings.ingress_port}",
+        internal_bind=f"{internal}:{settings.ingress_port}" if internal else "",
         domain=settings.domain,
         api_server=f"{settings.api_host}:{settings.api_port}",
         run_dir=settings.haproxy_dir,
@@ -73,8 +74,16 @@ def build(settings: Settings) -> Platform:
     client = connect()
     engine = DockerEngine(client, platform=settings.platform_id, network=settings.network)
     engine.ensure_network()
+    gateway = engine.gateway()
+    if daemons.ensure_dns(
+        run_dir=settings.data_dir / "run",
+        logs_dir=settings.data_dir / "logs",
+        address=gateway,
+        domain=settings.domain,
+    ):
+        engine.dns = gateway
     dataplane = HAProxyDataPlane(
-        HAProxyManager(site=site_of(settings), binary=settings.haproxy_bin)
+        HAProxyManager(site=site_of(settings, internal=gateway), binary=settings.haproxy_bin)
     )
     secret_store = SecretStore(settings.data_dir)
     reconciler = Reconciler(

@@ -24,11 +24,12 @@ import docker
 import httpx
 import pytest
 
-from pipeline import baseimages, names
+from pipeline import baseimages, daemons, names
 from pipeline.errors import Unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX = "slipway/busybox:1.35-bookworm"
+PYTHON = "slipway/python:3.11-bookworm"
 WEBHOOK_SECRET = "It's a Secret to Everybody"
 
 
@@ -91,6 +92,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def busybox_image(docker_client: docker.DockerClient) -> str:
     baseimages.ensure_base_images(docker_client, references=[BUSYBOX])
     return BUSYBOX
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_client: docker.DockerClient) -> str:
+    """Debian's python3 (debootstrap, ~50 s the first time on a machine)."""
+    baseimages.ensure_base_images(docker_client, references=[PYTHON])
+    return PYTHON
 
 
 @dataclass
@@ -195,6 +203,7 @@ class Slipway:
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+        daemons.stop(self.data_dir / "run" / "dns.pid")
         for c in self.containers(client):
             c.remove(force=True)
         for n in client.networks.list(names=[self.network]):
