@@ -108,12 +108,17 @@ class KubeApi:
                 resource,
                 name,
                 lambda: self._custom.get_namespaced_custom_object(
-                    resource.group, resource.version, self.namespace, resource.plural, name
+                    resource.group,
+                    resource.version,
+                    self.namespace,
+                    resource.plural,
+                    name,
+                    _preload_content=False,
                 ),
             )
         except NotFound:
             return None
-        return dict(obj)
+        return _json(obj)
 
     def list_objects(self, resource: Resource, *, selector: str) -> list[dict[str, Any]]:
         found: Any = self._call(
@@ -126,9 +131,10 @@ class KubeApi:
                 self.namespace,
                 resource.plural,
                 label_selector=selector,
+                _preload_content=False,
             ),
         )
-        return list(found.get("items") or [])
+        return list(_json(found).get("items") or [])
 
     def apply(self, resource: Resource, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply `manifest`; refuse (Conflict) if an object of its name is not ours."""
@@ -156,9 +162,11 @@ class KubeApi:
                 field_manager=FIELD_MANAGER,
                 force=True if existing is not None else None,
                 _content_type=APPLY_PATCH,
+                # The client maps no type to 201 (apply that created the object): read it raw.
+                _preload_content=False,
             ),
         )
-        return dict(result)
+        return _json(result)
 
     def delete(self, resource: Resource, name: str) -> bool:
         """Delete the object if it is ours; False if there was nothing (of ours) to delete."""
@@ -273,5 +281,6 @@ def _status_body(body: object) -> dict[str, Any]:
 
 
 def _json(response: Any) -> dict[str, Any]:
-    data = json.loads(response.data)
+    """The JSON body of a raw (`_preload_content=False`) urllib3 response."""
+    data = json.loads(response.data or b"{}")
     return data if isinstance(data, dict) else {}

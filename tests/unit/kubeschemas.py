@@ -68,4 +68,6 @@ def validate_core(obj: dict[str, Any]) -> None:
     except kubernetes_validate.ValidationError as e:
         where = "/".join(str(p) for p in e.path) if hasattr(e, "path") else ""
         first = str(e).splitlines()[0]
-        raise AssertionError(f"{obj['kind']} {obj['metadata'].get('name')}: {where}: {first}") from None
+        raise AssertionError(
+            f"{obj['kind']} {obj['metadata'].get('name')}: {where}: {first}"
+        ) from None

@@ -290,7 +290,7 @@ def test_golden(case: str) -> None:
 
 
 def test_private_service_policies() -> None:
-    ksvc_out, authn, authz = _golden_case("private-service")
+    _, authn, authz = _golden_case("private-service")
     assert authn["kind"] == "RequestAuthentication"
     (rule,) = authn["spec"]["jwtRules"]
     assert rule["issuer"] == "https://slipway.example.com"

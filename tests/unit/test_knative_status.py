@@ -114,7 +114,8 @@ def _state(*revisions: RevisionState, ready: str = "Unknown", **kw: str) -> Serv
 @pytest.mark.parametrize(
     ("rows", "state", "kwargs", "expected"),
     [
-        pytest.param(["Ready", "Pending"], _state(RevisionState(name="hello-00002", status="Ready")),
+        pytest.param(["Ready", "Pending"],
+                     _state(RevisionState(name="hello-00002", status="Ready")),
                      {}, [Mark(revision="hello-00002", status="Ready")], id="ready-copied"),
         pytest.param(
             ["Pending"],
