@@ -168,6 +168,38 @@ class KubeApi:
         )
         return _json(result)
 
+    def create(self, resource: Resource, manifest: dict[str, Any]) -> bool:
+        """Create the object (POST); False if Slipway's object of that name already exists.
+
+        For objects that are written once and never updated (build Jobs): RBAC needs only
+        `create`, and a retried build of the same id does not make a second Job.
+        """
+        name = str(manifest["metadata"]["name"])
+        try:
+            self._call(
+                "create",
+                resource,
+                name,
+                lambda: self._custom.create_namespaced_custom_object(
+                    resource.group,
+                    resource.version,
+                    self.namespace,
+                    resource.plural,
+                    manifest,
+                    field_manager=FIELD_MANAGER,
+                    _preload_content=False,
+                ),
+            )
+        except Conflict:
+            existing = self.get(resource, name)
+            if existing is not None and owned(existing, platform=self.platform):
+                return False
+            raise Conflict(
+                f"{resource.qualified} {name!r} already exists in namespace {self.namespace} "
+                "and was not created by this Slipway; delete it to retry"
+            ) from None
+        return True
+
     def delete(self, resource: Resource, name: str) -> bool:
         """Delete the object if it is ours; False if there was nothing (of ours) to delete."""
         existing = self.get(resource, name)

@@ -1,10 +1,10 @@
 """ClusterBuilder: a `pipeline.builds.Builder` that builds as a Kubernetes Job.
 
-Phases: render the Job (`builds`), create it (server-side apply, so a retried build of the same id
-is not a second Job), wait for its pod, stream the source fetch's and then the build's log into
-`on_line` as the pod writes them, wait for the Job to finish, and return the pushed image pinned
-by the digest the build container left in its termination message. A failure raises
-`BuildFailed` with what went wrong and the tail of the log.
+Phases: render the Job (`builds`); create it (a retried build of the same id follows the Job
+that exists instead of making a second); wait for its pod; stream the source fetch's and then
+the build's log into `on_line` as the pod writes them; wait for the Job to finish; return the
+pushed image pinned by the digest the build container left in its termination message. A
+failure raises `BuildFailed` with what went wrong and the tail of the log.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ class ClusterBuilder:
         )
         tool = "kaniko" if kind == "kaniko" else f"buildpacks ({self._settings.cnb_builder})"
         on_line(f"-----> Building in the cluster with {tool}: Job {job['metadata']['name']}")
-        self._api.apply(JOBS, job)
+        if not self._api.create(JOBS, job):
+            on_line("       (the Job exists already: following it)")
         tail: collections.deque[str] = collections.deque(maxlen=20)
 
         def sink(line: str) -> None:

@@ -1,7 +1,7 @@
 """A STAND-IN for the Kubernetes API server: a tiny http.server on 127.0.0.1.
 
 It is not Kubernetes. It speaks just enough of the API for the calls Slipway makes: GET, LIST
-(with labelSelector), server-side-apply PATCH and DELETE of namespaced objects under
+(with labelSelector), POST (create), server-side-apply PATCH and DELETE of namespaced objects under
 `/apis/<group>/<version>/...` (custom objects and batch Jobs), pod LIST and pod log under
 `/api/v1/...`, and it answers errors the way the API server does (`kind: Status` bodies; 404 with
 `details.name` for a missing object, without for an unknown resource type; 403 naming the verb).
@@ -107,9 +107,14 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 Request(self.command, url.path, query, dict(self.headers.items()), body)
             )
             group, plural, collection, name, sub = _split(url.path)
-            verb = {"GET": "get" if name else "list", "PATCH": "patch", "DELETE": "delete"}[
-                self.command
-            ]
+            if self.command == "POST":
+                name = body["metadata"]["name"]
+            verb = {
+                "GET": "get" if name else "list",
+                "POST": "create",
+                "PATCH": "patch",
+                "DELETE": "delete",
+            }[self.command]
             if group in state.missing_groups:
                 self._send(404, status_body(404, "NotFound",
                                             "the server could not find the requested resource",
@@ -139,6 +144,13 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"kind": "List", "items": items})
                 return
             if self.command == "PATCH":
+                self._apply(key, query, body)
+                return
+            if self.command == "POST":
+                if key in state.objects:
+                    message = f'{plural}.{group} "{name}" already exists'
+                    self._send(409, status_body(409, "AlreadyExists", message, {"name": name}))
+                    return
                 self._apply(key, query, body)
                 return
             if key not in state.objects:
@@ -175,7 +187,7 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 state.on_apply(obj)
             self._send(code, obj)
 
-        do_GET = do_PATCH = do_DELETE = _handle
+        do_GET = do_POST = do_PATCH = do_DELETE = _handle
 
     return Handler
 

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from pipeline import sourcetokens
 from pipeline.api import sources_route
 from pipeline.builds import BuildRequest
-from pipeline.errors import BuildFailed
+from pipeline.errors import BuildFailed, Conflict
 from pipeline.knative.apply import KubeApi
 from pipeline.knative.builds import ClusterBuildSettings, job_outcome, render_build_job
 from pipeline.knative.jobs import ClusterBuilder
@@ -297,11 +297,10 @@ def test_cluster_build_streams_logs_and_returns_the_digest(
         "INFO[0000] Building stage",
         "step 2",
     ]
-    (patch,) = [r for r in state.requests if r.method == "PATCH"]
-    assert patch.path == f"{JOBS}/slipway-build-b1"
-    assert patch.headers["Content-Type"] == "application/apply-patch+yaml"
-    assert patch.query["fieldManager"] == "slipway"
-    token = {e["name"]: e["value"] for e in containers(patch.body)["fetch-source"]["env"]}
+    (post,) = [r for r in state.requests if r.method == "POST"]
+    assert post.path == JOBS  # created once (RBAC: create), never patched
+    assert post.query["fieldManager"] == "slipway"
+    token = {e["name"]: e["value"] for e in containers(post.body)["fetch-source"]["env"]}
     assert sourcetokens.verify(KEY, "b1", token["SOURCE_TOKEN"], now=1000)
     assert token["SOURCE_URL"] == "http://slipway.slipway.svc:8081/v1/builds/b1/source"
     follows = [r.query for r in state.requests if r.path.endswith("/log")]
@@ -326,3 +325,20 @@ def test_cluster_build_failure_carries_the_log_tail(standin: tuple[StandIn, Kube
         _builder(api).build(_request("Dockerfile"), on_line=lambda _line: None)
     assert "the build failed with exit code 1 (Error)" in caught.value.message
     assert caught.value.log_tail.endswith("step 2")
+
+
+def test_retried_build_follows_the_existing_job(standin: tuple[StandIn, KubeApi]) -> None:
+    state, api = standin
+    _finish(state, ok=True)
+    _builder(api).build(_request("Dockerfile"), on_line=lambda _line: None)
+    lines: list[str] = []
+    result = _builder(api).build(_request("Dockerfile"), on_line=lines.append)
+    assert result.image.endswith(DIGEST)
+    assert "(the Job exists already: following it)" in lines[1]
+
+
+def test_job_name_held_by_something_else(standin: tuple[StandIn, KubeApi]) -> None:
+    state, api = standin
+    state.put(JOBS, {"kind": "Job", "metadata": {"name": "slipway-build-b1", "labels": {}}})
+    with pytest.raises(Conflict, match="not created by this Slipway"):
+        _builder(api).build(_request("Dockerfile"), on_line=lambda _line: None)
