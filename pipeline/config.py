@@ -47,6 +47,9 @@ class Settings:
     namespace: str = "default"
     # The URL pods reach Slipway at (source downloads for builds, JWT issuer and JWKS for Istio).
     public_url: str = ""
+    # The URL build pods fetch sources from (the in-cluster Service); "" = public_url.
+    source_url: str = ""
+    registry_insecure: bool = False  # the registry speaks plain HTTP (build Jobs push with it)
     metadata_host: str = ""  # host[:port] of the metadata service as a Kubernetes Service
     registry_secret: str = "slipway-registry"  # kubernetes.io/dockerconfigjson Secret for builds
     kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
@@ -77,6 +80,8 @@ class Settings:
             kubeconfig=e.get("SLIPWAY_KUBECONFIG", base.kubeconfig),
             namespace=e.get("SLIPWAY_NAMESPACE", base.namespace),
             public_url=e.get("SLIPWAY_PUBLIC_URL", base.public_url).rstrip("/"),
+            source_url=e.get("SLIPWAY_SOURCE_URL", base.source_url).rstrip("/"),
+            registry_insecure=e.get("SLIPWAY_REGISTRY_INSECURE", "false").lower() == "true",
             metadata_host=e.get("SLIPWAY_METADATA_HOST", base.metadata_host),
             registry_secret=e.get("SLIPWAY_REGISTRY_SECRET", base.registry_secret),
             kaniko_image=e.get("SLIPWAY_KANIKO_IMAGE", base.kaniko_image),

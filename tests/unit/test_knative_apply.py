@@ -290,3 +290,25 @@ def test_reconciler_applies_and_copies_status_into_revision_rows(
     store.delete_service("hello")
     reconciler.reconcile_once()
     assert state.get(f"{NS}/services", "hello") is None
+
+
+def test_engine_selection_from_environment(tmp_path: Path) -> None:
+    from pipeline.config import Settings
+    from pipeline.errors import InvalidInput
+
+    assert Settings.from_env({}).engine == "docker"
+    settings = Settings.from_env(
+        {
+            "SLIPWAY_ENGINE": "knative",
+            "SLIPWAY_NAMESPACE": "apps",
+            "SLIPWAY_KUBECONFIG": str(tmp_path / "missing"),
+            "SLIPWAY_DATA_DIR": str(tmp_path),
+        }
+    )
+    assert (settings.engine, settings.namespace) == ("knative", "apps")
+    with pytest.raises(InvalidInput, match="SLIPWAY_ENGINE='k8s'"):
+        Settings.from_env({"SLIPWAY_ENGINE": "k8s"})
+    from pipeline.knative.wiring import build_knative
+
+    with pytest.raises(Unavailable, match="no Kubernetes configuration from the kubeconfig"):
+        build_knative(settings, store=None)  # type: ignore[arg-type]
