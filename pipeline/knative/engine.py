@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline import names
-from pipeline.engines.base import ServiceState
+from pipeline.engines.base import Instance, ServiceState
 from pipeline.errors import Conflict
 from pipeline.knative import istio, render, status
 from pipeline.knative.apply import (
@@ -79,6 +79,10 @@ class KnativeEngine:
         if not policies:
             self._delete_policies(service.name)  # no longer private
         return status.service_state(applied, self._revisions(service.name))
+
+    def list_instances(self) -> list[Instance]:
+        """Knative owns pods and scales them; Slipway tracks no instances of its own."""
+        return []
 
     def service_state(self, name: str) -> ServiceState | None:
         obj = self._api.get(KSERVICES, name)
