@@ -173,16 +173,22 @@ class KnativeReconciler:
             wanted = {svc.name for svc in snapshot.services}
             for svc in snapshot.services:
                 self._service(svc, snapshot.revisions_of(svc.name))
+            self._delete_unwanted(wanted)
+        finally:
+            with self._pass_done:
+                self._passes += 1
+                self._pass_done.notify_all()
+
+    def _delete_unwanted(self, wanted: set[str]) -> None:
+        try:
             for name in self._engine.list_services():
                 if name not in wanted:
                     self._engine.delete_service(name)
                     self._applied.pop(name, None)
                     self._states.pop(name, None)
                     self._log.info("service_deleted", service=name)
-        finally:
-            with self._pass_done:
-                self._passes += 1
-                self._pass_done.notify_all()
+        except SlipwayError as e:  # the next pass tries again
+            self._log.warning("services_not_deleted", error=e.message)
 
     def _service(self, svc: Service, revisions: list[Revision]) -> None:
         log = self._log.bind(service=svc.name)

@@ -312,3 +312,16 @@ def test_engine_selection_from_environment(tmp_path: Path) -> None:
 
     with pytest.raises(Unavailable, match="no Kubernetes configuration from the kubeconfig"):
         build_knative(settings, store=None)  # type: ignore[arg-type]
+
+
+def test_a_pass_survives_a_cluster_that_refuses(
+    cluster: tuple[StandIn, KnativeEngine], tmp_path: Path
+) -> None:
+    state, engine = cluster
+    engine_db = db.make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db.migrate(engine_db)
+    store = Store(db.session_factory(engine_db))
+    state.forbidden.update({("list", "services"), ("get", "services")})
+    reconciler = KnativeReconciler(store=store, engine=engine, readiness_timeout_s=60, clock=float)
+    reconciler.reconcile_once()  # logs, does not raise: the server starts, the next pass retries
+    assert reconciler.wait_for_pass(timeout_s=0) is False
