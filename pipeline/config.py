@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import InvalidInput
+
 
 def default_data_dir() -> Path:
     if os.geteuid() == 0:
@@ -40,6 +42,21 @@ class Settings:
     commit_tags_kept: int = 5
     # Non-serving, untagged revisions kept for rollbacks; older ones are garbage-collected.
     revisions_kept: int = 10
+    # Runtime engine: "docker" (embedded, one machine) or "knative" (Knative Serving on
+    # Kubernetes; see pipeline/knative). The settings below are read only by the Knative engine.
+    engine: str = "docker"
+    kubeconfig: str = ""  # "" = in-cluster service account, else a kubeconfig path
+    namespace: str = "default"
+    # The URL pods reach Slipway at (source downloads for builds, JWT issuer and JWKS for Istio).
+    public_url: str = ""
+    # The URL build pods fetch sources from (the in-cluster Service); "" = public_url.
+    source_url: str = ""
+    registry_insecure: bool = False  # the registry speaks plain HTTP (build Jobs push with it)
+    metadata_host: str = ""  # host[:port] of the metadata service as a Kubernetes Service
+    registry_secret: str = "slipway-registry"  # kubernetes.io/dockerconfigjson Secret for builds
+    kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
+    fetch_image: str = "curlimages/curl:8.11.1"
+    cnb_builder: str = "paketobuildpacks/builder-jammy-base"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -62,6 +79,17 @@ class Settings:
             grace_period_s=float(e.get("SLIPWAY_GRACE_PERIOD", base.grace_period_s)),
             commit_tags_kept=int(e.get("SLIPWAY_COMMIT_TAGS_KEPT", base.commit_tags_kept)),
             revisions_kept=int(e.get("SLIPWAY_REVISIONS_KEPT", base.revisions_kept)),
+            engine=_engine(e.get("SLIPWAY_ENGINE", base.engine)),
+            kubeconfig=e.get("SLIPWAY_KUBECONFIG", base.kubeconfig),
+            namespace=e.get("SLIPWAY_NAMESPACE", base.namespace),
+            public_url=e.get("SLIPWAY_PUBLIC_URL", base.public_url).rstrip("/"),
+            source_url=e.get("SLIPWAY_SOURCE_URL", base.source_url).rstrip("/"),
+            registry_insecure=e.get("SLIPWAY_REGISTRY_INSECURE", "false").lower() == "true",
+            metadata_host=e.get("SLIPWAY_METADATA_HOST", base.metadata_host),
+            registry_secret=e.get("SLIPWAY_REGISTRY_SECRET", base.registry_secret),
+            kaniko_image=e.get("SLIPWAY_KANIKO_IMAGE", base.kaniko_image),
+            fetch_image=e.get("SLIPWAY_FETCH_IMAGE", base.fetch_image),
+            cnb_builder=e.get("SLIPWAY_CNB_BUILDER", base.cnb_builder),
         )
 
     @property
@@ -102,3 +130,15 @@ class Settings:
     def ingress_url(self) -> str:
         port = "" if self.ingress_port == 80 else f":{self.ingress_port}"
         return f"http://{self.domain}{port}"
+
+
+ENGINES = ("docker", "knative")
+
+
+def _engine(value: str) -> str:
+    if value not in ENGINES:
+        raise InvalidInput(
+            f"SLIPWAY_ENGINE={value!r}: expected one of {', '.join(ENGINES)} "
+            "(docker: one machine; knative: Knative Serving on Kubernetes)"
+        )
+    return value

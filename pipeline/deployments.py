@@ -133,6 +133,7 @@ class Deployer:
         reconciler: Waker,
         settings: Settings,
         secrets: SecretStore | None = None,
+        published_urls: Callable[[str], list[str]] | None = None,
     ) -> None:
         self._store = store
         self._builder = builder
@@ -140,6 +141,8 @@ class Deployer:
         self._reconciler = reconciler
         self._settings = settings
         self._secrets = secrets
+        # Knative: the URLs the cluster published (status.url, status.traffic[].url).
+        self._published_urls = published_urls
         self.domain = settings.domain
         self.ingress_port = settings.ingress_port
         self._locks: dict[str, threading.Lock] = {}
@@ -491,6 +494,8 @@ class Deployer:
             time.sleep(0.1)
 
     def _urls(self, service: str) -> list[str]:
+        if self._published_urls is not None:
+            return self._published_urls(service)
         svc = self._store.find_service(service)
         if svc is None:
             return []

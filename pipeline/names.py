@@ -122,3 +122,37 @@ def instance_labels(*, platform: str, service: str, revision: str, instance: str
         LABEL_REVISION: revision,
         LABEL_INSTANCE: instance,
     }
+
+
+# --- Kubernetes (the Knative engine) ---------------------------------------------------------
+# Docker labels use reverse-DNS keys; Kubernetes keys are `<dns prefix>/<name>`.
+K8S_MANAGED_BY = "app.kubernetes.io/managed-by"
+K8S_MANAGER = "slipway"  # the label value and the server-side apply field manager
+K8S_PLATFORM = "slipway.dev/platform"
+K8S_SERVICE = "slipway.dev/service"
+K8S_BUILD = "slipway.dev/build"
+KNATIVE_SERVICE_LABEL = "serving.knative.dev/service"  # Knative puts it on revisions and pods
+
+
+def k8s_labels(*, platform: str, **extra: str) -> dict[str, str]:
+    """Labels on every object Slipway creates in a cluster: how it recognises its own."""
+    labels = {K8S_MANAGED_BY: K8S_MANAGER, K8S_PLATFORM: platform}
+    labels.update(extra)
+    return labels
+
+
+def request_authentication_name(service: str) -> str:
+    return f"{service}-slipway-jwt"
+
+
+def authorization_policy_name(service: str) -> str:
+    return f"{service}-slipway-invokers"
+
+
+def build_job_name(build_id: str) -> str:
+    return f"slipway-build-{build_id}"
+
+
+def identity_subject(service: str) -> str:
+    """The `sub` of a JWT the metadata service mints for an instance of `service`."""
+    return service

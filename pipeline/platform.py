@@ -19,6 +19,9 @@ from pipeline.deployments import Deployer
 from pipeline.dockerclient import connect
 from pipeline.drains import HAProxyDataPlane
 from pipeline.engines.docker import DockerEngine
+from pipeline.knative.engine import KnativeEngine
+from pipeline.knative.reconciler import KnativeReconciler
+from pipeline.knative.wiring import build_knative
 from pipeline.reconciler import Reconciler
 from pipeline.registry import RegistryClient
 from pipeline.repos import Repositories
@@ -33,15 +36,16 @@ class Platform:
     settings: Settings
     token: str
     store: Store
-    engine: DockerEngine
-    dataplane: HAProxyDataPlane
-    reconciler: Reconciler
+    engine: DockerEngine | KnativeEngine
+    dataplane: HAProxyDataPlane | None  # None on Knative: its ingress is the data plane
+    reconciler: Reconciler | KnativeReconciler
     deployer: Deployer
     repos: Repositories
     deliveries: Deliveries
     secrets: SecretStore
     runner: Runner
     stop: threading.Event
+    source_token_key: bytes = b""  # signs build source downloads (Knative build Jobs)
 
     def start_loops(self) -> threading.Thread:
         thread = threading.Thread(
@@ -71,6 +75,8 @@ def build(settings: Settings) -> Platform:
     db.migrate(engine_db)
     sessions = db.session_factory(engine_db)
     store = Store(sessions)
+    if settings.engine == "knative":
+        return _build_knative(settings, store=store, deliveries=Deliveries(sessions))
     client = connect()
     engine = DockerEngine(client, platform=settings.platform_id, network=settings.network)
     engine.ensure_network()
@@ -117,4 +123,34 @@ def build(settings: Settings) -> Platform:
         secrets=secret_store,
         runner=Runner(deployer, deliveries),
         stop=threading.Event(),
+    )
+
+
+def _build_knative(settings: Settings, *, store: Store, deliveries: Deliveries) -> Platform:
+    """SLIPWAY_ENGINE=knative: Knative runs revisions, builds are Kubernetes Jobs."""
+    parts = build_knative(settings, store=store)
+    secret_store = SecretStore(settings.data_dir)
+    deployer = Deployer(
+        store=store,
+        builder=lambda: parts.builder,
+        registry=RegistryClient(),
+        reconciler=parts.reconciler,
+        settings=settings,
+        secrets=secret_store,
+        published_urls=parts.reconciler.urls,
+    )
+    return Platform(
+        settings=settings,
+        token=ensure_token(settings.token_file),
+        store=store,
+        engine=parts.engine,
+        dataplane=None,
+        reconciler=parts.reconciler,
+        deployer=deployer,
+        repos=Repositories(settings.data_dir / "git"),
+        deliveries=deliveries,
+        secrets=secret_store,
+        runner=Runner(deployer, deliveries),
+        stop=threading.Event(),
+        source_token_key=parts.source_token_key,
     )

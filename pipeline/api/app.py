@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import buildlogs, names, traffic
-from pipeline.api import auth, git, views
+from pipeline.api import auth, git, sources_route, views
 from pipeline.deployments import Flags, Outcome, Placement
 from pipeline.errors import (
     BuildFailed,
@@ -88,6 +88,14 @@ def create_app(platform: Platform) -> FastAPI:
         auth.check(request, platform.token)
 
     app.include_router(git.create_router(platform))
+    # Build Jobs fetch their source with a per-build token, not the API token.
+    app.include_router(
+        sources_route.create_router(
+            sources_dir=platform.settings.sources_dir,
+            key=lambda: platform.source_token_key,
+            admin_token=platform.token,
+        )
+    )
     # Webhooks authenticate by signature (GitHub) or token (GitLab), not by the API token.
     app.include_router(
         webhook_routes.create_router(

@@ -1,11 +1,22 @@
-"""The engine interface: the narrow surface the reconciler drives."""
+"""The engine interfaces: the narrow surfaces the reconcilers drive.
+
+Two shapes, because the two runtimes split the work differently:
+
+- `Engine` (instance level): Slipway decides scale and routing itself and asks the engine for
+  containers one at a time; the data plane (HAProxy) is Slipway's. The Docker engine.
+- `ServiceEngine` (service level): the runtime owns instances, routing and autoscaling; Slipway
+  hands it a whole service (its revisions and traffic) and reads the outcome back as
+  `ServiceState`. The Knative engine.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pipeline.revisions import RevisionConfig
+from pipeline.state import Revision, Service
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,3 +46,71 @@ class Engine(Protocol):
     def stop_instance(self, instance: Instance, *, grace_s: float) -> None: ...
 
     def logs_tail(self, instance: Instance, *, lines: int = 20) -> str: ...
+
+
+RevisionStatus = Literal["Pending", "Ready", "Failed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevisionState:
+    """What the runtime says about one revision, in Slipway's words."""
+
+    name: str
+    status: RevisionStatus
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteState:
+    """One traffic target as the runtime serves it, with the URL it assigned."""
+
+    revision: str
+    percent: int
+    tag: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceState:
+    """A service as the runtime reports it; URLs come from here, never assumed."""
+
+    name: str
+    ready: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    url: str = ""
+    latest_created: str = ""
+    latest_ready: str = ""
+    traffic: tuple[RouteState, ...] = ()
+    revisions: tuple[RevisionState, ...] = ()
+
+    def revision(self, name: str) -> RevisionState | None:
+        return next((r for r in self.revisions if r.name == name), None)
+
+    @property
+    def urls(self) -> list[str]:
+        """The service URL, then one URL per tag, as the runtime published them."""
+        urls = [self.url] if self.url else []
+        urls.extend(t.url for t in self.traffic if t.tag and t.url and t.url not in urls)
+        return urls
+
+
+class ServiceEngine(Protocol):
+    """A runtime that runs whole services (Knative): apply, observe, delete."""
+
+    def apply_service(self, *, service: Service, revisions: Sequence[Revision]) -> ServiceState:
+        """Make the runtime run `service` (newest revision as its template); return its state."""
+        ...
+
+    def service_state(self, name: str) -> ServiceState | None:
+        """The state of a service this Slipway owns; None if it does not exist."""
+        ...
+
+    def list_services(self) -> list[str]:
+        """Names of the services this Slipway owns in the runtime."""
+        ...
+
+    def delete_service(self, name: str) -> None:
+        """Remove the service and everything Slipway created for it; absent is fine."""
+        ...

@@ -1,0 +1,57 @@
+"""`GET /v1/builds/{id}/source`: where an in-cluster build Job fetches its source.
+
+Authenticated by the build's own short-lived token (`pipeline.sourcetokens`), or the admin token;
+it serves the gzip tar the deployment stored under `<data dir>/sources/<id>.tar.gz`. Mounted by
+the app like the other routers: `app.include_router(sources_route.create_router(...))`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
+
+from pipeline import sourcetokens
+
+_BUILD_ID = re.compile(r"^[0-9a-f]{1,64}$")
+
+
+def create_router(
+    *,
+    sources_dir: Path,
+    key: Callable[[], bytes],
+    admin_token: str = "",
+    clock: Callable[[], float] = time.time,
+) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/v1/builds/{build_id}/source", response_class=FileResponse)
+    def build_source(build_id: str, request: Request) -> FileResponse:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(
+                status_code=401,
+                detail="missing bearer token: build Jobs send the token Slipway gave them",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        admin = bool(admin_token) and hmac.compare_digest(token.encode(), admin_token.encode())
+        if not _BUILD_ID.match(build_id):
+            raise HTTPException(status_code=404, detail=f"build {build_id!r} not found")
+        if not admin and not sourcetokens.verify(key(), build_id, token, now=clock()):
+            raise HTTPException(
+                status_code=401,
+                detail="invalid or expired source token for this build",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        path = sources_dir / f"{build_id}.tar.gz"
+        if not path.is_file():
+            raise HTTPException(status_code=404, detail=f"no stored source for build {build_id}")
+        return FileResponse(path, media_type="application/gzip", filename=f"{build_id}.tar.gz")
+
+    return router

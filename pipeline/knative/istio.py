@@ -1,0 +1,135 @@
+"""Private services on Knative: Istio policies that check Slipway's JWTs, rendered purely.
+
+On one machine HAProxy checks the token; on Knative with Istio the sidecar of each pod does:
+
+- `RequestAuthentication`: tokens must be signed by a key in Slipway's JWKS
+  (`<Slipway URL>/.well-known/jwks.json`) with `iss` = Slipway's URL and `aud` one of the
+  service's URLs. A token that fails is rejected with 401.
+- `AuthorizationPolicy` (ALLOW): only requests whose principal (`<iss>/<sub>`) belongs to an
+  invoker get through; anything else, a request without a token included, gets 403 from Istio
+  (HAProxy answers 401 for a missing token: the one visible difference). Knative's own probe and
+  metrics paths stay open, as Knative documents for clusters with authorization policies.
+
+A service opts in with annotations on its Knative Service (Cloud Run's "require
+authentication", in Knative's vocabulary):
+
+    metadata:
+      annotations:
+        slipway.dev/private: "true"
+        slipway.dev/invokers: "checkout,billing"   # services allowed to call it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline import names
+from pipeline.errors import InvalidName, InvalidSpec
+
+PRIVATE_ANNOTATION = "slipway.dev/private"
+INVOKERS_ANNOTATION = "slipway.dev/invokers"
+API_VERSION = "security.istio.io/v1"
+GROUP = "security.istio.io"
+VERSION = "v1"
+JWKS_PATH = "/.well-known/jwks.json"
+# Knative's system pods probe and scrape these paths without a token (Knative docs, "Enabling
+# requests to Knative services when additional authorization policies are enabled").
+KNATIVE_SYSTEM_PATHS = ("/metrics", "/healthz")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Access:
+    private: bool = False
+    invokers: tuple[str, ...] = ()
+
+
+def access_of(annotations: dict[str, str]) -> Access:
+    """Read the access annotations; InvalidSpec names the annotation that is wrong."""
+    raw_private = annotations.get(PRIVATE_ANNOTATION, "false")
+    if raw_private not in ("true", "false"):
+        raise InvalidSpec(
+            f'expected "true" or "false", got {raw_private!r}',
+            path=f"metadata.annotations.{PRIVATE_ANNOTATION}",
+        )
+    invokers: list[str] = []
+    for item in annotations.get(INVOKERS_ANNOTATION, "").split(","):
+        name = item.strip()
+        if not name:
+            continue
+        try:
+            names.validate_service_name(name)
+        except InvalidName as exc:
+            raise InvalidSpec(
+                exc.message + "; invokers are service names separated by commas",
+                path=f"metadata.annotations.{INVOKERS_ANNOTATION}",
+            ) from None
+        if name not in invokers:
+            invokers.append(name)
+    return Access(private=raw_private == "true", invokers=tuple(invokers))
+
+
+def render_policies(
+    *,
+    service: str,
+    namespace: str,
+    platform: str,
+    issuer: str,
+    audiences: Sequence[str],
+    invokers: Sequence[str],
+) -> list[dict[str, Any]]:
+    """RequestAuthentication and AuthorizationPolicy for one private service."""
+    if not issuer:
+        raise InvalidSpec(
+            "private services on Knative need Slipway's public URL as the JWT issuer: "
+            "set SLIPWAY_PUBLIC_URL (the chart's `publicUrl`)",
+            path=f"metadata.annotations.{PRIVATE_ANNOTATION}",
+        )
+    labels = names.k8s_labels(platform=platform, **{names.K8S_SERVICE: service})
+    selector = {"matchLabels": {names.KNATIVE_SERVICE_LABEL: service}}
+    jwt_rule: dict[str, Any] = {
+        "issuer": issuer,
+        "jwksUri": issuer + JWKS_PATH,
+        "forwardOriginalToken": True,
+    }
+    if audiences:
+        jwt_rule["audiences"] = list(audiences)
+    authn = {
+        "apiVersion": API_VERSION,
+        "kind": "RequestAuthentication",
+        "metadata": {
+            "name": names.request_authentication_name(service),
+            "namespace": namespace,
+            "labels": labels,
+        },
+        "spec": {"selector": selector, "jwtRules": [jwt_rule]},
+    }
+    rules: list[dict[str, Any]] = [
+        {"to": [{"operation": {"paths": list(KNATIVE_SYSTEM_PATHS)}}]},
+    ]
+    if invokers:
+        principals = [f"{issuer}/{names.identity_subject(name)}" for name in invokers]
+        rules.insert(0, {"from": [{"source": {"requestPrincipals": principals}}]})
+    authz = {
+        "apiVersion": API_VERSION,
+        "kind": "AuthorizationPolicy",
+        "metadata": {
+            "name": names.authorization_policy_name(service),
+            "namespace": namespace,
+            "labels": labels,
+        },
+        "spec": {"selector": selector, "action": "ALLOW", "rules": rules},
+    }
+    return [authn, authz]
+
+
+def audiences_for(
+    service: str, *, domain: str, tags: Sequence[str], urls: Sequence[str]
+) -> list[str]:
+    """Every URL a caller may name as `aud`: Slipway's URL scheme plus what Knative published."""
+    hosts = [names.service_host(service, domain)]
+    hosts.extend(names.tag_host(tag, service, domain) for tag in tags)
+    out = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+    out.extend(url for url in urls if url not in out)
+    return out

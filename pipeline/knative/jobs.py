@@ -1,0 +1,117 @@
+"""ClusterBuilder: a `pipeline.builds.Builder` that builds as a Kubernetes Job.
+
+Phases: render the Job (`builds`); create it (a retried build of the same id follows the Job
+that exists instead of making a second); wait for its pod; stream the source fetch's and then
+the build's log into `on_line` as the pod writes them; wait for the Job to finish; return the
+pushed image pinned by the digest the build container left in its termination message. A
+failure raises `BuildFailed` with what went wrong and the tail of the log.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipeline import names, sourcetokens
+from pipeline.builds import BuildRequest, BuildResult, LineSink
+from pipeline.errors import BuildFailed
+from pipeline.knative.apply import JOBS, KubeApi
+from pipeline.knative.builds import (
+    BUILD_CONTAINER,
+    FETCH_CONTAINER,
+    BuildKind,
+    ClusterBuildSettings,
+    JobOutcome,
+    container_started,
+    job_outcome,
+    render_build_job,
+)
+
+PROJECT_DESCRIPTOR = "project.toml"
+
+
+class ClusterBuilder:
+    name = "cluster"
+
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        settings: ClusterBuildSettings,
+        source_base_url: str,
+        token_key: bytes,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        poll_s: float = 1.0,
+    ) -> None:
+        self._api = api
+        self._settings = settings
+        self._source_base_url = source_base_url.rstrip("/")
+        self._key = token_key
+        self._clock = clock
+        self._sleep = sleep
+        self._poll_s = poll_s
+
+    def kind_for(self, req: BuildRequest) -> BuildKind:
+        """kaniko when there is a Dockerfile, else buildpacks (the builder detects the language)."""
+        return "kaniko" if req.info.has(req.dockerfile) else "cnb"
+
+    def build(self, req: BuildRequest, *, on_line: LineSink) -> BuildResult:
+        kind = self.kind_for(req)
+        service = req.repository.rsplit("/", 1)[-1]
+        job = render_build_job(
+            kind=kind,
+            build_id=req.build_id,
+            service=service,
+            destination=f"{req.repository}:build-{req.build_id}",
+            source_url=f"{self._source_base_url}/v1/builds/{req.build_id}/source",
+            source_token=sourcetokens.mint(self._key, req.build_id, now=self._clock()),
+            settings=self._settings,
+            dockerfile=req.dockerfile,
+        )
+        tool = "kaniko" if kind == "kaniko" else f"buildpacks ({self._settings.cnb_builder})"
+        on_line(f"-----> Building in the cluster with {tool}: Job {job['metadata']['name']}")
+        if not self._api.create(JOBS, job):
+            on_line("       (the Job exists already: following it)")
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+
+        def sink(line: str) -> None:
+            tail.append(line)
+            on_line(line)
+
+        outcome = self._follow(req.build_id, job["metadata"]["name"], sink)
+        if outcome.state != "succeeded":
+            raise BuildFailed(
+                f"build {req.build_id} failed: {outcome.message}", log_tail="\n".join(tail)
+            )
+        return BuildResult(image=f"{req.repository}@{outcome.digest}")
+
+    def _follow(self, build_id: str, job_name: str, sink: LineSink) -> JobOutcome:
+        deadline = self._clock() + self._settings.deadline_s + 60
+        selector = f"{names.K8S_BUILD}={build_id}"
+        streamed: set[str] = set()
+        while True:
+            job = self._api.get(JOBS, job_name) or {}
+            pods = self._api.list_pods(selector=selector)
+            outcome = job_outcome(job, pods)
+            pod = pods[-1] if pods else None
+            for container in (FETCH_CONTAINER, BUILD_CONTAINER):
+                if pod is None or container in streamed or not container_started(pod, container):
+                    break
+                for line in self._api.follow_log(_name(pod), container=container):
+                    sink(line)
+                streamed.add(container)
+            if outcome.state != "running":
+                return outcome
+            if self._clock() > deadline:
+                return JobOutcome(
+                    state="failed",
+                    message=f"Job {job_name} did not finish within {self._settings.deadline_s}s",
+                )
+            self._sleep(self._poll_s)
+
+
+def _name(pod: dict[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("name") or "")

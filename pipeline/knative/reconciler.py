@@ -1,0 +1,242 @@
+"""The Knative reconciler: desired state (database) -> Knative Services, status -> revision rows.
+
+The counterpart of `pipeline.reconciler` for a `ServiceEngine`: Knative owns pods, routing and
+autoscaling, so a pass is per service: apply when what Slipway would render changed (or the
+object is gone), read the status back, and copy each Pending revision's outcome into the store
+with `Store.mark_revision` — which is what the deployer waits on, exactly as with the embedded
+engine. Services Slipway owns in the cluster but no longer has are deleted. Level-triggered:
+a pass with nothing changed only reads.
+
+`revision_updates` is the decision, pure: revision rows and the observed state in, the marks to
+make out.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipeline.engines.base import ServiceState
+from pipeline.errors import Conflict, SlipwayError
+from pipeline.knative import render
+from pipeline.knative.status import slipway_reason
+from pipeline.logs import get as get_log
+from pipeline.state import Revision, Service, Store
+
+
+class KnativeServices(Protocol):
+    """What this reconciler needs from `KnativeEngine` (a ServiceEngine plus rendering)."""
+
+    def manifests(
+        self, *, service: Service, revisions: Sequence[Revision], urls: Sequence[str] = ()
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]: ...
+
+    def apply_service(
+        self, *, service: Service, revisions: Sequence[Revision], urls: Sequence[str] = ()
+    ) -> ServiceState: ...
+
+    def service_state(self, name: str) -> ServiceState | None: ...
+
+    def list_services(self) -> list[str]: ...
+
+    def delete_service(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mark:
+    revision: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+def revision_updates(
+    revisions: Sequence[Revision],
+    state: ServiceState | None,
+    *,
+    now: float,
+    readiness_timeout_s: float,
+    refused: str = "",
+    last_error: str = "",
+) -> list[Mark]:
+    """How each Pending revision's row should change, given what Knative reports.
+
+    `refused`: why the apply was refused (a revision name taken), failing the newest revision.
+    `last_error`: why the cluster could not be asked (said when a revision times out).
+    """
+    latest = render.newest(revisions)
+    marks: list[Mark] = []
+    for rev in revisions:
+        if rev.status != "Pending":
+            continue
+        observed = state.revision(rev.name) if state is not None else None
+        if refused and latest is not None and rev.name == latest.name:
+            marks.append(
+                Mark(revision=rev.name, status="Failed", reason="NameTaken", message=refused)
+            )
+        elif observed is not None and observed.status != "Pending":
+            marks.append(
+                Mark(
+                    revision=rev.name,
+                    status=observed.status,
+                    reason=observed.reason,
+                    message=observed.message,
+                )
+            )
+        elif observed is None and latest is not None and rev.name != latest.name:
+            marks.append(
+                Mark(
+                    revision=rev.name,
+                    status="Failed",
+                    reason="Superseded",
+                    message=f"{latest.name} replaced the template before Knative created "
+                    f"{rev.name}",
+                )
+            )
+        elif (
+            observed is None
+            and state is not None
+            and state.ready == "False"
+            and state.latest_created != rev.name
+        ):
+            # Knative could not even create the revision (the Configuration failed).
+            reason, message = slipway_reason(state.reason, state.message)
+            marks.append(Mark(revision=rev.name, status="Failed", reason=reason, message=message))
+        elif now - rev.created_at.timestamp() > readiness_timeout_s:
+            why = (
+                f"the cluster could not be asked: {last_error}"
+                if last_error
+                else "the app must listen on $PORT; "
+                f"`kubectl describe revision {rev.name}` shows why"
+            )
+            marks.append(
+                Mark(
+                    revision=rev.name,
+                    status="Failed",
+                    reason="ReadinessTimeout",
+                    message=f"Knative did not report {rev.name} ready within "
+                    f"{readiness_timeout_s:.0f}s: {why}",
+                )
+            )
+    return marks
+
+
+class KnativeReconciler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        engine: KnativeServices,
+        readiness_timeout_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._readiness_timeout_s = readiness_timeout_s
+        self._clock = clock
+        self._applied: dict[str, str] = {}  # service -> hash of what was last applied
+        self._states: dict[str, ServiceState] = {}
+        self._wake = threading.Event()
+        self._passes = 0
+        self._pass_done = threading.Condition()
+        self._log = get_log(component="knative-reconciler")
+
+    # the Waker the deployer uses ----------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    # Traffic changes: Knative's route only moves to revisions that are ready, and its
+    # activator holds requests for a revision at zero, so nothing needs warming here.
+    def hold(self, revisions: set[str]) -> None:
+        pass
+
+    def release(self, revisions: set[str]) -> None:
+        pass
+
+    def wait_ready(self, revisions: set[str], *, timeout_s: float) -> set[str]:
+        return set()
+
+    def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
+        with self._pass_done:
+            target = self._passes + 2  # one that may be running, then a full one
+            return self._pass_done.wait_for(lambda: self._passes >= target, timeout=timeout_s)
+
+    def run(self, stop: threading.Event, *, interval_s: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                self.reconcile_once()
+            except SlipwayError as e:
+                self._log.warning("pass_failed", error=e.message)
+            self._wake.wait(interval_s)
+            self._wake.clear()
+
+    def urls(self, service: str) -> list[str]:
+        """The URLs Knative published for the service at the last pass (service URL first)."""
+        state = self._states.get(service)
+        return state.urls if state is not None else []
+
+    # one pass -------------------------------------------------------------------------------------
+    def reconcile_once(self) -> None:
+        try:
+            snapshot = self._store.snapshot()
+            wanted = {svc.name for svc in snapshot.services}
+            for svc in snapshot.services:
+                self._service(svc, snapshot.revisions_of(svc.name))
+            self._delete_unwanted(wanted)
+        finally:
+            with self._pass_done:
+                self._passes += 1
+                self._pass_done.notify_all()
+
+    def _delete_unwanted(self, wanted: set[str]) -> None:
+        try:
+            for name in self._engine.list_services():
+                if name not in wanted:
+                    self._engine.delete_service(name)
+                    self._applied.pop(name, None)
+                    self._states.pop(name, None)
+                    self._log.info("service_deleted", service=name)
+        except SlipwayError as e:  # the next pass tries again
+            self._log.warning("services_not_deleted", error=e.message)
+
+    def _service(self, svc: Service, revisions: list[Revision]) -> None:
+        log = self._log.bind(service=svc.name)
+        previous = self._states.get(svc.name)
+        urls = previous.urls if previous is not None else []
+        refused = last_error = ""
+        state: ServiceState | None = None
+        try:
+            ksvc, policies = self._engine.manifests(service=svc, revisions=revisions, urls=urls)
+            digest = render.manifest_hash(ksvc, *policies)
+            state = self._engine.service_state(svc.name) if ksvc is not None else None
+            if ksvc is not None and (state is None or self._applied.get(svc.name) != digest):
+                state = self._engine.apply_service(service=svc, revisions=revisions, urls=urls)
+                self._applied[svc.name] = digest
+                log.info("service_applied", template=ksvc["spec"]["template"]["metadata"]["name"])
+        except Conflict as e:
+            refused = e.message
+            log.warning("service_refused", error=e.message)
+        except SlipwayError as e:
+            last_error = e.message
+            log.warning("service_not_applied", error=e.message)
+        if state is not None:
+            self._states[svc.name] = state
+        for mark in revision_updates(
+            revisions,
+            state,
+            now=self._clock(),
+            readiness_timeout_s=self._readiness_timeout_s,
+            refused=refused,
+            last_error=last_error,
+        ):
+            try:
+                self._store.mark_revision(
+                    mark.revision, status=mark.status, reason=mark.reason, message=mark.message
+                )
+            except Conflict:
+                continue  # marked meanwhile; Ready and Failed are final
+            log.info(
+                "revision_marked", revision=mark.revision, status=mark.status, reason=mark.reason
+            )

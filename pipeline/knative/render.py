@@ -1,0 +1,118 @@
+"""Slipway service + revisions + traffic -> one `serving.knative.dev/v1` Service, purely.
+
+Knative makes a Revision each time a Service's template changes and names it after
+`spec.template.metadata.name` (bring-your-own revision name). Slipway already numbers its
+revisions (`<svc>-00001`) and stores each one's template with the image pinned by digest, so the
+Service rendered here carries the newest Slipway revision as its template under that name;
+older revisions exist in the cluster from earlier applies and are named in `traffic`. Rendering
+the same rows twice gives the same manifest, which is what lets server-side apply be a no-op.
+
+Knative's `latestRevision: true` follows the newest *ready* revision, as `routing.resolve_traffic`
+does, so traffic entries pass through unchanged except one: a 0% tag on a revision that failed
+(or that Slipway does not know) is left out, because Knative would hold the whole Route
+not-ready for it, while Slipway simply does not route that tag.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline import names
+from pipeline.spec import API_VERSION
+from pipeline.state import Revision, Service
+
+GROUP = "serving.knative.dev"
+VERSION = "v1"
+BUILD_ANNOTATION = "slipway.dev/build"
+METADATA_ENV = ("GCE_METADATA_HOST", "GCE_METADATA_IP")
+_TRAFFIC_KEYS = ("tag", "revisionName", "latestRevision", "percent")
+
+
+def newest(revisions: Sequence[Revision]) -> Revision | None:
+    return max(revisions, key=lambda r: r.number) if revisions else None
+
+
+def render_service(
+    *,
+    service: Service,
+    revisions: Sequence[Revision],
+    namespace: str,
+    platform: str,
+    metadata_host: str = "",
+) -> dict[str, Any] | None:
+    """The Knative Service for `service`, or None while it has no revision to run yet."""
+    latest = newest(revisions)
+    if latest is None:
+        return None
+    stored_meta: dict[str, Any] = service.spec.get("metadata") or {}
+    labels = dict(stored_meta.get("labels") or {})
+    labels.update(names.k8s_labels(platform=platform, **{names.K8S_SERVICE: service.name}))
+    metadata: dict[str, Any] = {"name": service.name, "namespace": namespace, "labels": labels}
+    annotations = dict(stored_meta.get("annotations") or {})
+    if annotations:
+        metadata["annotations"] = annotations
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "template": render_template(latest, metadata_host=metadata_host),
+            "traffic": render_traffic(service, revisions),
+        },
+    }
+
+
+def render_template(revision: Revision, *, metadata_host: str = "") -> dict[str, Any]:
+    """The revision's stored template under its Slipway name, image pinned by digest.
+
+    Knative refuses a changed template under an unchanged name, so everything here is a
+    function of the revision row alone (never of settings that may change between passes,
+    except the metadata host, which is fixed per installation).
+    """
+    template = copy.deepcopy(revision.template)
+    meta: dict[str, Any] = template.setdefault("metadata", {})
+    meta["name"] = revision.name
+    if revision.build_id:
+        meta.setdefault("annotations", {})[BUILD_ANNOTATION] = revision.build_id
+    spec: dict[str, Any] = template.setdefault("spec", {})
+    containers: list[dict[str, Any]] = spec.get("containers") or [{}]
+    container = containers[0]
+    container["image"] = revision.image
+    if metadata_host:
+        env: list[dict[str, Any]] = list(container.get("env") or [])
+        present = {e.get("name") for e in env}
+        env.extend(
+            {"name": key, "value": metadata_host} for key in METADATA_ENV if key not in present
+        )
+        container["env"] = env
+    spec["containers"] = [container]
+    return template
+
+
+def render_traffic(service: Service, revisions: Sequence[Revision]) -> list[dict[str, Any]]:
+    spec: dict[str, Any] = service.spec.get("spec") or {}
+    entries: list[dict[str, Any]] = list(
+        spec.get("traffic") or [{"latestRevision": True, "percent": 100}]
+    )
+    status = {r.name: r.status for r in revisions}
+    out: list[dict[str, Any]] = []
+    for entry in entries:
+        name = entry.get("revisionName")
+        percent = int(entry.get("percent") or 0)
+        if name is not None and percent == 0 and status.get(str(name), "Failed") == "Failed":
+            continue  # a tag on a revision that cannot serve: Slipway does not route it either
+        rendered = {key: entry[key] for key in _TRAFFIC_KEYS if entry.get(key) is not None}
+        rendered["latestRevision"] = name is None
+        rendered["percent"] = percent
+        out.append(rendered)
+    return out
+
+
+def manifest_hash(*manifests: dict[str, Any] | None) -> str:
+    """What the reconciler compares to skip an apply that would change nothing."""
+    canonical = json.dumps(manifests, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,114 @@
+"""Knative's `status` in, Slipway's words out: revision Ready/Failed with a reason, and URLs.
+
+Knative reports readiness as conditions (`type: Ready`, `status: True|False|Unknown`, a
+`reason` and a `message`). Each failure reason it uses for revisions maps to the reason Slipway's
+embedded engine gives for the same failure, with a hint that says what to do; a reason not in
+the table passes through as Knative spelled it. URLs are read from `status.url` and
+`status.traffic[].url`, never assumed: the cluster's domain and tag templates decide them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pipeline.engines.base import RevisionState, RouteState, ServiceState
+
+Condition = dict[str, Any]
+
+# Knative reason -> (Slipway reason, what to do).
+REASONS: dict[str, tuple[str, str]] = {
+    "ProgressDeadlineExceeded": (
+        "ReadinessTimeout",
+        "no pod became ready within Knative's progress deadline: the app must listen on $PORT",
+    ),
+    "ContainerMissing": (
+        "ImageNotFound",
+        "Knative could not resolve the image: is it in the registry, and can the cluster "
+        "reach and authenticate to that registry?",
+    ),
+    "ErrImagePull": ("ImageNotFound", "the nodes could not pull the image"),
+    "ImagePullBackOff": ("ImageNotFound", "the nodes could not pull the image"),
+    "InvalidImageName": ("ImageNotFound", "the image reference is not valid"),
+    "CrashLoopBackOff": ("ExitCode", "the container keeps exiting: see its logs"),
+    "RevisionFailed": ("RevisionFailed", ""),
+    "RevisionMissing": (
+        "RevisionMissing",
+        "the cluster has no revision of that name: revisions made before this cluster was "
+        "used are not recreated; deploy again",
+    ),
+    "Unschedulable": ("Unschedulable", "no node can run the pod: lower the resource requests"),
+}
+_EXIT_CODE = re.compile(r"^ExitCode(-?\d+)$")
+
+
+def condition(conditions: Iterable[Condition] | None, kind: str = "Ready") -> Condition | None:
+    return next((c for c in conditions or () if c.get("type") == kind), None)
+
+
+def slipway_reason(reason: str, message: str) -> tuple[str, str]:
+    """A Knative condition reason and message as Slipway's (reason, message)."""
+    exit_code = _EXIT_CODE.match(reason)
+    if exit_code:
+        text = f"the container exited with code {exit_code.group(1)}"
+        return "ExitCode", f"{text}: {message}" if message else text
+    mapped, hint = REASONS.get(reason, (reason or "Failed", ""))
+    parts = [part for part in (hint, f"Knative: {message}" if message else "") if part]
+    return mapped, "; ".join(parts)
+
+
+def revision_state(obj: dict[str, Any]) -> RevisionState:
+    """One Knative Revision object's status as Slipway's revision status."""
+    name = str((obj.get("metadata") or {}).get("name") or "")
+    status: dict[str, Any] = obj.get("status") or {}
+    ready = condition(status.get("conditions"))
+    if ready is None or ready.get("status") == "Unknown":
+        return RevisionState(name=name, status="Pending")
+    if ready.get("status") == "True":
+        return RevisionState(name=name, status="Ready")
+    # Ready=False: the most specific failing condition explains it best.
+    cause = next(
+        (
+            c
+            for c in status.get("conditions") or ()
+            if c.get("type") in ("ContainerHealthy", "ResourcesAvailable")
+            and c.get("status") == "False"
+        ),
+        ready,
+    )
+    reason, message = slipway_reason(
+        str(cause.get("reason") or ""), str(cause.get("message") or "")
+    )
+    return RevisionState(name=name, status="Failed", reason=reason, message=message)
+
+
+def service_state(obj: dict[str, Any], revisions: Iterable[dict[str, Any]] = ()) -> ServiceState:
+    """A Knative Service (and its Revision objects) as Slipway's `ServiceState`."""
+    metadata: dict[str, Any] = obj.get("metadata") or {}
+    status: dict[str, Any] = obj.get("status") or {}
+    current = status.get("observedGeneration") == metadata.get("generation")
+    ready = condition(status.get("conditions")) if current else None
+    ready_status: Literal["True", "False", "Unknown"] = "Unknown"
+    if ready is not None and ready.get("status") in ("True", "False"):
+        ready_status = "True" if ready.get("status") == "True" else "False"
+    traffic = tuple(
+        RouteState(
+            revision=str(t.get("revisionName") or ""),
+            percent=int(t.get("percent") or 0),
+            tag=str(t.get("tag") or ""),
+            url=str(t.get("url") or ""),
+        )
+        for t in status.get("traffic") or ()
+    )
+    return ServiceState(
+        name=str(metadata.get("name") or ""),
+        ready=ready_status,
+        reason=str((ready or {}).get("reason") or ""),
+        message=str((ready or {}).get("message") or ""),
+        url=str(status.get("url") or ""),
+        latest_created=str(status.get("latestCreatedRevisionName") or ""),
+        latest_ready=str(status.get("latestReadyRevisionName") or ""),
+        traffic=traffic,
+        revisions=tuple(sorted((revision_state(r) for r in revisions), key=lambda r: r.name)),
+    )
