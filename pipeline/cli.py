@@ -109,6 +109,12 @@ def deploy(
     timeout: Annotated[
         int | None, typer.Option("--timeout", help="Request timeout in seconds (max 3600).")
     ] = None,
+    min_instances: Annotated[
+        int | None, typer.Option("--min-instances", help="autoscaling min-scale.")
+    ] = None,
+    max_instances: Annotated[
+        int | None, typer.Option("--max-instances", help="autoscaling max-scale (0: no cap).")
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="NAME=value, repeatable.")
     ] = None,
@@ -124,6 +130,10 @@ def deploy(
         params.append(("concurrency", str(concurrency)))
     if timeout is not None:
         params.append(("timeout", str(timeout)))
+    if min_instances is not None:
+        params.append(("min_instances", str(min_instances)))
+    if max_instances is not None:
+        params.append(("max_instances", str(max_instances)))
     if no_traffic:
         params.append(("no_traffic", "1"))
     if tag:

@@ -60,6 +60,8 @@ class Flags:
     secret_env: tuple[tuple[str, str, str], ...] = ()  # (ENV, secret, key)
     concurrency: int | None = None  # containerConcurrency
     timeout_s: int | None = None  # timeoutSeconds
+    min_scale: int | None = None  # autoscaling.knative.dev/min-scale
+    max_scale: int | None = None  # autoscaling.knative.dev/max-scale
 
 
 def edit_template(
@@ -89,6 +91,12 @@ def edit_template(
         template_spec["containerConcurrency"] = flags.concurrency
     if flags and flags.timeout_s is not None:
         template_spec["timeoutSeconds"] = flags.timeout_s
+    if flags:
+        template = out["spec"]["template"]
+        annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
+        for key, value in (("min-scale", flags.min_scale), ("max-scale", flags.max_scale)):
+            if value is not None:
+                annotations[f"autoscaling.knative.dev/{key}"] = str(value)
     return out
 
 

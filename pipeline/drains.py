@@ -7,6 +7,9 @@ keeps the instance alive, up to the grace period the reconciler enforces.
 
 from __future__ import annotations
 
+import csv
+import io
+
 from pipeline.dataplane.model import DataPlane
 from pipeline.dataplane.process import HAProxyManager
 from pipeline.errors import Unavailable
@@ -33,6 +36,21 @@ class HAProxyDataPlane:
 
     def apply(self, plane: DataPlane) -> str:
         return self.manager.apply(plane)
+
+    def load(self) -> dict[str, int]:
+        """Requests in flight plus queued, per backend, in one `show stat` (autoscaler input)."""
+        try:
+            out = self.manager.runtime.socket.command("show stat -1 2 -1")
+        except Unavailable:
+            return {}
+        if not out.startswith("# "):
+            return {}
+        rows = csv.DictReader(io.StringIO(out[2:]))
+        return {
+            r["pxname"]: int(r.get("scur") or 0) + int(r.get("qcur") or 0)
+            for r in rows
+            if r.get("svname") == "BACKEND"
+        }
 
     def down(self, backend: str) -> set[str]:
         """Servers of `backend` that HAProxy's checks or observed errors have marked down."""

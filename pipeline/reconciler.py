@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline import names, probes
 from pipeline.dataplane.model import DataPlane
@@ -26,6 +26,7 @@ from pipeline.errors import SlipwayError
 from pipeline.logs import get as get_log
 from pipeline.revisions import Readiness, RevisionConfig, config_of
 from pipeline.routing import build_plane, desired_scale
+from pipeline.scaling import Scaler, initial_scale
 from pipeline.state import Revision, Snapshot, Store
 
 Probe = Callable[[str, int, Readiness], bool]
@@ -37,6 +38,8 @@ class DataPlaneApplier(Protocol):
     def busy(self, backend: str, server: str) -> bool: ...
 
     def down(self, backend: str) -> set[str]: ...
+
+    def load(self) -> dict[str, int]: ...
 
 
 # Crash loops back off like Kubernetes: 1 s, 2 s, 4 s ... capped; a minute of health resets it.
@@ -85,6 +88,8 @@ class Reconciler:
         self._passes = 0
         self._unready = False  # an instance is running but not ready yet
         self._held: set[str] = set()  # revisions kept warm ahead of a traffic change
+        self._scaler = Scaler()
+        self._decided: dict[str, int] = {}  # last autoscaler decision per revision, for logs
         self._crashes: dict[str, tuple[int, float]] = {}  # revision -> (count, last crash time)
         self._down_passes: dict[str, int] = {}  # instance id -> passes seen down
         self._ready_revisions: frozenset[str] = frozenset()
@@ -237,6 +242,7 @@ class Reconciler:
         with self._cond:
             for name in self._held & set(scale):
                 scale[name] = max(scale[name], 1)
+        self._autoscale(scale, revisions, instances)
         result: list[Instance] = []
         by_revision: dict[str, list[Instance]] = {}
         for inst in instances:
@@ -267,6 +273,43 @@ class Reconciler:
                 if started is not None:
                     result.append(started)
         return result
+
+    def _autoscale(
+        self, scale: dict[str, int], revisions: dict[str, Revision], instances: list[Instance]
+    ) -> None:
+        """Replace the "one instance" of each wanted revision with the KPA's decision."""
+        load = self._dataplane.load()
+        now = self._clock()
+        for name, want in scale.items():
+            rev = revisions[name]
+            if want == 0:
+                continue
+            if rev.status == "Pending":
+                scale[name] = initial_scale(rev.template)
+                continue
+            ready = sum(
+                1
+                for i in instances
+                if i.revision == name and i.id in self._ready and i.id not in self._draining
+            )
+            desired = self._scaler.observe(
+                name,
+                template=rev.template,
+                in_flight=load.get(names.backend_name(name), 0),
+                ready=ready,
+                now=now,
+            )
+            scale[name] = desired
+            if self._decided.get(name) != desired:
+                self._decided[name] = desired
+                self._log.info(
+                    "autoscaler_decision", service=rev.service, revision=name, ready=ready,
+                    **(self._scaler.view(name) or {"desired": desired}),
+                )  # fmt: skip
+        self._scaler.forget({n for n, w in scale.items() if w})
+
+    def autoscaler_view(self, revision: str) -> dict[str, Any] | None:
+        return self._scaler.view(revision)
 
     def _crashed(self, rev: Revision | None, inst: Instance) -> None:
         if rev is None or rev.status != "Ready":

@@ -131,13 +131,17 @@ def create_app(platform: Platform) -> FastAPI:
     @app.get("/v1/services/{name}", dependencies=v1)
     def describe_service(name: str) -> dict[str, Any]:
         svc = platform.store.get_service(name)
-        return views.service_view(
+        view = views.service_view(
             svc,
             platform.store.list_revisions(name),
             platform.engine.list_instances(),
             domain=platform.settings.domain,
             port=platform.settings.ingress_port,
         )
+        autoscaler = getattr(platform.reconciler, "autoscaler_view", None)
+        for rev in view["revisions"]:
+            rev["autoscaler"] = autoscaler(rev["name"]) if autoscaler else None
+        return view
 
     @app.delete("/v1/services/{name}", dependencies=v1)
     def delete_service(name: str) -> dict[str, str]:
@@ -194,6 +198,8 @@ def create_app(platform: Platform) -> FastAPI:
             concurrency=_int_param(request, "concurrency"),
             secret_env=tuple(_secret_ref(v) for v in request.query_params.getlist("secret")),
             timeout_s=_int_param(request, "timeout"),
+            min_scale=_int_param(request, "min_instances"),
+            max_scale=_int_param(request, "max_instances"),
         )
         image = request.query_params.get("image")
         if request.headers.get("content-type", "").startswith("application/json"):

@@ -61,6 +61,7 @@ class RecordingDataPlane:
         self.planes: list[DataPlane] = []
         self.busy_servers: set[tuple[str, str]] = set()
         self.down_servers: set[tuple[str, str]] = set()
+        self.in_flight: dict[str, int] = {}
 
     def apply(self, plane: DataPlane) -> str:
         changed = not self.planes or self.planes[-1] != plane
@@ -69,6 +70,9 @@ class RecordingDataPlane:
 
     def busy(self, backend: str, server: str) -> bool:
         return (backend, server) in self.busy_servers
+
+    def load(self) -> dict[str, int]:
+        return dict(self.in_flight)
 
     def down(self, backend: str) -> set[str]:
         return {server for b, server in self.down_servers if b == backend}
@@ -99,10 +103,10 @@ class World:
     def _probe(self, address: str, port: int, readiness: Readiness) -> bool:
         return address in self.listening
 
-    def deploy(self, svc: str, image: str) -> str:
+    def deploy(self, svc: str, image: str, *, concurrency: int = 0) -> str:
         if self.store.find_service(svc) is None:
             self.store.put_service(svc, spec={"spec": {"template": {"spec": {"containers": [{}]}}}})
-        tpl = {"spec": {"containers": [{"image": image}]}}
+        tpl = {"spec": {"containers": [{"image": image}], "containerConcurrency": concurrency}}
         return self.store.create_revision(svc, image=image, template=tpl, template_hash=image).name
 
     def status(self, rev: str) -> tuple[str, str]:
@@ -280,3 +284,30 @@ def test_instance_held_down_by_haproxy_is_replaced(world: World) -> None:
     assert inst.id in world.engine.stopped
     (replacement,) = world.engine.list_instances()
     assert replacement.id != inst.id
+
+
+def test_autoscaler_adds_instances_under_load_and_removes_them_after(world: World) -> None:
+    rev = world.deploy("hello", "img:1", concurrency=10)
+    world.now = world.store.get_revision(rev).created_at.timestamp()
+    world.reconciler.reconcile_once()
+    (first,) = world.engine.list_instances()
+    world.listening.add(first.address)
+    world.reconciler.reconcile_once()
+
+    world.plane.in_flight["rev-hello-00001"] = 50  # 50 in flight, target 10 x 70% = 7 each
+    world.now += 1
+    world.reconciler.reconcile_once()
+    assert len(world.engine.list_instances()) == 4, "the 6 s panic window still holds a 0"
+    for _ in range(6):
+        world.now += 1
+        world.reconciler.reconcile_once()
+    assert len(world.engine.list_instances()) == 8
+    assert world.reconciler.autoscaler_view(rev)["panic"] is True
+
+    for inst in world.engine.list_instances():
+        world.listening.add(inst.address)
+    world.plane.in_flight["rev-hello-00001"] = 0
+    for _ in range(200):  # load gone: the panic window ends, then it halves step by step
+        world.now += 1
+        world.reconciler.reconcile_once()
+    assert len(world.engine.list_instances()) == 1, "never below one before the activator"

@@ -1,0 +1,87 @@
+"""The KPA on the real engine: a burst scales a revision out, zero errors, and back in after."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from pipeline import names
+from tests.integration.conftest import BUSYBOX, Slipway
+
+pytestmark = pytest.mark.integration
+
+WORK_CGI = """#!/bin/sh
+sleep 1
+printf 'Content-Type: text/plain\\r\\n\\r\\ndone\\n'
+"""
+
+
+def test_burst_scales_out_then_in_with_zero_errors(
+    slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    app = tmp_path / "busy"
+    (app / "www" / "cgi-bin").mkdir(parents=True)
+    (app / "www" / "index.html").write_text("busy\n")
+    (app / "www" / "cgi-bin" / "work").write_text(WORK_CGI)
+    (app / "www" / "cgi-bin" / "work").chmod(0o755)
+    (app / "Dockerfile").write_text(
+        f"FROM {BUSYBOX}\nCOPY www /www\nUSER app\n"
+        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
+    )
+    ref = f"{slipway.env['SLIPWAY_REGISTRY']}/busy/app"
+    docker_client.images.build(path=str(app), tag=f"{ref}:1", pull=False, rm=True)
+    for line in docker_client.api.push(ref, tag="1", stream=True, decode=True):
+        assert "error" not in line, line
+    doc = tmp_path / "busy.yaml"
+    doc.write_text(
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: busy\nspec:\n"
+        "  template:\n    metadata:\n      annotations:\n"
+        '        autoscaling.knative.dev/window: "6s"\n'
+        '        autoscaling.knative.dev/max-scale: "4"\n'
+        f"    spec:\n      containerConcurrency: 2\n      containers:\n        - image: {ref}:1\n"
+    )
+    slipway.cli("services", "replace", str(doc))
+
+    def instances() -> int:
+        return sum(
+            1
+            for c in slipway.containers(docker_client)
+            if c.labels.get(names.LABEL_SERVICE) == "busy" and c.status == "running"
+        )
+
+    errors: list[str] = []
+    peak = 0
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                r = slipway.get("busy", "/cgi-bin/work", client=c)
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.text.strip()}")
+
+    threads = [threading.Thread(target=client) for _ in range(12)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        peak = max(peak, instances())
+        time.sleep(0.5)
+    view = slipway.api_get("/v1/services/busy").json()["revisions"][0]["autoscaler"]
+    stop.set()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert peak == 4, f"12 clients x 1 s at concurrency 2 want 6 instances, capped at 4: {peak}"
+    assert view is not None and view["desired"] == 4 and view["in_flight_stable"] > 0
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and instances() > 1:
+        time.sleep(1)
+    assert instances() == 1, "scaled back in once the load ended"
