@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+_REPO = Path(__file__).resolve().parents[1]
+_BASE_PREFIX = "SLIPWAY_TEMPLATE_BASE_"
+
 
 def default_data_dir() -> Path:
     if os.geteuid() == 0:
@@ -38,6 +41,14 @@ class Settings:
     reconcile_interval_s: float = 1.0
     # Every tagged revision keeps an instance until scale-to-zero lands: bound commit tag URLs.
     commit_tags_kept: int = 5
+    # Builds: at most this many at once (the rest queue in order), each killed after the timeout.
+    build_concurrency: int = 2
+    build_timeout_s: float = 900.0
+    buildtemplates_dir: Path = field(default_factory=lambda: _REPO / "buildtemplates")
+    # Per-template base image overrides: SLIPWAY_TEMPLATE_BASE_<NAME>=image (e.g. _PYTHON).
+    template_bases: dict[str, str] = field(default_factory=dict)
+    pack_bin: str = "pack"
+    pack_builder: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -59,6 +70,16 @@ class Settings:
             readiness_timeout_s=float(e.get("SLIPWAY_READINESS_TIMEOUT", base.readiness_timeout_s)),
             grace_period_s=float(e.get("SLIPWAY_GRACE_PERIOD", base.grace_period_s)),
             commit_tags_kept=int(e.get("SLIPWAY_COMMIT_TAGS_KEPT", base.commit_tags_kept)),
+            build_concurrency=int(e.get("SLIPWAY_BUILD_CONCURRENCY", base.build_concurrency)),
+            build_timeout_s=float(e.get("SLIPWAY_BUILD_TIMEOUT", base.build_timeout_s)),
+            buildtemplates_dir=Path(e.get("SLIPWAY_BUILDTEMPLATES", str(base.buildtemplates_dir))),
+            template_bases={
+                key.removeprefix(_BASE_PREFIX).lower(): value
+                for key, value in e.items()
+                if key.startswith(_BASE_PREFIX) and value
+            },
+            pack_bin=e.get("SLIPWAY_PACK", base.pack_bin),
+            pack_builder=e.get("SLIPWAY_PACK_BUILDER", base.pack_builder),
         )
 
     @property

@@ -10,15 +10,18 @@ from dataclasses import dataclass
 
 from pipeline import db
 from pipeline.api.auth import ensure_token
-from pipeline.builds import DockerfileBuilder
+from pipeline.builds import Builder, Kind
 from pipeline.config import Settings
 from pipeline.dataplane.model import Site
 from pipeline.dataplane.process import HAProxyManager
 from pipeline.deliveries import Deliveries
 from pipeline.deployments import Deployer
+from pipeline.dockerbuilds import DockerEngineBuilder
 from pipeline.dockerclient import connect
 from pipeline.drains import HAProxyDataPlane
 from pipeline.engines.docker import DockerEngine
+from pipeline.logs import get as get_log
+from pipeline.packbuilds import PackBuilder
 from pipeline.reconciler import Reconciler
 from pipeline.registry import RegistryClient
 from pipeline.repos import Repositories
@@ -52,6 +55,11 @@ class Platform:
         return thread
 
 
+# A build runs inside the control plane process: one that was queued or running when the
+# process stopped can never finish.
+RESTARTED = "control plane restarted during the build"
+
+
 def site_of(settings: Settings) -> Site:
     return Site(
         bind=f"{settings.ingress_host}:{settings.ingress_port}",
@@ -67,6 +75,9 @@ def build(settings: Settings) -> Platform:
     db.migrate(engine_db)
     sessions = db.session_factory(engine_db)
     store = Store(sessions)
+    interrupted = store.fail_unfinished_builds(reason=RESTARTED)
+    if interrupted:
+        get_log(component="platform").warning("builds_interrupted", builds=interrupted)
     client = connect()
     engine = DockerEngine(client, platform=settings.platform_id, network=settings.network)
     engine.ensure_network()
@@ -81,9 +92,17 @@ def build(settings: Settings) -> Platform:
         readiness_timeout_s=settings.readiness_timeout_s,
         grace_period_s=settings.grace_period_s,
     )
+    docker_builder = DockerEngineBuilder(client, template_bases=settings.template_bases)
+    pack_builder = PackBuilder(
+        client, pack_bin=settings.pack_bin, default_builder=settings.pack_builder
+    )
+
+    def builders(kind: Kind) -> Builder:
+        return pack_builder if kind == "pack" else docker_builder
+
     deployer = Deployer(
         store=store,
-        builder=lambda: DockerfileBuilder(client),
+        builders=builders,
         registry=RegistryClient(),
         reconciler=reconciler,
         settings=settings,
