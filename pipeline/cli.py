@@ -98,6 +98,9 @@ def deploy(
     dockerfile: Annotated[
         str | None, typer.Option("--dockerfile", help="Dockerfile path in the source folder.")
     ] = None,
+    base_image: Annotated[
+        str | None, typer.Option("--base-image", help="Base image for a build template.")
+    ] = None,
     build_arg: Annotated[
         list[str] | None, typer.Option("--build-arg", help="NAME=value for the build, repeatable.")
     ] = None,
@@ -119,6 +122,8 @@ def deploy(
         params.append(("builder", builder))
     if dockerfile:
         params.append(("dockerfile", dockerfile))
+    if base_image:
+        params.append(("base_image", base_image))
     secrets = _secrets(build_secret or [])
     client = _client()
     try:

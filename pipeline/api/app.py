@@ -238,6 +238,7 @@ def _build_settings(request: Request, *, body: dict[str, Any]) -> BuildSettings:
     return BuildSettings(
         builder=str(body.get("builder") or q.get("builder") or ""),
         dockerfile=str(body.get("dockerfile") or q.get("dockerfile") or ""),
+        base_image=str(body.get("base_image") or q.get("base_image") or ""),
         build_args=tuple(args),
         secrets=tuple(secrets),
     )
