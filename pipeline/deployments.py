@@ -143,6 +143,8 @@ class Deployer:
                             on_line=on_line,
                             control=control,
                         )
+                        # Recorded while the slot is held: the next build starts after this.
+                        self._store.finish_build(record.id, image=result.image)
                 except SlipwayError as e:
                     message = mask(e.message, secrets)
                     status = "cancelled" if isinstance(e, BuildCancelled) else "failed"
@@ -153,7 +155,6 @@ class Deployer:
                 except BaseException:
                     self._store.finish_build(record.id, error="internal error during the build")
                     raise
-            self._store.finish_build(record.id, image=result.image)
             emit(
                 {
                     "event": "stage",
@@ -173,7 +174,10 @@ class Deployer:
             raise Conflict(f"build {build_id} already {build.status}: nothing to cancel")
         if not self.builds.cancel(build_id):
             # Not in this process (it died with a previous one): just record the end.
-            self._store.finish_build(build_id, error="cancelled", status="cancelled")
+            self._store.finish_build(build_id, error="build cancelled", status="cancelled")
+        deadline = time.monotonic() + 20  # the kill escalates to SIGKILL after 5 s
+        while self._store.get_build(build_id).unfinished and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def deploy_git(
         self,

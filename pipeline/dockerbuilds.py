@@ -35,6 +35,11 @@ _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
 _FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
 _ARG = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?", re.IGNORECASE)
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+_LEGACY_BANNER = (
+    "DEPRECATED: The legacy builder",
+    "Install the buildx component",
+    "https://docs.docker.com/go/buildx",
+)
 INSTALL_DOCKER = "the docker CLI is not installed: apt-get install docker.io"
 
 
@@ -212,6 +217,8 @@ class DockerEngineBuilder:
             step = [""]
 
             def line(text: str) -> None:
+                if text.strip().startswith(_LEGACY_BANNER):
+                    return  # the CLI's advice to install buildx, which this engine cannot use
                 text = mask(text, secrets)
                 m = _STEP.match(text)
                 if m:

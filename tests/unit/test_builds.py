@@ -16,11 +16,19 @@ from pathlib import Path
 import pytest
 
 from pipeline import buildtemplates
+from pipeline.buildprocs import BuildControl
 from pipeline.buildqueue import BuildQueue
-from pipeline.builds import BuildSettings, choose_builder, parse_pairs, service_settings
+from pipeline.builds import (
+    BuildRequest,
+    BuildSettings,
+    choose_builder,
+    parse_pairs,
+    service_settings,
+)
 from pipeline.dockerbuilds import from_images, has_registry_host, mask, read_files, with_files
 from pipeline.errors import BuildCancelled, BuildFailed, InvalidInput, InvalidSource
-from pipeline.packbuilds import pack_argv, project_builder
+from pipeline.packbuilds import PackBuilder, pack_argv, project_builder
+from pipeline.sources import SourceInfo
 
 GOLDEN = Path(__file__).parent / "golden" / "dockerfiles"
 TEMPLATES = buildtemplates.load()
@@ -60,7 +68,7 @@ def test_choose_builder(files: list[str], settings: BuildSettings, expected: str
     ("files", "settings", "error", "says"),
     [
         pytest.param(["README.md"], NO, InvalidSource,
-                     "looked for Dockerfile, project.toml, requirements.txt/pyproject.toml (python)",
+                     "looked for Dockerfile, project.toml, requirements.txt/pyproject.toml",
                      id="nothing-to-build"),
         pytest.param(["index.html"], BuildSettings(builder="dockerfile"), InvalidSource,
                      "no Dockerfile", id="explicit-dockerfile-missing"),
@@ -108,7 +116,9 @@ def test_build_args_must_be_name_value(bad: str) -> None:
 
 WSGI_APP = "def application(environ, start_response):\n    ...\n"
 CASES = {
-    "python-requirements-wsgi": ("python", {"requirements.txt": "six==1.16.0\n", "app.py": WSGI_APP}, ()),
+    "python-requirements-wsgi": (
+        "python", {"requirements.txt": "six==1.16.0\n", "app.py": WSGI_APP}, ()
+    ),
     "python-procfile-with-args": (
         "python",
         {"requirements.txt": "flask\ngunicorn\n", "Procfile": "web: gunicorn -b :$PORT app:app\n"},
@@ -287,3 +297,17 @@ def test_queue_times_out_a_running_build() -> None:
         assert control.changed.wait(5)
     with pytest.raises(BuildFailed, match=r"timed out after 0.2s"):
         control.check()
+
+
+def test_pack_not_installed_says_how_to_install_it() -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("project.toml")
+        tar.addfile(info, io.BytesIO(b""))
+    builder = PackBuilder(None, pack_bin="/nonexistent/pack")  # fails before Docker is used
+    req = BuildRequest(
+        build_id="b1", source=buf.getvalue(), info=SourceInfo(files=("project.toml",)),
+        repository="r/app",
+    )  # fmt: skip
+    with pytest.raises(BuildFailed, match="pack is not installed on the Slipway machine"):
+        builder.build(req, on_line=lambda _line: None, control=BuildControl("b1"))
