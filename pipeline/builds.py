@@ -137,8 +137,9 @@ def choose_builder(
         [dockerfile, "project.toml", *(f"{'/'.join(t.any_of)} ({t.name})" for t in templates)]
     )
     raise InvalidSource(
-        f"nothing to build from: looked for {looked}. Add a Dockerfile, or the files of one of "
-        "the build templates, or set the builder (slipway deploy --builder)"
+        f"no {dockerfile} in the source folder (looked for: {looked}) and no build template "
+        "matched: add a Dockerfile, or the files of one of the build templates, or set the "
+        "builder (slipway deploy --builder)"
     )
 
 

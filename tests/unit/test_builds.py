@@ -68,7 +68,7 @@ def test_choose_builder(files: list[str], settings: BuildSettings, expected: str
     ("files", "settings", "error", "says"),
     [
         pytest.param(["README.md"], NO, InvalidSource,
-                     "looked for Dockerfile, project.toml, requirements.txt/pyproject.toml",
+                     "(looked for: Dockerfile, project.toml, requirements.txt/pyproject.toml",
                      id="nothing-to-build"),
         pytest.param(["index.html"], BuildSettings(builder="dockerfile"), InvalidSource,
                      "no Dockerfile", id="explicit-dockerfile-missing"),
