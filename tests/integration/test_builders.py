@@ -159,7 +159,8 @@ def test_secrets_stay_out_of_the_log_and_the_image_history(
                      id="node-without-start"),
         pytest.param({"Procfile": "worker: run\n"}, "the Procfile has no `web:` line",
                      id="procfile-without-web"),
-        pytest.param({"README.md": "hi"}, "no Dockerfile in the source folder (looked for: Dockerfile, project.toml",
+        pytest.param({"README.md": "hi"},
+                     "no Dockerfile in the source folder (looked for: Dockerfile, project.toml",
                      id="nothing-to-build"),
     ],
 )  # fmt: skip
