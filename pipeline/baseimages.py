@@ -63,6 +63,11 @@ PYTHON = "slipway/python:3.11-bookworm"
 pointed at the host CA bundle. Debian marks the system Python externally managed (PEP 668), so
 `pip install` wants a venv (or `--break-system-packages`)."""
 
+NODE = "slipway/node:bookworm"
+"""The debian image's recipe plus Debian's nodejs (18 in bookworm) and npm; node and npm are
+pointed at the host CA bundle. npm pulls a few hundred Debian packages, so this one is slow to
+make (minutes) and is left out of the default `ensure` set: `scripts/up` makes it."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class BaseImage:
@@ -72,6 +77,9 @@ class BaseImage:
     packages: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     cmd: tuple[str, ...] = ()
+    # Installed with apt-get inside the new root after debootstrap: debootstrap's own resolver
+    # cannot configure some large dependency trees (npm's) in --include.
+    apt_packages: tuple[str, ...] = ()
 
     @property
     def labels(self) -> dict[str, str]:
@@ -113,8 +121,28 @@ CATALOG: dict[str, BaseImage] = {
             },
             cmd=("python3",),
         ),
+        BaseImage(
+            reference=NODE,
+            description=f"debootstrap minbase of Debian {SUITE} with nodejs and npm",
+            how="debootstrap",
+            packages=("ca-certificates", "nodejs"),
+            apt_packages=("npm",),
+            env={
+                "PATH": STANDARD_PATH,
+                "LANG": "C.UTF-8",
+                **_CA_ENV,
+                "NODE_EXTRA_CA_CERTS": CA_BUNDLE,
+                "NPM_CONFIG_CAFILE": CA_BUNDLE,
+                "NPM_CONFIG_UPDATE_NOTIFIER": "false",
+                "NPM_CONFIG_FUND": "false",
+                "NPM_CONFIG_AUDIT": "false",
+            },
+            cmd=("node",),
+        ),
     )
 }
+# Made by `ensure` without arguments; the slow ones (node) only when asked for by name.
+DEFAULT_SET = (BUSYBOX, DEBIAN, PYTHON)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +221,12 @@ def debootstrap_argv(
     if cache_dir is not None:
         argv.append(f"--cache-dir={cache_dir}")
     return [*argv, SUITE, str(target), mirror]
+
+
+def chroot_apt_argv(image: BaseImage, *, rootfs: Path) -> list[str]:
+    install = "apt-get install -y -q --no-install-recommends " + " ".join(image.apt_packages)
+    script = f"apt-get update -q && DEBIAN_FRONTEND=noninteractive {install} && apt-get clean"
+    return ["chroot", str(rootfs), "/bin/sh", "-c", script]
 
 
 # Removed from a debootstrap tree: package indexes and downloaded .debs (rebuilt by `apt-get
@@ -281,7 +315,7 @@ def ensure_base_images(
 ) -> list[str]:
     """Build the base images that are missing (all of them with `force`); return those built."""
     log = log or logs.get(component="baseimages")
-    images = [lookup(ref) for ref in (CATALOG if references is None else references)]
+    images = [lookup(ref) for ref in (DEFAULT_SET if references is None else references)]
     with _engine_errors():
         client.ping()
         existing = [(image, _image_id(client, image.reference)) for image in images]
@@ -407,6 +441,12 @@ def _debootstrap_rootfs(
     log.info("base_image.debootstrap", mirror=mirror, packages=list(image.packages))
     argv = debootstrap_argv(image, target=rootfs, mirror=mirror, cache_dir=cache)
     _run(argv, what=f"debootstrap from {mirror}", log_file=rootfs / "debootstrap/debootstrap.log")
+    if image.apt_packages:
+        log.info("base_image.apt_install", packages=list(image.apt_packages))
+        _run(
+            chroot_apt_argv(image, rootfs=rootfs),
+            what=f"installing {' '.join(image.apt_packages)} in the new root",
+        )
     for relative in (CA_BUNDLE, LOCAL_CA):
         target = rootfs / relative.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -475,9 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if present")
     parser.add_argument("references", nargs="*", metavar="REF", help=", ".join(CATALOG))
+    parser.add_argument("--all", action="store_true", help="also the slow ones (node)")
     args = parser.parse_args(argv)
     logs.configure()
-    references = args.references or list(CATALOG)
+    references = args.references or list(CATALOG if args.all else DEFAULT_SET)
     try:
         built = ensure_base_images(connect(), references=references, force=args.force)
     except SlipwayError as e:

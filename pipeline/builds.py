@@ -1,27 +1,144 @@
-"""Builders: turn an uploaded source archive into an image in the registry, pinned by digest.
+"""Builds: which builder turns a source into an image, and what every builder is given.
 
-The spine has one builder, the Dockerfile builder on the Docker Engine (docker-py's streaming
-build, then push). Every line of output goes to `on_line` as it is produced, which the deployment
-writes to the build log and to the client. Docker's errors are mapped here, where they enter.
+    explicit setting (annotation slipway.dev/builder, `deploy --builder`)
+      > a Dockerfile (path: slipway.dev/dockerfile, `--dockerfile`)
+      > project.toml (Cloud Native Buildpacks via `pack`)
+      > a build template whose detect rule matches (buildtemplates/<name>/detect.toml)
+      > an error that lists what was looked for
+
+`choose_builder` is pure: the file list and settings in, the decision (and why) out. The
+builders themselves live in `dockerbuilds` (Dockerfile and templates) and `packbuilds`.
 """
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
-import docker
-import docker.errors
-import requests.exceptions
-
-from pipeline.errors import BuildFailed, InvalidSource, Unavailable
+from pipeline.buildprocs import BuildControl
+from pipeline.buildtemplates import Template, detect, find
+from pipeline.errors import InvalidInput, InvalidSource
 from pipeline.sources import SourceInfo
 
 LineSink = Callable[[str], None]
-_DIGEST_IN_STATUS = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+Kind = Literal["dockerfile", "pack", "template"]
+
+BUILDER_ANNOTATION = "slipway.dev/builder"
+DOCKERFILE_ANNOTATION = "slipway.dev/dockerfile"
+BUILD_ENV_ANNOTATION = "slipway.dev/build-env"
+PACK_BUILDER_ANNOTATION = "slipway.dev/pack-builder"
+BASE_IMAGE_ANNOTATION = "slipway.dev/base-image"
+_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildSettings:
+    """What the service (annotations) and the deploy request (flags) say about the build."""
+
+    builder: str = ""  # "" | dockerfile | pack | template:<name>
+    dockerfile: str = ""  # "" means Dockerfile
+    build_args: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[tuple[str, str], ...] = ()  # never logged, never in image history
+    pack_builder: str = ""
+    base_image: str = ""  # template base override
+
+    def over(self, service: BuildSettings) -> BuildSettings:
+        """Request settings win; build args add to the service's build env."""
+        return BuildSettings(
+            builder=self.builder or service.builder,
+            dockerfile=self.dockerfile or service.dockerfile,
+            build_args=tuple({**dict(service.build_args), **dict(self.build_args)}.items()),
+            secrets=tuple({**dict(service.secrets), **dict(self.secrets)}.items()),
+            pack_builder=self.pack_builder or service.pack_builder,
+            base_image=self.base_image or service.base_image,
+        )
+
+
+def parse_pairs(pairs: Sequence[str], *, what: str) -> tuple[tuple[str, str], ...]:
+    """`NAME=value` strings (CLI flags, query params, the build-env annotation) as pairs."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not _ARG_NAME.match(key):
+            raise InvalidInput(f"{what} {pair!r} must look like NAME=value")
+        out[key] = value
+    return tuple(out.items())
+
+
+def service_settings(annotations: Mapping[str, str]) -> BuildSettings:
+    """Build settings from the service's annotations; `build-env` is `K=V` per line or comma."""
+    env_text = annotations.get(BUILD_ENV_ANNOTATION, "")
+    pairs = [p.strip() for p in re.split(r"[\n,]", env_text) if p.strip()]
+    return BuildSettings(
+        builder=annotations.get(BUILDER_ANNOTATION, "").strip(),
+        dockerfile=annotations.get(DOCKERFILE_ANNOTATION, "").strip(),
+        build_args=parse_pairs(pairs, what=f"annotation {BUILD_ENV_ANNOTATION}: entry"),
+        pack_builder=annotations.get(PACK_BUILDER_ANNOTATION, "").strip(),
+        base_image=annotations.get(BASE_IMAGE_ANNOTATION, "").strip(),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuilderChoice:
+    kind: Kind
+    reason: str  # said at the start of the build
+    dockerfile: str = "Dockerfile"
+    template: Template | None = None
+
+    @property
+    def name(self) -> str:
+        """As stored on the build: dockerfile, pack, template:<name>."""
+        return f"template:{self.template.name}" if self.template else self.kind
+
+
+def choose_builder(
+    files: Sequence[str], *, settings: BuildSettings, templates: Sequence[Template]
+) -> BuilderChoice:
+    dockerfile = settings.dockerfile or "Dockerfile"
+    explicit = settings.builder
+    present = set(files)
+    if explicit:
+        if explicit == "dockerfile":
+            if dockerfile not in present:
+                raise InvalidSource(
+                    f"the service asks for the dockerfile builder but there is no {dockerfile} "
+                    "in the source folder"
+                )
+            return BuilderChoice(
+                kind="dockerfile", dockerfile=dockerfile, reason="set on the service"
+            )
+        if explicit == "pack":
+            return BuilderChoice(kind="pack", reason="set on the service")
+        if explicit.startswith("template:"):
+            template = find(templates, explicit.removeprefix("template:"))
+            return BuilderChoice(kind="template", template=template, reason="set on the service")
+        known = ", ".join(["dockerfile", "pack", *(f"template:{t.name}" for t in templates)])
+        raise InvalidInput(f"unknown builder {explicit!r}: choose one of {known}")
+    if dockerfile in present:
+        return BuilderChoice(kind="dockerfile", dockerfile=dockerfile, reason=f"{dockerfile} found")
+    if settings.dockerfile:
+        raise InvalidSource(
+            f"the build asks for {dockerfile} as its Dockerfile, but the source has none"
+        )
+    if "project.toml" in present:
+        return BuilderChoice(kind="pack", reason="project.toml found (Cloud Native Buildpacks)")
+    found = detect(templates, files)
+    if found is not None:
+        template, matched = found
+        return BuilderChoice(
+            kind="template", template=template, reason=f"no Dockerfile; {matched} found"
+        )
+    looked = ", ".join(
+        [dockerfile, "project.toml", *(f"{'/'.join(t.any_of)} ({t.name})" for t in templates)]
+    )
+    raise InvalidSource(
+        f"no {dockerfile} in the source folder (looked for: {looked}) and no build template "
+        "matched: add a Dockerfile, or the files of one of the build templates, or set the "
+        "builder (slipway deploy --builder)"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,8 +147,14 @@ class BuildRequest:
     source: bytes  # gzip tar
     info: SourceInfo
     repository: str  # registry/repo, without tag
-    dockerfile: str = "Dockerfile"
-    build_args: tuple[tuple[str, str], ...] = ()
+    choice: BuilderChoice = field(
+        default_factory=lambda: BuilderChoice(kind="dockerfile", reason="default")
+    )
+    settings: BuildSettings = field(default_factory=BuildSettings)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.repository}:build-{self.build_id}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,101 +163,6 @@ class BuildResult:
 
 
 class Builder(Protocol):
-    name: str
-
-    def build(self, req: BuildRequest, *, on_line: LineSink) -> BuildResult: ...
-
-
-def choose_builder(info: SourceInfo, *, dockerfile: str = "Dockerfile") -> str:
-    """Builder choice, reported at the start of the build. Templates and pack come later."""
-    if info.has(dockerfile):
-        return "dockerfile"
-    raise InvalidSource(
-        f"no {dockerfile} in the source folder (looked for: {dockerfile}): add a Dockerfile "
-        "that starts your app on $PORT; build templates for Python, Node and static sites "
-        "are not available yet"
-    )
-
-
-class DockerfileBuilder:
-    name = "dockerfile"
-
-    def __init__(self, client: docker.DockerClient) -> None:
-        self._api = client.api
-
-    def build(self, req: BuildRequest, *, on_line: LineSink) -> BuildResult:
-        tag = f"{req.repository}:build-{req.build_id}"
-        on_line(f"-----> Building with {req.dockerfile} (Docker Engine)")
-        image_id = self._build(req, tag=tag, on_line=on_line)
-        on_line(f"-----> Built {image_id[:19]}, pushing {tag}")
-        digest = self._push(req.repository, tag.rsplit(":", 1)[1], on_line=on_line)
-        return BuildResult(image=f"{req.repository}@{digest}")
-
-    def _build(self, req: BuildRequest, *, tag: str, on_line: LineSink) -> str:
-        image_id = ""
-        tail: list[str] = []
-        try:
-            stream = self._api.build(
-                fileobj=io.BytesIO(req.source),
-                custom_context=True,
-                encoding="gzip",
-                tag=tag,
-                dockerfile=req.dockerfile,
-                buildargs=dict(req.build_args),
-                rm=True,
-                forcerm=True,
-                pull=False,  # base images are local (no public registry is reachable)
-                decode=True,
-            )
-            for chunk in stream:
-                if "error" in chunk:
-                    message = str(chunk["error"]).strip()
-                    on_line(message)
-                    raise BuildFailed(
-                        f"build failed: {message}", log_tail="\n".join([*tail[-20:], message])
-                    )
-                text = str(chunk.get("stream", "") or chunk.get("status", ""))
-                for line in text.splitlines():
-                    if line.strip():
-                        tail.append(line)
-                        on_line(line)
-                aux: dict[str, Any] = chunk.get("aux") or {}
-                if "ID" in aux:
-                    image_id = str(aux["ID"])
-        except (docker.errors.APIError, docker.errors.BuildError) as e:
-            raise BuildFailed(f"build failed: {_explain(e)}", log_tail="\n".join(tail[-20:])) from e
-        except requests.exceptions.ConnectionError as e:
-            raise Unavailable(
-                "Docker Engine went away during the build: is dockerd running?"
-            ) from e
-        if not image_id:
-            raise BuildFailed("build produced no image", log_tail="\n".join(tail[-20:]))
-        return image_id
-
-    def _push(self, repository: str, tag: str, *, on_line: LineSink) -> str:
-        digest = ""
-        try:
-            for chunk in self._api.push(repository, tag=tag, stream=True, decode=True):
-                if "error" in chunk:
-                    raise Unavailable(
-                        f"pushing {repository}:{tag} failed: {chunk['error']}: is the registry "
-                        "running (./scripts/up) and SLIPWAY_REGISTRY right?"
-                    )
-                aux = chunk.get("aux") or {}
-                if "Digest" in aux:
-                    digest = str(aux["Digest"])
-                m = _DIGEST_IN_STATUS.search(str(chunk.get("status", "")))
-                if m:
-                    digest = m.group(1)
-        except docker.errors.APIError as e:
-            raise Unavailable(f"pushing {repository}:{tag} failed: {_explain(e)}") from e
-        except requests.exceptions.ConnectionError as e:
-            raise Unavailable("Docker Engine went away during the push: is dockerd running?") from e
-        if not digest:
-            raise Unavailable(f"the registry returned no digest for {repository}:{tag}")
-        return digest
-
-
-def _explain(e: Exception) -> str:
-    explanation = getattr(e, "explanation", None)
-    return str(explanation or e)
+    def build(
+        self, req: BuildRequest, *, on_line: LineSink, control: BuildControl
+    ) -> BuildResult: ...

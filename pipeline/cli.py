@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +119,27 @@ def deploy(
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="NAME=value, repeatable.")
     ] = None,
+    builder: Annotated[
+        str | None,
+        typer.Option("--builder", help="dockerfile, pack or template:<name> (default: detect)."),
+    ] = None,
+    dockerfile: Annotated[
+        str | None, typer.Option("--dockerfile", help="Dockerfile path in the source folder.")
+    ] = None,
+    base_image: Annotated[
+        str | None, typer.Option("--base-image", help="Base image for a build template.")
+    ] = None,
+    build_arg: Annotated[
+        list[str] | None, typer.Option("--build-arg", help="NAME=value for the build, repeatable.")
+    ] = None,
+    build_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--build-secret",
+            help="NAME (value from your environment) or NAME=value; kept out of logs and the "
+            "image history. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Build (or take an image) and deploy it as a new revision; traffic moves when ready."""
     if sum(x is not None for x in (source, image, git)) != 1:
@@ -138,6 +160,14 @@ def deploy(
         params.append(("no_traffic", "1"))
     if tag:
         params.append(("tag", tag))
+    params += [("build_arg", a) for a in build_arg or []]
+    if builder:
+        params.append(("builder", builder))
+    if dockerfile:
+        params.append(("dockerfile", dockerfile))
+    if base_image:
+        params.append(("base_image", base_image))
+    secrets = _secrets(build_secret or [])
     client = _client()
     try:
         if image is not None:
@@ -148,7 +178,7 @@ def deploy(
                 "POST",
                 f"/v1/services/{name}/deployments",
                 params=params,
-                json={"git": {"url": git, "ref": ref}},
+                json={"git": {"url": git, "ref": ref}, "build_secrets": dict(secrets)},
             )
         else:
             assert source is not None
@@ -162,7 +192,10 @@ def deploy(
                 f"/v1/services/{name}/deployments",
                 params=params,
                 content=archive,
-                headers={"Content-Type": "application/gzip"},
+                headers=[
+                    ("Content-Type", "application/gzip"),
+                    *((SECRET_HEADER, f"{k}={v}") for k, v in secrets),
+                ],
             )
         done = _follow(events)
     except ClientError as e:
@@ -258,6 +291,21 @@ def _print_traffic(view: dict[str, Any], *, header: bool = True) -> None:
     for t in view["traffic"]:
         tag = f"  #{t['tag']} {t['url']}" if t.get("tag") else ""
         out.print(f"  {t['percent']:>3}%  {t['revision']}{tag}", highlight=False)
+
+
+SECRET_HEADER = "X-Slipway-Build-Secret"
+
+
+def _secrets(given: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep:
+            if key not in os.environ:
+                raise _fail(f"--build-secret {key}: no such variable in your environment")
+            value = os.environ[key]
+        pairs.append((key, value))
+    return pairs
 
 
 @services.command("list")
@@ -418,6 +466,16 @@ def builds_list(
     out.print(table)
 
 
+@builds.command("cancel")
+def builds_cancel(build_id: str) -> None:
+    """Stop a queued or running build; no revision is made from it."""
+    try:
+        build = _client().request("POST", f"/v1/builds/{build_id}/cancel")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    out.print(f"Build {build_id} {build['status']}", highlight=False)
+
+
 @builds.command("log")
 def builds_log(
     build_id: str,
@@ -441,12 +499,15 @@ def builds_log(
 @images.command("ensure")
 def images_ensure(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if present.")] = False,
+    all_images: Annotated[
+        bool, typer.Option("--all", help="Also the slow ones (slipway/node).")
+    ] = False,
     refs: Annotated[list[str] | None, typer.Argument(help="Image references.")] = None,
 ) -> None:
     """Make Slipway's base images from the OS package archive (no registry needed)."""
     from pipeline import baseimages
 
-    argv = (["--force"] if force else []) + list(refs or [])
+    argv = (["--force"] if force else []) + (["--all"] if all_images else []) + list(refs or [])
     raise typer.Exit(code=baseimages.main(argv))
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from pipeline.errors import InvalidInput
 
+_REPO = Path(__file__).resolve().parents[1]
+_BASE_PREFIX = "SLIPWAY_TEMPLATE_BASE_"
+
 
 def default_data_dir() -> Path:
     if os.geteuid() == 0:
@@ -57,6 +60,14 @@ class Settings:
     kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
     fetch_image: str = "curlimages/curl:8.11.1"
     cnb_builder: str = "paketobuildpacks/builder-jammy-base"
+    # Builds: at most this many at once (the rest queue in order), each killed after the timeout.
+    build_concurrency: int = 2
+    build_timeout_s: float = 900.0
+    buildtemplates_dir: Path = field(default_factory=lambda: _REPO / "buildtemplates")
+    # Per-template base image overrides: SLIPWAY_TEMPLATE_BASE_<NAME>=image (e.g. _PYTHON).
+    template_bases: dict[str, str] = field(default_factory=dict)
+    pack_bin: str = "pack"
+    pack_builder: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -90,6 +101,16 @@ class Settings:
             kaniko_image=e.get("SLIPWAY_KANIKO_IMAGE", base.kaniko_image),
             fetch_image=e.get("SLIPWAY_FETCH_IMAGE", base.fetch_image),
             cnb_builder=e.get("SLIPWAY_CNB_BUILDER", base.cnb_builder),
+            build_concurrency=int(e.get("SLIPWAY_BUILD_CONCURRENCY", base.build_concurrency)),
+            build_timeout_s=float(e.get("SLIPWAY_BUILD_TIMEOUT", base.build_timeout_s)),
+            buildtemplates_dir=Path(e.get("SLIPWAY_BUILDTEMPLATES", str(base.buildtemplates_dir))),
+            template_bases={
+                key.removeprefix(_BASE_PREFIX).lower(): value
+                for key, value in e.items()
+                if key.startswith(_BASE_PREFIX) and value
+            },
+            pack_bin=e.get("SLIPWAY_PACK", base.pack_bin),
+            pack_builder=e.get("SLIPWAY_PACK_BUILDER", base.pack_builder),
         )
 
     @property

@@ -15,10 +15,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipeline import gitsources, names, sources, spec, traffic
-from pipeline.builds import Builder, BuildRequest, choose_builder
+from pipeline import buildtemplates, gitsources, names, sources, spec, traffic
+from pipeline.buildqueue import BuildQueue
+from pipeline.builds import (
+    Builder,
+    BuildRequest,
+    BuildSettings,
+    Kind,
+    choose_builder,
+    service_settings,
+)
 from pipeline.config import Settings
-from pipeline.errors import InvalidInput, InvalidSpec, RevisionFailed, SlipwayError
+from pipeline.dockerbuilds import mask
+from pipeline.errors import (
+    BuildCancelled,
+    Conflict,
+    InvalidInput,
+    InvalidSpec,
+    RevisionFailed,
+    SlipwayError,
+)
 from pipeline.logs import get as get_log
 from pipeline.registry import RegistryClient
 from pipeline.revisions import SECRET_VERSIONS_ANNOTATION, secret_names
@@ -136,7 +152,7 @@ class Deployer:
         self,
         *,
         store: Store,
-        builder: Callable[[], Builder],
+        builders: Callable[[Kind], Builder],
         registry: RegistryClient,
         reconciler: Waker,
         settings: Settings,
@@ -144,7 +160,11 @@ class Deployer:
         published_urls: Callable[[str], list[str]] | None = None,
     ) -> None:
         self._store = store
-        self._builder = builder
+        self._builders = builders
+        self.builds = BuildQueue(
+            concurrency=settings.build_concurrency, timeout_s=settings.build_timeout_s
+        )
+        self._templates = buildtemplates.load(settings.buildtemplates_dir)
         self._registry = registry
         self._reconciler = reconciler
         self._settings = settings
@@ -167,44 +187,70 @@ class Deployer:
         commit: Commit | None = None,
         placement: Placement | None = None,
         flags: Flags | None = None,
+        build: BuildSettings | None = None,
     ) -> Outcome:
         names.validate_service_name(service)
         placement = placement or Placement.of(commit)
         for tag in placement.tags:
             names.validate_tag(tag, service=service)  # before the build, not after
         info = sources.inspect(source)
-        builder_name = choose_builder(info)
+        existing = self._store.find_service(service)
+        metadata = (existing.spec.get("metadata") or {}) if existing else {}
+        annotations = metadata.get("annotations") or {}
+        settings = (build or BuildSettings()).over(service_settings(annotations))
+        choice = choose_builder(info.files, settings=settings, templates=self._templates)
         with self._serialised(service, emit):
-            build = self._store.create_build(service, builder=builder_name)
-            log = get_log(service=service, build=build.id)
-            log_path = self._settings.builds_dir / f"{build.id}.log"
+            record = self._store.create_build(service, builder=choice.name, status="queued")
+            log = get_log(service=service, build=record.id)
+            log_path = self._settings.builds_dir / f"{record.id}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             (self._settings.sources_dir).mkdir(parents=True, exist_ok=True)
-            (self._settings.sources_dir / f"{build.id}.tar.gz").write_bytes(source)
-            emit({"event": "build", "build": build.id, "builder": builder_name})
+            (self._settings.sources_dir / f"{record.id}.tar.gz").write_bytes(source)
+            emit({"event": "build", "build": record.id, "builder": choice.name})
+            secrets = [v for _, v in settings.secrets]
             started = time.monotonic()
             with log_path.open("a", encoding="utf-8") as logfile:
 
                 def on_line(line: str) -> None:
+                    line = mask(line, secrets)
                     logfile.write(line + "\n")
                     logfile.flush()
                     emit({"event": "log", "line": line})
 
+                on_line(f"-----> Builder: {choice.name} ({choice.reason})")
                 try:
-                    result = self._builder().build(
-                        BuildRequest(
-                            build_id=build.id,
-                            source=source,
-                            info=info,
-                            repository=names.image_repository(self._settings.registry, service),
+                    with self.builds.slot(
+                        record.id,
+                        on_queued=lambda ahead: on_line(
+                            f"-----> Queued: {ahead} build(s) ahead "
+                            f"(at most {self.builds.concurrency} at once)"
                         ),
-                        on_line=on_line,
-                    )
+                        on_start=lambda: self._store.start_build(record.id),
+                    ) as control:
+                        result = self._builders(choice.kind).build(
+                            BuildRequest(
+                                build_id=record.id,
+                                source=source,
+                                info=info,
+                                repository=names.image_repository(self._settings.registry, service),
+                                choice=choice,
+                                settings=settings,
+                            ),
+                            on_line=on_line,
+                            control=control,
+                        )
+                        # Recorded while the slot is held: the next build starts after this.
+                        self._store.finish_build(record.id, image=result.image)
                 except SlipwayError as e:
-                    self._store.finish_build(build.id, error=e.message)
-                    log.warning("build_failed", error=e.message)
+                    message = mask(e.message, secrets)
+                    status = "cancelled" if isinstance(e, BuildCancelled) else "failed"
+                    on_line(f"-----> Build {status}: {message}")
+                    self._store.finish_build(record.id, error=message, status=status)
+                    log.warning("build_failed", error=message)
                     raise
-            self._store.finish_build(build.id, image=result.image)
+                except BaseException:
+                    self._store.finish_build(record.id, error="internal error during the build")
+                    raise
             emit(
                 {
                     "event": "stage",
@@ -214,12 +260,31 @@ class Deployer:
             )
             log.info("build_succeeded", image=result.image)
             return self._roll_out(
-                service, image=result.image, env=env, build_id=build.id, emit=emit,
+                service, image=result.image, env=env, build_id=record.id, emit=emit,
                 placement=placement, flags=flags,
             )  # fmt: skip
 
+    def cancel_build(self, build_id: str) -> None:
+        """Stop a queued or running build; it fails with "cancelled" and no revision is made."""
+        build = self._store.get_build(build_id)
+        if not build.unfinished:
+            raise Conflict(f"build {build_id} already {build.status}: nothing to cancel")
+        if not self.builds.cancel(build_id):
+            # Not in this process (it died with a previous one): just record the end.
+            self._store.finish_build(build_id, error="build cancelled", status="cancelled")
+        deadline = time.monotonic() + 20  # the kill escalates to SIGKILL after 5 s
+        while self._store.get_build(build_id).unfinished and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def deploy_git(
-        self, service: str, *, url: str, ref: str, env: dict[str, str], emit: Emit
+        self,
+        service: str,
+        *,
+        url: str,
+        ref: str,
+        env: dict[str, str],
+        emit: Emit,
+        build: BuildSettings | None = None,
     ) -> Outcome:
         """Clone `url` at `ref` and deploy it like a push of that commit to the deploy branch."""
         names.validate_service_name(service)
@@ -227,7 +292,12 @@ class Deployer:
         emit({"event": "stage", "text": f"Cloning {url} at {sha[:7]} ({ref})", "seconds": 0})
         source = gitsources.clone_at(url, sha)
         return self.deploy_source(
-            service, source=source, env=env, emit=emit, commit=Commit(sha=sha, branch=ref)
+            service,
+            source=source,
+            env=env,
+            emit=emit,
+            commit=Commit(sha=sha, branch=ref),
+            build=build,
         )
 
     def deploy_image(

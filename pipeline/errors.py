@@ -8,6 +8,7 @@
     ├── NotFound (permanent)          a service, revision, build or image that does not exist
     ├── Conflict (permanent)          the request contradicts current state
     ├── BuildFailed (permanent)       the user's build failed; carries the log tail
+    │   └── BuildCancelled            stopped by `slipway builds cancel`
     ├── RevisionFailed (permanent)    the revision never became ready; carries the reason
     └── Unavailable (retryable)       a dependency is down: Docker Engine, registry, HAProxy
 
@@ -58,6 +59,10 @@ class BuildFailed(SlipwayError):
     def __init__(self, message: str, *, log_tail: str = "") -> None:
         super().__init__(message)
         self.log_tail = log_tail
+
+
+class BuildCancelled(BuildFailed):
+    pass
 
 
 class RevisionFailed(SlipwayError):

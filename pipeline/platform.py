@@ -10,18 +10,21 @@ from dataclasses import dataclass
 
 from pipeline import daemons, db
 from pipeline.api.auth import ensure_token
-from pipeline.builds import DockerfileBuilder
+from pipeline.builds import Builder, Kind
 from pipeline.config import Settings
 from pipeline.dataplane.model import Site
 from pipeline.dataplane.process import HAProxyManager
 from pipeline.deliveries import Deliveries
 from pipeline.deployments import Deployer
+from pipeline.dockerbuilds import DockerEngineBuilder
 from pipeline.dockerclient import connect
 from pipeline.drains import HAProxyDataPlane
 from pipeline.engines.docker import DockerEngine
 from pipeline.knative.engine import KnativeEngine
 from pipeline.knative.reconciler import KnativeReconciler
 from pipeline.knative.wiring import build_knative
+from pipeline.logs import get as get_log
+from pipeline.packbuilds import PackBuilder
 from pipeline.reconciler import Reconciler
 from pipeline.registry import RegistryClient
 from pipeline.repos import Repositories
@@ -59,6 +62,11 @@ class Platform:
         return thread
 
 
+# A build runs inside the control plane process: one that was queued or running when the
+# process stopped can never finish.
+RESTARTED = "control plane restarted during the build"
+
+
 def site_of(settings: Settings, *, internal: str = "") -> Site:
     return Site(
         bind=f"{settings.ingress_host}:{settings.ingress_port}",
@@ -75,6 +83,9 @@ def build(settings: Settings) -> Platform:
     db.migrate(engine_db)
     sessions = db.session_factory(engine_db)
     store = Store(sessions)
+    interrupted = store.fail_unfinished_builds(reason=RESTARTED)
+    if interrupted:
+        get_log(component="platform").warning("builds_interrupted", builds=interrupted)
     if settings.engine == "knative":
         return _build_knative(settings, store=store, deliveries=Deliveries(sessions))
     client = connect()
@@ -101,9 +112,17 @@ def build(settings: Settings) -> Platform:
         grace_period_s=settings.grace_period_s,
         resolve=lambda config: resolve_secrets(secret_store, config),
     )
+    docker_builder = DockerEngineBuilder(client, template_bases=settings.template_bases)
+    pack_builder = PackBuilder(
+        client, pack_bin=settings.pack_bin, default_builder=settings.pack_builder
+    )
+
+    def builders(kind: Kind) -> Builder:
+        return pack_builder if kind == "pack" else docker_builder
+
     deployer = Deployer(
         store=store,
-        builder=lambda: DockerfileBuilder(client),
+        builders=builders,
         registry=RegistryClient(),
         reconciler=reconciler,
         settings=settings,
@@ -132,7 +151,7 @@ def _build_knative(settings: Settings, *, store: Store, deliveries: Deliveries) 
     secret_store = SecretStore(settings.data_dir)
     deployer = Deployer(
         store=store,
-        builder=lambda: parts.builder,
+        builders=lambda _kind: parts.builder,
         registry=RegistryClient(),
         reconciler=parts.reconciler,
         settings=settings,

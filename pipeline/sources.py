@@ -7,6 +7,7 @@ its root, or has nothing to build from is refused with the reason and the fix.
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from collections.abc import Iterator
@@ -50,7 +51,12 @@ def pack(root: Path) -> bytes:
     if not root.is_dir():
         raise InvalidSource(f"{root} is not a folder: pass the folder that holds your app")
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+    # gzip's header carries a timestamp: written with mtime 0, the same folder packs to the same
+    # bytes (the Docker layer cache and the tests rely on it).
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for rel in included_files(root):
             info = tar.gettarinfo(str(root / rel), arcname=rel)
             info.uid = info.gid = 0

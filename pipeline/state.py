@@ -54,6 +54,14 @@ class Build:
     error: str
     created_at: datetime
     finished_at: datetime | None
+    started_at: datetime | None = None
+
+    @property
+    def unfinished(self) -> bool:
+        return self.status in UNFINISHED_BUILDS
+
+
+UNFINISHED_BUILDS = ("queued", "running")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +106,7 @@ def _build(row: BuildRow) -> Build:
         error=row.error,
         created_at=row.created_at,
         finished_at=row.finished_at,
+        started_at=row.started_at,
     )
 
 
@@ -226,12 +235,12 @@ class Store:
                 row.message = message
 
     # builds -----------------------------------------------------------------------------------
-    def create_build(self, service: str, *, builder: str) -> Build:
+    def create_build(self, service: str, *, builder: str, status: str = "running") -> Build:
         with self._sessions.begin() as s:
             row = BuildRow(
                 id=secrets.token_hex(6),
                 service=service,
-                status="running",
+                status=status,
                 builder=builder,
                 image="",
                 error="",
@@ -240,15 +249,36 @@ class Store:
             s.flush()
             return _build(row)
 
-    def finish_build(self, build_id: str, *, image: str = "", error: str = "") -> None:
+    def start_build(self, build_id: str) -> None:
+        """A queued build got its slot."""
         with self._sessions.begin() as s:
             row = s.get(BuildRow, build_id)
             if row is None:
                 raise NotFound(f"build {build_id!r} not found")
-            row.status = "failed" if error else "succeeded"
+            row.status = "running"
+            row.started_at = utcnow()
+
+    def finish_build(
+        self, build_id: str, *, image: str = "", error: str = "", status: str = ""
+    ) -> None:
+        with self._sessions.begin() as s:
+            row = s.get(BuildRow, build_id)
+            if row is None:
+                raise NotFound(f"build {build_id!r} not found")
+            row.status = status or ("failed" if error else "succeeded")
             row.image = image
             row.error = error
             row.finished_at = utcnow()
+
+    def fail_unfinished_builds(self, *, reason: str) -> list[str]:
+        """At start: no build of a previous process is still running; mark them failed."""
+        with self._sessions.begin() as s:
+            rows = list(s.scalars(select(BuildRow).where(BuildRow.status.in_(UNFINISHED_BUILDS))))
+            for row in rows:
+                row.status = "failed"
+                row.error = reason
+                row.finished_at = utcnow()
+            return [row.id for row in rows]
 
     def list_builds(self, *, service: str | None = None, limit: int = 50) -> list[Build]:
         with self._sessions() as s:

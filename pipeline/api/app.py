@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import buildlogs, names, traffic
 from pipeline.api import auth, git, sources_route, views
+from pipeline.builds import BuildSettings, parse_pairs
 from pipeline.deployments import Flags, Outcome, Placement
 from pipeline.errors import (
     BuildFailed,
@@ -202,6 +203,7 @@ def create_app(platform: Platform) -> FastAPI:
             max_scale=_int_param(request, "max_instances"),
         )
         image = request.query_params.get("image")
+        build = _build_settings(request, body={})
         if request.headers.get("content-type", "").startswith("application/json"):
             try:
                 body = json.loads(await request.body() or b"{}")
@@ -209,11 +211,13 @@ def create_app(platform: Platform) -> FastAPI:
                 raise InvalidInput(f"the JSON body does not parse: {e}") from e
             git_source = body.get("git") if isinstance(body, dict) else None
             image = (body.get("image") if isinstance(body, dict) else None) or image
+            if isinstance(body, dict):
+                build = _build_settings(request, body=body)
             if isinstance(git_source, dict) and git_source.get("url"):
                 url, ref = str(git_source["url"]), str(git_source.get("ref") or "HEAD")
                 return _stream(
                     lambda emit: platform.deployer.deploy_git(
-                        name, url=url, ref=ref, env=env, emit=emit
+                        name, url=url, ref=ref, env=env, emit=emit, build=build
                     )
                 )
             if not image:
@@ -233,7 +237,13 @@ def create_app(platform: Platform) -> FastAPI:
             )
         return _stream(
             lambda emit: platform.deployer.deploy_source(
-                name, source=source, env=env, emit=emit, placement=placement, flags=flags
+                name,
+                source=source,
+                env=env,
+                emit=emit,
+                placement=placement,
+                flags=flags,
+                build=build,
             )
         )
 
@@ -282,21 +292,50 @@ def create_app(platform: Platform) -> FastAPI:
     def get_build(build_id: str) -> dict[str, Any]:
         return views.build_view(platform.store.get_build(build_id))
 
+    @app.post("/v1/builds/{build_id}/cancel", dependencies=v1)
+    def cancel_build(build_id: str) -> dict[str, Any]:
+        """Stop a queued or running build (the process is killed); no revision is made."""
+        platform.deployer.cancel_build(build_id)
+        log.info("build_cancel_requested", build=build_id)
+        return views.build_view(platform.store.get_build(build_id))
+
     @app.get("/v1/builds/{build_id}/log", dependencies=v1)
     def build_log(build_id: str, follow: bool = False) -> StreamingResponse:
         """The stored build log; with `follow=1`, kept open and streamed until the build ends."""
         platform.store.get_build(build_id)
         path = platform.settings.builds_dir / f"{build_id}.log"
         return StreamingResponse(
-            buildlogs.follow(
-                path, running=lambda: platform.store.get_build(build_id).status == "running"
-            )
+            buildlogs.follow(path, running=lambda: platform.store.get_build(build_id).unfinished)
             if follow
             else buildlogs.read(path),
             media_type="text/plain; charset=utf-8",
         )
 
     return app
+
+
+SECRET_HEADER = "x-slipway-build-secret"
+
+
+def _build_settings(request: Request, *, body: dict[str, Any]) -> BuildSettings:
+    """Builder, Dockerfile and build args from the query (or JSON body); secrets only from
+    `X-Slipway-Build-Secret: NAME=value` headers or the JSON body, never the URL (URLs get
+    logged)."""
+    q = request.query_params
+    args = list(parse_pairs(q.getlist("build_arg"), what="build arg"))
+    secrets = list(parse_pairs(request.headers.getlist(SECRET_HEADER), what="build secret"))
+    for key, into in (("build_args", args), ("build_secrets", secrets)):
+        given = body.get(key) or {}
+        if not isinstance(given, dict):
+            raise InvalidInput(f'"{key}" must be an object of NAME: value')
+        into.extend(parse_pairs([f"{k}={v}" for k, v in given.items()], what=key))
+    return BuildSettings(
+        builder=str(body.get("builder") or q.get("builder") or ""),
+        dockerfile=str(body.get("dockerfile") or q.get("dockerfile") or ""),
+        base_image=str(body.get("base_image") or q.get("base_image") or ""),
+        build_args=tuple(args),
+        secrets=tuple(secrets),
+    )
 
 
 def _summary(view: dict[str, Any]) -> dict[str, Any]:

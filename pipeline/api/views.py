@@ -72,5 +72,6 @@ def build_view(b: Build) -> dict[str, Any]:
         "image": b.image,
         "error": b.error,
         "created": b.created_at.isoformat(),
+        "started": b.started_at.isoformat() if b.started_at else None,
         "finished": b.finished_at.isoformat() if b.finished_at else None,
     }

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline import names, sourcetokens
+from pipeline.buildprocs import BuildControl
 from pipeline.builds import BuildRequest, BuildResult, LineSink
 from pipeline.errors import BuildFailed
 from pipeline.knative.apply import JOBS, KubeApi
@@ -55,10 +56,13 @@ class ClusterBuilder:
         self._poll_s = poll_s
 
     def kind_for(self, req: BuildRequest) -> BuildKind:
-        """kaniko when there is a Dockerfile, else buildpacks (the builder detects the language)."""
-        return "kaniko" if req.info.has(req.dockerfile) else "cnb"
+        """kaniko for a Dockerfile; buildpacks otherwise (pack and template sources: in the
+        cluster the CNB builder detects the language instead of Slipway's templates)."""
+        return "kaniko" if req.choice.kind == "dockerfile" else "cnb"
 
-    def build(self, req: BuildRequest, *, on_line: LineSink) -> BuildResult:
+    def build(
+        self, req: BuildRequest, *, on_line: LineSink, control: BuildControl | None = None
+    ) -> BuildResult:
         kind = self.kind_for(req)
         service = req.repository.rsplit("/", 1)[-1]
         job = render_build_job(
@@ -69,7 +73,7 @@ class ClusterBuilder:
             source_url=f"{self._source_base_url}/v1/builds/{req.build_id}/source",
             source_token=sourcetokens.mint(self._key, req.build_id, now=self._clock()),
             settings=self._settings,
-            dockerfile=req.dockerfile,
+            dockerfile=req.choice.dockerfile,
         )
         tool = "kaniko" if kind == "kaniko" else f"buildpacks ({self._settings.cnb_builder})"
         on_line(f"-----> Building in the cluster with {tool}: Job {job['metadata']['name']}")

@@ -217,6 +217,18 @@ def slipway(
     registry: str,
     busybox_image: str,
 ) -> Iterator[Slipway]:
+    with running_slipway(tmp_path_factory, docker_client, registry) as sw:
+        yield sw
+
+
+@contextlib.contextmanager
+def running_slipway(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: docker.DockerClient,
+    registry: str,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Slipway]:
+    """A control plane of its own (e.g. with other build limits), stopped and cleaned after."""
     ident = secrets.token_hex(3)
     data_dir = tmp_path_factory.mktemp("slipway")
     ingress, api = free_port(), free_port()
@@ -232,6 +244,7 @@ def slipway(
         "SLIPWAY_GRACE_PERIOD": "5",
         "SLIPWAY_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SLIPWAY_REVISIONS_KEPT": "3",
+        **(extra_env or {}),
     }
     env.pop("SLIPWAY_URL", None)
     env.pop("SLIPWAY_TOKEN", None)

@@ -187,10 +187,14 @@ def test_nothing_to_build_is_rejected_and_force_push_is_accepted(
 ) -> None:
     checkout.remote = checkout.remote.replace("pushy", "forcey")
     (checkout.path / "Dockerfile").unlink()
+    (checkout.path / "index.html").unlink()  # would be built by the static build template
+    (checkout.path / "README.md").write_text("nothing to build here\n")
     checkout.commit("no dockerfile")
     rejected = checkout.push("main", check=False)
     assert rejected.returncode != 0
-    assert "no Dockerfile in the source folder (looked for: Dockerfile)" in rejected.stderr
+    assert "no Dockerfile in the source folder (looked for: Dockerfile, project.toml" in (
+        rejected.stderr
+    )
 
     # Rewrite history (like Heroku, a forced push is accepted and deployed).
     write_app(checkout.path, body="rewritten\n")

@@ -16,6 +16,8 @@ from pipeline.baseimages import (
     CATALOG,
     DEBIAN,
     DEFAULT_MIRROR,
+    DEFAULT_SET,
+    NODE,
     PYTHON,
     Node,
     busybox_layout,
@@ -31,7 +33,8 @@ from pipeline.errors import InvalidInput, Unavailable
 
 
 def test_catalog_is_keyed_by_reference() -> None:
-    assert list(CATALOG) == [BUSYBOX, DEBIAN, PYTHON]
+    assert list(CATALOG) == [BUSYBOX, DEBIAN, PYTHON, NODE]
+    assert DEFAULT_SET == (BUSYBOX, DEBIAN, PYTHON)  # node is slow to make: asked for by name
     assert all(ref == image.reference for ref, image in CATALOG.items())
     assert BUSYBOX == "slipway/busybox:1.35-bookworm"
     assert DEBIAN == "slipway/debian:bookworm"

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from pipeline import sourcetokens
 from pipeline.api import sources_route
-from pipeline.builds import BuildRequest
+from pipeline.builds import BuilderChoice, BuildRequest, Kind
 from pipeline.errors import BuildFailed, Conflict
 from pipeline.knative.apply import KubeApi
 from pipeline.knative.builds import ClusterBuildSettings, job_outcome, render_build_job
@@ -245,11 +245,13 @@ def _tar(*files: str) -> bytes:
 
 
 def _request(*files: str) -> BuildRequest:
+    kind: Kind = "dockerfile" if "Dockerfile" in files else "pack"
     return BuildRequest(
         build_id="b1",
         source=_tar(*files),
         info=SourceInfo(files=files),
         repository="registry.example.com/hello",
+        choice=BuilderChoice(kind=kind, reason="as chosen by choose_builder"),
     )
 
 

@@ -1,0 +1,196 @@
+"""Build limits and `pack`, against a control plane of its own: one build at a time
+(SLIPWAY_BUILD_CONCURRENCY=1), a short timeout (SLIPWAY_BUILD_TIMEOUT), and a STAND-IN `pack`.
+
+`pack` cannot be installed on these machines. The `pack` first on this platform's PATH is a
+stand-in written below: it checks the argv Slipway gives it, prints lines, exits with the code
+the sample app asks for (file `standin-exit`) and, on success, makes the requested image with
+`docker build` from the local busybox base, as a real `pack build` would leave it in the engine,
+so the push and deploy path after it is exercised for real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.integration.conftest import BUSYBOX, ROOT, Slipway, running_slipway, write_app
+
+pytestmark = pytest.mark.integration
+TIMEOUT_S = 12
+
+PACK_STANDIN = f"""#!/bin/sh
+# STAND-IN for the pack CLI (see the test module docstring).
+set -e
+[ "$1" = build ] || {{ echo "stand-in: expected 'build', got $*"; exit 64; }}
+image="$2"; shift 2
+builder=""; path=""; process=""; envs=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --builder) builder="$2"; shift 2;;
+    --path) path="$2"; shift 2;;
+    --default-process) process="$2"; shift 2;;
+    --env) envs="$envs $2"; shift 2;;
+    *) echo "stand-in: unexpected argument $1"; exit 64;;
+  esac
+done
+[ -d "$path" ] && [ "$process" = web ] || {{ echo "stand-in: bad --path/--process"; exit 64; }}
+echo "===> DETECTING (stand-in) builder=$builder env=$envs"
+echo "===> BUILDING"
+code=$(cat "$path/standin-exit" 2>/dev/null || echo 0)
+[ "$code" = 0 ] || {{ echo "ERROR: failing as asked ($code)"; exit "$code"; }}
+{{ echo 'FROM {BUSYBOX}'; echo 'ARG BUILDER'
+  echo 'RUN mkdir -p /www && echo "built by pack ($BUILDER)" > /www/index.html'
+  echo 'USER app'; echo 'CMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]'
+}} | docker build -q --build-arg BUILDER="$builder" -t "$image" - >/dev/null
+echo "Successfully built image $image"
+"""
+
+
+@pytest.fixture(scope="module")
+def limited(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: docker.DockerClient,
+    registry: str,
+    busybox_image: str,
+) -> Iterator[Slipway]:
+    bin_dir = tmp_path_factory.mktemp("standin-bin")
+    (bin_dir / "pack").write_text(PACK_STANDIN)
+    (bin_dir / "pack").chmod(0o755)
+    import os
+
+    extra = {
+        "SLIPWAY_BUILD_CONCURRENCY": "1",
+        "SLIPWAY_BUILD_TIMEOUT": str(TIMEOUT_S),
+        "SLIPWAY_PACK_BUILDER": "example/builder:config",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+    with running_slipway(tmp_path_factory, docker_client, registry, extra) as sw:
+        yield sw
+
+
+def slow_app(folder: Path, seconds: int) -> Path:
+    token = secrets.token_hex(4)  # a fresh step: never cached
+    return write_app(
+        folder,
+        body=f"{folder.name}\n",
+        dockerfile=f"FROM {BUSYBOX}\nRUN echo start-{token} && sleep {seconds} && echo end\n"
+        "COPY index.html /www/index.html\nUSER app\n"
+        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n',
+    )
+
+
+@contextlib.contextmanager
+def deploying(sw: Slipway, name: str, app: Path) -> Iterator[subprocess.Popen[str]]:
+    env = {**sw.env, "SLIPWAY_URL": sw.url, "SLIPWAY_TOKEN": sw.token}
+    with subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "deploy", name, "--source", str(app)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as proc:  # fmt: skip
+        yield proc
+
+
+def wait_build(sw: Slipway, service: str, status: str, timeout_s: float = 60) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        builds = sw.api_get(f"/v1/builds?service={service}").json()
+        if builds and builds[0]["status"] == status:
+            return dict(builds[0])
+        time.sleep(0.1)
+    raise AssertionError(f"no {status} build of {service} within {timeout_s}s")
+
+
+def test_builds_queue_in_order_one_at_a_time(limited: Slipway, tmp_path: Path) -> None:
+    apps = [slow_app(tmp_path / f"q{i}", 2) for i in range(3)]
+    with contextlib.ExitStack() as stack:
+        procs = []
+        for i, app in enumerate(apps):
+            procs.append(stack.enter_context(deploying(limited, f"q{i}", app)))
+            wait_build(limited, f"q{i}", "running" if i == 0 else "queued")
+        assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+        assert "Queued: 2 build(s) ahead" in procs[2].stdout.read()  # type: ignore[union-attr]
+    builds = [wait_build(limited, f"q{i}", "succeeded") for i in range(3)]
+    started = [b["started"] for b in builds]
+    finished = [b["finished"] for b in builds]
+    assert started == sorted(started) and finished == sorted(finished)
+    assert started[1] >= finished[0] and started[2] >= finished[1]  # one at a time
+
+
+def test_cancel_a_running_build(
+    limited: Slipway, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    with deploying(limited, "cancelme", slow_app(tmp_path / "cancelme", 60)) as proc:
+        build = wait_build(limited, "cancelme", "running")
+        time.sleep(1)  # into the RUN step
+
+        said = limited.cli("builds", "cancel", build["id"]).stdout
+
+        assert proc.wait(timeout=30) == 1
+        assert "build cancelled" in proc.stderr.read()  # type: ignore[union-attr]
+    assert said.strip() == f"Build {build['id']} cancelled"
+    # The engine dropped the build: its RUN container is gone.
+    running = [" ".join(c.attrs["Config"]["Cmd"] or []) for c in docker_client.containers.list()]
+    assert not [cmd for cmd in running if "sleep 60 && echo end" in cmd]
+    assert wait_build(limited, "cancelme", "cancelled")["error"] == "build cancelled"
+    assert limited.api_get("/v1/services/cancelme").status_code == 404  # no revision
+    again = limited.cli("builds", "cancel", build["id"], check=False)
+    assert again.returncode == 1 and "already cancelled" in again.stderr
+
+
+def test_build_timeout_kills_the_build(limited: Slipway, tmp_path: Path) -> None:
+    result = limited.cli("deploy", "slowpoke", "--source", str(slow_app(tmp_path / "s", 60)),
+                         check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert f"build timed out after {TIMEOUT_S}s (SLIPWAY_BUILD_TIMEOUT)" in result.stderr
+    assert wait_build(limited, "slowpoke", "failed")
+
+
+def test_restart_marks_an_unfinished_build_failed(limited: Slipway, tmp_path: Path) -> None:
+    with deploying(limited, "crashy", slow_app(tmp_path / "crashy", 8)) as proc:
+        build = wait_build(limited, "crashy", "running")
+        limited.kill()
+        proc.wait(timeout=30)
+    limited.start()
+    after = limited.api_get(f"/v1/builds/{build['id']}").json()
+    assert after["status"] == "failed"
+    assert after["error"] == "control plane restarted during the build"
+
+
+# --- pack (stand-in) -------------------------------------------------------------------------
+
+
+def test_pack_builds_pushes_and_deploys(limited: Slipway, tmp_path: Path) -> None:
+    app = tmp_path / "packed"
+    app.mkdir()
+    (app / "project.toml").write_text(
+        '[_]\nschema-version = "0.2"\n[io.buildpacks]\nbuilder = "example/builder:project"\n'
+    )
+    out = limited.cli("deploy", "packed", "--source", str(app), "--build-arg", "BP_X=1").stdout
+
+    assert "(pack)" in out
+    assert "builder example/builder:project (from project.toml)" in out
+    assert "===> DETECTING (stand-in) builder=example/builder:project env= BP_X=1" in out
+    assert limited.get("packed").text == "built by pack (example/builder:project)\n"
+    assert wait_build(limited, "packed", "succeeded")["builder"] == "pack"
+
+
+def test_pack_without_a_builder_and_pack_failures(limited: Slipway, tmp_path: Path) -> None:
+    app = tmp_path / "nob"
+    app.mkdir()
+    (app / "index.html").write_text("x")
+    (app / "standin-exit").write_text("2")
+    result = limited.cli("deploy", "nob", "--source", str(app), "--builder", "pack", check=False)
+    assert result.returncode == 1
+    assert "pack has no builder configured" in result.stderr
+    assert "builder example/builder:config (from SLIPWAY_PACK_BUILDER)" in result.stdout
+
+    (app / "standin-exit").write_text("1")
+    result = limited.cli("deploy", "nob", "--source", str(app), "--builder", "pack", check=False)
+    assert "pack build exited 1: ERROR: failing as asked (1)" in result.stderr

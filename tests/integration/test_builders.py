@@ -1,0 +1,197 @@
+"""Builders end to end: each build template builds a real sample app on the Docker Engine and
+serves it through HAProxy; build args and secrets; bad input fails with the step and its output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+
+from pipeline import baseimages
+from tests.integration.conftest import BUSYBOX, Slipway
+
+pytestmark = pytest.mark.integration
+
+WSGI = """\
+import os
+
+GREETING = "hello from python v1"
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{GREETING} uid={os.getuid()}\\n".encode()]
+"""
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+def build_of(slipway: Slipway, service: str) -> dict[str, object]:
+    builds: list[dict[str, object]] = slipway.api_get(f"/v1/builds?service={service}").json()
+    return builds[0]
+
+
+def log_of(slipway: Slipway, build_id: object) -> str:
+    return slipway.api_get(f"/v1/builds/{build_id}/log").text
+
+
+def test_python_template_serves_and_a_code_change_reuses_the_install_layer(
+    slipway: Slipway, tmp_path: Path
+) -> None:
+    app = write(tmp_path / "py", {"requirements.txt": "six==1.16.0\n", "app.py": WSGI})
+
+    first = slipway.cli("deploy", "py", "--source", str(app))
+
+    assert "Build " in first.stdout and "(template:python)" in first.stdout
+    assert "Builder: template:python (no Dockerfile; requirements.txt found)" in first.stdout
+    resp = slipway.get("py")
+    assert resp.status_code == 200
+    assert resp.text == "hello from python v1 uid=10001\n"  # not root
+
+    (app / "app.py").write_text(WSGI.replace("v1", "v2"))
+    slipway.cli("deploy", "py", "--source", str(app))
+
+    assert slipway.get("py").text == "hello from python v2 uid=10001\n"
+    lines = log_of(slipway, build_of(slipway, "py")["id"]).splitlines()
+    install = next(i for i, line in enumerate(lines) if ": RUN python3 -m venv" in line)
+    assert lines[install + 1].strip() == "---> Using cache", lines[install : install + 3]
+
+
+def test_node_template(
+    slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    baseimages.ensure_base_images(docker_client, references=[baseimages.NODE])
+    package = {"name": "n", "version": "1.0.0", "scripts": {"start": "node server.js"}}
+    lock = {"name": "n", "version": "1.0.0", "lockfileVersion": 3, "requires": True,
+            "packages": {"": {"name": "n", "version": "1.0.0"}}}  # fmt: skip
+    app = write(tmp_path / "node", {
+        "package.json": json.dumps(package),
+        "package-lock.json": json.dumps(lock),
+        "server.js": "require('http').createServer((q, r) => r.end(`node uid=${process.getuid()}"
+                     "\\n`)).listen(process.env.PORT)\n",
+    })  # fmt: skip
+
+    out = slipway.cli("deploy", "node", "--source", str(app)).stdout
+
+    assert "npm ci --omit=dev" in out
+    assert slipway.get("node").text == "node uid=10001\n"
+
+
+def test_static_and_procfile_templates(slipway: Slipway, tmp_path: Path) -> None:
+    site = write(tmp_path / "site", {"index.html": "static site\n"})
+    slipway.cli("deploy", "site", "--source", str(site))
+    assert slipway.get("site").text == "static site\n"
+
+    proc = write(tmp_path / "proc", {
+        "Procfile": "web: httpd -f -p $PORT -h /app/public\n",
+        "public/index.html": "from a Procfile\n",
+    })  # fmt: skip
+    slipway.cli("deploy", "proc", "--source", str(proc), "--base-image", BUSYBOX)
+    assert slipway.get("proc").text == "from a Procfile\n"
+
+
+def test_secrets_stay_out_of_the_log_and_the_image_history(
+    slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    secret = "s3cret-" + secrets.token_hex(8)
+    dockerfile = (
+        f"FROM {BUSYBOX} AS deps\nARG TOKEN\n"
+        'RUN echo "using $TOKEN" && echo -n "$TOKEN" | sha256sum | cut -c1-64 > /tok\n'
+        f"FROM {BUSYBOX}\nARG GREETING\n"
+        'COPY --from=deps /tok /www/tok\nRUN echo "$GREETING" > /www/index.html\n'
+        'USER app\nCMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]\n'
+    )
+    app = write(tmp_path / "sec", {"Dockerfile": dockerfile})
+
+    out = slipway.cli(
+        "deploy", "sec", "--source", str(app), "--build-arg", "GREETING=hi there",
+        "--build-secret", f"TOKEN={secret}",
+    ).stdout  # fmt: skip
+
+    assert slipway.get("sec").text == "hi there\n"
+
+    assert slipway.get("sec", "/tok").text.strip() == hashlib.sha256(secret.encode()).hexdigest()
+    assert "using ****" in out and secret not in out
+    build = build_of(slipway, "sec")
+    assert secret not in log_of(slipway, build["id"])
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", str(build["image"])],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "GREETING=hi there" in history and secret not in history
+
+    # A secret used in the final stage would land in its history: refused, nothing pushed.
+    leaky = f'FROM {BUSYBOX}\nARG TOKEN\nRUN test -n "$TOKEN"\n'
+    write(tmp_path / "leaky", {"Dockerfile": leaky})
+    result = slipway.cli("deploy", "leaky", "--source", str(tmp_path / "leaky"),
+                         "--build-secret", f"TOKEN={secret}", check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "secret TOKEN appears in the image history" in result.stderr
+    assert secret not in result.stdout + result.stderr
+    assert build_of(slipway, "leaky")["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        pytest.param({"Dockerfile": f"FROM {BUSYBOX}\nRUNN echo\n"},
+                     "the Dockerfile has a syntax error", id="dockerfile-syntax"),
+        pytest.param({"Dockerfile": "FROM python:3.12-slim\n"},
+                     f"FROM python:3.12-slim: no such image on this machine, and no public "
+                     f"registry is reachable. Offline base images here: {BUSYBOX}",
+                     id="from-image-missing"),
+        pytest.param({"requirements.txt": "slipway-no-such-package-zz==0.0.1\n",
+                      "app.py": WSGI},
+                     "RUN python3 -m venv", id="requirements-fail"),
+        pytest.param({"package.json": '{"name": "x"}'}, 'package.json has no "start" script',
+                     id="node-without-start"),
+        pytest.param({"Procfile": "worker: run\n"}, "the Procfile has no `web:` line",
+                     id="procfile-without-web"),
+        pytest.param({"README.md": "hi"},
+                     "no Dockerfile in the source folder (looked for: Dockerfile, project.toml",
+                     id="nothing-to-build"),
+    ],
+)  # fmt: skip
+def test_bad_input_fails_with_the_step_and_makes_no_revision(
+    slipway: Slipway, tmp_path: Path, files: dict[str, str], says: str
+) -> None:
+    app = write(tmp_path / "bad", files)
+
+    result = slipway.cli("deploy", "bad", "--source", str(app), check=False)
+
+    assert result.returncode == 1
+    assert says in result.stderr, result.stderr
+    assert slipway.api_get("/v1/services/bad").status_code == 404  # no revision, no service
+    if "requirements" in says or "RUN python3" in says:
+        assert "No matching distribution" in result.stderr  # the step's last output lines
+
+
+def test_megabytes_of_build_output_are_kept(slipway: Slipway, tmp_path: Path) -> None:
+    token = secrets.token_hex(4)
+    dockerfile = (
+        f"FROM {BUSYBOX}\n"
+        f'RUN i=0; while [ $i -lt 40000 ]; do echo "line $i {token} '
+        f'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"; i=$((i+1)); done\n'
+        "COPY index.html /www/index.html\nUSER app\n"
+        'CMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]\n'
+    )
+    app = write(tmp_path / "loud", {"Dockerfile": dockerfile, "index.html": "loud\n"})
+
+    slipway.cli("deploy", "loud", "--source", str(app))
+
+    assert slipway.get("loud").text == "loud\n"
+    stored = log_of(slipway, build_of(slipway, "loud")["id"])
+    assert len(stored) > 2_500_000
+    assert f"line 39999 {token}" in stored
