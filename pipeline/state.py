@@ -238,7 +238,8 @@ class Store:
             row.error = error
             row.finished_at = utcnow()
 
-    def list_builds(self, *, service: str | None = None, limit: int = 50) -> list[Build]:
+    def list_builds(self, *, service: str | None = None, limit: int | None = 50) -> list[Build]:
+        """Newest first; `limit=None` returns every build (the metrics count them all)."""
         with self._sessions() as s:
             query = select(BuildRow).order_by(BuildRow.created_at.desc()).limit(limit)
             if service:
