@@ -104,6 +104,8 @@ class Slipway:
     platform_id: str
     network: str
     proc: subprocess.Popen[bytes] | None = None
+    # What runs the control plane: `slipway server`, or a test module that wraps it.
+    server_args: tuple[str, ...] = ("-m", "pipeline.cli", "server")
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,7 +122,7 @@ class Slipway:
     def start(self) -> None:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "server"],
+                [sys.executable, *self.server_args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -207,6 +209,19 @@ def slipway(
     registry: str,
     busybox_image: str,
 ) -> Iterator[Slipway]:
+    with running_slipway(tmp_path_factory, docker_client, registry) as sw:
+        yield sw
+
+
+@contextlib.contextmanager
+def running_slipway(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: docker.DockerClient,
+    registry: str,
+    *,
+    server_args: tuple[str, ...] = ("-m", "pipeline.cli", "server"),
+) -> Iterator[Slipway]:
+    """A control plane of its own (data dir, ports, network, platform id), removed afterwards."""
     ident = secrets.token_hex(3)
     data_dir = tmp_path_factory.mktemp("slipway")
     ingress, api = free_port(), free_port()
@@ -226,7 +241,7 @@ def slipway(
     env.pop("SLIPWAY_TOKEN", None)
     sw = Slipway(
         data_dir=data_dir, env=env, ingress_port=ingress, api_port=api,
-        platform_id=f"t{ident}", network=f"slipway-test-{ident}",
+        platform_id=f"t{ident}", network=f"slipway-test-{ident}", server_args=server_args,
     )  # fmt: skip
     sw.start()
     try:
