@@ -168,14 +168,14 @@ def _request_families(inputs: Inputs) -> list[Family]:
     for revision, (row, servers) in sorted(backends.items()):
         labels = {"service": service_of[revision], "revision": revision}
         for cls in STATUS_CLASSES:
-            requests.add(_int(row, f"hrsp_{cls}"), response_code_class=cls, **labels)
+            requests.add(_int(row, f"hrsp_{cls}"), **labels, response_code_class=cls)
         in_flight.add(_int(row, "scur"), **labels)
         queued.add(_int(row, "qcur"), **labels)
         for phase, key in PHASES.items():
-            avg.add(_int(row, key) / 1000, phase=phase, **labels)
-            peak.add(_int(row, f"{key}_max") / 1000, phase=phase, **labels)
-        errors.add(_int(row, "econ"), kind="connect", **labels)
-        errors.add(_int(row, "eresp"), kind="response", **labels)
+            avg.add(_int(row, key) / 1000, **labels, phase=phase)
+            peak.add(_int(row, f"{key}_max") / 1000, **labels, phase=phase)
+        errors.add(_int(row, "econ"), **labels, kind="connect")
+        errors.add(_int(row, "eresp"), **labels, kind="response")
         ready.add(sum(server_state(s) == "ready" for s in servers), **labels)
     return [requests, in_flight, queued, avg, peak, errors, ready]
 
