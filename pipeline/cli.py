@@ -29,6 +29,8 @@ images = typer.Typer(no_args_is_help=True, help="Base images made from the OS pa
 app.add_typer(services, name="services")
 app.add_typer(revisions, name="revisions")
 builds = typer.Typer(no_args_is_help=True, help="Builds and their logs.")
+secrets_app = typer.Typer(no_args_is_help=True, help="Secrets, encrypted at rest; used as env.")
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(images, name="images")
 app.add_typer(builds, name="builds")
 
@@ -87,6 +89,26 @@ def deploy(
         str | None, typer.Option("--git", help="Clone this repository URL and build it.")
     ] = None,
     ref: Annotated[str, typer.Option("--ref", help="Branch, tag or sha for --git.")] = "HEAD",
+    no_traffic: Annotated[
+        bool, typer.Option("--no-traffic", help="Deploy at 0%: what serves now keeps serving.")
+    ] = False,
+    tag: Annotated[str, typer.Option("--tag", help="Tag URL for the new revision.")] = "",
+    env_file: Annotated[
+        Path | None, typer.Option("--env-file", help="KEY=value lines, like a .env file.")
+    ] = None,
+    remove_env: Annotated[
+        list[str] | None, typer.Option("--remove-env", help="Drop this variable; repeatable.")
+    ] = None,
+    set_secrets: Annotated[
+        list[str] | None,
+        typer.Option("--set-secrets", help="ENV=SECRET:KEY, from `slipway secrets`; repeatable."),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", help="Max requests per instance (0: any).")
+    ] = None,
+    timeout: Annotated[
+        int | None, typer.Option("--timeout", help="Request timeout in seconds (max 3600).")
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="NAME=value, repeatable.")
     ] = None,
@@ -94,7 +116,18 @@ def deploy(
     """Build (or take an image) and deploy it as a new revision; traffic moves when ready."""
     if sum(x is not None for x in (source, image, git)) != 1:
         raise _fail("give exactly one of --source DIR, --git URL or --image REGISTRY/REPO:TAG")
-    params: list[tuple[str, str]] = [("env", e) for e in env or []]
+    pairs = (_env_file(env_file) if env_file else []) + list(env or [])
+    params: list[tuple[str, str]] = [("env", e) for e in pairs]
+    params += [("remove_env", n) for n in remove_env or []]
+    params += [("secret", ref) for ref in set_secrets or []]
+    if concurrency is not None:
+        params.append(("concurrency", str(concurrency)))
+    if timeout is not None:
+        params.append(("timeout", str(timeout)))
+    if no_traffic:
+        params.append(("no_traffic", "1"))
+    if tag:
+        params.append(("tag", tag))
     client = _client()
     try:
         if image is not None:
@@ -130,6 +163,93 @@ def deploy(
     out.print(f"{done['revision']} ready  {'  '.join(urls)}", highlight=False)
 
 
+def _env_file(path: Path) -> list[str]:
+    """KEY=value lines; blank lines and # comments skipped; one pair of quotes stripped."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise _fail(f"cannot read {path}: {e.strerror}") from e
+    pairs = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise _fail(f"{path}:{number}: expected KEY=value, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        pairs.append(f"{key.strip()}={value}")
+    return pairs
+
+
+def _pairs(value: str, flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in value.split(","))):
+        key, sep, val = item.partition("=")
+        if not sep or not key or not val:
+            raise _fail(f"{flag} takes NAME=VALUE pairs separated by commas, got {item!r}")
+        pairs[key] = val
+    return pairs
+
+
+def _percents(value: str, flag: str) -> dict[str, int]:
+    out = {}
+    for key, val in _pairs(value, flag).items():
+        if not val.isdigit():
+            raise _fail(f"{flag}: {key}={val} is not a whole percent")
+        out[key] = int(val)
+    return out
+
+
+@app.command("traffic")
+def traffic_cmd(
+    name: str,
+    to_revisions: Annotated[
+        str, typer.Option("--to-revisions", help="REV=PCT,... e.g. hello-00003=90,hello-00004=10")
+    ] = "",
+    to_tags: Annotated[str, typer.Option("--to-tags", help="TAG=PCT,...")] = "",
+    to_latest: Annotated[
+        bool, typer.Option("--to-latest", help="The rest (or all) follows the latest revision.")
+    ] = False,
+    set_tags: Annotated[str, typer.Option("--set-tags", help="TAG=REV,...")] = "",
+    remove_tags: Annotated[str, typer.Option("--remove-tags", help="TAG,...")] = "",
+) -> None:
+    """Split traffic between revisions and manage tag URLs; never creates a revision."""
+    body = {
+        "to_revisions": _percents(to_revisions, "--to-revisions"),
+        "to_tags": _percents(to_tags, "--to-tags"),
+        "to_latest": to_latest,
+        "set_tags": _pairs(set_tags, "--set-tags"),
+        "remove_tags": [t.strip() for t in remove_tags.split(",") if t.strip()],
+    }
+    try:
+        view = _client().request("POST", f"/v1/services/{name}/traffic", json=body)
+    except ClientError as e:
+        raise _fail(e.message) from e
+    _print_traffic(view)
+
+
+@app.command()
+def rollback(name: str) -> None:
+    """Send all traffic back to the revision that served before the current one."""
+    try:
+        view = _client().request("POST", f"/v1/services/{name}/rollback")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    out.print(f"Rolled back {name} to {view['rolled_back_to']}", highlight=False)
+    _print_traffic(view)
+
+
+def _print_traffic(view: dict[str, Any], *, header: bool = True) -> None:
+    if header:
+        out.print(f"{view['name']}  {view['url']}", highlight=False)
+    for t in view["traffic"]:
+        tag = f"  #{t['tag']} {t['url']}" if t.get("tag") else ""
+        out.print(f"  {t['percent']:>3}%  {t['revision']}{tag}", highlight=False)
+
+
 @services.command("list")
 def services_list() -> None:
     try:
@@ -157,9 +277,7 @@ def services_describe(
         return
     out.print(f"[bold]{view['name']}[/]  {view['url']}  generation {view['generation']}")
     out.print("Traffic:")
-    for t in view["traffic"]:
-        tag = f"  #{t['tag']} {t['url']}" if t.get("tag") else ""
-        out.print(f"  {t['percent']:>3}%  {t['revision']}{tag}", highlight=False)
+    _print_traffic(view, header=False)
     table = Table("REVISION", "STATUS", "INSTANCES", "IMAGE", "REASON", box=None)
     for r in view["revisions"]:
         table.add_row(
@@ -216,12 +334,62 @@ def revisions_list(service: str) -> None:
         rows = _client().request("GET", f"/v1/services/{service}/revisions")
     except ClientError as e:
         raise _fail(e.message) from e
-    table = Table("REVISION", "STATUS", "INSTANCES", "CREATED", "REASON", box=None)
+    table = Table(
+        "REVISION", "STATUS", "TRAFFIC", "TAGS", "INSTANCES", "CREATED", "READY", "DIGEST",
+        "REASON", box=None,
+    )  # fmt: skip
     for r in rows:
         table.add_row(
-            r["name"], r["status"], str(r["instances"]["running"]), r["created"], r["reason"]
-        )
+            r["name"], r["status"], f"{r['traffic']}%", ",".join(r["tags"]) or "-",
+            str(r["instances"]["running"]), r["created"][:19], (r["ready_at"] or "-")[:19],
+            r["image"].rsplit("@", 1)[-1][:19], r["reason"],
+        )  # fmt: skip
     out.print(table)
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: str,
+    pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE, or KEY=@file to read a file.")],
+) -> None:
+    """Store a new version of a secret (all its keys)."""
+    data: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"expected KEY=VALUE or KEY=@file, got {key!r}")  # never echo values
+        if value.startswith("@"):
+            try:
+                value = Path(value[1:]).read_text()
+            except OSError as e:
+                raise _fail(f"cannot read {value[1:]}: {e.strerror}") from e
+        data[key] = value
+    try:
+        done = _client().request("PUT", f"/v1/secrets/{name}", json={"data": data})
+    except ClientError as e:
+        raise _fail(e.message) from e
+    out.print(f"{name} v{done['version']}  keys: {', '.join(done['keys'])}", highlight=False)
+
+
+@secrets_app.command("list")
+def secrets_list() -> None:
+    try:
+        rows = _client().request("GET", "/v1/secrets")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    table = Table("SECRET", "VERSION", "KEYS", box=None)
+    for r in rows:
+        table.add_row(r["name"], str(r["version"]), ", ".join(r["keys"]))
+    out.print(table)
+
+
+@secrets_app.command("delete")
+def secrets_delete(name: str) -> None:
+    try:
+        _client().request("DELETE", f"/v1/secrets/{name}")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    out.print(f"Deleted secret {name}")
 
 
 @builds.command("list")
@@ -281,6 +449,17 @@ def server() -> None:
         server_mod.run()
     except SlipwayError as e:
         raise _fail(e.message) from e
+
+
+@app.command(hidden=True)
+def dns(
+    bind: Annotated[str, typer.Option("--bind")],
+    domain: Annotated[str, typer.Option("--domain")],
+) -> None:
+    """The internal resolver (started by the control plane; see pipeline.internaldns)."""
+    from pipeline import internaldns
+
+    internaldns.serve(bind=bind, port=53, domain=domain, address=bind)
 
 
 @app.command()

@@ -38,6 +38,8 @@ class Settings:
     reconcile_interval_s: float = 1.0
     # Every tagged revision keeps an instance until scale-to-zero lands: bound commit tag URLs.
     commit_tags_kept: int = 5
+    # Non-serving, untagged revisions kept for rollbacks; older ones are garbage-collected.
+    revisions_kept: int = 10
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -59,6 +61,7 @@ class Settings:
             readiness_timeout_s=float(e.get("SLIPWAY_READINESS_TIMEOUT", base.readiness_timeout_s)),
             grace_period_s=float(e.get("SLIPWAY_GRACE_PERIOD", base.grace_period_s)),
             commit_tags_kept=int(e.get("SLIPWAY_COMMIT_TAGS_KEPT", base.commit_tags_kept)),
+            revisions_kept=int(e.get("SLIPWAY_REVISIONS_KEPT", base.revisions_kept)),
         )
 
     @property

@@ -18,10 +18,12 @@ from typing import Any, Protocol
 from pipeline import gitsources, names, sources, spec, traffic
 from pipeline.builds import Builder, BuildRequest, choose_builder
 from pipeline.config import Settings
-from pipeline.errors import InvalidSpec, RevisionFailed, SlipwayError
+from pipeline.errors import InvalidInput, InvalidSpec, RevisionFailed, SlipwayError
 from pipeline.logs import get as get_log
 from pipeline.registry import RegistryClient
+from pipeline.revisions import SECRET_VERSIONS_ANNOTATION, secret_names
 from pipeline.routing import latest_ready, resolve_traffic
+from pipeline.secrets import SecretStore
 from pipeline.state import Revision, Service, Store
 
 Emit = Callable[[dict[str, Any]], None]
@@ -31,6 +33,12 @@ class Waker(Protocol):
     """What the deployer needs from the reconciler."""
 
     def wake(self) -> None: ...
+
+    def hold(self, revisions: set[str]) -> None: ...
+
+    def release(self, revisions: set[str]) -> None: ...
+
+    def wait_ready(self, revisions: set[str], *, timeout_s: float) -> set[str]: ...
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool: ...
 
@@ -42,6 +50,69 @@ class Commit:
     sha: str  # 40 hex
     branch: str = ""  # the pushed branch; "" for a pull request head
     preview_tag: str = ""  # "" deploys to the service URL; else 0% traffic under this tag
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flags:
+    """Deploy flags that edit the revision template; any change makes a new revision."""
+
+    remove_env: tuple[str, ...] = ()
+    secret_env: tuple[tuple[str, str, str], ...] = ()  # (ENV, secret, key)
+    concurrency: int | None = None  # containerConcurrency
+    timeout_s: int | None = None  # timeoutSeconds
+
+
+def edit_template(
+    manifest: dict[str, Any], *, env: dict[str, str], flags: Flags | None
+) -> dict[str, Any]:
+    """The service manifest with `--env`, `--remove-env`, `--concurrency`, `--timeout` applied."""
+    out = copy.deepcopy(manifest)
+    template_spec = out["spec"]["template"]["spec"]
+    container = template_spec["containers"][0]
+    merged = {
+        e["name"]: e.get("value") or "" for e in container.get("env") or [] if "valueFrom" not in e
+    }
+    merged.update(env)
+    for name in flags.remove_env if flags else ():
+        merged.pop(name, None)
+    refs = {e["name"]: e["valueFrom"] for e in container.get("env") or [] if e.get("valueFrom")}
+    for literal in env:  # an explicit --env replaces a secret reference of that name
+        refs.pop(literal, None)
+    for env_name, secret, key in flags.secret_env if flags else ():
+        merged.pop(env_name, None)
+        refs[env_name] = {"secretKeyRef": {"name": secret, "key": key}}
+    for name in flags.remove_env if flags else ():
+        refs.pop(name, None)
+    container["env"] = [{"name": k, "value": v} for k, v in merged.items() if k not in refs]
+    container["env"] += [{"name": k, "valueFrom": v} for k, v in refs.items()]
+    if flags and flags.concurrency is not None:
+        template_spec["containerConcurrency"] = flags.concurrency
+    if flags and flags.timeout_s is not None:
+        template_spec["timeoutSeconds"] = flags.timeout_s
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Placement:
+    """Where a new revision goes: the tags that point at it, and what happens to the traffic.
+
+    traffic: "promote" — once ready it takes all traffic (deploys, deploy-branch pushes);
+    "none" — what serves now is pinned by name and the revision gets 0% (previews,
+    `--no-traffic`); "as-is" — the document's own traffic block decides (`services replace`).
+    """
+
+    tags: tuple[str, ...] = ()
+    traffic: str = "promote"
+
+    @classmethod
+    def of(cls, commit: Commit | None, *, tag: str = "", no_traffic: bool = False) -> Placement:
+        tags = [names.commit_tag(commit.sha)] if commit else []
+        if commit and commit.preview_tag:
+            tags.append(commit.preview_tag)
+        if tag:
+            tags.append(tag)
+        pinned = no_traffic or bool(commit and commit.preview_tag)
+        return cls(tags=tuple(tags), traffic="none" if pinned else "promote")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,12 +132,14 @@ class Deployer:
         registry: RegistryClient,
         reconciler: Waker,
         settings: Settings,
+        secrets: SecretStore | None = None,
     ) -> None:
         self._store = store
         self._builder = builder
         self._registry = registry
         self._reconciler = reconciler
         self._settings = settings
+        self._secrets = secrets
         self.domain = settings.domain
         self.ingress_port = settings.ingress_port
         self._locks: dict[str, threading.Lock] = {}
@@ -81,8 +154,13 @@ class Deployer:
         env: dict[str, str],
         emit: Emit,
         commit: Commit | None = None,
+        placement: Placement | None = None,
+        flags: Flags | None = None,
     ) -> Outcome:
         names.validate_service_name(service)
+        placement = placement or Placement.of(commit)
+        for tag in placement.tags:
+            names.validate_tag(tag, service=service)  # before the build, not after
         info = sources.inspect(source)
         builder_name = choose_builder(info)
         with self._serialised(service, emit):
@@ -125,8 +203,9 @@ class Deployer:
             )
             log.info("build_succeeded", image=result.image)
             return self._roll_out(
-                service, image=result.image, env=env, build_id=build.id, emit=emit, commit=commit
-            )
+                service, image=result.image, env=env, build_id=build.id, emit=emit,
+                placement=placement, flags=flags,
+            )  # fmt: skip
 
     def deploy_git(
         self, service: str, *, url: str, ref: str, env: dict[str, str], emit: Emit
@@ -140,12 +219,27 @@ class Deployer:
             service, source=source, env=env, emit=emit, commit=Commit(sha=sha, branch=ref)
         )
 
-    def deploy_image(self, service: str, *, image: str, env: dict[str, str], emit: Emit) -> Outcome:
+    def deploy_image(
+        self,
+        service: str,
+        *,
+        image: str,
+        env: dict[str, str],
+        emit: Emit,
+        placement: Placement | None = None,
+        flags: Flags | None = None,
+    ) -> Outcome:
         names.validate_service_name(service)
+        placement = placement or Placement()
+        for tag in placement.tags:
+            names.validate_tag(tag, service=service)
         pinned = self._registry.resolve(image)
         emit({"event": "stage", "text": f"Resolved {image} to {pinned}", "seconds": 0})
         with self._serialised(service, emit):
-            return self._roll_out(service, image=pinned, env=env, build_id=None, emit=emit)
+            return self._roll_out(
+                service, image=pinned, env=env, build_id=None, emit=emit, placement=placement,
+                flags=flags,
+            )  # fmt: skip
 
     def replace(
         self, document: str | bytes | dict[str, Any], *, name: str | None = None, emit: Emit
@@ -159,7 +253,9 @@ class Deployer:
             )
         pinned = self._registry.resolve(ks.container.image or "")
         with self._serialised(ks.name, emit):
-            return self._apply(ks, image=pinned, build_id=None, emit=emit, promote=False)
+            return self._apply(
+                ks, image=pinned, build_id=None, emit=emit, placement=Placement(traffic="as-is")
+            )
 
     # internals ----------------------------------------------------------------------------------
     def _serialised(self, service: str, emit: Emit) -> _Held:
@@ -176,21 +272,18 @@ class Deployer:
         env: dict[str, str],
         build_id: str | None,
         emit: Emit,
-        commit: Commit | None = None,
+        placement: Placement,
+        flags: Flags | None = None,
     ) -> Outcome:
         existing = self._store.find_service(service)
-        if existing is None:
-            ks = spec.default_service(service, image=image, env=env)
-        else:
-            manifest = copy.deepcopy(existing.spec)
-            if env:
-                container = manifest["spec"]["template"]["spec"]["containers"][0]
-                merged = {e["name"]: e.get("value", "") for e in container.get("env") or []}
-                merged.update(env)
-                container["env"] = [{"name": k, "value": v} for k, v in merged.items()]
-            # Re-validated: the stored spec plus CLI flags must still be a valid Service.
-            ks = spec.parse_service(manifest, require_image=False)
-        return self._apply(ks, image=image, build_id=build_id, emit=emit, commit=commit)
+        base = (
+            existing.spec
+            if existing is not None
+            else spec.default_service(service, image=image).to_manifest()
+        )
+        # Re-validated: the stored spec plus CLI flags must still be a valid Service.
+        ks = spec.parse_service(edit_template(base, env=env, flags=flags), require_image=False)
+        return self._apply(ks, image=image, build_id=build_id, emit=emit, placement=placement)
 
     def _apply(
         self,
@@ -199,16 +292,11 @@ class Deployer:
         image: str,
         build_id: str | None,
         emit: Emit,
-        commit: Commit | None = None,
-        promote: bool = True,
+        placement: Placement,
     ) -> Outcome:
-        """Create the revision if the template changed and wait for it.
-
-        `promote`: once ready it takes all traffic (deploys); `replace` keeps the document's own
-        traffic block instead.
-        """
+        """Create the revision if the template changed, place it, and wait until it is ready."""
         service = ks.name
-        pinned = ks.with_image(image)
+        pinned = self._pin_secrets(ks.with_image(image))
         template = copy.deepcopy(pinned.to_manifest()["spec"]["template"])
         template.get("metadata", {}).pop("name", None)
         digest = spec.template_hash(pinned.template)
@@ -216,7 +304,7 @@ class Deployer:
         previous = self._store.list_revisions(service) if existing else []
         serving = _serving(existing, previous)
         manifest = pinned.to_manifest()
-        if commit is not None and commit.preview_tag:
+        if placement.traffic == "none":
             # A preview must not become "the latest ready revision" that takes the traffic:
             # pin what serves now by name, as `gcloud run deploy --no-traffic` does.
             manifest["spec"]["traffic"] = traffic.pin_latest(
@@ -232,10 +320,11 @@ class Deployer:
                     "seconds": 0,
                 }
             )
-            if commit is not None:
+            if placement.tags or placement.traffic == "promote":
                 self._retag(
-                    service, revision=latest.name, commit=commit, promote=not commit.preview_tag
-                )
+                    service, revision=latest.name, tags=placement.tags,
+                    promote=placement.traffic == "promote",
+                )  # fmt: skip
             self._reconciler.wake()
             return Outcome(
                 service=service, revision=latest, created=False, urls=self._urls(service)
@@ -248,14 +337,14 @@ class Deployer:
         emit({"event": "revision", "revision": rev.name, "status": "Pending"})
         started = time.monotonic()
         before = self._store.get_service(service)
-        if commit is not None:
+        if placement.tags:
             # Tags point at the revision from the start, so that it is routed (and keeps its
             # instance) the moment it turns ready; its tag URLs answer 503 until then.
-            self._retag(service, revision=rev.name, commit=commit, promote=False)
+            self._retag(service, revision=rev.name, tags=placement.tags, promote=False)
         self._reconciler.wake()
         rev = self._await_settled(rev.name)
         if rev.status == "Failed":
-            if commit is not None:
+            if placement.tags:
                 self._put_traffic(before, before.spec["spec"].get("traffic") or [])
             keeps = f"{serving} keeps serving" if serving else "no revision serves yet"
             raise RevisionFailed(
@@ -263,11 +352,11 @@ class Deployer:
                 f"Traffic unchanged: {keeps}.",
                 reason=rev.reason,
             )
-        promote = promote and (commit is None or not commit.preview_tag)
-        if promote and not _follows_latest(self._store.get_service(service)):
-            self._retag(service, revision=rev.name, commit=commit, promote=True)
+        if placement.traffic == "promote" and not _follows_latest(self._store.get_service(service)):
+            self._retag(service, revision=rev.name, tags=placement.tags, promote=True)
         # The pass that marked it Ready also moved the route; one more pass proves it applied.
         self._reconciler.wait_for_pass(timeout_s=30)
+        self._collect_garbage(service)
         emit(
             {
                 "event": "ready",
@@ -277,6 +366,56 @@ class Deployer:
             }
         )
         return Outcome(service=service, revision=rev, created=True, urls=self._urls(service))
+
+    def set_traffic(self, service: str, edit: traffic.Change) -> None:
+        """Change the split or the tags; never creates a revision. Zero failed requests: any
+        revision about to get traffic gets a ready instance first."""
+        with self._serialised(service, lambda _e: None):
+            svc = self._store.get_service(service)
+            revisions = self._store.list_revisions(service)
+            updated = traffic.change(
+                svc.spec["spec"].get("traffic") or [], edit, revisions=revisions
+            )
+            self._switch(svc, updated, revisions)
+
+    def rollback(self, service: str) -> str:
+        """Send all traffic to the revision that served before the current one."""
+        with self._serialised(service, lambda _e: None):
+            svc = self._store.get_service(service)
+            revisions = self._store.list_revisions(service)
+            entries = svc.spec["spec"].get("traffic") or []
+            target = traffic.previous_serving(entries, revisions=revisions)
+            updated = traffic.change(
+                entries, traffic.Change(to_revisions={target: 100}), revisions=revisions
+            )
+            self._switch(svc, updated, revisions)
+        return target
+
+    def _switch(
+        self, svc: Service, updated: list[dict[str, Any]], revisions: list[Revision]
+    ) -> None:
+        probe = copy.deepcopy(svc.spec)
+        probe["spec"]["traffic"] = updated
+        # Validate first (percents, tags, host lengths): a bad edit changes nothing.
+        spec.parse_service(probe, require_image=False)
+        wanted = {t.revision for t in resolve_traffic(
+            Service(name=svc.name, spec=probe, generation=svc.generation,
+                    created_at=svc.created_at),
+            revisions,
+        )}  # fmt: skip
+        self._reconciler.hold(wanted)
+        try:
+            late = self._reconciler.wait_ready(wanted, timeout_s=self._settings.readiness_timeout_s)
+            if late:
+                raise RevisionFailed(
+                    f"{', '.join(sorted(late))} did not get a ready instance within "
+                    f"{self._settings.readiness_timeout_s:.0f}s: traffic unchanged",
+                    reason="NotReady",
+                )
+            self._put_traffic(svc, updated)
+            self._reconciler.wait_for_pass(timeout_s=30)
+        finally:
+            self._reconciler.release(wanted)
 
     def remove_tag(self, service: str, tag: str) -> bool:
         """Drop a preview tag (deleted branch, closed pull request); False if it was not set."""
@@ -290,18 +429,13 @@ class Deployer:
         self._reconciler.wait_for_pass(timeout_s=30)  # the URL is gone when this returns
         return True
 
-    def _retag(self, service: str, *, revision: str, commit: Commit | None, promote: bool) -> None:
-        """Point the commit's tags at `revision`; with `promote`, all traffic follows latest."""
+    def _retag(self, service: str, *, revision: str, tags: tuple[str, ...], promote: bool) -> None:
+        """Point `tags` at `revision`; with `promote`, all traffic follows the latest."""
         svc = self._store.get_service(service)
-        tags = []
-        if commit is not None:
-            tags.append(names.commit_tag(commit.sha))
-            if commit.preview_tag:
-                tags.append(commit.preview_tag)
         updated = traffic.retag(
             svc.spec["spec"].get("traffic") or [],
             revision=revision,
-            tags=tags,
+            tags=list(tags),
             promote=promote,
             keep_commit_tags=self._settings.commit_tags_kept,
         )
@@ -314,6 +448,39 @@ class Deployer:
         manifest = spec.parse_service(manifest, require_image=False).to_manifest()
         self._store.put_service(svc.name, spec=manifest)
         self._reconciler.wake()
+
+    def _pin_secrets(self, ks: spec.KService) -> spec.KService:
+        """Record the current version of every secret the template uses, in the template:
+        a new secret version then means a new revision, and restarts keep the same values."""
+        manifest = ks.to_manifest()
+        template = manifest["spec"]["template"]
+        annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
+        used = sorted(secret_names(template))
+        annotations.pop(SECRET_VERSIONS_ANNOTATION, None)
+        if used:
+            if self._secrets is None:
+                raise InvalidInput("this Slipway has no secret store configured")
+            versions = {name: self._secrets.latest(name) for name in used}
+            for e in template["spec"]["containers"][0].get("env") or []:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:  # fail now, not when an instance starts
+                    self._secrets.value(ref["name"], ref["key"], versions[ref["name"]])
+            annotations[SECRET_VERSIONS_ANNOTATION] = ",".join(
+                f"{name}={version}" for name, version in versions.items()
+            )
+        return spec.parse_service(manifest, require_image=False)
+
+    def _collect_garbage(self, service: str) -> None:
+        svc = self._store.get_service(service)
+        old = traffic.collectable(
+            svc.spec["spec"].get("traffic") or [],
+            revisions=self._store.list_revisions(service),
+            keep=self._settings.revisions_kept,
+        )
+        if old:
+            self._store.delete_revisions(old)
+            get_log(service=service).info("revisions_collected", revisions=old)
+            self._reconciler.wake()
 
     def _await_settled(self, revision: str) -> Revision:
         deadline = time.monotonic() + self._settings.readiness_timeout_s + 30

@@ -1,4 +1,4 @@
-"""When may a draining instance stop? When HAProxy has no request in flight on it.
+"""What the reconciler asks HAProxy: may a draining instance stop, which instances are down.
 
 A request can be in flight in the current worker (its server's current sessions) or in an old
 worker still finishing after a reload (those do not show in the new worker's stats). Either
@@ -33,6 +33,13 @@ class HAProxyDataPlane:
 
     def apply(self, plane: DataPlane) -> str:
         return self.manager.apply(plane)
+
+    def down(self, backend: str) -> set[str]:
+        """Servers of `backend` that HAProxy's checks or observed errors have marked down."""
+        try:
+            return {s.name for s in self.manager.runtime.show_servers(backend) if not s.up}
+        except Unavailable:
+            return set()
 
     def busy(self, backend: str, server: str) -> bool:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from pipeline import db
+from pipeline import daemons, db
 from pipeline.api.auth import ensure_token
 from pipeline.builds import DockerfileBuilder
 from pipeline.config import Settings
@@ -22,6 +22,8 @@ from pipeline.engines.docker import DockerEngine
 from pipeline.reconciler import Reconciler
 from pipeline.registry import RegistryClient
 from pipeline.repos import Repositories
+from pipeline.secrets import SecretStore
+from pipeline.secrets import resolve as resolve_secrets
 from pipeline.state import Store
 from webhooks.runner import Runner
 
@@ -37,6 +39,7 @@ class Platform:
     deployer: Deployer
     repos: Repositories
     deliveries: Deliveries
+    secrets: SecretStore
     runner: Runner
     stop: threading.Event
 
@@ -52,9 +55,10 @@ class Platform:
         return thread
 
 
-def site_of(settings: Settings) -> Site:
+def site_of(settings: Settings, *, internal: str = "") -> Site:
     return Site(
         bind=f"{settings.ingress_host}:{settings.ingress_port}",
+        internal_bind=f"{internal}:{settings.ingress_port}" if internal else "",
         domain=settings.domain,
         api_server=f"{settings.api_host}:{settings.api_port}",
         run_dir=settings.haproxy_dir,
@@ -70,9 +74,18 @@ def build(settings: Settings) -> Platform:
     client = connect()
     engine = DockerEngine(client, platform=settings.platform_id, network=settings.network)
     engine.ensure_network()
+    gateway = engine.gateway()
+    if daemons.ensure_dns(
+        run_dir=settings.data_dir / "run",
+        logs_dir=settings.data_dir / "logs",
+        address=gateway,
+        domain=settings.domain,
+    ):
+        engine.dns = gateway
     dataplane = HAProxyDataPlane(
-        HAProxyManager(site=site_of(settings), binary=settings.haproxy_bin)
+        HAProxyManager(site=site_of(settings, internal=gateway), binary=settings.haproxy_bin)
     )
+    secret_store = SecretStore(settings.data_dir)
     reconciler = Reconciler(
         store=store,
         engine=engine,
@@ -80,6 +93,7 @@ def build(settings: Settings) -> Platform:
         domain=settings.domain,
         readiness_timeout_s=settings.readiness_timeout_s,
         grace_period_s=settings.grace_period_s,
+        resolve=lambda config: resolve_secrets(secret_store, config),
     )
     deployer = Deployer(
         store=store,
@@ -87,6 +101,7 @@ def build(settings: Settings) -> Platform:
         registry=RegistryClient(),
         reconciler=reconciler,
         settings=settings,
+        secrets=secret_store,
     )
     deliveries = Deliveries(sessions)
     return Platform(
@@ -99,6 +114,7 @@ def build(settings: Settings) -> Platform:
         deployer=deployer,
         repos=Repositories(settings.data_dir / "git"),
         deliveries=deliveries,
+        secrets=secret_store,
         runner=Runner(deployer, deliveries),
         stop=threading.Event(),
     )

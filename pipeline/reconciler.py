@@ -24,7 +24,7 @@ from pipeline.dataplane.model import DataPlane
 from pipeline.engines.base import Engine, Instance
 from pipeline.errors import SlipwayError
 from pipeline.logs import get as get_log
-from pipeline.revisions import Readiness, config_of
+from pipeline.revisions import Readiness, RevisionConfig, config_of
 from pipeline.routing import build_plane, desired_scale
 from pipeline.state import Revision, Snapshot, Store
 
@@ -35,6 +35,20 @@ class DataPlaneApplier(Protocol):
     def apply(self, plane: DataPlane) -> str: ...
 
     def busy(self, backend: str, server: str) -> bool: ...
+
+    def down(self, backend: str) -> set[str]: ...
+
+
+# Crash loops back off like Kubernetes: 1 s, 2 s, 4 s ... capped; a minute of health resets it.
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 60.0
+HEALTHY_RESET_S = 60.0
+# An instance HAProxy holds down this many passes in a row is replaced.
+DOWN_PASSES = 3
+
+
+def backoff_s(crashes: int) -> float:
+    return float(min(BACKOFF_BASE_S * 2 ** max(crashes - 1, 0), BACKOFF_MAX_S))
 
 
 class Reconciler:
@@ -50,6 +64,7 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         probe: Probe = probes.ready,
         stopper: Executor | None = None,
+        resolve: Callable[[RevisionConfig], RevisionConfig] = lambda config: config,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -59,6 +74,7 @@ class Reconciler:
         self._grace_s = grace_period_s
         self._clock = clock
         self._probe_fn = probe
+        self._resolve = resolve  # fills in secret values right before a start
         self._ready: set[str] = set()  # instance ids that passed readiness
         self._draining: dict[str, float] = {}  # instance id -> drain start
         self._stopping: set[str] = set()
@@ -68,6 +84,10 @@ class Reconciler:
         self._cond = threading.Condition()
         self._passes = 0
         self._unready = False  # an instance is running but not ready yet
+        self._held: set[str] = set()  # revisions kept warm ahead of a traffic change
+        self._crashes: dict[str, tuple[int, float]] = {}  # revision -> (count, last crash time)
+        self._down_passes: dict[str, int] = {}  # instance id -> passes seen down
+        self._ready_revisions: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._log = get_log(component="reconciler")
 
@@ -87,6 +107,28 @@ class Reconciler:
             self._wake.wait(min(interval_s, 0.2) if self._unready else interval_s)
             self._wake.clear()
         self._stopper.shutdown(wait=True)
+
+    def hold(self, revisions: set[str]) -> None:
+        """Keep an instance of each of these revisions running even with no traffic yet."""
+        with self._cond:
+            self._held |= revisions
+        self.wake()
+
+    def release(self, revisions: set[str]) -> None:
+        with self._cond:
+            self._held -= revisions
+        self.wake()
+
+    def wait_ready(self, revisions: set[str], *, timeout_s: float) -> set[str]:
+        """Wait until each revision has a ready instance in the data plane; return the laggards."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not revisions <= self._ready_revisions:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(timeout=min(left, 1.0))
+            return revisions - self._ready_revisions
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
         """Wait until one full pass has started and finished after this call."""
@@ -126,6 +168,7 @@ class Reconciler:
             snapshot = self._store.snapshot()
             revisions = {r.name: r for r in snapshot.revisions}
 
+        self._heal(snapshot, instances)
         instances = self._scale(snapshot, instances, revisions)
         plane = build_plane(
             snapshot,
@@ -135,6 +178,9 @@ class Reconciler:
             domain=self._domain,
         )
         applied = self._dataplane.apply(plane)
+        self._ready_revisions = frozenset(
+            i.revision for i in instances if i.id in self._ready and i.id not in self._draining
+        )
         if applied != "unchanged":
             self._log.info("dataplane_applied", result=applied)
         self._finish_drains(instances)
@@ -193,11 +239,16 @@ class Reconciler:
         self, snapshot: Snapshot, instances: list[Instance], revisions: dict[str, Revision]
     ) -> list[Instance]:
         scale = desired_scale(snapshot)
+        with self._cond:
+            for name in self._held & set(scale):
+                scale[name] = max(scale[name], 1)
         result: list[Instance] = []
         by_revision: dict[str, list[Instance]] = {}
         for inst in instances:
             if not inst.running:
                 # Exited: collected here; a routed revision gets a fresh instance below.
+                if inst.id not in self._stopping and inst.id not in self._draining:
+                    self._crashed(revisions.get(inst.revision), inst)
                 self._stop(inst)
                 continue
             by_revision.setdefault(inst.revision, []).append(inst)
@@ -214,11 +265,68 @@ class Reconciler:
                 )
         for rev_name, want in scale.items():
             have = [i for i in by_revision.get(rev_name, []) if i.id not in self._draining]
+            if want > len(have) and self._backing_off(rev_name):
+                continue
             for _ in range(want - len(have)):
                 started = self._start(revisions[rev_name])
                 if started is not None:
                     result.append(started)
         return result
+
+    def _crashed(self, rev: Revision | None, inst: Instance) -> None:
+        if rev is None or rev.status != "Ready":
+            return  # a Pending revision's crash fails it (see _update_revision_status)
+        count, _ = self._crashes.get(rev.name, (0, 0.0))
+        count += 1
+        now = self._clock()
+        self._crashes[rev.name] = (count, now)
+        wait = backoff_s(count)
+        tail = self._engine.logs_tail(inst, lines=5)
+        message = (
+            f"an instance exited with code {inst.exit_code} ({count} in a row); "
+            f"restarting in {wait:.0f}s{_with_logs(tail)}"
+        )
+        self._store.note(rev.name, reason="CrashLoopBackOff", message=message)
+        self._log.warning(
+            "instance_crashed", service=rev.service, revision=rev.name, instance=inst.name,
+            exit_code=inst.exit_code, crashes=count, backoff_s=wait,
+        )  # fmt: skip
+
+    def _backing_off(self, revision: str) -> bool:
+        count, last = self._crashes.get(revision, (0, 0.0))
+        return count > 0 and self._clock() - last < backoff_s(count)
+
+    def _heal(self, snapshot: Snapshot, instances: list[Instance]) -> None:
+        """Clear crash loops that recovered; replace instances HAProxy keeps marking down."""
+        now = self._clock()
+        revisions = {r.name: r for r in snapshot.revisions}
+        for name, (_count, last) in list(self._crashes.items()):
+            healthy = any(i.revision == name and i.id in self._ready for i in instances)
+            if healthy and now - last > HEALTHY_RESET_S:
+                del self._crashes[name]
+                rev = revisions.get(name)
+                if rev is not None and rev.reason == "CrashLoopBackOff":
+                    self._store.note(name, reason="", message="")
+        by_backend: dict[str, list[Instance]] = {}
+        for inst in instances:
+            if inst.id in self._ready and inst.id not in self._draining and inst.running:
+                by_backend.setdefault(names.backend_name(inst.revision), []).append(inst)
+        seen: set[str] = set()
+        for backend, members in by_backend.items():
+            down = self._dataplane.down(backend)
+            for inst in members:
+                if names.server_name(inst.instance) not in down:
+                    continue
+                seen.add(inst.id)
+                passes = self._down_passes.get(inst.id, 0) + 1
+                self._down_passes[inst.id] = passes
+                if passes >= DOWN_PASSES:
+                    # Out of rotation already (HAProxy did that); replace it.
+                    self._log.warning(
+                        "instance_unhealthy", revision=inst.revision, instance=inst.name
+                    )
+                    self._draining[inst.id] = now - self._grace_s  # no drain wait: it is down
+        self._down_passes = {k: v for k, v in self._down_passes.items() if k in seen}
 
     def _start(self, rev: Revision) -> Instance | None:
         log = self._log.bind(service=rev.service, revision=rev.name, build=rev.build_id)
@@ -228,7 +336,7 @@ class Reconciler:
                 service=rev.service,
                 revision=rev.name,
                 instance=instance_id,
-                config=config_of(rev.template, image=rev.image),
+                config=self._resolve(config_of(rev.template, image=rev.image)),
             )
         except SlipwayError as e:
             log.warning("instance_start_failed", error=e.message)

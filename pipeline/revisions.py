@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_PORT = 8080
+# Template annotation with the secret versions a revision pinned when it was created.
+SECRET_VERSIONS_ANNOTATION = "slipway.dev/secret-versions"
 DEFAULT_TIMEOUT_S = 300
 
 
@@ -27,6 +29,8 @@ class RevisionConfig:
     image: str
     port: int = DEFAULT_PORT
     env: tuple[tuple[str, str], ...] = ()
+    # (ENV, secret, key, version): resolved to values only when an instance starts.
+    secret_env: tuple[tuple[str, str, str, int], ...] = ()
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     working_dir: str = ""
@@ -44,10 +48,21 @@ def config_of(template: dict[str, Any], *, image: str) -> RevisionConfig:
     ports = c.get("ports") or []
     port = int(ports[0].get("containerPort", DEFAULT_PORT)) if ports else DEFAULT_PORT
     limits: dict[str, Any] = (c.get("resources") or {}).get("limits") or {}
+    env_list: list[dict[str, Any]] = c.get("env") or []
+    versions = secret_versions(template)
+    secret_env = []
+    for e in env_list:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            name = str(ref["name"])
+            secret_env.append((str(e["name"]), name, str(ref["key"]), versions.get(name, 0)))
     return RevisionConfig(
         image=image,
         port=port,
-        env=tuple((str(e["name"]), str(e.get("value", ""))) for e in c.get("env") or []),
+        env=tuple(
+            (str(e["name"]), str(e.get("value") or "")) for e in env_list if "valueFrom" not in e
+        ),
+        secret_env=tuple(secret_env),
         command=tuple(str(x) for x in c.get("command") or []),
         args=tuple(str(x) for x in c.get("args") or []),
         working_dir=str(c.get("workingDir") or ""),
@@ -57,6 +72,23 @@ def config_of(template: dict[str, Any], *, image: str) -> RevisionConfig:
         cpu_limit=str(limits.get("cpu") or ""),
         readiness=_readiness(c.get("readinessProbe") or {}),
     )
+
+
+def secret_names(template: dict[str, Any]) -> set[str]:
+    containers = (template.get("spec") or {}).get("containers") or [{}]
+    return {
+        str(e["valueFrom"]["secretKeyRef"]["name"])
+        for e in containers[0].get("env") or []
+        if (e.get("valueFrom") or {}).get("secretKeyRef")
+    }
+
+
+def secret_versions(template: dict[str, Any]) -> dict[str, int]:
+    raw = ((template.get("metadata") or {}).get("annotations") or {}).get(
+        SECRET_VERSIONS_ANNOTATION, ""
+    )
+    pairs = (item.partition("=") for item in raw.split(",") if item)
+    return {name: int(version) for name, _, version in pairs}
 
 
 def _readiness(probe: dict[str, Any]) -> Readiness:

@@ -17,6 +17,7 @@ from pipeline.engines.base import Instance
 from pipeline.revisions import config_of
 from pipeline.state import Revision, Service, Snapshot
 
+VISIBILITY_LABEL = "networking.knative.dev/visibility"
 DEFAULT_TRAFFIC: tuple[dict[str, Any], ...] = ({"latestRevision": True, "percent": 100},)
 
 
@@ -90,16 +91,17 @@ def build_plane(
     needed: set[str] = set()
     for svc in snapshot.services:
         targets = resolve_traffic(svc, snapshot.revisions_of(svc.name))
+        local = is_cluster_local(svc)
         split: dict[str, int] = {}
         for t in targets:
             if t.percent > 0:
                 split[t.revision] = split.get(t.revision, 0) + t.percent
             if t.tag:
                 host = names.tag_host(t.tag, svc.name, domain)
-                routes.append(_route(host, {t.revision: 100}))
+                routes.append(_route(host, {t.revision: 100}, internal_only=local))
                 needed.add(t.revision)
         if split:
-            routes.append(_route(names.service_host(svc.name, domain), split))
+            routes.append(_route(names.service_host(svc.name, domain), split, internal_only=local))
             needed.update(split)
 
     servers: dict[str, list[Server]] = {}
@@ -131,9 +133,15 @@ def build_plane(
     return DataPlane(routes=tuple(sorted(routes, key=lambda r: r.host)), backends=tuple(backends))
 
 
-def _route(host: str, split: dict[str, int]) -> Route:
+def is_cluster_local(service: Service) -> bool:
+    labels: dict[str, str] = (service.spec.get("metadata") or {}).get("labels") or {}
+    return labels.get(VISIBILITY_LABEL) == "cluster-local"
+
+
+def _route(host: str, split: dict[str, int], *, internal_only: bool = False) -> Route:
     return Route(
         host=host,
+        internal_only=internal_only,
         splits=tuple(
             Split(backend=names.backend_name(rev), percent=pct)
             for rev, pct in sorted(split.items())

@@ -213,6 +213,18 @@ class Store:
             if status == "Ready":
                 row.ready_at = utcnow()
 
+    def delete_revisions(self, names: list[str]) -> None:
+        with self._sessions.begin() as s:
+            s.execute(delete(RevisionRow).where(RevisionRow.name.in_(names)))
+
+    def note(self, name: str, *, reason: str, message: str) -> None:
+        """Set a revision's condition (e.g. CrashLoopBackOff) without changing its status."""
+        with self._sessions.begin() as s:
+            row = s.get(RevisionRow, name)
+            if row is not None and (row.reason, row.message) != (reason, message):
+                row.reason = reason
+                row.message = message
+
     # builds -----------------------------------------------------------------------------------
     def create_build(self, service: str, *, builder: str) -> Build:
         with self._sessions.begin() as s:

@@ -87,7 +87,7 @@ start_dockerd() {
   die "dockerd did not come up; its log is $LOGS/dockerd.log"
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && kill -0 "$(cut -d' ' -f1 "$1")" 2>/dev/null; }
 
 wait_http() { # url, what, seconds
   for _ in $(seq 1 $(( ${3:-30} * 4 ))); do
@@ -133,7 +133,7 @@ start_control_plane() {
 stop_pidfile() { # file, name
   if pid_alive "$1"; then
     say "stopping $2"
-    kill "$(cat "$1")" 2>/dev/null || true
+    kill "$(cut -d' ' -f1 "$1")" 2>/dev/null || true
     for _ in $(seq 1 40); do pid_alive "$1" || break; sleep 0.25; done
   fi
   rm -f "$1"

@@ -15,10 +15,11 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import buildlogs, names
+from pipeline import buildlogs, names, traffic
 from pipeline.api import auth, git, views
-from pipeline.deployments import Outcome
+from pipeline.deployments import Flags, Outcome, Placement
 from pipeline.errors import (
     BuildFailed,
     Conflict,
@@ -30,6 +31,7 @@ from pipeline.errors import (
 )
 from pipeline.logs import get as get_log
 from pipeline.platform import Platform
+from pipeline.routing import resolve_traffic
 from webhooks import routes as webhook_routes
 
 STATUS = [
@@ -58,6 +60,24 @@ def error_event(error: Exception) -> dict[str, Any]:
             event["log_tail"] = error.log_tail
         return event
     return {"event": "error", "error": "InternalError", "status": 500, "message": str(error)}
+
+
+class SecretBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: dict[str, str]
+
+
+class TrafficEdit(BaseModel):
+    """Body of POST /v1/services/{name}/traffic; every field optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_revisions: dict[str, int] = Field(default_factory=dict)
+    to_tags: dict[str, int] = Field(default_factory=dict)
+    to_latest: bool = False
+    set_tags: dict[str, str] = Field(default_factory=dict)
+    remove_tags: list[str] = Field(default_factory=list)
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -118,13 +138,34 @@ def create_app(platform: Platform) -> FastAPI:
         log.info("service_deleted", service=name)
         return {"deleted": name}
 
+    @app.post("/v1/services/{name}/traffic", dependencies=v1)
+    def set_traffic(name: str, body: TrafficEdit) -> dict[str, Any]:
+        """Change the split and tags (gcloud/kn vocabulary). Never creates a revision."""
+        platform.deployer.set_traffic(
+            name,
+            traffic.Change(
+                to_revisions=body.to_revisions,
+                to_tags=body.to_tags,
+                to_latest=body.to_latest,
+                set_tags=body.set_tags,
+                remove_tags=tuple(body.remove_tags),
+            ),
+        )
+        return describe_service(name)
+
+    @app.post("/v1/services/{name}/rollback", dependencies=v1)
+    def rollback(name: str) -> dict[str, Any]:
+        """All traffic back to the revision that served before the current one."""
+        target = platform.deployer.rollback(name)
+        return {"rolled_back_to": target, **describe_service(name)}
+
     @app.get("/v1/services/{name}/revisions", dependencies=v1)
     def list_revisions(name: str) -> list[dict[str, Any]]:
-        platform.store.get_service(name)
+        svc = platform.store.get_service(name)
         instances = platform.engine.list_instances()
-        return [
-            views.revision_view(r, instances) for r in reversed(platform.store.list_revisions(name))
-        ]
+        revisions = platform.store.list_revisions(name)
+        targets = resolve_traffic(svc, revisions)
+        return [views.revision_view(r, instances, targets) for r in reversed(revisions)]
 
     @app.put("/v1/services/{name}", dependencies=v1)
     async def replace_service(name: str, request: Request) -> StreamingResponse:
@@ -135,6 +176,17 @@ def create_app(platform: Platform) -> FastAPI:
     async def deploy(name: str, request: Request) -> StreamingResponse:
         names.validate_service_name(name)
         env = _env(request.query_params.getlist("env"))
+        placement = Placement.of(
+            None,
+            tag=request.query_params.get("tag", ""),
+            no_traffic=request.query_params.get("no_traffic", "") in ("1", "true"),
+        )
+        flags = Flags(
+            remove_env=tuple(request.query_params.getlist("remove_env")),
+            concurrency=_int_param(request, "concurrency"),
+            secret_env=tuple(_secret_ref(v) for v in request.query_params.getlist("secret")),
+            timeout_s=_int_param(request, "timeout"),
+        )
         image = request.query_params.get("image")
         if request.headers.get("content-type", "").startswith("application/json"):
             try:
@@ -156,7 +208,9 @@ def create_app(platform: Platform) -> FastAPI:
                 )
         if image:
             return _stream(
-                lambda emit: platform.deployer.deploy_image(name, image=image, env=env, emit=emit)
+                lambda emit: platform.deployer.deploy_image(
+                    name, image=image, env=env, emit=emit, placement=placement, flags=flags
+                )
             )
         source = await request.body()
         if not source:
@@ -164,8 +218,30 @@ def create_app(platform: Platform) -> FastAPI:
                 "send a source archive (gzip tar) as the body, or ?image=REGISTRY/REPO:TAG"
             )
         return _stream(
-            lambda emit: platform.deployer.deploy_source(name, source=source, env=env, emit=emit)
+            lambda emit: platform.deployer.deploy_source(
+                name, source=source, env=env, emit=emit, placement=placement, flags=flags
+            )
         )
+
+    @app.get("/v1/secrets", dependencies=v1)
+    def list_secrets() -> list[dict[str, Any]]:
+        """Names, versions and keys; never values."""
+        return [
+            {"name": i.name, "version": i.version, "keys": list(i.keys)}
+            for i in platform.secrets.list()
+        ]
+
+    @app.put("/v1/secrets/{name}", dependencies=v1)
+    def put_secret(name: str, body: SecretBody) -> dict[str, Any]:
+        """A new version of the secret; revisions created from now on use it."""
+        version = platform.secrets.put(name, body.data)
+        log.info("secret_stored", secret=name, version=version, keys=sorted(body.data))
+        return {"name": name, "version": version, "keys": sorted(body.data)}
+
+    @app.delete("/v1/secrets/{name}", dependencies=v1)
+    def delete_secret(name: str) -> dict[str, str]:
+        platform.secrets.delete(name)
+        return {"deleted": name}
 
     @app.get("/v1/deliveries", dependencies=v1)
     def list_deliveries() -> list[dict[str, Any]]:
@@ -212,6 +288,23 @@ def create_app(platform: Platform) -> FastAPI:
 def _summary(view: dict[str, Any]) -> dict[str, Any]:
     keys = ("name", "url", "ready", "latest_created_revision", "latest_ready_revision", "traffic")
     return {k: view[k] for k in keys}
+
+
+def _secret_ref(value: str) -> tuple[str, str, str]:
+    env, _, ref = value.partition("=")
+    secret, _, key = ref.partition(":")
+    if not (env and secret and key):
+        raise InvalidInput(f"secret {value!r} must look like ENV=SECRET:KEY")
+    return env, secret, key
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise InvalidInput(f"{name} must be a whole number, got {value!r}")
+    return int(value)
 
 
 def _env(pairs: list[str]) -> dict[str, str]:

@@ -6,13 +6,18 @@ from typing import Any
 
 from pipeline import names
 from pipeline.engines.base import Instance
-from pipeline.routing import resolve_traffic
+from pipeline.routing import Target, resolve_traffic
 from pipeline.state import Build, Revision, Service
 
 
-def revision_view(rev: Revision, instances: list[Instance]) -> dict[str, Any]:
+def revision_view(
+    rev: Revision, instances: list[Instance], targets: list[Target] | None = None
+) -> dict[str, Any]:
     own = [i for i in instances if i.revision == rev.name]
+    mine = [t for t in targets or [] if t.revision == rev.name]
     return {
+        "traffic": sum(t.percent for t in mine),
+        "tags": sorted(t.tag for t in mine if t.tag),
         "name": rev.name,
         "number": rev.number,
         "image": rev.image,
@@ -53,7 +58,7 @@ def service_view(
         "latest_created_revision": latest_created,
         "latest_ready_revision": ready[-1].name if ready else None,
         "traffic": traffic,
-        "revisions": [revision_view(r, instances) for r in reversed(revisions)],
+        "revisions": [revision_view(r, instances, targets) for r in reversed(revisions)],
         "spec": svc.spec,
     }
 

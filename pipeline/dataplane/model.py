@@ -44,6 +44,7 @@ class Route:
 
     host: str
     splits: tuple[Split, ...]  # percents sum to 100; a tag host has one split at 100
+    internal_only: bool = False  # cluster-local: only on the internal listener
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +58,8 @@ class Site:
     """What does not change with the services: listeners, the API, the files HAProxy uses."""
 
     bind: str  # "127.0.0.1:8080"
+    # The listener instances reach (bridge gateway): every service, cluster-local ones too.
+    internal_bind: str = ""
     domain: str  # "localhost": the bare domain serves Slipway's API
     api_server: str  # "127.0.0.1:8081": the control plane behind the bare domain
     run_dir: Path = field(default=Path("/var/lib/slipway/haproxy"))

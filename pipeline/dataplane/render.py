@@ -103,6 +103,11 @@ def _body(plane: DataPlane, *, site: Site) -> str:
         _global(site, hard_stop_after_s=longest + HARD_STOP_MARGIN_S),
         _defaults(),
         _frontend(sorted(plane.routes, key=lambda r: r.host), site=site),
+        *(
+            [_frontend(sorted(plane.routes, key=lambda r: r.host), site=site, internal=True)]
+            if site.internal_bind
+            else []
+        ),
         _api_backend(site),
         _no_route_backend(),
         *(_backend(b) for b in backends),
@@ -149,9 +154,13 @@ def _defaults() -> str:
     )
 
 
-def _frontend(routes: list[Route], *, site: Site) -> str:
+def _frontend(routes: list[Route], *, site: Site, internal: bool = False) -> str:
+    """The public ingress, or (internal=True) the listener instances reach on the bridge
+    gateway: there every service answers, cluster-local ones too, and the API does not."""
+    if not internal:
+        routes = [r for r in routes if not r.internal_only]
     lines = [
-        f"bind {site.bind}",
+        f"bind {site.internal_bind if internal else site.bind}",
         "option forwardfor",
         "http-request set-header X-Forwarded-Proto http",
         "http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
@@ -164,6 +173,8 @@ def _frontend(routes: list[Route], *, site: Site) -> str:
         f"{{ path {HAPROXY_METRICS_PATH} }}",
         f"use_backend {API_BACKEND} if host:{site.domain}",
     ]
+    if internal:
+        rules = []
     ranges: set[tuple[int, int]] = set()
     for route in routes:
         lines.append(f"acl host:{route.host} var(txn.host) -m str {route.host}")
@@ -180,7 +191,7 @@ def _frontend(routes: list[Route], *, site: Site) -> str:
     lines += [f"acl pick:{a}-{b} var(txn.pick) -m int {a}:{b}" for a, b in sorted(ranges)]
     lines += rules
     lines.append(f"default_backend {NO_ROUTE_BACKEND}")
-    return _section("frontend ingress", *lines)
+    return _section("frontend internal" if internal else "frontend ingress", *lines)
 
 
 def _api_backend(site: Site) -> str:

@@ -49,6 +49,7 @@ def container_kwargs(
     instance: str,
     config: RevisionConfig,
     metadata_host: str = "",
+    dns: str = "",
 ) -> dict[str, Any]:
     env = dict(config.env)
     env.update(
@@ -71,6 +72,9 @@ def container_kwargs(
         "restart_policy": {"Name": "no"},  # the reconciler replaces instances, not dockerd
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
     }
+    if dns:
+        # Names under Slipway's domain resolve to the internal listener (pipeline.internaldns).
+        kwargs["dns"] = [dns]
     if config.command:
         kwargs["entrypoint"] = list(config.command)
     if config.args:
@@ -92,6 +96,7 @@ class DockerEngine:
         self._platform = platform
         self._network = network
         self._metadata_host = metadata_host
+        self.dns = ""  # the internal resolver's address, once the network is known
 
     def ensure_network(self) -> None:
         try:
@@ -103,6 +108,19 @@ class DockerEngine:
                 )
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot create Docker network {self._network}: {e}") from e
+
+    def gateway(self) -> str:
+        """The bridge network's gateway: the host as instances see it."""
+        try:
+            (network,) = self._client.networks.list(names=[self._network])
+            network.reload()
+            configs = network.attrs.get("IPAM", {}).get("Config") or []
+        except (ValueError, docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+            raise Unavailable(f"cannot inspect Docker network {self._network}: {e}") from e
+        gateways = [c["Gateway"] for c in configs if c.get("Gateway") and ":" not in c["Gateway"]]
+        if not gateways:
+            raise Unavailable(f"Docker network {self._network} has no IPv4 gateway")
+        return str(gateways[0])
 
     def list_instances(self) -> list[Instance]:
         filters = {
@@ -144,6 +162,7 @@ class DockerEngine:
             instance=instance,
             config=config,
             metadata_host=self._metadata_host,
+            dns=self.dns,
         )
         try:
             self._ensure_image(config.image)

@@ -34,13 +34,41 @@ IMAGE_REFERENCE = re.compile(
 )
 
 
-class EnvVar(SpecModel):
-    unsupported_fields = not_yet(
-        "valueFrom", hint="secrets and config maps are not available; set a literal 'value'"
-    )
+class SecretKeyRef(SpecModel):
+    """A key of a Slipway secret (`slipway secrets set NAME KEY=VALUE`)."""
+
+    unsupported_fields = not_yet("optional")
 
     name: str
-    value: str = ""
+    key: str
+
+    @field_validator("name")
+    @classmethod
+    def _check_secret_name(cls, name: str) -> str:
+        if not _DNS1123_LABEL.match(name):
+            raise SpecProblem(f"invalid secret name {name!r}: lowercase letters, digits and '-'")
+        return name
+
+
+class EnvVarSource(SpecModel):
+    unsupported_fields = not_yet(
+        "configMapKeyRef", "fieldRef", "resourceFieldRef",
+        hint="only secretKeyRef is available",
+    )  # fmt: skip
+
+    secret_key_ref: SecretKeyRef = Field(alias="secretKeyRef")
+
+
+class EnvVar(SpecModel):
+    name: str
+    value: str | None = None
+    value_from: EnvVarSource | None = Field(default=None, alias="valueFrom")
+
+    @model_validator(mode="after")
+    def _value_or_source(self) -> EnvVar:
+        if self.value and self.value_from is not None:
+            raise SpecProblem("set either 'value' or 'valueFrom', not both")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -273,4 +301,4 @@ class Container(SpecModel):
 
     @property
     def env_map(self) -> dict[str, str]:
-        return {var.name: var.value for var in self.env}
+        return {var.name: var.value or "" for var in self.env if var.value_from is None}

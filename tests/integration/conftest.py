@@ -24,11 +24,12 @@ import docker
 import httpx
 import pytest
 
-from pipeline import baseimages, names
+from pipeline import baseimages, daemons, names
 from pipeline.errors import Unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX = "slipway/busybox:1.35-bookworm"
+PYTHON = "slipway/python:3.11-bookworm"
 WEBHOOK_SECRET = "It's a Secret to Everybody"
 
 
@@ -91,6 +92,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def busybox_image(docker_client: docker.DockerClient) -> str:
     baseimages.ensure_base_images(docker_client, references=[BUSYBOX])
     return BUSYBOX
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_client: docker.DockerClient) -> str:
+    """Debian's python3 (debootstrap, ~50 s the first time on a machine)."""
+    baseimages.ensure_base_images(docker_client, references=[PYTHON])
+    return PYTHON
 
 
 @dataclass
@@ -167,15 +175,16 @@ class Slipway:
             )
         return result
 
-    def get(self, host: str, path: str = "/", **kwargs: object) -> httpx.Response:
+    def get(
+        self, host: str, path: str = "/", *, client: httpx.Client | None = None
+    ) -> httpx.Response:
         """A request through HAProxy for `host` (e.g. 'hello'), as a browser would send it."""
         full = host if "." in host else names.service_host(host, "localhost")
-        return httpx.get(
-            f"http://127.0.0.1:{self.ingress_port}{path}",
-            headers={"Host": f"{full}:{self.ingress_port}"},
-            timeout=10,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        url = f"http://127.0.0.1:{self.ingress_port}{path}"
+        headers = {"Host": f"{full}:{self.ingress_port}"}
+        if client is not None:
+            return client.get(url, headers=headers)
+        return httpx.get(url, headers=headers, timeout=10)
 
     def api_get(self, path: str) -> httpx.Response:
         """GET on the API, with the admin token, straight to the control plane."""
@@ -196,6 +205,7 @@ class Slipway:
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+        daemons.stop(self.data_dir / "run" / "dns.pid")
         for c in self.containers(client):
             c.remove(force=True)
         for n in client.networks.list(names=[self.network]):
@@ -236,6 +246,7 @@ def running_slipway(
         "SLIPWAY_READINESS_TIMEOUT": "10",
         "SLIPWAY_GRACE_PERIOD": "5",
         "SLIPWAY_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "SLIPWAY_REVISIONS_KEPT": "3",
     }
     env.pop("SLIPWAY_URL", None)
     env.pop("SLIPWAY_TOKEN", None)

@@ -265,3 +265,20 @@ def test_delete_service_removes_route_and_instances(
     assert slipway.get("gone").status_code == 404
     assert owned == []
     assert "gone" not in slipway.cli("services", "list").stdout
+
+
+def test_revision_history_and_garbage_collection(slipway: Slipway, tmp_path: Path) -> None:
+    app = tmp_path / "gc"
+    for n in range(1, 6):
+        write_app(app, body=f"gc v{n}\n")
+        slipway.cli("deploy", "gc", "--source", str(app))
+
+    listing = slipway.cli("revisions", "list", "gc").stdout
+    revisions = slipway.api_get("/v1/services/gc/revisions").json()
+    # The serving revision plus the 3 newest idle ones are kept (SLIPWAY_REVISIONS_KEPT=3).
+    assert [r["name"] for r in revisions] == ["gc-00005", "gc-00004", "gc-00003", "gc-00002"]
+    assert revisions[0]["traffic"] == 100 and revisions[1]["traffic"] == 0
+    assert "gc-00005" in listing and "100%" in listing and "gc-00001" not in listing
+    # Revision numbers only grow after collection.
+    write_app(app, body="gc v6\n")
+    assert "gc-00006 ready" in slipway.cli("deploy", "gc", "--source", str(app)).stdout

@@ -60,6 +60,7 @@ class RecordingDataPlane:
     def __init__(self) -> None:
         self.planes: list[DataPlane] = []
         self.busy_servers: set[tuple[str, str]] = set()
+        self.down_servers: set[tuple[str, str]] = set()
 
     def apply(self, plane: DataPlane) -> str:
         changed = not self.planes or self.planes[-1] != plane
@@ -68,6 +69,9 @@ class RecordingDataPlane:
 
     def busy(self, backend: str, server: str) -> bool:
         return (backend, server) in self.busy_servers
+
+    def down(self, backend: str) -> set[str]:
+        return {server for b, server in self.down_servers if b == backend}
 
 
 class Inline(Executor):
@@ -215,7 +219,64 @@ def test_ready_revision_instance_that_exits_is_replaced(world: World) -> None:
     world.engine.exit(inst.id, 137)
 
     world.reconciler.reconcile_once()
+    world.now += 1.5  # past the first back-off
+    world.reconciler.reconcile_once()
 
     (replacement,) = world.engine.list_instances()
     assert replacement.id != inst.id and replacement.revision == rev
-    assert world.status(rev) == ("Ready", "")
+    assert world.status(rev) == ("Ready", "CrashLoopBackOff")
+
+
+def test_crash_loop_backs_off_and_is_surfaced(world: World) -> None:
+    rev = world.deploy("hello", "img:1")
+    world.now = world.store.get_revision(rev).created_at.timestamp()
+    world.reconciler.reconcile_once()
+    (inst,) = world.engine.list_instances()
+    world.listening.add(inst.address)
+    world.reconciler.reconcile_once()
+
+    world.engine.exit(inst.id, 1)
+    world.reconciler.reconcile_once()  # crash 1: back off 1 s before replacing
+    assert world.engine.list_instances() == []
+    r = world.store.get_revision(rev)
+    assert (r.status, r.reason) == ("Ready", "CrashLoopBackOff")
+    assert "1 in a row" in r.message
+
+    world.now += 1.5
+    world.reconciler.reconcile_once()
+    (second,) = world.engine.list_instances()
+    world.engine.exit(second.id, 1)
+    world.reconciler.reconcile_once()  # crash 2: back off 2 s
+    world.now += 1.5
+    world.reconciler.reconcile_once()
+    assert world.engine.list_instances() == [], "still backing off"
+    world.now += 1
+    world.reconciler.reconcile_once()
+    (third,) = world.engine.list_instances()
+    assert "2 in a row" in world.store.get_revision(rev).message
+
+    # A minute of health clears the condition.
+    world.listening.add(third.address)
+    world.reconciler.reconcile_once()
+    world.now += 61
+    world.reconciler.reconcile_once()
+    assert world.store.get_revision(rev).reason == ""
+
+
+def test_instance_held_down_by_haproxy_is_replaced(world: World) -> None:
+    rev = world.deploy("hello", "img:1")
+    world.now = world.store.get_revision(rev).created_at.timestamp()
+    world.reconciler.reconcile_once()
+    (inst,) = world.engine.list_instances()
+    world.listening.add(inst.address)
+    world.reconciler.reconcile_once()
+
+    world.plane.down_servers.add(("rev-hello-00001", f"i-{inst.instance}"))
+    world.reconciler.reconcile_once()
+    world.reconciler.reconcile_once()
+    assert inst.id in world.engine.instances, "one bad check is not enough"
+    world.reconciler.reconcile_once()
+
+    assert inst.id in world.engine.stopped
+    (replacement,) = world.engine.list_instances()
+    assert replacement.id != inst.id

@@ -392,9 +392,14 @@ INVALID = [
         id="configuration-name",
     ),
     pytest.param(
+        edit((f"{C0}.env", [{"name": "DB", "valueFrom": {"configMapKeyRef": {"key": "pw"}}}])),
+        f"{C0}.env[0].valueFrom.configMapKeyRef: not supported by Slipway yet",
+        id="env-value-from-config-map",
+    ),
+    pytest.param(
         edit((f"{C0}.env", [{"name": "DB", "valueFrom": {"secretKeyRef": {"key": "pw"}}}])),
-        f"{C0}.env[0].valueFrom: not supported by Slipway yet",
-        id="env-value-from",
+        f"{C0}.env[0].valueFrom.secretKeyRef.name",
+        id="env-secret-without-name",
     ),
     pytest.param(
         edit((f"{C0}.env", [{"name": "N", "value": 1}])),
