@@ -142,6 +142,11 @@ class Reconciler:
             self.wake()
             return self._cond.wait_for(lambda: self._passes >= target, timeout=timeout_s)
 
+    @property
+    def passes(self) -> int:
+        """Passes finished since this process started (the reconcile counter in /metrics)."""
+        return self._passes
+
     # one pass ---------------------------------------------------------------------------------
     def reconcile_once(self) -> str:
         with self._lock:

@@ -280,7 +280,8 @@ class Store:
                 row.finished_at = utcnow()
             return [row.id for row in rows]
 
-    def list_builds(self, *, service: str | None = None, limit: int = 50) -> list[Build]:
+    def list_builds(self, *, service: str | None = None, limit: int | None = 50) -> list[Build]:
+        """Newest first; `limit=None` returns every build (the metrics count them all)."""
         with self._sessions() as s:
             query = select(BuildRow).order_by(BuildRow.created_at.desc()).limit(limit)
             if service:

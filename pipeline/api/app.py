@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import buildlogs, names, traffic
-from pipeline.api import auth, git, sources_route, views
+from pipeline.api import auth, git, metrics_route, sources_route, views
 from pipeline.builds import BuildSettings, parse_pairs
 from pipeline.deployments import Flags, Outcome, Placement
 from pipeline.errors import (
@@ -89,6 +89,7 @@ def create_app(platform: Platform) -> FastAPI:
         auth.check(request, platform.token)
 
     app.include_router(git.create_router(platform))
+    app.include_router(metrics_route.create_router(platform))  # no token: Prometheus scrapes
     # Build Jobs fetch their source with a per-build token, not the API token.
     app.include_router(
         sources_route.create_router(

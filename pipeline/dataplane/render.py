@@ -9,8 +9,9 @@ stay stable and the structure key is a plain hash.
 Shape of the file, and why:
 
 - One frontend: the Host header, lowercased and without its port, picks the route; the bare
-  domain goes to Slipway's API (and `/metrics` to HAProxy's Prometheus exporter); a host nothing
-  answers to gets a 404 naming the host.
+  domain goes to Slipway's API, `/metrics` included (Slipway's metrics join HAProxy's counters
+  with services, tags and instances), and `/metrics/haproxy` to HAProxy's own Prometheus exporter;
+  a host nothing answers to gets a 404 naming the host.
 - Traffic splits are drawn per request (`rand(100)` into a transaction variable, cumulative
   ranges), never per connection: one keep-alive client still sees the configured percentages.
 - One backend per revision, `balance leastconn`: requests vary in duration and each instance has
@@ -34,6 +35,8 @@ API_BACKEND = "slipway-api"
 NO_ROUTE_BACKEND = "slipway-no-route"
 RESERVED_BACKENDS = frozenset({API_BACKEND, NO_ROUTE_BACKEND})
 STRUCTURE_MARKER = "# slipway-structure "
+# HAProxy's own exporter, on the bare domain; `/metrics` itself is Slipway's (pipeline.metrics).
+HAPROXY_METRICS_PATH = "/metrics/haproxy"
 
 # The control plane streams build logs and git pushes through the API backend: give it the
 # longest request time a revision may have (Cloud Run's maximum timeoutSeconds).
@@ -166,7 +169,8 @@ def _frontend(routes: list[Route], *, site: Site, internal: bool = False) -> str
         f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
     ]
     rules = [
-        f"http-request use-service prometheus-exporter if host:{site.domain} {{ path /metrics }}",
+        f"http-request use-service prometheus-exporter if host:{site.domain} "
+        f"{{ path {HAPROXY_METRICS_PATH} }}",
         f"use_backend {API_BACKEND} if host:{site.domain}",
     ]
     if internal:

@@ -133,6 +133,17 @@ class Runtime:
                 return _int(row.get("scur")) + _int(row.get("qcur"))
         raise CommandRejected(f"HAProxy has no backend {backend!r}")
 
+    def show_stat(self) -> list[dict[str, str]]:
+        """Every backend and server row of `show stat`, as HAProxy's CSV header names them.
+
+        Counters are the current worker's: a reload starts them from zero (Prometheus reads that
+        as a counter reset).
+        """
+        out = self.socket.command("show stat -1 6 -1")
+        if not out.startswith("# "):
+            raise CommandRejected(f"HAProxy did not answer `show stat`: {out.strip()}")
+        return list(csv.DictReader(io.StringIO(out[2:])))
+
     def server_sessions(self, backend: str) -> dict[str, int]:
         return {row["svname"]: _int(row.get("scur")) for row in self._stat(backend, kind=4)}
 

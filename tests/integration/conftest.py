@@ -112,6 +112,8 @@ class Slipway:
     platform_id: str
     network: str
     proc: subprocess.Popen[bytes] | None = None
+    # What runs the control plane: `slipway server`, or a test module that wraps it.
+    server_args: tuple[str, ...] = ("-m", "pipeline.cli", "server")
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -128,7 +130,7 @@ class Slipway:
     def start(self) -> None:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "server"],
+                [sys.executable, *self.server_args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -227,8 +229,9 @@ def running_slipway(
     docker_client: docker.DockerClient,
     registry: str,
     extra_env: dict[str, str] | None = None,
+    server_args: tuple[str, ...] = ("-m", "pipeline.cli", "server"),
 ) -> Iterator[Slipway]:
-    """A control plane of its own (e.g. with other build limits), stopped and cleaned after."""
+    """A control plane of its own (data dir, ports, network, platform id), removed afterwards."""
     ident = secrets.token_hex(3)
     data_dir = tmp_path_factory.mktemp("slipway")
     ingress, api = free_port(), free_port()
@@ -250,7 +253,7 @@ def running_slipway(
     env.pop("SLIPWAY_TOKEN", None)
     sw = Slipway(
         data_dir=data_dir, env=env, ingress_port=ingress, api_port=api,
-        platform_id=f"t{ident}", network=f"slipway-test-{ident}",
+        platform_id=f"t{ident}", network=f"slipway-test-{ident}", server_args=server_args,
     )  # fmt: skip
     sw.start()
     try:

@@ -161,7 +161,7 @@ def test_routes_by_host_and_bare_domain(
     assert served["xff"] == "127.0.0.1"
     assert served["xfp"] == "http"
 
-    metrics = client.get("/metrics", headers={"Host": "localhost"})
+    metrics = client.get("/metrics/haproxy", headers={"Host": "localhost"})
     assert metrics.status_code == 200
     assert 'haproxy_backend_http_responses_total{proxy="rev-hello-00001"' in metrics.text
 

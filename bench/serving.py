@@ -1,0 +1,357 @@
+"""Data-plane overhead: wrk direct to one instance vs. through Slipway's HAProxy, side by side.
+
+Needs a running Slipway (`./scripts/up`) and wrk. One run of each case, printed as a table:
+
+  1. direct to one instance (wrk to the container's bridge address);
+  2. through Slipway's HAProxy (the service URL, one instance);
+  3. a standalone HAProxy with Slipway's rendered config (`HAProxyManager`, same renderer) in
+     front of 1 and then 3 instances the bench starts itself from the same image: the embedded
+     engine runs one instance per revision until autoscaling lands, and extra containers with
+     Slipway's labels would be removed by its reconciler;
+  4. through Slipway with a 90/10 split between two revisions (set through the API).
+
+The app is nginx (Debian's nginx-light, one worker) serving a small static file with keep-alive:
+a server that forks or closes per request (busybox httpd) would measure itself, not the proxy.
+
+    .venv/bin/python bench/serving.py [--seconds 10] [--connections 16] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import yaml
+
+from pipeline import names
+from pipeline.client import Client, ClientError, default_token, default_url
+from pipeline.config import Settings
+from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
+from pipeline.dataplane.process import HAProxyManager
+
+SERVICE = "bench-serving"
+BENCH_LABEL = "dev.slipway.bench"
+DOCKERFILE = """FROM slipway/debian:bookworm
+RUN apt-get update && apt-get install -y --no-install-recommends nginx-light \\
+    && rm -rf /var/lib/apt/lists/*
+COPY nginx.conf.in /etc/nginx/port.in
+COPY index.html /www/index.html
+CMD ["sh", "-c", "sed s/@PORT@/$PORT/ /etc/nginx/port.in >/tmp/n.conf && exec nginx -c /tmp/n.conf"]
+"""
+NGINX_CONF = """worker_processes 1;
+daemon off;
+pid /tmp/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    server {
+        listen @PORT@;
+        root /www;
+    }
+}
+"""
+
+
+# wrk ----------------------------------------------------------------------------------------------
+def wrk(
+    url: str, *, host: str | None, seconds: int, connections: int, threads: int
+) -> dict[str, float]:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if host:
+        cmd[1:1] = ["-H", f"Host: {host}"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rps, out
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        assert m, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(rps.group(1)),
+        "p50": pct("50"),
+        "p99": pct("99"),
+        "non2xx": float(bad.group(1)) if bad else 0.0,
+        "socket_errors": float(sum(int(n) for n in re.findall(r"\d+", errors.group(1))))
+        if errors
+        else 0.0,
+    }
+
+
+# the platform -------------------------------------------------------------------------------------
+def deploy(app: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "deploy", SERVICE, "--source", str(app)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def set_split(client: Client, *, old: str, new: str, image: str) -> str:
+    """90/10 between two revisions: the traffic API if this Slipway has it, else a replace."""
+    try:
+        client.request(
+            "POST",
+            f"/v1/services/{SERVICE}/traffic",
+            json={"to_revisions": {old: 90, new: 10}},
+        )
+        return "POST /v1/services/{name}/traffic"
+    except ClientError as e:
+        if e.status not in (404, 405):
+            raise
+    document = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": SERVICE},
+        "spec": {
+            "template": {"spec": {"containers": [{"image": image}]}},
+            "traffic": [
+                {"revisionName": old, "percent": 90},
+                {"latestRevision": True, "percent": 10},
+            ],
+        },
+    }
+    for event in client.stream(
+        "PUT",
+        f"/v1/services/{SERVICE}",
+        content=yaml.safe_dump(document).encode(),
+        headers={"Content-Type": "application/yaml"},
+    ):
+        if event.get("event") == "error":
+            raise SystemExit(f"replace failed: {event.get('message')}")
+    return "PUT /v1/services/{name} (replace with a traffic block)"
+
+
+def wait_for_bodies(
+    ingress: str, host: str, want: set[str], *, timeout_s: float = 60
+) -> Counter[str]:
+    """Until every body in `want` answers; then the split as 1000 keep-alive requests saw it."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=ingress, headers={"Host": host}, timeout=5) as http:
+        while True:
+            seen = Counter(http.get("/").text for _ in range(50))
+            if want <= set(seen):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the split did not serve {want} within {timeout_s}s: {seen}")
+            time.sleep(0.5)
+        return Counter(http.get("/").text for _ in range(1000))
+
+
+def instance_address(client: docker.DockerClient, settings: Settings, revision: str) -> str:
+    containers = client.containers.list(
+        filters={
+            "label": [
+                f"{names.LABEL_PLATFORM}={settings.platform_id}",
+                f"{names.LABEL_REVISION}={revision}",
+            ]
+        }
+    )
+    assert containers, f"no running instance of {revision}"
+    return _address(containers[0], settings.network)
+
+
+# a standalone HAProxy with Slipway's config, in front of instances the bench starts ---------------
+def start_instances(
+    client: docker.DockerClient, *, image: str, network: str, count: int
+) -> list[Any]:
+    started = []
+    for i in range(count):
+        started.append(
+            client.containers.run(
+                image,
+                detach=True,
+                network=network,
+                environment={"PORT": "8080", "K_SERVICE": SERVICE},
+                labels={BENCH_LABEL: "serving"},
+                name=f"slipway-bench-serving-{i}",
+            )
+        )
+    for c in started:
+        c.reload()
+        _wait_tcp(_address(c, network), 8080)
+    return started
+
+
+def standalone(run_dir: Path, addresses: list[str]) -> tuple[HAProxyManager, str]:
+    port = _free_port()
+    site = Site(
+        bind=f"127.0.0.1:{port}", domain="localhost", api_server="127.0.0.1:9", run_dir=run_dir
+    )
+    backend = names.backend_name(f"{SERVICE}-00001")
+    plane = DataPlane(
+        routes=(Route(host=f"{SERVICE}.localhost", splits=(Split(backend=backend, percent=100),)),),
+        backends=(
+            Backend(
+                name=backend,
+                servers=tuple(
+                    Server(name=names.server_name(f"b{i}"), address=a, port=8080)
+                    for i, a in enumerate(addresses)
+                ),
+            ),
+        ),
+    )
+    manager = HAProxyManager(site=site)
+    manager.apply(plane)
+    return manager, f"http://127.0.0.1:{port}"
+
+
+def _address(container: Any, network: str) -> str:
+    return str(container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"])
+
+
+def _wait_tcp(address: str, port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{address}:{port} did not accept connections within {timeout_s}s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _remove_bench_containers(client: docker.DockerClient) -> None:
+    for c in client.containers.list(all=True, filters={"label": f"{BENCH_LABEL}=serving"}):
+        c.remove(force=True)
+
+
+# main ---------------------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the bench service afterwards")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    ingress = default_url(settings).replace("://localhost", "://127.0.0.1")
+    host = f"{names.service_host(SERVICE, settings.domain)}:{settings.ingress_port}"
+    api = Client(url=default_url(settings), token=default_token(settings))
+    docker_client = docker.from_env(timeout=120)
+    load = {"seconds": args.seconds, "connections": args.connections, "threads": args.threads}
+    results: list[tuple[str, str, dict[str, float]]] = []
+
+    print(f"building and deploying {SERVICE} (nginx-light, two revisions) ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp)
+        (app / "Dockerfile").write_text(DOCKERFILE)
+        (app / "nginx.conf.in").write_text(NGINX_CONF)
+        (app / "index.html").write_text("v1\n")
+        deploy(app)
+        (app / "index.html").write_text("v2\n")
+        deploy(app)
+    revisions = api.request("GET", f"/v1/services/{SERVICE}/revisions")
+    new, old = revisions[0], revisions[1]
+    wait_for_bodies(ingress, host, {"v2\n"})
+
+    try:
+        direct = instance_address(docker_client, settings, new["name"])
+        print("wrk: direct to one instance ...", flush=True)
+        results.append(
+            ("direct to one instance", "1", wrk(f"http://{direct}:8080/", host=None, **load))
+        )
+        print("wrk: through Slipway's HAProxy ...", flush=True)
+        results.append(
+            ("through Slipway (service URL)", "1", wrk(f"{ingress}/", host=host, **load))
+        )
+
+        # One connection: the latency HAProxy adds when nothing is saturated.
+        probe = {"seconds": args.seconds, "connections": 1, "threads": 1}
+        print("wrk: one connection, direct and through Slipway ...", flush=True)
+        latency = [
+            ("direct to one instance", wrk(f"http://{direct}:8080/", host=None, **probe)),
+            ("through Slipway (service URL)", wrk(f"{ingress}/", host=host, **probe)),
+        ]
+
+        _remove_bench_containers(docker_client)
+        instances = start_instances(
+            docker_client, image=new["image"], network=settings.network, count=3
+        )
+        addresses = [_address(c, settings.network) for c in instances]
+        with tempfile.TemporaryDirectory() as run_dir:
+            for count in (1, 3):
+                manager, url = standalone(Path(run_dir) / f"haproxy-{count}", addresses[:count])
+                try:
+                    print(f"wrk: standalone HAProxy, {count} instance(s) ...", flush=True)
+                    stats = wrk(f"{url}/", host=f"{SERVICE}.localhost", **load)
+                    results.append(("standalone HAProxy, Slipway config", str(count), stats))
+                finally:
+                    manager.stop()
+        _remove_bench_containers(docker_client)
+
+        how = set_split(api, old=old["name"], new=new["name"], image=new["image"])
+        split = wait_for_bodies(ingress, host, {"v1\n", "v2\n"})
+        print("wrk: through Slipway, 90/10 split ...", flush=True)
+        results.append(
+            ("through Slipway, 90/10 split", "1+1", wrk(f"{ingress}/", host=host, **load))
+        )
+    finally:
+        _remove_bench_containers(docker_client)
+        if not args.keep:
+            subprocess.run(
+                [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE],
+                capture_output=True,
+                check=False,
+            )
+
+    base = results[0][2]
+    print()
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, nginx static file "
+        "(keep-alive), one run each:"
+    )
+    print(
+        f"  {'case':<36}{'inst':>5}{'req/s':>10}{'vs direct':>11}{'p50 ms':>9}"
+        f"{'+p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    )
+    for label, inst, r in results:
+        print(
+            f"  {label:<36}{inst:>5}{r['rps']:>10.0f}{r['rps'] / base['rps']:>10.0%} "
+            f"{r['p50']:>9.3f}{r['p50'] - base['p50']:>+9.3f}{r['p99']:>9.3f}"
+            f"{r['non2xx'] + r['socket_errors']:>8.0f}"
+        )
+    print(f"wrk -t1 -c1 -d{args.seconds}s (one connection: added latency without saturation):")
+    for label, r in latency:
+        print(
+            f"  {label:<36}{'1':>5}{r['rps']:>10.0f}{r['rps'] / latency[0][1]['rps']:>10.0%} "
+            f"{r['p50']:>9.3f}{r['p50'] - latency[0][1]['p50']:>+9.3f}{r['p99']:>9.3f}"
+            f"{r['non2xx'] + r['socket_errors']:>8.0f}"
+        )
+    total = sum(split.values())
+    print(
+        f"split set with {how}; 1000 keep-alive requests saw "
+        f"{split['v1' + chr(10)] / total:.1%} {old['name']} / "
+        f"{split['v2' + chr(10)] / total:.1%} {new['name']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
