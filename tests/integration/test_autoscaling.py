@@ -81,7 +81,14 @@ def test_burst_scales_out_then_in_with_zero_errors(
     assert peak == 4, f"12 clients x 1 s at concurrency 2 want 6 instances, capped at 4: {peak}"
     assert view is not None and view["desired"] == 4 and view["in_flight_stable"] > 0
 
+    # Scale-in under a light steady load: instances drain and go, no request fails.
+    stop.clear()
+    steady = threading.Thread(target=client)
+    steady.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and instances() > 1:
         time.sleep(1)
-    assert instances() == 1, "scaled back in once the load ended"
+    stop.set()
+    steady.join()
+    assert instances() == 1, "scaled back in once the burst ended"
+    assert errors == []
