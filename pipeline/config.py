@@ -43,6 +43,10 @@ class Settings:
     reconcile_interval_s: float = 1.0
     # Every tagged revision keeps an instance until scale-to-zero lands: bound commit tag URLs.
     commit_tags_kept: int = 5
+    # Scale to zero: the activator (HAProxy's backup server for every revision) holds requests
+    # for a revision at zero; a revision idle for the stable window plus this grace goes to zero.
+    activator_port: int = 8082
+    scale_to_zero_grace_s: float = 30.0
     # Non-serving, untagged revisions kept for rollbacks; older ones are garbage-collected.
     revisions_kept: int = 10
     # Runtime engine: "docker" (embedded, one machine) or "knative" (Knative Serving on
@@ -89,6 +93,10 @@ class Settings:
             readiness_timeout_s=float(e.get("SLIPWAY_READINESS_TIMEOUT", base.readiness_timeout_s)),
             grace_period_s=float(e.get("SLIPWAY_GRACE_PERIOD", base.grace_period_s)),
             commit_tags_kept=int(e.get("SLIPWAY_COMMIT_TAGS_KEPT", base.commit_tags_kept)),
+            activator_port=int(e.get("SLIPWAY_ACTIVATOR_PORT", base.activator_port)),
+            scale_to_zero_grace_s=float(
+                e.get("SLIPWAY_SCALE_TO_ZERO_GRACE", base.scale_to_zero_grace_s)
+            ),
             revisions_kept=int(e.get("SLIPWAY_REVISIONS_KEPT", base.revisions_kept)),
             engine=_engine(e.get("SLIPWAY_ENGINE", base.engine)),
             kubeconfig=e.get("SLIPWAY_KUBECONFIG", base.kubeconfig),

@@ -71,6 +71,7 @@ def site_of(settings: Settings, *, internal: str = "") -> Site:
     return Site(
         bind=f"{settings.ingress_host}:{settings.ingress_port}",
         internal_bind=f"{internal}:{settings.ingress_port}" if internal else "",
+        activator=f"{settings.api_host}:{settings.activator_port}",
         domain=settings.domain,
         api_server=f"{settings.api_host}:{settings.api_port}",
         run_dir=settings.haproxy_dir,
@@ -111,6 +112,8 @@ def build(settings: Settings) -> Platform:
         readiness_timeout_s=settings.readiness_timeout_s,
         grace_period_s=settings.grace_period_s,
         resolve=lambda config: resolve_secrets(secret_store, config),
+        scale_to_zero=True,
+        zero_grace_s=settings.scale_to_zero_grace_s,
     )
     docker_builder = DockerEngineBuilder(client, template_bases=settings.template_bases)
     pack_builder = PackBuilder(

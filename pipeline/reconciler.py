@@ -68,6 +68,8 @@ class Reconciler:
         probe: Probe = probes.ready,
         stopper: Executor | None = None,
         resolve: Callable[[RevisionConfig], RevisionConfig] = lambda config: config,
+        scale_to_zero: bool = False,
+        zero_grace_s: float = 30.0,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -88,7 +90,8 @@ class Reconciler:
         self._passes = 0
         self._unready = False  # an instance is running but not ready yet
         self._held: set[str] = set()  # revisions kept warm ahead of a traffic change
-        self._scaler = Scaler()
+        self._scaler = Scaler(allow_zero=scale_to_zero, zero_grace_s=zero_grace_s)
+        self._ready_at: dict[str, list[str]] = {}  # revision -> host:port of ready instances
         self._decided: dict[str, int] = {}  # last autoscaler decision per revision, for logs
         self._crashes: dict[str, tuple[int, float]] = {}  # revision -> (count, last crash time)
         self._down_passes: dict[str, int] = {}  # instance id -> passes seen down
@@ -134,6 +137,15 @@ class Reconciler:
                     break
                 self._cond.wait(timeout=min(left, 1.0))
             return revisions - self._ready_revisions
+
+    def instance_for(self, revision: str, timeout_s: float) -> str | None:
+        """For the activator: host:port of a ready instance, waiting up to `timeout_s`."""
+        self.wake()
+        if self.wait_ready({revision}, timeout_s=timeout_s):
+            return None
+        with self._cond:
+            addresses = self._ready_at.get(revision) or []
+        return addresses[0] if addresses else None
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
         """Wait until one full pass has started and finished after this call."""
@@ -183,9 +195,14 @@ class Reconciler:
             domain=self._domain,
         )
         applied = self._dataplane.apply(plane)
-        self._ready_revisions = frozenset(
-            i.revision for i in instances if i.id in self._ready and i.id not in self._draining
-        )
+        serving = [i for i in instances if i.id in self._ready and i.id not in self._draining]
+        revs = {r.name: r for r in snapshot.revisions}
+        self._ready_at = {}
+        for i in serving:
+            if i.revision in revs:
+                port = config_of(revs[i.revision].template, image="").port
+                self._ready_at.setdefault(i.revision, []).append(f"{i.address}:{port}")
+        self._ready_revisions = frozenset(self._ready_at)
         if applied != "unchanged":
             self._log.info("dataplane_applied", result=applied)
         self._finish_drains(instances)

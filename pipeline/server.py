@@ -1,12 +1,16 @@
-"""`slipway server`: migrate, wire the platform, start the reconciler, serve the API."""
+"""`slipway server`: migrate, wire the platform, start the reconciler and the activator, serve
+the API."""
 
 from __future__ import annotations
 
+import threading
+
 import uvicorn
 
-from pipeline import logs, platform
+from pipeline import activator, logs, platform
 from pipeline.api.app import create_app
 from pipeline.config import Settings
+from pipeline.reconciler import Reconciler
 
 
 def run() -> None:
@@ -16,6 +20,8 @@ def run() -> None:
     log = logs.get(component="server")
     plat.reconciler.reconcile_once()  # adopt what runs and bring HAProxy up before serving
     plat.start_loops()
+    if isinstance(plat.reconciler, Reconciler):
+        _start_activator(plat.reconciler, settings)
     log.info(
         "control_plane_started",
         api=settings.api_url,
@@ -32,3 +38,21 @@ def run() -> None:
         )
     finally:
         plat.stop.set()
+
+
+def _start_activator(reconciler: Reconciler, settings: Settings) -> None:
+    app = activator.create_app(
+        wake=reconciler.wake,
+        wait_for_instance=reconciler.instance_for,
+        timeout_s=settings.readiness_timeout_s,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.api_host,
+            port=settings.activator_port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    threading.Thread(target=server.run, name="activator", daemon=True).start()

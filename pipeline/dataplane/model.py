@@ -60,6 +60,9 @@ class Site:
     bind: str  # "127.0.0.1:8080"
     # The listener instances reach (bridge gateway): every service, cluster-local ones too.
     internal_bind: str = ""
+    # The activator (host:port): every revision backend's backup server, so a revision at zero
+    # instances still takes requests; "" renders no activator.
+    activator: str = ""
     domain: str  # "localhost": the bare domain serves Slipway's API
     api_server: str  # "127.0.0.1:8081": the control plane behind the bare domain
     run_dir: Path = field(default=Path("/var/lib/slipway/haproxy"))

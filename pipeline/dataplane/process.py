@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pipeline.dataplane.model import Backend, DataPlane, Site
 from pipeline.dataplane.render import (
+    ACTIVATOR_SERVER,
     RESERVED_BACKENDS,
     render,
     server_args,
@@ -234,7 +235,11 @@ class HAProxyManager:
     def _sync_servers(self, plane: DataPlane) -> tuple[int, list[str]]:
         changes, pending = 0, []
         for backend in sorted(plane.backends, key=lambda b: b.name):
-            running = {s.name: s for s in self.runtime.show_servers(backend.name)}
+            running = {
+                s.name: s
+                for s in self.runtime.show_servers(backend.name)
+                if s.name != ACTIVATOR_SERVER  # part of the structure, not an instance
+            }
             changes += self._sync_wanted(backend, running)
             for name in sorted(running.keys() - {s.name for s in backend.servers}):
                 state = running[name]

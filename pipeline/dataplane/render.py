@@ -110,7 +110,7 @@ def _body(plane: DataPlane, *, site: Site) -> str:
         ),
         _api_backend(site),
         _no_route_backend(),
-        *(_backend(b) for b in backends),
+        *(_backend(b, activator=site.activator) for b in backends),
     ]
     return "\n".join(sections)
 
@@ -213,7 +213,11 @@ def _no_route_backend() -> str:
     )
 
 
-def _backend(backend: Backend) -> str:
+ACTIVATOR_SERVER = "activator"
+REVISION_HEADER = "X-Slipway-Revision"
+
+
+def _backend(backend: Backend, *, activator: str = "") -> str:
     revision = backend.name.removeprefix("rev-")
     lines = [
         "balance leastconn",
@@ -236,6 +240,11 @@ def _backend(backend: Backend) -> str:
     lines += [
         f"server {s.name} {server_args(s)}" for s in sorted(backend.servers, key=lambda s: s.name)
     ]
+    if activator:
+        # Used only while no instance can take the request (at zero, or all draining): the
+        # activator holds it, asks for an instance and forwards it once one is ready.
+        lines.insert(0, f"http-request set-header {REVISION_HEADER} {revision}")
+        lines.append(f"server {ACTIVATOR_SERVER} {activator} backup")
     return _section(f"backend {backend.name}", *lines)
 
 

@@ -247,6 +247,8 @@ def running_slipway(
         "SLIPWAY_GRACE_PERIOD": "5",
         "SLIPWAY_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "SLIPWAY_REVISIONS_KEPT": "3",
+        "SLIPWAY_ACTIVATOR_PORT": str(free_port()),
+        "SLIPWAY_SCALE_TO_ZERO_GRACE": "5",
         **(extra_env or {}),
     }
     env.pop("SLIPWAY_URL", None)

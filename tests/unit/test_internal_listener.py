@@ -81,3 +81,15 @@ def test_resolver_answers_names_under_the_domain_with_the_gateway() -> None:
 def test_upstream_is_read_from_resolv_conf() -> None:
     assert internaldns.upstream_from("# x\nnameserver 10.0.0.2\n") == ("10.0.0.2", 53)
     assert internaldns.upstream_from("") == internaldns.DEFAULT_UPSTREAM
+
+
+def test_every_revision_backend_has_the_activator_as_backup(tmp_path: Path) -> None:
+    text = render(PLANE, site=replace(SITE, run_dir=tmp_path, activator="127.0.0.1:8082"))
+    for backend in ("rev-web-00001", "rev-db-api-00001"):
+        block = text.split(f"backend {backend}\n", 1)[1].split("\n\n", 1)[0]
+        assert "server activator 127.0.0.1:8082 backup" in block
+        assert f"http-request set-header X-Slipway-Revision {backend.removeprefix('rev-')}" in block
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text)
+    check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

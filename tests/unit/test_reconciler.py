@@ -310,4 +310,4 @@ def test_autoscaler_adds_instances_under_load_and_removes_them_after(world: Worl
     for _ in range(200):  # load gone: the panic window ends, then it halves step by step
         world.now += 1
         world.reconciler.reconcile_once()
-    assert len(world.engine.list_instances()) == 1, "never below one before the activator"
+    assert len(world.engine.list_instances()) == 1, "never below one without an activator"
