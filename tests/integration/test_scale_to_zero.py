@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -69,3 +70,24 @@ def test_idle_revision_goes_to_zero_and_the_next_request_wakes_it(
     assert resp.status_code == 200 and resp.text == "hello from zero"
     assert running() == 1
     assert slipway.get("sleepy").text == "awake\n"
+
+    # A burst of 200 concurrent requests against the revision at zero: the activator holds them
+    # all while instances start, and none fails.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and running() > 0:
+        time.sleep(1)
+    assert running() == 0
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            calls = [
+                client.get(
+                    f"http://127.0.0.1:{slipway.ingress_port}/",
+                    headers={"Host": f"sleepy.localhost:{slipway.ingress_port}"},
+                )
+                for _ in range(200)
+            ]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    statuses = asyncio.run(burst())
+    assert statuses.count(200) == 200, sorted(set(statuses))
