@@ -53,6 +53,8 @@ class Inputs:
     instances: Sequence[Instance] | None = None
     stats: Sequence[Mapping[str, str]] | None = None
     reconcile_passes: int = 0
+    # revision -> the autoscaler's view (scaling.Scaler.view): desired, averages, panic, EBC.
+    autoscaler: Mapping[str, Mapping[str, float | bool]] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -75,6 +77,7 @@ def render(inputs: Inputs) -> str:
         *_build_families(inputs.builds),
         _deploy_durations(inputs.snapshot, inputs.builds),
         _reconcile_passes(inputs.reconcile_passes),
+        *_autoscaler_families(inputs),
     ]
     return exposition(families)
 
@@ -302,6 +305,30 @@ def _reconcile_passes(passes: int) -> Family:
     )
     fam.add(passes)
     return fam
+
+
+AUTOSCALER_GAUGES = (
+    ("desired", "slipway_autoscaler_desired_instances", "Instances the autoscaler wants"),
+    ("in_flight_stable", "slipway_autoscaler_stable_in_flight",
+     "Average requests in flight over the stable window"),
+    ("in_flight_panic", "slipway_autoscaler_panic_in_flight",
+     "Average requests in flight over the panic window"),
+    ("panic", "slipway_autoscaler_panic_mode", "1 while the autoscaler is in panic mode"),
+    ("excess_burst_capacity", "slipway_autoscaler_excess_burst_capacity",
+     "Spare in-flight capacity at the target; negative: requests wait for instances"),
+)  # fmt: skip
+
+
+def _autoscaler_families(inputs: Inputs) -> list[Family]:
+    services = {r.name: r.service for r in inputs.snapshot.revisions}
+    families = []
+    for key, name, text in AUTOSCALER_GAUGES:
+        fam = Family(name=name, kind="gauge", help=text)
+        for revision, view in sorted(inputs.autoscaler.items()):
+            if revision in services and key in view:
+                fam.add(float(view[key]), service=services[revision], revision=revision)
+        families.append(fam)
+    return families
 
 
 # helpers ------------------------------------------------------------------------------------------

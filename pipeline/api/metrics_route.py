@@ -46,8 +46,21 @@ def create_router(platform: Platform) -> APIRouter:
                 instances=instances,
                 stats=stats,
                 reconcile_passes=getattr(platform.reconciler, "passes", 0),
+                autoscaler=_autoscaler(platform),
             )
         )
         return Response(content=text, media_type=metrics.CONTENT_TYPE)
 
     return router
+
+
+def _autoscaler(platform: Platform) -> dict[str, Mapping[str, float | bool]]:
+    view = getattr(platform.reconciler, "autoscaler_view", None)
+    if view is None:
+        return {}
+    out = {}
+    for rev in platform.store.snapshot().revisions:
+        state = view(rev.name)
+        if state is not None:
+            out[rev.name] = state
+    return out

@@ -207,3 +207,26 @@ def test_reconcile_passes_and_label_escaping() -> None:
     assert metrics.exposition([fam]).splitlines()[-1] == 'x{tag="q\\"\\\\\\n"} 1.5'
     parsed = list(text_string_to_metric_families(metrics.exposition([fam])))
     assert parsed[0].samples[0].labels == {"tag": 'q"\\\n'}
+
+
+def test_autoscaler_state_per_revision() -> None:
+    from pipeline import metrics as m
+    from tests.unit.factories import revision, service, snapshot
+
+    text = m.render(
+        m.Inputs(
+            snapshot=snapshot([service("hello")], [revision("hello", 1)]),
+            autoscaler={
+                "hello-00001": {
+                    "desired": 3, "in_flight_stable": 12.5, "in_flight_panic": 20.0,
+                    "panic": True, "excess_burst_capacity": -6.0,
+                },
+                "gone-00001": {"desired": 1},  # revision no longer in the store: left out
+            },
+        )
+    )  # fmt: skip
+    labels = 'service="hello",revision="hello-00001"'
+    assert f"slipway_autoscaler_desired_instances{{{labels}}} 3" in text
+    assert f"slipway_autoscaler_panic_mode{{{labels}}} 1" in text
+    assert f"slipway_autoscaler_excess_burst_capacity{{{labels}}} -6" in text
+    assert "gone-00001" not in text
