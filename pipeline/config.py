@@ -40,6 +40,8 @@ class Settings:
     commit_tags_kept: int = 5
     # Non-serving, untagged revisions kept for rollbacks; older ones are garbage-collected.
     revisions_kept: int = 10
+    # The metadata server listens on the bridge gateway at this port (GCE's own is 80).
+    metadata_port: int = 80
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -62,6 +64,7 @@ class Settings:
             grace_period_s=float(e.get("SLIPWAY_GRACE_PERIOD", base.grace_period_s)),
             commit_tags_kept=int(e.get("SLIPWAY_COMMIT_TAGS_KEPT", base.commit_tags_kept)),
             revisions_kept=int(e.get("SLIPWAY_REVISIONS_KEPT", base.revisions_kept)),
+            metadata_port=int(e.get("SLIPWAY_METADATA_PORT", base.metadata_port)),
         )
 
     @property
@@ -75,6 +78,10 @@ class Settings:
     @property
     def haproxy_dir(self) -> Path:
         return self.data_dir / "haproxy"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
 
     @property
     def builds_dir(self) -> Path:

@@ -19,6 +19,7 @@ from pipeline import gitsources, names, sources, spec, traffic
 from pipeline.builds import Builder, BuildRequest, choose_builder
 from pipeline.config import Settings
 from pipeline.errors import InvalidInput, InvalidSpec, RevisionFailed, SlipwayError
+from pipeline.identity import access
 from pipeline.logs import get as get_log
 from pipeline.registry import RegistryClient
 from pipeline.revisions import SECRET_VERSIONS_ANNOTATION, secret_names
@@ -60,6 +61,8 @@ class Flags:
     secret_env: tuple[tuple[str, str, str], ...] = ()  # (ENV, secret, key)
     concurrency: int | None = None  # containerConcurrency
     timeout_s: int | None = None  # timeoutSeconds
+    # --[no-]allow-unauthenticated: a Service annotation (identity.access), not a revision change.
+    private: bool | None = None
 
 
 def edit_template(
@@ -89,6 +92,8 @@ def edit_template(
         template_spec["containerConcurrency"] = flags.concurrency
     if flags and flags.timeout_s is not None:
         template_spec["timeoutSeconds"] = flags.timeout_s
+    if flags and flags.private is not None:
+        out = access.edited(out, private=flags.private)
     return out
 
 
@@ -366,6 +371,23 @@ class Deployer:
             }
         )
         return Outcome(service=service, revision=rev, created=True, urls=self._urls(service))
+
+    def update_access(
+        self,
+        service: str,
+        *,
+        private: bool | None = None,
+        add: tuple[str, ...] = (),
+        remove: tuple[str, ...] = (),
+    ) -> Service:
+        """Make a service private or public and edit its invokers; never creates a revision.
+        Serialised with deploys, so neither overwrites the other's edit."""
+        with self._serialised(service, lambda _event: None):
+            svc = self._store.get_service(service)
+            manifest = access.edited(svc.spec, private=private, add=add, remove=remove)
+            updated = self._store.put_service(service, spec=manifest)
+        self._reconciler.wake()
+        return updated
 
     def set_traffic(self, service: str, edit: traffic.Change) -> None:
         """Change the split or the tags; never creates a revision. Zero failed requests: any

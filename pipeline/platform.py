@@ -19,6 +19,8 @@ from pipeline.deployments import Deployer
 from pipeline.dockerclient import connect
 from pipeline.drains import HAProxyDataPlane
 from pipeline.engines.docker import DockerEngine
+from pipeline.identity import access
+from pipeline.identity.keys import KeyStore
 from pipeline.reconciler import Reconciler
 from pipeline.registry import RegistryClient
 from pipeline.repos import Repositories
@@ -40,6 +42,7 @@ class Platform:
     repos: Repositories
     deliveries: Deliveries
     secrets: SecretStore
+    keys: KeyStore
     runner: Runner
     stop: threading.Event
 
@@ -65,6 +68,15 @@ def site_of(settings: Settings, *, internal: str = "") -> Site:
     )
 
 
+def metadata_args(settings: Settings) -> list[str]:
+    """The metadata server's options (pipeline.identity.metadata.main)."""
+    return [
+        "--keys-dir", str(settings.keys_dir), "--network", settings.network,
+        "--platform", settings.platform_id, "--issuer", settings.ingress_url,
+        "--domain", settings.domain,
+    ]  # fmt: skip
+
+
 def build(settings: Settings) -> Platform:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine_db = db.make_engine(settings.db_url)
@@ -82,6 +94,17 @@ def build(settings: Settings) -> Platform:
         domain=settings.domain,
     ):
         engine.dns = gateway
+    keys = KeyStore(settings.keys_dir)
+    keys.ensure()
+    if daemons.ensure_metadata(
+        run_dir=settings.data_dir / "run",
+        logs_dir=settings.data_dir / "logs",
+        address=gateway,
+        port=settings.metadata_port,
+        args=metadata_args(settings),
+    ):
+        port = "" if settings.metadata_port == 80 else f":{settings.metadata_port}"
+        engine.metadata_host = f"{gateway}{port}"
     dataplane = HAProxyDataPlane(
         HAProxyManager(site=site_of(settings, internal=gateway), binary=settings.haproxy_bin)
     )
@@ -94,6 +117,7 @@ def build(settings: Settings) -> Platform:
         readiness_timeout_s=settings.readiness_timeout_s,
         grace_period_s=settings.grace_period_s,
         resolve=lambda config: resolve_secrets(secret_store, config),
+        jwt_policy=lambda: access.policy(keys, issuer=settings.ingress_url),
     )
     deployer = Deployer(
         store=store,
@@ -115,6 +139,7 @@ def build(settings: Settings) -> Platform:
         repos=Repositories(settings.data_dir / "git"),
         deliveries=deliveries,
         secrets=secret_store,
+        keys=keys,
         runner=Runner(deployer, deliveries),
         stop=threading.Event(),
     )

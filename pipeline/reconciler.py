@@ -20,7 +20,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Protocol
 
 from pipeline import names, probes
-from pipeline.dataplane.model import DataPlane
+from pipeline.dataplane.model import DataPlane, JwtPolicy
 from pipeline.engines.base import Engine, Instance
 from pipeline.errors import SlipwayError
 from pipeline.logs import get as get_log
@@ -65,6 +65,7 @@ class Reconciler:
         probe: Probe = probes.ready,
         stopper: Executor | None = None,
         resolve: Callable[[RevisionConfig], RevisionConfig] = lambda config: config,
+        jwt_policy: Callable[[], JwtPolicy | None] = lambda: None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -75,6 +76,7 @@ class Reconciler:
         self._clock = clock
         self._probe_fn = probe
         self._resolve = resolve  # fills in secret values right before a start
+        self._jwt_policy = jwt_policy  # issuer and live keys for private services
         self._ready: set[str] = set()  # instance ids that passed readiness
         self._draining: dict[str, float] = {}  # instance id -> drain start
         self._stopping: set[str] = set()
@@ -171,6 +173,7 @@ class Reconciler:
             ready=self._ready,
             draining=set(self._draining),
             domain=self._domain,
+            jwt=self._jwt_policy(),
         )
         applied = self._dataplane.apply(plane)
         self._ready_revisions = frozenset(

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import buildlogs, names, traffic
-from pipeline.api import auth, git, views
+from pipeline.api import auth, git, identity, views
 from pipeline.deployments import Flags, Outcome, Placement
 from pipeline.errors import (
     BuildFailed,
@@ -88,6 +88,8 @@ def create_app(platform: Platform) -> FastAPI:
         auth.check(request, platform.token)
 
     app.include_router(git.create_router(platform))
+    # Discovery (no auth, as OIDC requires) and the identity routes under /v1 (admin token).
+    app.include_router(identity.create_router(platform, authed=authed))
     # Webhooks authenticate by signature (GitHub) or token (GitLab), not by the API token.
     app.include_router(
         webhook_routes.create_router(
@@ -186,6 +188,7 @@ def create_app(platform: Platform) -> FastAPI:
             concurrency=_int_param(request, "concurrency"),
             secret_env=tuple(_secret_ref(v) for v in request.query_params.getlist("secret")),
             timeout_s=_int_param(request, "timeout"),
+            private=_private_param(request),
         )
         image = request.query_params.get("image")
         if request.headers.get("content-type", "").startswith("application/json"):
@@ -296,6 +299,16 @@ def _secret_ref(value: str) -> tuple[str, str, str]:
     if not (env and secret and key):
         raise InvalidInput(f"secret {value!r} must look like ENV=SECRET:KEY")
     return env, secret, key
+
+
+def _private_param(request: Request) -> bool | None:
+    """`allow_unauthenticated=0` makes the service private, `=1` public; absent: unchanged."""
+    value = request.query_params.get("allow_unauthenticated")
+    if value is None or value == "":
+        return None
+    if value not in ("0", "1", "true", "false"):
+        raise InvalidInput(f"allow_unauthenticated must be 0 or 1, got {value!r}")
+    return value in ("0", "false")
 
 
 def _int_param(request: Request, name: str) -> int | None:

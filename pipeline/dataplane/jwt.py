@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pipeline.dataplane.model import JwtPolicy, Route, Site
 
 ALGORITHM = "RS256"
+_CLAIMS = (("iss", "str"), ("aud", "str"), ("sub", "str"), ("exp", "int"), ("nbf", "int"))
 
 
 def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | None) -> list[str]:
@@ -64,9 +65,8 @@ def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | N
         *(
             f"http-request set-var(txn.{claim}) var(txn.jwt),jwt_payload_query('$.{claim}'"
             f"{',int' if kind == 'int' else ''}) if private jwt_signed"
-            for claim, kind in (("iss", "str"), ("aud", "str"), ("sub", "str"),
-                                ("exp", "int"), ("nbf", "int"))
-        ),  # fmt: skip
+            for claim, kind in _CLAIMS
+        ),
         *(
             f"http-request set-var(txn.aud_svc) str({svc}) if private jwt_signed "
             f"{{ var(txn.aud) -m str {' '.join(audiences(hs, port=port))} }}"
@@ -82,12 +82,12 @@ def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | N
         "http-request return status 401 content-type text/plain "
         "hdr www-authenticate 'Bearer realm=\"slipway\"' lf-string "
         "\"slipway: service '%[var(txn.svc)]' is private: send an identity token for its URL "
-        "(Authorization: Bearer TOKEN; `slipway auth print-identity-token --audience URL`)\\n\" "
+        '(Authorization: Bearer TOKEN; `slipway auth print-identity-token --audience URL`)\\n" '
         "if private !jwt_signed || private !jwt_iss || private !jwt_live "
         "|| private jwt_nbf !jwt_started || private !jwt_aud",
         "http-request return status 403 content-type text/plain lf-string "
         "\"slipway: '%[var(txn.sub)]' may not invoke service '%[var(txn.svc)]': "
-        "`slipway services add-invoker %[var(txn.svc)] --member %[var(txn.sub)]` allows it\\n\" "
+        '`slipway services add-invoker %[var(txn.svc)] --member %[var(txn.sub)]` allows it\\n" '
         "if private !jwt_invoker",
     ]
     return lines
