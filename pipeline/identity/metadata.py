@@ -2,6 +2,7 @@
 
 It speaks the slice of the GCE metadata API that google-auth's `id_token.fetch_id_token` and
 Cloud Run code use: the root ping, `.../service-accounts/default/identity?audience=&format=`,
+`.../service-accounts/default/?recursive=true` (the account, which google-auth reads first),
 `.../service-accounts/default/email` and `/project/project-id`. Every answer carries
 `Metadata-Flavor: Google`; a request without that header, with an `X-Forwarded-For` (GCE refuses
 proxied requests the same way), or from an address that is not one of this platform's running
@@ -16,6 +17,7 @@ control-plane restart must not fail every service-to-service call in the meantim
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from pipeline.identity.keys import KeyStore
 
 FLAVOR = ("Metadata-Flavor", "Google")
 PREFIX = "/computeMetadata/v1/"
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +44,7 @@ class Caller:
 class Reply:
     status: int
     body: str
+    content_type: str = "application/text"  # what GCE's server sends for plain values
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +115,10 @@ def answer(
         return Reply(status=404, body=f"no service account {name!r}: use 'default'\n")
     if leaf == "email":
         return Reply(status=200, body=email)
+    if leaf == "" and query.get("recursive") == ["true"]:
+        # google-auth's IDTokenCredentials reads the account first (email, aliases, scopes).
+        info = {"aliases": ["default"], "email": email, "scopes": [SCOPE]}
+        return Reply(status=200, body=json.dumps(info), content_type="application/json")
     if leaf == "identity":
         audience = (query.get("audience") or [""])[0]
         if not audience:
@@ -146,7 +154,7 @@ def serve(*, bind: str, port: int, lookup: Callable[[str], Caller | None], issue
             data = reply.body.encode()
             self.send_response(reply.status)
             self.send_header(*FLAVOR)
-            self.send_header("Content-Type", "application/text")
+            self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if body:
