@@ -179,9 +179,7 @@ def _wrong_signature_real_kid(apps: Apps) -> str:
 
 
 @pytest.fixture(scope="module")
-def apps(
-    slipway: Slipway, tmp_path_factory: pytest.TempPathFactory, python_image: str
-) -> Apps:
+def apps(slipway: Slipway, tmp_path_factory: pytest.TempPathFactory, python_image: str) -> Apps:
     root = tmp_path_factory.mktemp("identity")
     target = root / "target"
     target.mkdir()
