@@ -16,6 +16,8 @@ Shape of the file, and why:
 - One backend per revision, `balance leastconn`: requests vary in duration and each instance has
   a concurrency limit (maxconn), so the least busy instance is the right pick; it is also one of
   the dynamic algorithms that `add server` on the runtime API requires.
+- Private services (`Route.private`): both frontends check the identity token and the invokers
+  map before any backend is picked; the rules come from `dataplane.jwt`.
 - Every backend carries its "no ready instance" 503 whether or not it has servers, so adding or
   removing servers never changes anything but `server` lines: that is what lets scaling go
   through the runtime API without a reload.
