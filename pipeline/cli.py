@@ -290,6 +290,8 @@ def services_describe(
         out.print_json(json.dumps(view))
         return
     out.print(f"[bold]{view['name']}[/]  {view['url']}  generation {view['generation']}")
+    if view.get("private"):
+        out.print(f"Private; invokers: {', '.join(view['invokers']) or '-'}", highlight=False)
     out.print("Traffic:")
     _print_traffic(view, header=False)
     table = Table("REVISION", "STATUS", "INSTANCES", "IMAGE", "REASON", box=None)

@@ -338,3 +338,9 @@ def test_rotation_keeps_tokens_of_the_old_key_valid(apps: Apps) -> None:
 def test_private_key_files_are_readable_only_by_their_owner(apps: Apps) -> None:
     for path in (apps.slipway.data_dir / "keys").glob("*.key"):
         assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_describe_shows_who_may_invoke(apps: Apps) -> None:
+    view = apps.slipway.api_get("/v1/services/target").json()
+    assert view["private"] is True and "user:admin" in view["invokers"]
+    assert apps.slipway.api_get("/v1/services/caller").json()["private"] is False
