@@ -49,10 +49,19 @@ def deploy_to_first_200(app: Path, *, ingress: str, host: str, expect: str) -> f
         time.sleep(0.05)
 
 
-def wrk(url: str, *, host: str | None, seconds: int, connections: int) -> dict[str, float]:
+def wrk(
+    url: str,
+    *,
+    host: str | None,
+    seconds: int,
+    connections: int,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if host:
         cmd[1:1] = ["-H", f"Host: {host}"]
+    for name, value in (headers or {}).items():
+        cmd[1:1] = ["-H", f"{name}: {value}"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 

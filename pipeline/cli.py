@@ -34,6 +34,10 @@ secrets_app = typer.Typer(no_args_is_help=True, help="Secrets, encrypted at rest
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(images, name="images")
 app.add_typer(builds, name="builds")
+keys_app = typer.Typer(no_args_is_help=True, help="Keys that sign identity tokens.")
+auth_app = typer.Typer(no_args_is_help=True, help="Identity tokens for people.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(auth_app, name="auth")
 
 # soft_wrap: long lines (digests, URLs) stay whole when piped or copied.
 out = Console(soft_wrap=True)
@@ -140,6 +144,14 @@ def deploy(
             "image history. Repeatable.",
         ),
     ] = None,
+    allow_unauthenticated: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-unauthenticated/--no-allow-unauthenticated",
+            help="Public (default for new services), or private: only invokers with an "
+            "identity token.",
+        ),
+    ] = None,
 ) -> None:
     """Build (or take an image) and deploy it as a new revision; traffic moves when ready."""
     if sum(x is not None for x in (source, image, git)) != 1:
@@ -168,6 +180,8 @@ def deploy(
     if base_image:
         params.append(("base_image", base_image))
     secrets = _secrets(build_secret or [])
+    if allow_unauthenticated is not None:
+        params.append(("allow_unauthenticated", "1" if allow_unauthenticated else "0"))
     client = _client()
     try:
         if image is not None:
@@ -334,6 +348,8 @@ def services_describe(
         out.print_json(json.dumps(view))
         return
     out.print(f"[bold]{view['name']}[/]  {view['url']}  generation {view['generation']}")
+    if view.get("private"):
+        out.print(f"Private; invokers: {', '.join(view['invokers']) or '-'}", highlight=False)
     out.print("Traffic:")
     _print_traffic(view, header=False)
     table = Table("REVISION", "STATUS", "INSTANCES", "IMAGE", "REASON", box=None)
@@ -384,6 +400,76 @@ def services_replace(
         raise _fail(e.message) from e
     state = "ready" if done.get("created") else "unchanged"
     out.print(f"{done['revision']} {state}  {'  '.join(done.get('urls') or [])}", highlight=False)
+
+
+def _print_access(view: dict[str, Any]) -> None:
+    state = "private" if view["private"] else "public"
+    members = ", ".join(view["invokers"]) or "-"
+    out.print(f"{view['name']}  {state}  invokers: {members}", highlight=False)
+
+
+@services.command("add-invoker")
+def services_add_invoker(
+    name: str,
+    member: Annotated[str, typer.Option("--member", help="service:<name> or user:<name>.")],
+) -> None:
+    """Allow a caller to invoke a private service (applied without a reload)."""
+    try:
+        view = _client().request("POST", f"/v1/services/{name}/invokers", json={"member": member})
+    except ClientError as e:
+        raise _fail(e.message) from e
+    _print_access(view)
+
+
+@services.command("remove-invoker")
+def services_remove_invoker(
+    name: str,
+    member: Annotated[str, typer.Option("--member", help="service:<name> or user:<name>.")],
+) -> None:
+    """Take a caller off a private service's invokers."""
+    try:
+        view = _client().request("DELETE", f"/v1/services/{name}/invokers/{member}")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    _print_access(view)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """A new signing key; older keys keep verifying until every token they signed expired."""
+    try:
+        rows = _client().request("POST", "/v1/keys/rotate")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    for k in rows:
+        out.print(f"{k['kid']}  {'signing' if k['signing'] else 'verifying'}", highlight=False)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    try:
+        rows = _client().request("GET", "/v1/keys")
+    except ClientError as e:
+        raise _fail(e.message) from e
+    for k in rows:
+        out.print(f"{k['kid']}  {'signing' if k['signing'] else 'verifying'}", highlight=False)
+
+
+@auth_app.command("print-identity-token")
+def auth_print_identity_token(
+    audience: Annotated[str, typer.Option("--audience", help="URL of the service to call.")],
+    user: Annotated[str, typer.Option("--user", help="Member user:<name> it identifies.")] = (
+        "admin"
+    ),
+) -> None:
+    """Print an identity token (≤ 1 h) for `user:<name>`, to call a private service."""
+    try:
+        done = _client().request(
+            "POST", "/v1/auth/identity-token", json={"audience": audience, "user": user}
+        )
+    except ClientError as e:
+        raise _fail(e.message) from e
+    sys.stdout.write(done["token"] + "\n")
 
 
 @revisions.command("list")
@@ -531,6 +617,25 @@ def dns(
     from pipeline import internaldns
 
     internaldns.serve(bind=bind, port=53, domain=domain, address=bind)
+
+
+@app.command(hidden=True)
+def metadata(
+    bind: Annotated[str, typer.Option("--bind")],
+    port: Annotated[int, typer.Option("--port")],
+    keys_dir: Annotated[Path, typer.Option("--keys-dir")],
+    network: Annotated[str, typer.Option("--network")],
+    platform: Annotated[str, typer.Option("--platform")],
+    issuer: Annotated[str, typer.Option("--issuer")],
+    domain: Annotated[str, typer.Option("--domain")],
+) -> None:
+    """The metadata server (started by the control plane; see pipeline.identity.metadata)."""
+    from pipeline.identity import metadata as metadata_mod
+
+    metadata_mod.main(
+        bind=bind, port=port, keys_dir=keys_dir, network=network, platform=platform,
+        issuer=issuer, domain=domain,
+    )  # fmt: skip
 
 
 @app.command()

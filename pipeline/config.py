@@ -72,6 +72,8 @@ class Settings:
     template_bases: dict[str, str] = field(default_factory=dict)
     pack_bin: str = "pack"
     pack_builder: str = ""
+    # The metadata server listens on the bridge gateway at this port (GCE's own is 80).
+    metadata_port: int = 80
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -119,6 +121,7 @@ class Settings:
             },
             pack_bin=e.get("SLIPWAY_PACK", base.pack_bin),
             pack_builder=e.get("SLIPWAY_PACK_BUILDER", base.pack_builder),
+            metadata_port=int(e.get("SLIPWAY_METADATA_PORT", base.metadata_port)),
         )
 
     @property
@@ -132,6 +135,10 @@ class Settings:
     @property
     def haproxy_dir(self) -> Path:
         return self.data_dir / "haproxy"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
 
     @property
     def builds_dir(self) -> Path:

@@ -35,6 +35,7 @@ from pipeline.errors import (
     RevisionFailed,
     SlipwayError,
 )
+from pipeline.identity import access
 from pipeline.logs import get as get_log
 from pipeline.registry import RegistryClient
 from pipeline.revisions import SECRET_VERSIONS_ANNOTATION, secret_names
@@ -78,6 +79,8 @@ class Flags:
     timeout_s: int | None = None  # timeoutSeconds
     min_scale: int | None = None  # autoscaling.knative.dev/min-scale
     max_scale: int | None = None  # autoscaling.knative.dev/max-scale
+    # --[no-]allow-unauthenticated: a Service annotation (identity.access), not a revision change.
+    private: bool | None = None
 
 
 def edit_template(
@@ -113,6 +116,8 @@ def edit_template(
         for key, value in (("min-scale", flags.min_scale), ("max-scale", flags.max_scale)):
             if value is not None:
                 annotations[f"autoscaling.knative.dev/{key}"] = str(value)
+    if flags and flags.private is not None:
+        out = access.edited(out, private=flags.private)
     return out
 
 
@@ -447,6 +452,23 @@ class Deployer:
             }
         )
         return Outcome(service=service, revision=rev, created=True, urls=self._urls(service))
+
+    def update_access(
+        self,
+        service: str,
+        *,
+        private: bool | None = None,
+        add: tuple[str, ...] = (),
+        remove: tuple[str, ...] = (),
+    ) -> Service:
+        """Make a service private or public and edit its invokers; never creates a revision.
+        Serialised with deploys, so neither overwrites the other's edit."""
+        with self._serialised(service, lambda _event: None):
+            svc = self._store.get_service(service)
+            manifest = access.edited(svc.spec, private=private, add=add, remove=remove)
+            updated = self._store.put_service(service, spec=manifest)
+        self._reconciler.wake()
+        return updated
 
     def set_traffic(self, service: str, edit: traffic.Change) -> None:
         """Change the split or the tags; never creates a revision. Zero failed requests: any

@@ -20,6 +20,8 @@ from pipeline.dockerbuilds import DockerEngineBuilder
 from pipeline.dockerclient import connect
 from pipeline.drains import HAProxyDataPlane
 from pipeline.engines.docker import DockerEngine
+from pipeline.identity import access
+from pipeline.identity.keys import KeyStore
 from pipeline.knative.engine import KnativeEngine
 from pipeline.knative.reconciler import KnativeReconciler
 from pipeline.knative.wiring import build_knative
@@ -46,6 +48,7 @@ class Platform:
     repos: Repositories
     deliveries: Deliveries
     secrets: SecretStore
+    keys: KeyStore
     runner: Runner
     stop: threading.Event
     source_token_key: bytes = b""  # signs build source downloads (Knative build Jobs)
@@ -78,6 +81,15 @@ def site_of(settings: Settings, *, internal: str = "") -> Site:
     )
 
 
+def metadata_args(settings: Settings) -> list[str]:
+    """The metadata server's options (pipeline.identity.metadata.main)."""
+    return [
+        "--keys-dir", str(settings.keys_dir), "--network", settings.network,
+        "--platform", settings.platform_id, "--issuer", settings.ingress_url,
+        "--domain", settings.domain,
+    ]  # fmt: skip
+
+
 def build(settings: Settings) -> Platform:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine_db = db.make_engine(settings.db_url)
@@ -100,6 +112,17 @@ def build(settings: Settings) -> Platform:
         domain=settings.domain,
     ):
         engine.dns = gateway
+    keys = KeyStore(settings.keys_dir)
+    keys.ensure()
+    if daemons.ensure_metadata(
+        run_dir=settings.data_dir / "run",
+        logs_dir=settings.data_dir / "logs",
+        address=gateway,
+        port=settings.metadata_port,
+        args=metadata_args(settings),
+    ):
+        port = "" if settings.metadata_port == 80 else f":{settings.metadata_port}"
+        engine.metadata_host = f"{gateway}{port}"
     dataplane = HAProxyDataPlane(
         HAProxyManager(site=site_of(settings, internal=gateway), binary=settings.haproxy_bin)
     )
@@ -114,6 +137,7 @@ def build(settings: Settings) -> Platform:
         resolve=lambda config: resolve_secrets(secret_store, config),
         scale_to_zero=True,
         zero_grace_s=settings.scale_to_zero_grace_s,
+        jwt_policy=lambda: access.policy(keys, issuer=settings.ingress_url),
     )
     docker_builder = DockerEngineBuilder(client, template_bases=settings.template_bases)
     pack_builder = PackBuilder(
@@ -143,6 +167,7 @@ def build(settings: Settings) -> Platform:
         repos=Repositories(settings.data_dir / "git"),
         deliveries=deliveries,
         secrets=secret_store,
+        keys=keys,
         runner=Runner(deployer, deliveries),
         stop=threading.Event(),
     )
@@ -151,6 +176,8 @@ def build(settings: Settings) -> Platform:
 def _build_knative(settings: Settings, *, store: Store, deliveries: Deliveries) -> Platform:
     """SLIPWAY_ENGINE=knative: Knative runs revisions, builds are Kubernetes Jobs."""
     parts = build_knative(settings, store=store)
+    keys = KeyStore(settings.keys_dir)  # Istio verifies tokens against this JWKS
+    keys.ensure()
     secret_store = SecretStore(settings.data_dir)
     deployer = Deployer(
         store=store,
@@ -172,6 +199,7 @@ def _build_knative(settings: Settings, *, store: Store, deliveries: Deliveries) 
         repos=Repositories(settings.data_dir / "git"),
         deliveries=deliveries,
         secrets=secret_store,
+        keys=keys,
         runner=Runner(deployer, deliveries),
         stop=threading.Event(),
         source_token_key=parts.source_token_key,

@@ -20,7 +20,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from pipeline import names, probes
-from pipeline.dataplane.model import DataPlane
+from pipeline.dataplane.model import DataPlane, JwtPolicy
 from pipeline.engines.base import Engine, Instance
 from pipeline.errors import SlipwayError
 from pipeline.logs import get as get_log
@@ -70,6 +70,7 @@ class Reconciler:
         resolve: Callable[[RevisionConfig], RevisionConfig] = lambda config: config,
         scale_to_zero: bool = False,
         zero_grace_s: float = 30.0,
+        jwt_policy: Callable[[], JwtPolicy | None] = lambda: None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -80,6 +81,7 @@ class Reconciler:
         self._clock = clock
         self._probe_fn = probe
         self._resolve = resolve  # fills in secret values right before a start
+        self._jwt_policy = jwt_policy  # issuer and live keys for private services
         self._ready: set[str] = set()  # instance ids that passed readiness
         self._draining: dict[str, float] = {}  # instance id -> drain start
         self._stopping: set[str] = set()
@@ -193,6 +195,7 @@ class Reconciler:
             ready=self._ready,
             draining=set(self._draining),
             domain=self._domain,
+            jwt=self._jwt_policy(),
         )
         applied = self._dataplane.apply(plane)
         serving = [i for i in instances if i.id in self._ready and i.id not in self._draining]

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline import names
-from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Split
+from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Split
 from pipeline.engines.base import Instance
+from pipeline.identity import access
 from pipeline.revisions import config_of
 from pipeline.state import Revision, Service, Snapshot
 
@@ -85,23 +86,34 @@ def build_plane(
     ready: set[str],
     draining: set[str],
     domain: str,
+    jwt: JwtPolicy | None = None,
 ) -> DataPlane:
     revisions = {r.name: r for r in snapshot.revisions}
     routes: list[Route] = []
     needed: set[str] = set()
+    invokers: list[tuple[str, str]] = []
     for svc in snapshot.services:
         targets = resolve_traffic(svc, snapshot.revisions_of(svc.name))
         local = is_cluster_local(svc)
+        private = access.is_private(svc.spec)
+        if private:
+            invokers += [(svc.name, member) for member in access.invokers(svc.spec)]
         split: dict[str, int] = {}
         for t in targets:
             if t.percent > 0:
                 split[t.revision] = split.get(t.revision, 0) + t.percent
             if t.tag:
                 host = names.tag_host(t.tag, svc.name, domain)
-                routes.append(_route(host, {t.revision: 100}, internal_only=local))
+                routes.append(
+                    _route(host, {t.revision: 100}, internal_only=local, service=svc.name,
+                           private=private)
+                )  # fmt: skip
                 needed.add(t.revision)
         if split:
-            routes.append(_route(names.service_host(svc.name, domain), split, internal_only=local))
+            routes.append(
+                _route(names.service_host(svc.name, domain), split, internal_only=local,
+                       service=svc.name, private=private)
+            )  # fmt: skip
             needed.update(split)
 
     servers: dict[str, list[Server]] = {}
@@ -130,7 +142,12 @@ def build_plane(
                 timeout_s=config.timeout_s,
             )
         )
-    return DataPlane(routes=tuple(sorted(routes, key=lambda r: r.host)), backends=tuple(backends))
+    return DataPlane(
+        routes=tuple(sorted(routes, key=lambda r: r.host)),
+        backends=tuple(backends),
+        jwt=jwt,
+        invokers=tuple(sorted(invokers)),
+    )
 
 
 def is_cluster_local(service: Service) -> bool:
@@ -138,10 +155,19 @@ def is_cluster_local(service: Service) -> bool:
     return labels.get(VISIBILITY_LABEL) == "cluster-local"
 
 
-def _route(host: str, split: dict[str, int], *, internal_only: bool = False) -> Route:
+def _route(
+    host: str,
+    split: dict[str, int],
+    *,
+    internal_only: bool = False,
+    service: str = "",
+    private: bool = False,
+) -> Route:
     return Route(
         host=host,
         internal_only=internal_only,
+        service=service,
+        private=private,
         splits=tuple(
             Split(backend=names.backend_name(rev), percent=pct)
             for rev, pct in sorted(split.items())

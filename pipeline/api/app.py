@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline import buildlogs, names, traffic
-from pipeline.api import auth, git, metrics_route, sources_route, views
+from pipeline.api import auth, git, identity, metrics_route, sources_route, views
 from pipeline.builds import BuildSettings, parse_pairs
 from pipeline.deployments import Flags, Outcome, Placement
 from pipeline.errors import (
@@ -98,6 +98,8 @@ def create_app(platform: Platform) -> FastAPI:
             admin_token=platform.token,
         )
     )
+    # Discovery (no auth, as OIDC requires) and the identity routes under /v1 (admin token).
+    app.include_router(identity.create_router(platform, authed=authed))
     # Webhooks authenticate by signature (GitHub) or token (GitLab), not by the API token.
     app.include_router(
         webhook_routes.create_router(
@@ -202,6 +204,7 @@ def create_app(platform: Platform) -> FastAPI:
             timeout_s=_int_param(request, "timeout"),
             min_scale=_int_param(request, "min_instances"),
             max_scale=_int_param(request, "max_instances"),
+            private=_private_param(request),
         )
         image = request.query_params.get("image")
         build = _build_settings(request, body={})
@@ -350,6 +353,16 @@ def _secret_ref(value: str) -> tuple[str, str, str]:
     if not (env and secret and key):
         raise InvalidInput(f"secret {value!r} must look like ENV=SECRET:KEY")
     return env, secret, key
+
+
+def _private_param(request: Request) -> bool | None:
+    """`allow_unauthenticated=0` makes the service private, `=1` public; absent: unchanged."""
+    value = request.query_params.get("allow_unauthenticated")
+    if value is None or value == "":
+        return None
+    if value not in ("0", "1", "true", "false"):
+        raise InvalidInput(f"allow_unauthenticated must be 0 or 1, got {value!r}")
+    return value in ("0", "false")
 
 
 def _int_param(request: Request, name: str) -> int | None:

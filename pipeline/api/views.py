@@ -6,6 +6,7 @@ from typing import Any
 
 from pipeline import names
 from pipeline.engines.base import Instance
+from pipeline.identity import access
 from pipeline.routing import Target, resolve_traffic
 from pipeline.state import Build, Revision, Service
 
@@ -58,6 +59,8 @@ def service_view(
         "latest_created_revision": latest_created,
         "latest_ready_revision": ready[-1].name if ready else None,
         "traffic": traffic,
+        "private": access.is_private(svc.spec),
+        "invokers": access.invokers(svc.spec),
         "revisions": [revision_view(r, instances, targets) for r in reversed(revisions)],
         "spec": svc.spec,
     }

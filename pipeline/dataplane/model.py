@@ -45,12 +45,26 @@ class Route:
     host: str
     splits: tuple[Split, ...]  # percents sum to 100; a tag host has one split at 100
     internal_only: bool = False  # cluster-local: only on the internal listener
+    service: str = ""  # the service the host belongs to (private services check tokens for it)
+    private: bool = False  # requests need an identity token of an invoker (dataplane.jwt)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JwtPolicy:
+    """How HAProxy checks identity tokens: who issues them and the keys that may sign them."""
+
+    issuer: str  # Slipway's public URL, the tokens' `iss`
+    keys: tuple[tuple[str, Path], ...] = ()  # (kid, public key PEM file) for every live key
 
 
 @dataclass(frozen=True, kw_only=True)
 class DataPlane:
     routes: tuple[Route, ...] = ()
     backends: tuple[Backend, ...] = ()
+    jwt: JwtPolicy | None = None  # None: no private service can be reached (fail closed)
+    # (service, member) pairs allowed to call private services, e.g. ("target", "service:caller").
+    # Not part of the config text: HAProxy reads them from a map file changed at runtime.
+    invokers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,3 +96,7 @@ class Site:
     @property
     def admin_socket(self) -> Path:
         return self.run_dir / "admin.sock"
+
+    @property
+    def invokers_map(self) -> Path:
+        return self.run_dir / "invokers.map"

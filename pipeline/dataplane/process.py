@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.dataplane import jwt
 from pipeline.dataplane.model import Backend, DataPlane, Site
 from pipeline.dataplane.render import (
     ACTIVATOR_SERVER,
@@ -82,6 +83,8 @@ class HAProxyManager:
         "runtime: N changes" or "unchanged"."""
         text = render(plane, site=self.site)
         wanted = structure(plane, site=self.site)
+        # Before any check or reload: the config refers to it, and a new worker loads it.
+        self._write_invokers(plane)
         if not self.is_running():
             self._install(text)
             self._start()
@@ -97,6 +100,7 @@ class HAProxyManager:
         if _read(self.site.config_file) != text:
             self._install(text)
         changes, pending = self._sync_servers(plane)
+        changes += self._sync_invokers(plane)
         if not changes and not pending:
             return "unchanged"
         summary = f"runtime: {changes} changes"
@@ -231,6 +235,28 @@ class HAProxyManager:
     @property
     def _loaded_file(self) -> Path:
         return self.site.run_dir / "loaded.structure"
+
+    def _write_invokers(self, plane: DataPlane) -> None:
+        text = jwt.map_text(jwt.invokers_map(plane.invokers))
+        if _read(self.site.invokers_map) != text or not self.site.invokers_map.exists():
+            _write_atomically(self.site.invokers_map, text)
+
+    def _sync_invokers(self, plane: DataPlane) -> int:
+        """Grant and revoke invokers in the running worker: `add map` / `del map`, no reload.
+        Only when the config uses the map, i.e. some route is private."""
+        if not any(r.private for r in plane.routes):
+            return 0
+        path = self.site.invokers_map
+        wanted = jwt.invokers_map(plane.invokers)
+        live = self.runtime.show_map(path)
+        changes = 0
+        for key in sorted(live.keys() - wanted.keys()):
+            self.runtime.del_map(path, key)
+            changes += 1
+        for key in sorted(wanted.keys() - live.keys()):
+            self.runtime.add_map(path, key, wanted[key])
+            changes += 1
+        return changes
 
     def _sync_servers(self, plane: DataPlane) -> tuple[int, list[str]]:
         changes, pending = 0, []

@@ -17,6 +17,8 @@ Shape of the file, and why:
 - One backend per revision, `balance leastconn`: requests vary in duration and each instance has
   a concurrency limit (maxconn), so the least busy instance is the right pick; it is also one of
   the dynamic algorithms that `add server` on the runtime API requires.
+- Private services (`Route.private`): both frontends check the identity token and the invokers
+  map before any backend is picked; the rules come from `dataplane.jwt`.
 - Every backend carries its "no ready instance" 503 whether or not it has servers, so adding or
   removing servers never changes anything but `server` lines: that is what lets scaling go
   through the runtime API without a reload.
@@ -28,7 +30,8 @@ import hashlib
 import re
 from dataclasses import replace
 
-from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site
+from pipeline.dataplane import jwt
+from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site
 from pipeline.errors import InvalidSpec
 
 API_BACKEND = "slipway-api"
@@ -48,6 +51,8 @@ HARD_STOP_MARGIN_S = 30
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9.:-]+$")
+_ISSUER = re.compile(r"^https?://[A-Za-z0-9.:/_-]+$")
+_PATH = re.compile(r"^/[A-Za-z0-9._/+-]+$")
 
 
 def render(plane: DataPlane, *, site: Site) -> str:
@@ -102,9 +107,16 @@ def _body(plane: DataPlane, *, site: Site) -> str:
     sections = [
         _global(site, hard_stop_after_s=longest + HARD_STOP_MARGIN_S),
         _defaults(),
-        _frontend(sorted(plane.routes, key=lambda r: r.host), site=site),
+        _frontend(sorted(plane.routes, key=lambda r: r.host), site=site, policy=plane.jwt),
         *(
-            [_frontend(sorted(plane.routes, key=lambda r: r.host), site=site, internal=True)]
+            [
+                _frontend(
+                    sorted(plane.routes, key=lambda r: r.host),
+                    site=site,
+                    internal=True,
+                    policy=plane.jwt,
+                )
+            ]
             if site.internal_bind
             else []
         ),
@@ -154,7 +166,9 @@ def _defaults() -> str:
     )
 
 
-def _frontend(routes: list[Route], *, site: Site, internal: bool = False) -> str:
+def _frontend(
+    routes: list[Route], *, site: Site, internal: bool = False, policy: JwtPolicy | None = None
+) -> str:
     """The public ingress, or (internal=True) the listener instances reach on the bridge
     gateway: there every service answers, cluster-local ones too, and the API does not."""
     if not internal:
@@ -189,6 +203,8 @@ def _frontend(routes: list[Route], *, site: Site, internal: bool = False) -> str
             rules.append(f"use_backend {split.backend} if host:{route.host} pick:{start}-{end}")
             start = end + 1
     lines += [f"acl pick:{a}-{b} var(txn.pick) -m int {a}:{b}" for a, b in sorted(ranges)]
+    # Private services: token and invoker checks before any backend is picked (dataplane.jwt).
+    lines += jwt.frontend_lines(routes, site=site, policy=policy)
     lines += rules
     lines.append(f"default_backend {NO_ROUTE_BACKEND}")
     return _section("frontend internal" if internal else "frontend ingress", *lines)
@@ -273,6 +289,15 @@ def _check(plane: DataPlane, *, site: Site) -> None:
                 raise InvalidSpec(
                     f"invalid address {server.address}:{server.port} for server {server.name!r}"
                 )
+    for route in plane.routes:
+        if route.private and not _NAME.match(route.service):
+            raise InvalidSpec(f"private host {route.host!r} needs the name of its service")
+    if plane.jwt is not None:
+        if not plane.jwt.issuer or not _ISSUER.match(plane.jwt.issuer):
+            raise InvalidSpec(f"invalid token issuer {plane.jwt.issuer!r}: a URL without spaces")
+        for kid, path in plane.jwt.keys:
+            if not _NAME.match(kid) or not _PATH.match(str(path)):
+                raise InvalidSpec(f"invalid signing key {kid!r} at {str(path)!r}")
     hosts = [r.host for r in plane.routes]
     for route in plane.routes:
         if not _HOST.match(route.host) or route.host == site.domain or hosts.count(route.host) > 1:

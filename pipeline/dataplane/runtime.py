@@ -179,6 +179,24 @@ class Runtime:
         """Delete a server; HAProxy refuses unless it is in maintenance and has no connections."""
         self._expect(f"del server {backend}/{name}", "Server deleted.")
 
+    def show_map(self, path: Path) -> dict[str, str]:
+        """A map file's entries as the running worker has them (key -> value)."""
+        out = self.socket.command(f"show map {path}")
+        entries: dict[str, str] = {}
+        for line in out.splitlines():
+            fields = line.split(" ", 2)
+            if len(fields) == 3 and fields[0].startswith("0x"):
+                entries[fields[1]] = fields[2]
+            elif line.strip():
+                raise CommandRejected(f"HAProxy has no map {path}: {out.strip()}")
+        return entries
+
+    def add_map(self, path: Path, key: str, value: str) -> None:
+        self._expect(f"add map {path} {key} {value}")
+
+    def del_map(self, path: Path, key: str) -> None:
+        self._expect(f"del map {path} {key}")
+
     def _servers_state(self, backend: str) -> list[list[str]]:
         out = self.socket.command(f"show servers state {backend}")
         lines = out.splitlines()

@@ -95,7 +95,7 @@ class DockerEngine:
         self._client = client
         self._platform = platform
         self._network = network
-        self._metadata_host = metadata_host
+        self.metadata_host = metadata_host  # GCE_METADATA_HOST, once the server answers
         self.dns = ""  # the internal resolver's address, once the network is known
 
     def ensure_network(self) -> None:
@@ -161,7 +161,7 @@ class DockerEngine:
             revision=revision,
             instance=instance,
             config=config,
-            metadata_host=self._metadata_host,
+            metadata_host=self.metadata_host,
             dns=self.dns,
         )
         try:

@@ -206,6 +206,7 @@ class Slipway:
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         daemons.stop(self.data_dir / "run" / "dns.pid")
+        daemons.stop(self.data_dir / "run" / "metadata.pid")
         for c in self.containers(client):
             c.remove(force=True)
         for n in client.networks.list(names=[self.network]):

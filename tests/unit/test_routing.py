@@ -80,7 +80,11 @@ def test_plane_routes_only_ready_instances_and_keeps_draining_backends() -> None
     )
 
     assert plane.routes == (
-        Route(host="hello.localhost", splits=(Split(backend="rev-hello-00002", percent=100),)),
+        Route(
+            host="hello.localhost",
+            service="hello",
+            splits=(Split(backend="rev-hello-00002", percent=100),),
+        ),
     )
     assert plane.backends == (
         Backend(

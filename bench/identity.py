@@ -1,0 +1,85 @@
+"""The cost of the JWT check: the same app as a public and as a private service, through HAProxy.
+
+Needs a running Slipway (`./scripts/up`) and wrk. Deploys `bench-public` and `bench-private`
+(`--no-allow-unauthenticated`, invoker `user:bench`) from one busybox httpd app, then runs wrk
+against each with the same bearer token (ignored by the public one), alternating runs so drift
+hits both alike. Prints req/s and p50/p99; never asserted in tests.
+
+    .venv/bin/python -m bench.identity [--seconds 8] [--connections 8] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.deploy import DOCKERFILE, wrk
+from pipeline import names
+from pipeline.client import Client, default_url
+from pipeline.config import Settings
+
+PUBLIC, PRIVATE = "bench-public", "bench-private"
+
+
+def slipway(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pipeline.cli", *args], check=True, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    ingress = default_url(settings).replace("localhost", "127.0.0.1")
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp)
+        (app / "Dockerfile").write_text(DOCKERFILE)
+        (app / "index.html").write_text("bench\n")
+        slipway("deploy", PUBLIC, "--source", str(app))
+        slipway("deploy", PRIVATE, "--source", str(app), "--no-allow-unauthenticated")
+    slipway("services", "add-invoker", PRIVATE, "--member", "user:bench")
+    hosts = {
+        svc: f"{names.service_host(svc, settings.domain)}:{settings.ingress_port}"
+        for svc in (PUBLIC, PRIVATE)
+    }
+    token = Client.from_env().request(
+        "POST", "/v1/auth/identity-token",
+        json={"audience": f"http://{hosts[PRIVATE]}", "user": "bench"},
+    )["token"]  # fmt: skip
+    results: dict[str, list[dict[str, float]]] = {PUBLIC: [], PRIVATE: []}
+    for _ in range(args.rounds):
+        for svc in (PUBLIC, PRIVATE):
+            results[svc].append(
+                wrk(
+                    ingress + "/",
+                    host=hosts[svc],
+                    seconds=args.seconds,
+                    connections=args.connections,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            )
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s x{args.rounds}, through HAProxy:")
+    print(f"  {'service':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    for svc, label in ((PUBLIC, "public"), (PRIVATE, "private (JWT + invoker)")):
+        runs = results[svc]
+        mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
+        print(
+            f"  {label:<26}{mean['rps']:>10.0f}{mean['p50']:>10.2f}{mean['p99']:>10.2f}"
+            f"{sum(r['non2xx'] for r in runs):>10.0f}"
+        )
+    for svc in (PUBLIC, PRIVATE):
+        slipway("services", "delete", svc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Service identity: signing keys, identity tokens, the metadata server, invoker lists."""

@@ -1,0 +1,348 @@
+"""Identity, pure parts: token claims, keys and rotation, JWKS, invoker annotations, the
+metadata protocol, and the HAProxy rules for private services (golden file + `haproxy -c`).
+
+Regenerate the golden file after an intended change with
+`SLIPWAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_identity.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+
+from pipeline.dataplane import jwt
+from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Site, Split
+from pipeline.dataplane.render import render, structure
+from pipeline.errors import InvalidInput, InvalidSpec
+from pipeline.identity import access, keys, tokens
+from pipeline.identity.metadata import Caller, Issuer, answer
+from pipeline.routing import build_plane
+from tests.unit.factories import revision, service, snapshot
+
+GOLDEN = Path(__file__).parent / "golden"
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+SITE = Site(
+    bind="127.0.0.1:8080",
+    internal_bind="172.30.0.1:8080",
+    domain="localhost",
+    api_server="127.0.0.1:8081",
+    run_dir=Path("/var/lib/slipway/haproxy"),
+)
+POLICY = JwtPolicy(
+    issuer="http://localhost:8080",
+    keys=(
+        ("1700000000-aaaaaaaa", Path("/var/lib/slipway/keys/1700000000-aaaaaaaa.pub")),
+        ("1700003600-bbbbbbbb", Path("/var/lib/slipway/keys/1700003600-bbbbbbbb.pub")),
+    ),
+)
+PRIVATE = DataPlane(
+    routes=(
+        Route(host="target.localhost", service="target", private=True,
+              splits=(Split(backend="rev-target-00001", percent=100),)),
+        Route(host="v1--target.localhost", service="target", private=True,
+              splits=(Split(backend="rev-target-00001", percent=100),)),
+        Route(host="pub.localhost", service="pub",
+              splits=(Split(backend="rev-pub-00001", percent=100),)),
+    ),
+    backends=(Backend(name="rev-target-00001"), Backend(name="rev-pub-00001")),
+    jwt=POLICY,
+    invokers=(("target", "service:caller"), ("target", "user:alice")),
+)  # fmt: skip
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+def test_claims_name_the_caller_and_expire_within_an_hour() -> None:
+    me = tokens.service_identity("caller", domain="localhost")
+    claims = tokens.claims(me, issuer="http://localhost:8080", audience="http://t", now=1000)
+    assert claims == {
+        "iss": "http://localhost:8080", "aud": "http://t", "sub": "service:caller",
+        "email": "caller@localhost", "email_verified": True, "azp": "service:caller",
+        "iat": 1000, "exp": 4600,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"audience": ""}, "needs an audience", id="no-audience"),
+        pytest.param({"audience": "http://t", "ttl_s": 3601}, "1..3600", id="over-an-hour"),
+        pytest.param({"audience": "http://t", "ttl_s": 0}, "1..3600", id="zero-ttl"),
+    ],
+)
+def test_claims_refuse(kwargs: dict[str, Any], message: str) -> None:
+    me = tokens.user_identity("alice", domain="localhost")
+    with pytest.raises(InvalidInput, match=message):
+        tokens.claims(me, issuer="http://x", now=0, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("member", "ok"),
+    [
+        pytest.param("service:caller", True, id="service"),
+        pytest.param("user:alice", True, id="user"),
+        pytest.param("user:a.b-c_d", True, id="user-punctuation"),
+        pytest.param("service:Caller", False, id="service-uppercase"),
+        pytest.param("group:admins", False, id="unknown-kind"),
+        pytest.param("service:a b", False, id="space"),
+        pytest.param("user:", False, id="empty-name"),
+        pytest.param("caller", False, id="no-kind"),
+    ],
+)
+def test_members(member: str, ok: bool) -> None:
+    assert tokens.is_member(member) is ok
+
+
+def test_users_and_services_of_one_name_are_different_identities() -> None:
+    svc = tokens.service_identity("alice", domain="localhost")
+    user = tokens.user_identity("alice", domain="localhost")
+    assert svc.member != user.member and svc.email != user.email
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def test_keys_are_private_and_minted_tokens_verify_with_the_jwks(tmp_path: Path) -> None:
+    store = keys.KeyStore(tmp_path / "keys", clock=lambda: 1_700_000_000)
+    key = store.ensure()
+    assert store.ensure() == key, "ensure does not make a second key"
+    assert key.private_path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    me = tokens.service_identity("caller", domain="localhost")
+    payload = tokens.claims(me, issuer="http://i", audience="http://t", now=1_700_000_000)
+    token = tokens.mint(payload, kid=key.kid, private_pem=key.private_pem())
+    (jwk,) = keys.jwks(store.live())["keys"]
+    assert set(jwk) == {"kty", "alg", "use", "kid", "n", "e"}
+    assert (jwk["kty"], jwk["alg"], jwk["use"], jwk["kid"]) == ("RSA", "RS256", "sig", key.kid)
+    assert pyjwt.get_unverified_header(token)["kid"] == key.kid
+    decoded = pyjwt.decode(
+        token, pyjwt.PyJWK(jwk).key, algorithms=["RS256"], audience="http://t",
+        options={"verify_exp": False, "verify_iat": False},
+    )  # fmt: skip
+    assert decoded["sub"] == "service:caller"
+
+
+def test_rotation_keeps_the_old_key_until_its_tokens_expired(tmp_path: Path) -> None:
+    now = [1_700_000_000.0]
+    store = keys.KeyStore(tmp_path, clock=lambda: now[0])
+    old = store.ensure()
+    now[0] += 10
+    new = store.rotate()
+    assert store.signing() == new
+    assert [k.kid for k in store.live()] == [old.kid, new.kid]
+    now[0] = new.created + keys.MAX_TOKEN_LIFETIME_S + keys.SKEW_S - 1
+    assert store.prune() == [] and len(store.live()) == 2
+    now[0] += 2
+    assert store.prune() == [old.kid]
+    assert [k.kid for k in store.all()] == [new.kid]
+    assert not old.private_path.exists() and not old.public_path.exists()
+
+
+def test_policy_lists_live_keys_for_haproxy(tmp_path: Path) -> None:
+    store = keys.KeyStore(tmp_path, clock=lambda: 1_700_000_000)
+    key = store.ensure()
+    assert access.policy(store, issuer="http://localhost:8080") == JwtPolicy(
+        issuer="http://localhost:8080", keys=((key.kid, key.public_path),)
+    )
+
+
+# -- invokers on the Service ------------------------------------------------------------------
+
+
+def test_access_annotations_edit_without_touching_the_template() -> None:
+    manifest: dict[str, Any] = {"metadata": {"name": "t"}, "spec": {"template": {"x": 1}}}
+    private = access.edited(manifest, private=True, add=("service:caller", "user:alice"))
+    assert private["metadata"]["annotations"] == {
+        access.PRIVATE_ANNOTATION: "true",
+        access.INVOKERS_ANNOTATION: "service:caller,user:alice",
+    }
+    assert private["spec"] == manifest["spec"] and "annotations" not in manifest["metadata"]
+    assert access.is_private(private) and access.invokers(private) == [
+        "service:caller", "user:alice",
+    ]  # fmt: skip
+    again = access.edited(private, add=("service:caller",), remove=("user:alice",))
+    assert access.invokers(again) == ["service:caller"]
+    public = access.edited(again, private=False, remove=("service:caller",))
+    assert public["metadata"]["annotations"] == {}
+    with pytest.raises(InvalidInput, match="invalid invoker"):
+        access.edited(manifest, add=("everyone",))
+
+
+def test_build_plane_marks_private_hosts_and_lists_their_invokers() -> None:
+    target = service("target", [
+        {"latestRevision": True, "percent": 100}, {"revisionName": "target-00001", "tag": "v1"},
+    ])  # fmt: skip
+    target.spec["metadata"] = {"annotations": {
+        access.PRIVATE_ANNOTATION: "true",
+        access.INVOKERS_ANNOTATION: "service:caller, user:alice,bad entry",
+    }}  # fmt: skip
+    pub = service("pub")
+    pub.spec["metadata"] = {"annotations": {access.INVOKERS_ANNOTATION: "service:caller"}}
+    snap = snapshot([target, pub], [revision("target", 1), revision("pub", 1)])
+    plane = build_plane(
+        snap, instances=[], ready=set(), draining=set(), domain="localhost", jwt=POLICY
+    )
+    assert {(r.host, r.service, r.private) for r in plane.routes} == {
+        ("target.localhost", "target", True),
+        ("v1--target.localhost", "target", True),
+        ("pub.localhost", "pub", False),
+    }
+    assert plane.invokers == (("target", "service:caller"), ("target", "user:alice"))
+    assert plane.jwt == POLICY
+
+
+# -- data plane rules -------------------------------------------------------------------------
+
+
+def test_private_rules_match_golden() -> None:
+    text = render(PRIVATE, site=SITE)
+    golden = GOLDEN / "private-service-jwt.cfg"
+    if os.environ.get("SLIPWAY_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_private_rules_are_valid_haproxy(tmp_path: Path) -> None:
+    key_dir = tmp_path / "keys"
+    key_dir.mkdir()
+    store = keys.KeyStore(key_dir)
+    live = (store.ensure(), store.rotate())
+    site = replace(SITE, run_dir=tmp_path)
+    plane = replace(PRIVATE, jwt=replace(POLICY, keys=tuple((k.kid, k.public_path) for k in live)))
+    site.invokers_map.write_text(jwt.map_text(jwt.invokers_map(plane.invokers)))
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render(plane, site=site))
+    check = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_both_listeners_check_tokens_and_public_configs_have_no_rules() -> None:
+    text = render(PRIVATE, site=SITE)
+    ingress, internal = text.split("frontend internal")
+    for section in (ingress, internal.split("backend ")[0]):
+        assert "http-request return status 401" in section
+        assert "jwt_verify" in section
+    public = replace(PRIVATE, routes=tuple(replace(r, private=False) for r in PRIVATE.routes))
+    assert "jwt" not in render(public, site=SITE)
+
+
+def test_one_verify_rule_per_key_selected_by_kid() -> None:
+    lines = jwt.frontend_lines(PRIVATE.routes, site=SITE, policy=POLICY)
+    verify = [line for line in lines if "jwt_verify" in line]
+    assert len(verify) == 2
+    for (kid, path), line in zip(POLICY.keys, verify, strict=True):
+        assert f'jwt_verify("RS256","{path}")' in line and f"-m str {kid}" in line
+
+
+def test_without_keys_private_services_stay_closed() -> None:
+    lines = jwt.frontend_lines(PRIVATE.routes, site=SITE, policy=None)
+    assert not any("jwt_verify" in line for line in lines)
+    assert any(line.startswith("http-request return status 401") for line in lines)
+
+
+def test_audiences_are_every_url_of_the_service() -> None:
+    assert jwt.audiences(["t.localhost", "v1--t.localhost"], port=8080) == [
+        "http://t.localhost:8080", "http://t.localhost:8080/",
+        "http://v1--t.localhost:8080", "http://v1--t.localhost:8080/",
+    ]  # fmt: skip
+    assert jwt.audiences(["t.example.com"], port=80) == [
+        "http://t.example.com", "http://t.example.com/",
+        "http://t.example.com:80", "http://t.example.com:80/",
+    ]  # fmt: skip
+
+
+def test_invokers_map_and_structure() -> None:
+    assert jwt.map_text(jwt.invokers_map(PRIVATE.invokers)) == (
+        "target/service:caller 1\ntarget/user:alice 1\n"
+    )
+    # Invokers change at runtime (add map / del map): they never make HAProxy reload.
+    fewer = replace(PRIVATE, invokers=PRIVATE.invokers[:1])
+    assert structure(fewer, site=SITE) == structure(PRIVATE, site=SITE)
+    rotated = replace(PRIVATE, jwt=replace(POLICY, keys=POLICY.keys[1:]))
+    assert structure(rotated, site=SITE) != structure(PRIVATE, site=SITE)
+
+
+@pytest.mark.parametrize(
+    "plane",
+    [
+        pytest.param(replace(PRIVATE, jwt=replace(POLICY, issuer="http://a b")), id="issuer"),
+        pytest.param(
+            replace(PRIVATE, jwt=replace(POLICY, keys=(("k", Path('/x/"y.pub')),))), id="path"
+        ),
+        pytest.param(
+            replace(PRIVATE, routes=(replace(PRIVATE.routes[0], service=""),)), id="no-service"
+        ),
+    ],
+)
+def test_render_refuses_injection(plane: DataPlane) -> None:
+    with pytest.raises(InvalidSpec):
+        render(plane, site=SITE)
+
+
+# -- metadata protocol ------------------------------------------------------------------------
+
+IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity"
+FLAVOR = {"metadata-flavor": "Google"}
+CALLER = Caller(service="caller", revision="caller-00001", instance="abc")
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> Issuer:
+    store = keys.KeyStore(tmp_path)
+    store.ensure()
+    return Issuer(issuer="http://localhost:8080", domain="localhost", project="p", keys=store)
+
+
+def _ask(issuer: Issuer, target: str, headers: dict[str, str], peer: str = "10.0.0.5") -> Any:
+    known = {"10.0.0.5": CALLER}
+    return answer(
+        method="GET", target=target, headers=headers, peer=peer, lookup=known.get, issuer=issuer
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "peer", "status", "body"),
+    [
+        pytest.param("/", FLAVOR, "10.0.0.5", 200, "computeMetadata/", id="ping"),
+        pytest.param("/", {}, "10.0.0.5", 403, "Metadata-Flavor", id="no-flavor"),
+        pytest.param("/", {**FLAVOR, "x-forwarded-for": "10.0.0.5"}, "10.0.0.9", 403,
+                     "X-Forwarded-For", id="spoofed-xff"),
+        pytest.param(f"{IDENTITY}?audience=http://t", FLAVOR, "10.0.0.9", 403,
+                     "not an instance", id="unknown-address"),
+        pytest.param(f"{IDENTITY}", FLAVOR, "10.0.0.5", 400, "audience", id="no-audience"),
+        pytest.param("/computeMetadata/v1/instance/service-accounts/default/email", FLAVOR,
+                     "10.0.0.5", 200, "caller@localhost", id="email"),
+        pytest.param("/computeMetadata/v1/instance/service-accounts/other/email", FLAVOR,
+                     "10.0.0.5", 404, "no service account", id="other-account"),
+        pytest.param("/computeMetadata/v1/project/project-id", FLAVOR, "10.0.0.5", 200, "p",
+                     id="project"),
+        pytest.param("/computeMetadata/v1/instance/zone", FLAVOR, "10.0.0.5", 404, "no metadata",
+                     id="unknown-path"),
+    ],
+)  # fmt: skip
+def test_metadata_answers(
+    issuer: Issuer, target: str, headers: dict[str, str], peer: str, status: int, body: str
+) -> None:
+    reply = _ask(issuer, target, headers, peer)
+    assert reply.status == status and body in reply.body
+
+
+@pytest.mark.parametrize("fmt", ["standard", "full"])
+def test_metadata_identity_token(issuer: Issuer, fmt: str) -> None:
+    reply = _ask(issuer, f"{IDENTITY}?audience=http://target.localhost:8080&format={fmt}", FLAVOR)
+    claims = pyjwt.decode(reply.body, options={"verify_signature": False})
+    assert claims["aud"] == "http://target.localhost:8080"
+    assert claims["sub"] == "service:caller" and claims["email"] == "caller@localhost"
+    assert claims["exp"] - claims["iat"] == 3600
+    if fmt == "full":
+        assert claims["slipway"]["revision"] == "caller-00001"
+    else:
+        assert "slipway" not in claims
