@@ -104,8 +104,9 @@ def decide(
     if spec.scale_down_delay_s > 0:
         desired = max(d for _, d in recent)
 
-    # Zero only after a quiet stable window plus the grace period (the activator takes over).
-    if desired == 0 and ready > 0:
+    # Zero only after a quiet stable window plus the grace period (the activator takes over),
+    # also when instances vanished for another reason (crashed, marked down): they come back.
+    if desired == 0:
         quiet_for = now - last_active if last_active is not None else math.inf
         if quiet_for < spec.window_s + spec.scale_to_zero_grace_s:
             desired = 1

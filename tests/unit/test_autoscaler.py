@@ -73,3 +73,14 @@ def test_scale_down_delay_holds_the_highest_recent_recommendation() -> None:
 def test_excess_burst_capacity_goes_negative_under_a_burst() -> None:
     d = run([70.0], Spec(target=TARGET), ready=1)[-1]
     assert d.panic == 70.0 and d.excess_burst_capacity == pytest.approx(7.0 - 70.0)
+
+
+def test_instances_lost_before_the_quiet_window_are_replaced() -> None:
+    # Deployed 5 s ago, no traffic yet, its only instance just crashed: not a scale to zero.
+    d = decide([Sample(at=5, in_flight=0)], Spec(target=TARGET), ready=0, now=5,
+               state=State(last_active=0))  # fmt: skip
+    assert d.desired == 1
+    # After the quiet window and grace, nothing comes back until a request does.
+    later = decide([Sample(at=200, in_flight=0)], Spec(target=TARGET), ready=0, now=200,
+                   state=State(last_active=0))  # fmt: skip
+    assert later.desired == 0
