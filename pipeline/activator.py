@@ -77,12 +77,17 @@ def create_app(
         except httpx.HTTPError as e:
             return PlainTextResponse(f"slipway: revision {revision}: {e.__class__.__name__}\n", 502)
         log.info("request_activated", revision=revision, instance=address)
-        return StreamingResponse(
+        response = StreamingResponse(
             upstream.aiter_raw(),
             status_code=upstream.status_code,
-            headers=dict(forwarded_headers(list(upstream.headers.items()))),
             background=BackgroundTask(upstream.aclose),
         )
+        # Raw pairs, so repeated headers (several Set-Cookie) all reach the client.
+        response.raw_headers = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in forwarded_headers(list(upstream.headers.multi_items()))
+        ]
+        return response
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     return Starlette(routes=[Route("/{path:path}", activate, methods=methods)])

@@ -199,11 +199,10 @@ class Reconciler:
         )
         applied = self._dataplane.apply(plane)
         serving = [i for i in instances if i.id in self._ready and i.id not in self._draining]
-        revs = {r.name: r for r in snapshot.revisions}
         self._ready_at = {}
         for i in serving:
-            if i.revision in revs:
-                port = config_of(revs[i.revision].template, image="").port
+            if i.revision in revisions:
+                port = config_of(revisions[i.revision].template, image="").port
                 self._ready_at.setdefault(i.revision, []).append(f"{i.address}:{port}")
         self._ready_revisions = frozenset(self._ready_at)
         if applied != "unchanged":
@@ -265,9 +264,12 @@ class Reconciler:
     ) -> list[Instance]:
         scale = desired_scale(snapshot)
         with self._cond:
-            for name in self._held & set(scale):
-                scale[name] = max(scale[name], 1)
+            held = self._held & set(scale)
+        for name in held:
+            scale[name] = max(scale[name], 1)
         self._autoscale(scale, revisions, instances)
+        for name in held:  # a hold (traffic about to move here) wins over an idle autoscaler
+            scale[name] = max(scale[name], 1)
         result: list[Instance] = []
         by_revision: dict[str, list[Instance]] = {}
         for inst in instances:
