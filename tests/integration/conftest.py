@@ -265,6 +265,16 @@ def running_slipway(
         sw.shutdown(docker_client)
 
 
+def push_image(client: docker.DockerClient, folder: Path | str, ref: str) -> str:
+    """Build `folder` with the Docker Engine and push it as `ref` (registry/repo:tag), as a user
+    would before `slipway deploy --image` or `services replace`."""
+    repo, tag = ref.rsplit(":", 1)
+    client.images.build(path=str(folder), tag=ref, pull=False, rm=True)
+    for line in client.api.push(repo, tag=tag, stream=True, decode=True):
+        assert "error" not in line, line
+    return ref
+
+
 def write_app(folder: Path, *, body: str, dockerfile: str | None = None) -> Path:
     """A tiny static site on busybox httpd, listening on $PORT."""
     folder.mkdir(parents=True, exist_ok=True)

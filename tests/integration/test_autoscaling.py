@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from pipeline import names
-from tests.integration.conftest import BUSYBOX, Slipway
+from tests.integration.conftest import BUSYBOX, Slipway, push_image
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +34,7 @@ def test_burst_scales_out_then_in_with_zero_errors(
         'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
     )
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/busy/app"
-    docker_client.images.build(path=str(app), tag=f"{ref}:1", pull=False, rm=True)
-    for line in docker_client.api.push(ref, tag="1", stream=True, decode=True):
-        assert "error" not in line, line
+    push_image(docker_client, str(app), f"{ref}:1")
     doc = tmp_path / "busy.yaml"
     doc.write_text(
         "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: busy\nspec:\n"

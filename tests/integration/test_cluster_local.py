@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.conftest import Slipway, write_app
+from tests.integration.conftest import Slipway, push_image, write_app
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +46,7 @@ def test_cluster_local_service_is_reachable_only_from_services(
 ) -> None:
     # The hidden service, cluster-local through the Knative label.
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/hidden/app"
-    docker_client.images.build(path=str(write_app(tmp_path / "h", body="hidden\n")),
-                               tag=f"{ref}:1", pull=False, rm=True)  # fmt: skip
-    for line in docker_client.api.push(ref, tag="1", stream=True, decode=True):
-        assert "error" not in line, line
+    push_image(docker_client, str(write_app(tmp_path / "h", body="hidden\n")), f"{ref}:1")
     doc = tmp_path / "hidden.yaml"
     doc.write_text(
         "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hidden\n"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from pipeline import names
-from tests.integration.conftest import BUSYBOX, Slipway
+from tests.integration.conftest import BUSYBOX, Slipway, push_image
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +34,7 @@ def test_idle_revision_goes_to_zero_and_the_next_request_wakes_it(
         'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
     )
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/sleepy/app"
-    docker_client.images.build(path=str(app), tag=f"{ref}:1", pull=False, rm=True)
-    for line in docker_client.api.push(ref, tag="1", stream=True, decode=True):
-        assert "error" not in line, line
+    push_image(docker_client, str(app), f"{ref}:1")
     doc = tmp_path / "sleepy.yaml"
     doc.write_text(
         "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: sleepy\nspec:\n"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pipeline import names
-from tests.integration.conftest import BUSYBOX, Slipway, write_app
+from tests.integration.conftest import BUSYBOX, Slipway, push_image, write_app
 
 pytestmark = pytest.mark.integration
 
@@ -159,9 +159,7 @@ def test_deploy_image_without_build(
 ) -> None:
     app = write_app(tmp_path / "img", body="from an image\n")
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/some/image"
-    docker_client.images.build(path=str(app), tag=f"{ref}:tag", pull=False, rm=True)
-    for line in docker_client.api.push(ref, tag="tag", stream=True, decode=True):
-        assert "error" not in line, line
+    push_image(docker_client, str(app), f"{ref}:tag")
 
     out = slipway.cli("deploy", "web", "--image", f"{ref}:tag").stdout
 
@@ -204,9 +202,7 @@ def test_replace_with_knative_yaml(
 ) -> None:
     app = write_app(tmp_path / "y", body="yaml service\n")
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/yaml/app"
-    docker_client.images.build(path=str(app), tag=f"{ref}:1", pull=False, rm=True)
-    for line in docker_client.api.push(ref, tag="1", stream=True, decode=True):
-        assert "error" not in line, line
+    push_image(docker_client, str(app), f"{ref}:1")
     doc = tmp_path / "svc.yaml"
     doc.write_text(
         "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: fromyaml\n"

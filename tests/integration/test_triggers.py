@@ -19,7 +19,7 @@ import docker
 import httpx
 import pytest
 
-from tests.integration.conftest import ROOT, WEBHOOK_SECRET, Slipway, write_app
+from tests.integration.conftest import ROOT, WEBHOOK_SECRET, Slipway, push_image, write_app
 
 pytestmark = pytest.mark.integration
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "github-webhooks"
@@ -55,10 +55,7 @@ def test_signed_github_push_builds_and_deploys(
 ) -> None:
     # A service that tracks the repository (annotation), first deployed from an image.
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/hooked/app"
-    docker_client.images.build(path=str(write_app(tmp_path / "img", body="image\n")),
-                               tag=f"{ref}:1", pull=False, rm=True)  # fmt: skip
-    for line in docker_client.api.push(ref, tag="1", stream=True, decode=True):
-        assert "error" not in line, line
+    push_image(docker_client, str(write_app(tmp_path / "img", body="image\n")), f"{ref}:1")
     doc = tmp_path / "svc.yaml"
     doc.write_text(
         "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hooked\n"
