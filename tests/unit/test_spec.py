@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -39,6 +38,7 @@ from pipeline.spec import (
     validate_traffic,
 )
 from pipeline.spec.base import SpecModel
+from tests.unit.kubeschemas import closed, shared_fixtures
 
 MINIMAL = """
 apiVersion: serving.knative.dev/v1
@@ -964,44 +964,16 @@ def test_template_hash_changes_only_with_the_template(
 # --- against Knative's CRD schema ------------------------------------------------------------
 
 
-def _shared_fixtures() -> Path:
-    repo_root = Path(__file__).resolve().parents[2]
-    for ancestor in repo_root.parents:
-        candidate = ancestor / "shared" / "fixtures"
-        if (candidate / "knative-crds").is_dir():
-            return candidate
-    pytest.skip(
-        "!!! KNATIVE CRD FIXTURES NOT FOUND: no shared/fixtures/knative-crds in any parent of "
-        f"{repo_root}; manifests were NOT checked against Knative's schema !!!"
-    )
-
-
-def _closed(schema: Any) -> Any:
-    """The schema with unknown fields refused, as the API server's pruning treats them."""
-    if isinstance(schema, list):
-        return [_closed(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {key: _closed(value) for key, value in schema.items()}
-    if (
-        "properties" in out
-        and "additionalProperties" not in out
-        and not out.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        out["additionalProperties"] = False
-    return out
-
-
 @pytest.fixture(scope="module")
 def service_crd() -> dict[str, Any]:
-    crd = yaml.safe_load((_shared_fixtures() / "knative-crds" / "service.yaml").read_text())
+    crd = yaml.safe_load((shared_fixtures() / "knative-crds" / "service.yaml").read_text())
     (v1,) = [version for version in crd["spec"]["versions"] if version["name"] == "v1"]
     return dict(v1["schema"]["openAPIV3Schema"])
 
 
 @pytest.fixture(scope="module")
 def closed_schema(service_crd: dict[str, Any]) -> dict[str, Any]:
-    return dict(_closed(service_crd))
+    return dict(closed(service_crd))
 
 
 ROUND_TRIP = [
