@@ -47,6 +47,13 @@ def log_of(slipway: Slipway, build_id: object) -> str:
     return slipway.api_get(f"/v1/builds/{build_id}/log").text
 
 
+@pytest.fixture(autouse=True, scope="module")
+def template_base_images(docker_client: docker.DockerClient) -> None:
+    """The templates build FROM the local Debian/Python images: make them if this machine has
+    none yet (on a fresh machine nothing else in this module would)."""
+    baseimages.ensure_base_images(docker_client, references=[baseimages.DEBIAN, baseimages.PYTHON])
+
+
 def test_python_template_serves_and_a_code_change_reuses_the_install_layer(
     slipway: Slipway, tmp_path: Path
 ) -> None:
