@@ -593,6 +593,10 @@ class Deployer:
                 return rev
             time.sleep(0.1)
 
+    def urls(self, service: str) -> list[str]:
+        """The service URL first, then its tag URLs."""
+        return self._urls(service)
+
     def _urls(self, service: str) -> list[str]:
         if self._published_urls is not None:
             return self._published_urls(service)

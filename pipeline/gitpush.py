@@ -130,10 +130,20 @@ class PushHandler:
             for t in resolve_traffic(svc, self._store.list_revisions(self._service))
             if t.revision == revision
         )
-        domain, port = self._deployer.domain, self._deployer.ingress_port
-        progress(f"       {names.service_url(self._service, domain, port)}  ({share}%)")
+        # The URLs as the engine publishes them (Knative: from its status), not rebuilt here.
+        urls = {_label(u): u for u in self._deployer.urls(self._service)}
+        for label, url in urls.items():
+            if "--" not in label:
+                progress(f"       {url}  ({share}%)")
         for tag in filter(None, [names.commit_tag(sha), preview]):
-            progress(f"       {names.tag_url(tag, self._service, domain, port)}")
+            tag_url = urls.get(f"{tag}--{self._service}")
+            if tag_url:
+                progress(f"       {tag_url}")
+
+
+def _label(url: str) -> str:
+    """The first label of a URL's host: `commit-abc1234--hello` in `http://commit-…--hello.x`."""
+    return url.split("//", 1)[-1].split("/", 1)[0].split(".", 1)[0]
 
 
 def _printer(progress: Progress, started: float) -> Callable[[dict[str, Any]], None]:

@@ -145,7 +145,7 @@ def create_app(platform: Platform) -> FastAPI:
         autoscaler = getattr(platform.reconciler, "autoscaler_view", None)
         for rev in view["revisions"]:
             rev["autoscaler"] = autoscaler(rev["name"]) if autoscaler else None
-        return view
+        return views.with_published_urls(view, platform.deployer.urls(name))
 
     @app.delete("/v1/services/{name}", dependencies=v1)
     def delete_service(name: str) -> dict[str, str]:

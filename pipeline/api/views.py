@@ -78,3 +78,17 @@ def build_view(b: Build) -> dict[str, Any]:
         "started": b.started_at.isoformat() if b.started_at else None,
         "finished": b.finished_at.isoformat() if b.finished_at else None,
     }
+
+
+def with_published_urls(view: dict[str, Any], urls: list[str]) -> dict[str, Any]:
+    """The view with the URLs the engine publishes (Knative: from its status) where it has them;
+    on the embedded engine they are the same ones."""
+    by_label = {u.split("//", 1)[-1].split(".", 1)[0]: u for u in urls}
+    out = dict(view)
+    if by_label.get(view["name"]):
+        out["url"] = by_label[view["name"]]
+    out["traffic"] = [
+        {**t, "url": by_label.get(f"{t['tag']}--{view['name']}", t["url"])} if t.get("tag") else t
+        for t in view["traffic"]
+    ]
+    return out

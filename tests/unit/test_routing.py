@@ -114,3 +114,22 @@ def test_plane_tag_hosts_and_split() -> None:
     # Routed revisions without ready instances still get a backend (it answers 503, not 404).
     assert [b.name for b in plane.backends] == ["rev-hello-00001", "rev-hello-00002"]
     assert all(b.servers == () for b in plane.backends)
+
+
+def test_describe_uses_the_urls_the_engine_published() -> None:
+    from pipeline.api.views import with_published_urls
+
+    view = {
+        "name": "hello",
+        "url": "http://hello.localhost:8080",
+        "traffic": [
+            {"revision": "hello-00001", "percent": 100},
+            {"revision": "hello-00002", "percent": 0, "tag": "canary",
+             "url": "http://canary--hello.localhost:8080"},
+        ],
+    }  # fmt: skip
+    knative = ["https://hello.apps.example.com", "https://canary--hello.apps.example.com"]
+    out = with_published_urls(view, knative)
+    assert out["url"] == "https://hello.apps.example.com"
+    assert out["traffic"][1]["url"] == "https://canary--hello.apps.example.com"
+    assert with_published_urls(view, []) == view  # nothing published yet: the derived ones
