@@ -195,9 +195,15 @@ class Slipway:
         )
 
     def containers(self, client: docker.DockerClient) -> list[docker.models.containers.Container]:
-        return list(client.containers.list(
-            all=True, filters={"label": [f"{names.LABEL_PLATFORM}={self.platform_id}"]}
-        ))  # fmt: skip
+        label = f"{names.LABEL_PLATFORM}={self.platform_id}"
+        for _ in range(10):
+            try:
+                return list(client.containers.list(all=True, filters={"label": [label]}))
+            except docker.errors.NotFound:
+                # docker-py inspects each listed container; one the reconciler removed in
+                # between is gone by then. List again.
+                time.sleep(0.2)
+        raise AssertionError("containers kept vanishing while being listed")
 
     def shutdown(self, client: docker.DockerClient) -> None:
         self.stop()
