@@ -333,7 +333,8 @@ class Reconciler:
                     "autoscaler_decision", service=rev.service, revision=name, ready=ready,
                     **(self._scaler.view(name) or {"desired": desired}),
                 )  # fmt: skip
-        self._scaler.forget({n for n, w in scale.items() if w})
+        # Tracks live as long as the revision: at zero, its quiet history is what keeps it there.
+        self._scaler.forget(set(scale))
 
     def autoscaler_view(self, revision: str) -> dict[str, Any] | None:
         return self._scaler.view(revision)

@@ -311,3 +311,32 @@ def test_autoscaler_adds_instances_under_load_and_removes_them_after(world: Worl
         world.now += 1
         world.reconciler.reconcile_once()
     assert len(world.engine.list_instances()) == 1, "never below one without an activator"
+
+
+def test_an_idle_revision_goes_to_zero_and_stays_there(world: World) -> None:
+    scaling = Reconciler(
+        store=world.store, engine=world.engine, dataplane=world.plane, domain="localhost",
+        readiness_timeout_s=10, grace_period_s=5, clock=lambda: world.now,
+        probe=lambda address, port, readiness: address in world.listening,
+        stopper=Inline(), scale_to_zero=True, zero_grace_s=5,
+    )  # fmt: skip
+    rev = world.deploy("hello", "img:1")
+    world.now = world.store.get_revision(rev).created_at.timestamp()
+    scaling.reconcile_once()
+    (inst,) = world.engine.list_instances()
+    world.listening.add(inst.address)
+    scaling.reconcile_once()
+
+    for _ in range(70):  # the 60 s stable window and the 5 s grace pass without a request
+        world.now += 1
+        scaling.reconcile_once()
+    assert world.engine.list_instances() == []
+    for _ in range(30):
+        world.now += 1
+        scaling.reconcile_once()
+    assert world.engine.list_instances() == [], "no instance comes back without a request"
+
+    world.plane.in_flight["rev-hello-00001"] = 1  # the activator holds a request
+    world.now += 1
+    scaling.reconcile_once()
+    assert len(world.engine.list_instances()) == 1
