@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dnslib import DNSRecord
@@ -34,41 +35,66 @@ def _answers(address: str, name: str) -> bool:
 
 def ensure_dns(*, run_dir: Path, logs_dir: Path, address: str, domain: str) -> bool:
     """Make sure the internal resolver answers on `address`:53; False if it cannot run."""
-    log = get_log(component="dns")
-    pid_file = run_dir / "dns.pid"
-    probe = f"probe.{domain}"
+    return _ensure(
+        name="dns",
+        run_dir=run_dir,
+        logs_dir=logs_dir,
+        record=[address],
+        argv=["dns", "--bind", address, "--domain", domain],
+        answers=lambda: _answers(address, f"probe.{domain}"),
+        tries=50,
+        unavailable="the internal resolver did not start (it needs root for port 53); "
+        "instances cannot reach other services by name",
+        address=address,
+        domain=domain,
+    )
+
+
+def _ensure(
+    *,
+    name: str,
+    run_dir: Path,
+    logs_dir: Path,
+    record: list[str],
+    argv: list[str],
+    answers: Callable[[], bool],
+    tries: int,
+    unavailable: str,
+    **context: object,
+) -> bool:
+    """Reuse the running helper if it was started with `record` and answers; else (re)start it
+    in its own session, so it outlives the control plane."""
+    log = get_log(component=name)
+    pid_file = run_dir / f"{name}.pid"
     pid = _alive(pid_file)
-    if (
-        pid is not None
-        and pid_file.read_text().split()[1:] == [address]
-        and _answers(address, probe)
-    ):
+    if pid is not None and pid_file.read_text().split()[1:] == record and answers():
         return True
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
+        for _ in range(50):  # let it free its port before the new one binds
+            if not answers():
+                break
+            time.sleep(0.1)
     run_dir.mkdir(parents=True, exist_ok=True)
     logs_dir.mkdir(parents=True, exist_ok=True)
-    with (logs_dir / "dns.log").open("ab") as out:
+    with (logs_dir / f"{name}.log").open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "dns", "--bind", address, "--domain", domain],
+            [sys.executable, "-m", "pipeline.cli", *argv],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # not in the control plane's process group
         )
-    pid_file.write_text(f"{proc.pid} {address}\n")
-    for _ in range(50):
-        if _answers(address, probe):
-            log.info("dns_started", address=address, domain=domain, pid=proc.pid)
+    pid_file.write_text(" ".join([str(proc.pid), *record]) + "\n")
+    for _ in range(tries):
+        if answers():
+            log.info(f"{name}_started", pid=proc.pid, **context)
             return True
         if proc.poll() is not None:
             break
         time.sleep(0.1)
     log.warning(
-        "dns_unavailable",
-        address=address,
-        reason="the internal resolver did not start (it needs root for port 53); "
-        f"see {logs_dir / 'dns.log'}. Instances cannot reach other services by name.",
+        f"{name}_unavailable", reason=f"{unavailable}; see {logs_dir / (name + '.log')}", **context
     )
     return False
 
@@ -97,43 +123,15 @@ def ensure_metadata(
 ) -> bool:
     """Make sure the metadata server (pipeline.identity.metadata) answers on `address:port`;
     False if it cannot run. `args` are its command-line options; a change restarts it."""
-    log = get_log(component="metadata")
-    pid_file = run_dir / "metadata.pid"
-    record = [address, str(port), *args]
-    pid = _alive(pid_file)
-    if pid is not None and pid_file.read_text().split()[1:] == record and _flavored(address, port):
-        return True
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            if not _flavored(address, port):
-                break
-            time.sleep(0.1)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    logs_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "pipeline.cli", "metadata", "--bind", address, "--port",
-            str(port), *args]  # fmt: skip
-    with (logs_dir / "metadata.log").open("ab") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives the control plane, like the resolver
-        )
-    pid_file.write_text(" ".join([str(proc.pid), *record]) + "\n")
-    for _ in range(100):
-        if _flavored(address, port):
-            log.info("metadata_started", address=address, port=port, pid=proc.pid)
-            return True
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    log.warning(
-        "metadata_unavailable",
+    return _ensure(
+        name="metadata",
+        run_dir=run_dir,
+        logs_dir=logs_dir,
+        record=[address, str(port), *args],
+        argv=["metadata", "--bind", address, "--port", str(port), *args],
+        answers=lambda: _flavored(address, port),
+        tries=100,
+        unavailable="the metadata server did not start; instances get no identity tokens",
         address=address,
         port=port,
-        reason=f"the metadata server did not start; see {logs_dir / 'metadata.log'}. "
-        "Instances get no identity tokens.",
     )
-    return False
