@@ -624,18 +624,32 @@ def metadata(
     bind: Annotated[str, typer.Option("--bind")],
     port: Annotated[int, typer.Option("--port")],
     keys_dir: Annotated[Path, typer.Option("--keys-dir")],
-    network: Annotated[str, typer.Option("--network")],
     platform: Annotated[str, typer.Option("--platform")],
     issuer: Annotated[str, typer.Option("--issuer")],
     domain: Annotated[str, typer.Option("--domain")],
+    engine: Annotated[str, typer.Option("--engine", help="docker or knative")] = "docker",
+    network: Annotated[str, typer.Option("--network", help="docker: callers' network")] = "",
+    namespace: Annotated[str, typer.Option("--namespace", help="knative: pods' namespace")] = "",
+    kubeconfig: Annotated[str, typer.Option("--kubeconfig", help="knative: '' = in-cluster")] = "",
 ) -> None:
-    """The metadata server (started by the control plane; see pipeline.identity.metadata)."""
+    """The metadata server (started by the control plane next to Docker, a container of the
+    control-plane pod on Kubernetes; see pipeline.identity.metadata)."""
     from pipeline.identity import metadata as metadata_mod
 
-    metadata_mod.main(
-        bind=bind, port=port, keys_dir=keys_dir, network=network, platform=platform,
-        issuer=issuer, domain=domain,
+    if engine not in ("docker", "knative"):
+        raise _fail(f"--engine {engine!r}: use docker or knative")
+    missing = "--network" if engine == "docker" and not network else ""
+    missing = missing or ("--namespace" if engine == "knative" and not namespace else "")
+    if missing:
+        raise _fail(f"--engine {engine} needs {missing}")
+    options = metadata_mod.Options(
+        bind=bind, port=port, keys_dir=keys_dir, platform=platform, issuer=issuer, domain=domain,
+        engine=engine, network=network, namespace=namespace, kubeconfig=kubeconfig,
     )  # fmt: skip
+    try:
+        metadata_mod.main(options)
+    except SlipwayError as e:
+        raise _fail(e.message) from e
 
 
 @app.command()

@@ -60,6 +60,8 @@ class Settings:
     source_url: str = ""
     registry_insecure: bool = False  # the registry speaks plain HTTP (build Jobs push with it)
     metadata_host: str = ""  # host[:port] of the metadata service as a Kubernetes Service
+    # An operator's RSA key (PEM), imported as the signing key (the Helm chart's Secret).
+    signing_key_file: str = ""
     registry_secret: str = "slipway-registry"  # kubernetes.io/dockerconfigjson Secret for builds
     kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
     fetch_image: str = "curlimages/curl:8.11.1"
@@ -107,6 +109,7 @@ class Settings:
             source_url=e.get("SLIPWAY_SOURCE_URL", base.source_url).rstrip("/"),
             registry_insecure=e.get("SLIPWAY_REGISTRY_INSECURE", "false").lower() == "true",
             metadata_host=e.get("SLIPWAY_METADATA_HOST", base.metadata_host),
+            signing_key_file=e.get("SLIPWAY_SIGNING_KEY_FILE", base.signing_key_file),
             registry_secret=e.get("SLIPWAY_REGISTRY_SECRET", base.registry_secret),
             kaniko_image=e.get("SLIPWAY_KANIKO_IMAGE", base.kaniko_image),
             fetch_image=e.get("SLIPWAY_FETCH_IMAGE", base.fetch_image),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline import daemons, db
 from pipeline.api.auth import ensure_token
@@ -81,6 +82,10 @@ def site_of(settings: Settings, *, internal: str = "") -> Site:
     )
 
 
+def signing_seed(settings: Settings) -> Path | None:
+    return Path(settings.signing_key_file) if settings.signing_key_file else None
+
+
 def metadata_args(settings: Settings) -> list[str]:
     """The metadata server's options (pipeline.identity.metadata.main)."""
     return [
@@ -113,7 +118,7 @@ def build(settings: Settings) -> Platform:
     ):
         engine.dns = gateway
     keys = KeyStore(settings.keys_dir)
-    keys.ensure()
+    keys.ensure(seed=signing_seed(settings))
     if daemons.ensure_metadata(
         run_dir=settings.data_dir / "run",
         logs_dir=settings.data_dir / "logs",
@@ -177,7 +182,7 @@ def _build_knative(settings: Settings, *, store: Store, deliveries: Deliveries) 
     """SLIPWAY_ENGINE=knative: Knative runs revisions, builds are Kubernetes Jobs."""
     parts = build_knative(settings, store=store)
     keys = KeyStore(settings.keys_dir)  # Istio verifies tokens against this JWKS
-    keys.ensure()
+    keys.ensure(seed=signing_seed(settings))
     secret_store = SecretStore(settings.data_dir)
     deployer = Deployer(
         store=store,

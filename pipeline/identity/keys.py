@@ -80,25 +80,49 @@ class KeyStore:
         self.directory = directory
         self._clock = clock
 
-    def ensure(self) -> Key:
-        """The signing key, creating the first one if there is none."""
+    def ensure(self, *, seed: Path | None = None) -> Key:
+        """The signing key, creating the first one if there is none.
+
+        `seed` is an operator's PEM (the Helm chart's signing-key Secret): imported as the newest
+        key unless a key with its public half is already here, so replacing the Secret rotates at
+        the next start and an unchanged Secret changes nothing (not even after `keys rotate`).
+        """
+        if seed is not None:
+            self._import(seed)
         keys = self.all()
         return keys[-1] if keys else self.rotate()
 
     def rotate(self) -> Key:
         """Make a new key; it signs from now on. Older keys stay until `prune` drops them."""
+        return self._store(rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS))
+
+    def _import(self, path: Path) -> None:
+        try:
+            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as e:
+            raise Unavailable(
+                f"cannot read the signing key {path}: {e}; it must be an unencrypted RSA private "
+                "key in PEM (openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048)"
+            ) from e
+        if not isinstance(private, rsa.RSAPrivateKey) or private.key_size < KEY_BITS:
+            raise Unavailable(
+                f"the signing key {path} is not an RSA key of at least {KEY_BITS} bits: tokens "
+                "are RS256 (openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048)"
+            )
+        public_pem = _public_pem(private)
+        if not any(k.public_pem == public_pem for k in self.all()):
+            self._store(private)
+
+    def _store(self, private: rsa.RSAPrivateKey) -> Key:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         now = int(self._clock())
         kid = f"{now}-{secrets.token_hex(4)}"
-        private = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
         private_pem = private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        public_pem = private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        public_pem = _public_pem(private)
         # Public part first: a reader that sees the private file can rely on the public one.
         _write(self.directory / f"{kid}.pub", public_pem, mode=0o644)
         _write(self.directory / f"{kid}.key", private_pem, mode=0o600)
@@ -147,6 +171,12 @@ class KeyStore:
             public_path=public_path,
             private_path=self.directory / f"{kid}.key",
         )
+
+
+def _public_pem(private: rsa.RSAPrivateKey) -> bytes:
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _write(path: Path, data: bytes, *, mode: int) -> None:

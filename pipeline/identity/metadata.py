@@ -6,13 +6,16 @@ Cloud Run code use: the root ping, `.../service-accounts/default/identity?audien
 `.../service-accounts/default/email` and `/project/project-id`. Every answer carries
 `Metadata-Flavor: Google`; a request without that header, with an `X-Forwarded-For` (GCE refuses
 proxied requests the same way), or from an address that is not one of this platform's running
-instances gets 403. The caller is its TCP source address on Slipway's bridge network, looked up
-among the containers the platform owns — never anything the request says about itself.
+instances gets 403. The caller is its TCP source address, never anything the request says about
+itself: next to Docker, an owned container on Slipway's bridge network (`docker_lookup`); on
+Kubernetes, the running Slipway pod with that pod IP (`kubernetes_lookup`, `knative.callers`).
 
 `answer` is the whole protocol as a function of the request and two lookups, so it is tested
 without sockets; `serve` puts it behind a threading HTTP server. The server runs as its own
 daemon (started like the internal resolver, see `daemons`), not in the control plane: a
-control-plane restart must not fail every service-to-service call in the meantime.
+control-plane restart must not fail every service-to-service call in the meantime. On Kubernetes
+it is the second container of the control-plane pod behind its own Service (the Helm chart), for
+the same reason.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from pipeline.errors import SlipwayError
 from pipeline.identity import tokens
 from pipeline.identity.keys import KeyStore
 
@@ -94,7 +98,10 @@ def answer(
         return Reply(status=403, body="requests carrying X-Forwarded-For are refused\n")
     if method not in ("GET", "HEAD"):
         return Reply(status=405, body="only GET is served\n")
-    caller = lookup(peer)
+    try:
+        caller = lookup(peer)
+    except SlipwayError as e:  # e.g. the Kubernetes API is unreachable: not the caller's fault
+        return Reply(status=503, body=f"cannot tell who is calling right now: {e.message}\n")
     if caller is None:
         return Reply(
             status=403,
@@ -185,12 +192,46 @@ def docker_lookup(*, network: str, platform: str) -> Callable[[str], Caller | No
     return lookup
 
 
-def main(
-    *, bind: str, port: int, keys_dir: Path, network: str, platform: str, issuer: str, domain: str
-) -> None:
-    serve(
-        bind=bind,
-        port=port,
-        lookup=docker_lookup(network=network, platform=platform),
-        issuer=Issuer(issuer=issuer, domain=domain, project=platform, keys=KeyStore(keys_dir)),
+def kubernetes_lookup(
+    *, namespace: str, platform: str, kubeconfig: str = ""
+) -> Callable[[str], Caller | None]:
+    """Source address -> the running Slipway pod with that pod IP (see `knative.callers`)."""
+    from pipeline.knative.apply import KubeApi, connect
+    from pipeline.knative.callers import pod_lookup
+
+    api = KubeApi(connect(kubeconfig=kubeconfig), namespace=namespace, platform=platform)
+    return pod_lookup(api)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """The server's command line (`slipway metadata`): the control plane passes these when it
+    starts the server next to Docker; the Helm chart passes them to the pod's second container."""
+
+    bind: str
+    port: int
+    keys_dir: Path
+    platform: str
+    issuer: str
+    domain: str
+    engine: str = "docker"
+    network: str = ""  # docker: the bridge network callers are on
+    namespace: str = ""  # knative: the namespace the services' pods run in
+    kubeconfig: str = ""  # knative: "" = the pod's service account
+
+
+def main(options: Options) -> None:
+    lookup = (
+        kubernetes_lookup(
+            namespace=options.namespace, platform=options.platform, kubeconfig=options.kubeconfig
+        )
+        if options.engine == "knative"
+        else docker_lookup(network=options.network, platform=options.platform)
     )
+    issuer = Issuer(
+        issuer=options.issuer,
+        domain=options.domain,
+        project=options.platform,
+        keys=KeyStore(options.keys_dir),
+    )
+    serve(bind=options.bind, port=options.port, lookup=lookup, issuer=issuer)

@@ -218,14 +218,17 @@ class KubeApi:
             return False
         return True
 
-    # pods (in-cluster builds; Jobs go through `apply` and `get`: same URL shape) -----------------
-    def list_pods(self, *, selector: str) -> list[dict[str, Any]]:
+    # pods (build Jobs' pods and logs; metadata callers) ---------------------------------------
+    def list_pods(self, *, selector: str, field_selector: str = "") -> list[dict[str, Any]]:
         pods: Any = self._call(
             "list",
             PODS,
             "",
             lambda: self._core.list_namespaced_pod(
-                self.namespace, label_selector=selector, _preload_content=False
+                self.namespace,
+                label_selector=selector,
+                field_selector=field_selector or None,
+                _preload_content=False,
             ),
         )
         return list(_json(pods).get("items") or [])

@@ -60,22 +60,32 @@ def render_service(
         "kind": "Service",
         "metadata": metadata,
         "spec": {
-            "template": render_template(latest, metadata_host=metadata_host),
+            "template": render_template(
+                latest, service=service.name, platform=platform, metadata_host=metadata_host
+            ),
             "traffic": render_traffic(service, revisions),
         },
     }
 
 
-def render_template(revision: Revision, *, metadata_host: str = "") -> dict[str, Any]:
+def render_template(
+    revision: Revision, *, service: str, platform: str, metadata_host: str = ""
+) -> dict[str, Any]:
     """The revision's stored template under its Slipway name, image pinned by digest.
 
     Knative refuses a changed template under an unchanged name, so everything here is a
     function of the revision row alone (never of settings that may change between passes,
-    except the metadata host, which is fixed per installation).
+    except the platform id and the metadata host, which are fixed per installation).
+    Slipway's labels go on the template, not only on the Service: Knative copies template labels
+    to the revision's pods, and the metadata server recognises its callers by them
+    (`knative.callers`).
     """
     template = copy.deepcopy(revision.template)
     meta: dict[str, Any] = template.setdefault("metadata", {})
     meta["name"] = revision.name
+    labels = dict(meta.get("labels") or {})
+    labels.update(names.k8s_labels(platform=platform, **{names.K8S_SERVICE: service}))
+    meta["labels"] = labels
     if revision.build_id:
         meta.setdefault("annotations", {})[BUILD_ANNOTATION] = revision.build_id
     spec: dict[str, Any] = template.setdefault("spec", {})

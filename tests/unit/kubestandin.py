@@ -1,10 +1,11 @@
 """A STAND-IN for the Kubernetes API server: a tiny http.server on 127.0.0.1.
 
 It is not Kubernetes. It speaks just enough of the API for the calls Slipway makes: GET, LIST
-(with labelSelector), POST (create), server-side-apply PATCH and DELETE of namespaced objects under
-`/apis/<group>/<version>/...` (custom objects and batch Jobs), pod LIST and pod log under
-`/api/v1/...`, and it answers errors the way the API server does (`kind: Status` bodies; 404 with
-`details.name` for a missing object, without for an unknown resource type; 403 naming the verb).
+(with labelSelector and equality fieldSelector), POST (create), server-side-apply PATCH and
+DELETE of namespaced objects under `/apis/<group>/<version>/...` (custom objects and batch
+Jobs), pod LIST and pod log under `/api/v1/...`, and it answers errors the way the API server
+does (`kind: Status` bodies; 404 with `details.name` for a missing object, without for an unknown
+resource type; 403 naming the verb).
 Every request is recorded so tests can assert the wire: method, path, query, headers, body.
 """
 
@@ -84,6 +85,18 @@ def _matches(obj: dict[str, Any], selector: str) -> bool:
     return True
 
 
+def _fields_match(obj: dict[str, Any], selector: str) -> bool:
+    """`a.b=v,c.d=w`: the equality field selectors the API server supports (e.g. status.podIP)."""
+    for term in filter(None, selector.split(",")):
+        path, _, value = term.partition("=")
+        node: Any = obj
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if str(node if node is not None else "") != value:
+            return False
+    return True
+
+
 def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -140,6 +153,7 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                     for path, obj in sorted(state.objects.items())
                     if path.rsplit("/", 1)[0] == collection
                     and _matches(obj, query.get("labelSelector", ""))
+                    and _fields_match(obj, query.get("fieldSelector", ""))
                 ]
                 self._send(200, {"kind": "List", "items": items})
                 return
