@@ -69,7 +69,7 @@ def by_kind(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 @pytest.mark.parametrize(
     ("overrides", "kinds"),
     [
-        pytest.param(REQUIRED, {"Deployment": 1, "Service": 1, "ServiceAccount": 1, "Role": 1,
+        pytest.param(REQUIRED, {"Deployment": 1, "Service": 2, "ServiceAccount": 1, "Role": 1,
                                 "RoleBinding": 1, "PersistentVolumeClaim": 1, "Secret": 2,
                                 "Ingress": 1}, id="defaults"),
         pytest.param(merged(REQUIRED, {"replicaCount": 3, "targetNamespace": "apps",
@@ -98,6 +98,39 @@ def test_chart_renders_valid_objects(overrides: dict[str, Any], kinds: dict[str,
     assert env["SLIPWAY_SOURCE_URL"] == "http://slipway-slipway.slipway.svc:8081"
     assert pod["serviceAccountName"] == "slipway-slipway"
     assert "{{.Tag}}--{{.Name}}" in notes
+
+
+def test_metadata_server_is_a_service_pods_reach_by_their_own_address() -> None:
+    objects, _ = render(REQUIRED, {"targetNamespace": "apps", "platformId": "prod"})
+    found = by_kind(objects)
+    (deployment,) = found["Deployment"]
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    slipway, metadata = template["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in slipway["env"]}
+    host = "slipway-slipway-metadata.slipway.svc"
+    assert env["SLIPWAY_METADATA_HOST"] == host  # rendered into every revision's env
+    assert env["SLIPWAY_PLATFORM_ID"] == "prod"
+    assert env["SLIPWAY_SIGNING_KEY_FILE"] == "/etc/slipway/keys/signing-key.pem"
+    mounts = {m["name"]: m["mountPath"] for m in slipway["volumeMounts"]}
+    assert env["SLIPWAY_SIGNING_KEY_FILE"].startswith(mounts["keys"] + "/")
+    # The container runs the real CLI command; its options must parse.
+    assert metadata["args"][0] == "metadata"
+    options = dict(a.removeprefix("--").split("=", 1) for a in metadata["args"][1:])
+    assert options == {
+        "engine": "knative", "namespace": "apps", "bind": "0.0.0.0", "port": "8080",
+        "keys-dir": "/var/lib/slipway/keys", "platform": "prod",
+        "issuer": "https://slipway.example.com", "domain": "apps.example.com",
+    }  # fmt: skip
+    assert {m["mountPath"] for m in metadata["volumeMounts"]} == {"/var/lib/slipway"}
+    (service,) = [s for s in found["Service"] if s["metadata"]["name"].endswith("-metadata")]
+    assert f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc" == host
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 80  # GCE_METADATA_HOST carries no port
+    assert port["targetPort"] in {p["name"] for p in metadata["ports"]}
+    (container_port,) = metadata["ports"]
+    assert str(container_port["containerPort"]) == options["port"]
 
 
 def test_replicas_need_postgresql() -> None:

@@ -20,7 +20,7 @@ import pytest
 from pipeline.dataplane import jwt
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Site, Split
 from pipeline.dataplane.render import render, structure
-from pipeline.errors import InvalidInput, InvalidSpec
+from pipeline.errors import InvalidInput, InvalidSpec, Unavailable
 from pipeline.identity import access, keys, tokens
 from pipeline.identity.metadata import Caller, Issuer, answer
 from pipeline.routing import build_plane
@@ -144,6 +144,62 @@ def test_rotation_keeps_the_old_key_until_its_tokens_expired(tmp_path: Path) -> 
     assert store.prune() == [old.kid]
     assert [k.kid for k in store.all()] == [new.kid]
     assert not old.private_path.exists() and not old.public_path.exists()
+
+
+def _pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def test_an_operators_key_is_imported_once_and_a_new_one_rotates(tmp_path: Path) -> None:
+    """The Helm chart's signing-key Secret (SLIPWAY_SIGNING_KEY_FILE)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    now = [1_700_000_000.0]
+    store = keys.KeyStore(tmp_path / "keys", clock=lambda: now[0])
+    seed = tmp_path / "signing-key.pem"
+    first = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    seed.write_bytes(_pem(first))
+    imported = store.ensure(seed=seed)
+    assert imported.private_pem() == _pem(first)
+    assert (imported.private_path.stat().st_mode & 0o777) == 0o600
+    now[0] += 10
+    assert store.ensure(seed=seed) == imported and len(store.all()) == 1  # a restart: unchanged
+    rotated = store.rotate()
+    now[0] += 10
+    assert store.ensure(seed=seed) == rotated  # `keys rotate` is not undone by the same Secret
+    second = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    seed.write_bytes(_pem(second))
+    now[0] += 10
+    replaced = store.ensure(seed=seed)
+    assert replaced.private_pem() == _pem(second)  # a replaced Secret rotates
+    assert [k.kid for k in store.live()] == [imported.kid, rotated.kid, replaced.kid]
+
+
+def test_an_unusable_operator_key_is_refused_with_how_to_make_one(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    store = keys.KeyStore(tmp_path / "keys")
+    seed = tmp_path / "signing-key.pem"
+    for content, problem in [
+        (b"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n", "cannot read"),
+        (_pem(ec.generate_private_key(ec.SECP256R1())), "not an RSA key"),
+        (_pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)), "2048 bits"),
+    ]:
+        seed.write_bytes(content)
+        with pytest.raises(Unavailable, match=problem) as e:
+            store.ensure(seed=seed)
+        assert "openssl genpkey" in e.value.message
+    with pytest.raises(Unavailable, match="cannot read"):
+        store.ensure(seed=tmp_path / "missing.pem")
+    assert store.all() == []
 
 
 def test_policy_lists_live_keys_for_haproxy(tmp_path: Path) -> None:

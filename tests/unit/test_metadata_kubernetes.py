@@ -181,12 +181,14 @@ def test_the_metadata_process_mints_for_the_pod_at_the_callers_address(
     store = keys.KeyStore(tmp_path / "keys")
     store.ensure()
     port = _free_port()
-    args = [
-        sys.executable, "-m", "pipeline.cli", "metadata", "--engine", "knative",
-        "--namespace", "apps", "--kubeconfig", str(kubeconfig), "--bind", "127.0.0.1",
-        "--port", str(port), "--keys-dir", str(tmp_path / "keys"), "--platform", "prod",
-        "--issuer", "https://slipway.example.com", "--domain", "example.com",
-    ]  # fmt: skip
+    # The options as the Helm chart's metadata container passes them (--name=value).
+    options = {
+        "engine": "knative", "namespace": "apps", "kubeconfig": str(kubeconfig),
+        "bind": "127.0.0.1", "port": str(port), "keys-dir": str(tmp_path / "keys"),
+        "platform": "prod", "issuer": "https://slipway.example.com", "domain": "example.com",
+    }  # fmt: skip
+    args = [sys.executable, "-m", "pipeline.cli", "metadata"]
+    args += [f"--{name}={value}" for name, value in options.items()]
     log = tmp_path / "metadata.log"
     with log.open("wb") as stderr:
         proc = subprocess.Popen(args, env=os.environ.copy(), stderr=stderr)

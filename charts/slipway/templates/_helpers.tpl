@@ -25,3 +25,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "slipway.keysSecret" -}}
 {{- default (printf "%s-keys" (include "slipway.fullname" .)) .Values.signingKeys.existingSecret -}}
 {{- end -}}
+
+{{- define "slipway.metadataHost" -}}
+{{- printf "%s-metadata.%s.svc" (include "slipway.fullname" .) .Release.Namespace -}}
+{{- end -}}
