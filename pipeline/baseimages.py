@@ -40,6 +40,8 @@ from pipeline.names import LABEL_PREFIX
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # Where update-ca-certificates looks for local CAs: a later run inside an image keeps the host's.
@@ -56,7 +58,9 @@ bundle. A few seconds to build; the test suite's services run on it."""
 
 DEBIAN = "slipway/debian:bookworm"
 """`debootstrap --variant=minbase --include=ca-certificates bookworm` from the host's Debian
-mirror, with the host CA bundle installed and apt lists removed."""
+mirror, upgraded from bookworm-updates and bookworm-security (which stay in its APT sources, so
+an `apt-get install` in a Dockerfile gets fixed packages too), with the host CA bundle installed
+and apt lists removed."""
 
 PYTHON = "slipway/python:3.11-bookworm"
 """The debian image's recipe plus python3 (3.11 in bookworm), pip and venv; pip and requests are
@@ -223,9 +227,27 @@ def debootstrap_argv(
     return [*argv, SUITE, str(target), mirror]
 
 
+def image_sources(*, mirror: str, security_mirror: str, suite: str = SUITE) -> str:
+    """The image's APT sources (deb822, like Debian's own images): the release with its
+    point-release updates, and security updates. debootstrap writes only the release, so an
+    image built from it alone would never see a security fix."""
+    return (
+        f"Types: deb\nURIs: {mirror}\nSuites: {suite} {suite}-updates\nComponents: main\n"
+        f"Signed-By: {DEBIAN_KEYRING}\n\n"
+        f"Types: deb\nURIs: {security_mirror}\nSuites: {suite}-security\nComponents: main\n"
+        f"Signed-By: {DEBIAN_KEYRING}\n"
+    )
+
+
 def chroot_apt_argv(image: BaseImage, *, rootfs: Path) -> list[str]:
-    install = "apt-get install -y -q --no-install-recommends " + " ".join(image.apt_packages)
-    script = f"apt-get update -q && DEBIAN_FRONTEND=noninteractive {install} && apt-get clean"
+    """Inside the new root: upgrade to the updates and security suites, then install what
+    debootstrap could not (`apt_packages`)."""
+    steps = ["apt-get update -q", "apt-get upgrade -y -q"]
+    if image.apt_packages:
+        steps.append(
+            "apt-get install -y -q --no-install-recommends " + " ".join(image.apt_packages)
+        )
+    script = "export DEBIAN_FRONTEND=noninteractive && " + " && ".join([*steps, "apt-get clean"])
     return ["chroot", str(rootfs), "/bin/sh", "-c", script]
 
 
@@ -234,6 +256,7 @@ def chroot_apt_argv(image: BaseImage, *, rootfs: Path) -> list[str]:
 DEBOOTSTRAP_PRUNE = (
     "var/lib/apt/lists/*",
     "var/cache/apt/archives/*.deb",
+    "var/cache/apt/archives/lock",  # left by the apt-get run in the new root
     "var/cache/apt/*.bin",
     "etc/hostname",
     "etc/resolv.conf",
@@ -242,9 +265,9 @@ DEBOOTSTRAP_PRUNE = (
 _ONE_LINE = re.compile(r"^(deb|deb-src)\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)")
 
 
-def host_mirror(sources_text: str, *, suite: str = SUITE) -> str:
+def host_mirror(sources_text: str, *, suite: str = SUITE, default: str = DEFAULT_MIRROR) -> str:
     """The URI of the first enabled `deb` source for `suite` in APT sources text, one-line
-    (`sources.list`) or deb822 (`*.sources`) format, else Debian's default mirror."""
+    (`sources.list`) or deb822 (`*.sources`) format, else `default` (Debian's)."""
     for paragraph in re.split(r"\n\s*\n", sources_text):
         fields: dict[str, str] = {}
         key = ""
@@ -271,7 +294,7 @@ def host_mirror(sources_text: str, *, suite: str = SUITE) -> str:
             for uri in fields.get("uris", "").split():
                 if _is_http(uri):
                     return uri.rstrip("/")
-    return DEFAULT_MIRROR
+    return default
 
 
 def _is_http(uri: str) -> bool:
@@ -437,16 +460,24 @@ def _debootstrap_rootfs(
             f"building {image.reference} runs debootstrap, which needs root: "
             "run `python -m pipeline.baseimages` as root"
         )
-    mirror = host_mirror(_host_sources())
+    host = _host_sources()
+    mirror = host_mirror(host)
+    security = host_mirror(host, suite=f"{SUITE}-security", default=DEFAULT_SECURITY_MIRROR)
     log.info("base_image.debootstrap", mirror=mirror, packages=list(image.packages))
     argv = debootstrap_argv(image, target=rootfs, mirror=mirror, cache_dir=cache)
     _run(argv, what=f"debootstrap from {mirror}", log_file=rootfs / "debootstrap/debootstrap.log")
-    if image.apt_packages:
-        log.info("base_image.apt_install", packages=list(image.apt_packages))
-        _run(
-            chroot_apt_argv(image, rootfs=rootfs),
-            what=f"installing {' '.join(image.apt_packages)} in the new root",
-        )
+    apt = rootfs / "etc/apt"
+    (apt / "sources.list").unlink(missing_ok=True)
+    (apt / "sources.list.d").mkdir(parents=True, exist_ok=True)
+    (apt / "sources.list.d/debian.sources").write_text(
+        image_sources(mirror=mirror, security_mirror=security)
+    )
+    log.info("base_image.apt", upgrade=True, packages=list(image.apt_packages))
+    _run(
+        chroot_apt_argv(image, rootfs=rootfs),
+        what=f"upgrading (and installing {' '.join(image.apt_packages) or 'nothing'}) in the new "
+        f"root from {mirror} and {security}",
+    )
     for relative in (CA_BUNDLE, LOCAL_CA):
         target = rootfs / relative.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,17 @@ def test_debootstrap_images_build_and_trust_the_host_ca(docker_client: docker.Do
     )
     assert "six-" in out
 
+    # Built from, and still pointing at, the updates and security suites: nothing to upgrade.
+    apt = run(
+        docker_client,
+        DEBIAN,
+        "sh",
+        "-c",
+        "apt-get update && apt-get -s upgrade && rm -rf /var/lib/apt/lists/*",
+    )
+    assert "bookworm-security InRelease" in apt and "bookworm-updates InRelease" in apt, apt
+    assert "0 upgraded, 0 newly installed" in apt, apt
+
     env = docker_client.images.get(PYTHON).attrs["Config"]["Env"]
     assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in env
     assert "PYTHONUNBUFFERED=1" in env

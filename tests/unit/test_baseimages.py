@@ -15,14 +15,17 @@ from pipeline.baseimages import (
     CA_BUNDLE,
     CATALOG,
     DEBIAN,
+    DEBIAN_KEYRING,
     DEFAULT_MIRROR,
     DEFAULT_SET,
     NODE,
     PYTHON,
     Node,
     busybox_layout,
+    chroot_apt_argv,
     debootstrap_argv,
     host_mirror,
+    image_sources,
     import_changes,
     lookup,
     mounts_under,
@@ -245,6 +248,41 @@ deb http://one.example/debian-security bookworm-security main
 )
 def test_host_mirror(text: str, mirror: str) -> None:
     assert host_mirror(text) == mirror
+
+
+def test_security_mirror_comes_from_the_host_or_debian() -> None:
+    assert host_mirror(DEB822, suite="bookworm-security", default="d") == (
+        "http://mirror.example/debian-security"
+    )
+    release_only = "deb http://m.example/debian bookworm main\n"
+    assert host_mirror(release_only, suite="bookworm-security", default="d") == "d"
+
+
+def test_image_sources_carry_updates_and_security() -> None:
+    text = image_sources(mirror="http://m.example/debian", security_mirror="http://s.example/ds")
+    paragraphs = [dict(line.split(": ", 1) for line in p.splitlines()) for p in text.split("\n\n")]
+    assert [(p["URIs"], p["Suites"]) for p in paragraphs] == [
+        ("http://m.example/debian", "bookworm bookworm-updates"),
+        ("http://s.example/ds", "bookworm-security"),
+    ]
+    assert {p["Signed-By"] for p in paragraphs} == {DEBIAN_KEYRING}
+
+
+@pytest.mark.parametrize("reference", [DEBIAN, PYTHON, NODE])
+def test_every_debootstrap_image_is_upgraded_before_anything_is_installed(reference: str) -> None:
+    image = lookup(reference)
+    argv = chroot_apt_argv(image, rootfs=Path("/tmp/r"))
+    assert argv[:4] == ["chroot", "/tmp/r", "/bin/sh", "-c"]
+    steps = argv[4].split(" && ")
+    assert steps[:3] == [
+        "export DEBIAN_FRONTEND=noninteractive",
+        "apt-get update -q",
+        "apt-get upgrade -y -q",
+    ]
+    assert steps[-1] == "apt-get clean"
+    installs = [s for s in steps if s.startswith("apt-get install")]
+    assert installs == (["apt-get install -y -q --no-install-recommends npm"]
+                        if reference == NODE else [])  # fmt: skip
 
 
 def test_mounts_under_lists_deepest_first_and_decodes_spaces() -> None:
