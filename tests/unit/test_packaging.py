@@ -21,6 +21,7 @@ import pytest
 
 from pipeline import __version__, packagedata
 from pipeline.config import Settings
+from tests.unit.installprobe import PROBE
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "buildtemplates"
@@ -28,32 +29,6 @@ TEMPLATES = ROOT / "buildtemplates"
 # build/ or egg-info in the checkout and no stale file from an earlier build gets in.
 SOURCES = ("pyproject.toml", "README.md", "pipeline", "webhooks", "buildtemplates")
 MARKER = "# read from the installed wheel"
-
-# Runs in a fresh interpreter whose only Slipway is the installed one: prints where each of the
-# three template users found its templates.
-PROBE = """
-import json
-import pipeline
-from pipeline import buildtemplates, packagedata
-from pipeline.config import Settings
-from pipeline.knative.builds import ClusterBuildSettings, render_build_job
-
-settings = ClusterBuildSettings(namespace="apps", platform="prod")
-job = render_build_job(
-    kind="kaniko", build_id="3f9a61c2d0e4", service="hello",
-    destination="registry.example.com/hello:build-3f9a61c2d0e4",
-    source_url="http://slipway:8081/v1/builds/3f9a61c2d0e4/source", source_token="t",
-    settings=settings,
-)
-print(json.dumps({
-    "pipeline": pipeline.__file__,
-    "root": str(packagedata.buildtemplates_dir()),
-    "settings": str(Settings.from_env({}).buildtemplates_dir),
-    "jobs": str(settings.templates),
-    "job": job["kind"],
-    "templates": {t.name: t.text for t in buildtemplates.load()},
-}))
-"""
 
 
 def files_under(folder: Path) -> set[str]:
