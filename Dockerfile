@@ -29,9 +29,8 @@ COPY --from=install /opt/slipway /opt/slipway
 # The chart sets these too; they are what a container needs: the API on every interface, the
 # data dir the chart mounts its volume on, and a metadata port a non-root user may bind (GCE's
 # is 80).
-ENV PATH=/opt/slipway/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+ENV PATH=/opt/slipway/bin:$PATH \
     SLIPWAY_API_HOST=0.0.0.0 \
-    SLIPWAY_API_PORT=8081 \
     SLIPWAY_DATA_DIR=/var/lib/slipway \
     SLIPWAY_METADATA_PORT=8080
 USER 10001:10001
