@@ -50,8 +50,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(ROOT / name, source / name)
     out = tmp_path_factory.mktemp("wheel")
-    # Build isolation on purpose: the build backend (setuptools>=68, pyproject's build-system)
-    # comes from the package index, as in scripts/image; the venv's own setuptools may be older.
+    # Build isolation (pip's default), not --no-build-isolation: the setuptools pyproject asks
+    # for comes from the package index, as in scripts/image and `pip install -e`. The venv's own
+    # (65.5 here, from ensurepip) is older and has no bdist_wheel without the `wheel` package.
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)])
     (built,) = out.glob("*.whl")
     return built
