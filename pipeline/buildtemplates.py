@@ -20,8 +20,8 @@ import jinja2
 
 from pipeline.baseimages import STANDARD_PATH
 from pipeline.errors import InvalidInput, InvalidSource
+from pipeline.packagedata import buildtemplates_dir
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "buildtemplates"
 # Where the rendered Dockerfile goes in the context; the generated .dockerignore keeps it out of
 # the image (the daemon still reads it).
 RENDERED_PATH = ".slipway/Dockerfile"
@@ -44,8 +44,9 @@ class Template:
     text: str  # the jinja2 Dockerfile template
 
 
-def load(root: Path = DEFAULT_ROOT) -> list[Template]:
-    """Every template under `root`, in detection order."""
+def load(root: Path | None = None) -> list[Template]:
+    """Every template under `root` (default: the installed ones), in detection order."""
+    root = root or buildtemplates_dir()
     templates = []
     for folder in sorted(p for p in root.iterdir() if (p / "detect.toml").is_file()):
         rules = tomllib.loads((folder / "detect.toml").read_text())

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import InvalidInput
+from pipeline.packagedata import buildtemplates_dir
 
-_REPO = Path(__file__).resolve().parents[1]
 _BASE_PREFIX = "SLIPWAY_TEMPLATE_BASE_"
 
 
@@ -69,7 +69,7 @@ class Settings:
     # Builds: at most this many at once (the rest queue in order), each killed after the timeout.
     build_concurrency: int = 2
     build_timeout_s: float = 900.0
-    buildtemplates_dir: Path = field(default_factory=lambda: _REPO / "buildtemplates")
+    buildtemplates_dir: Path = field(default_factory=buildtemplates_dir)
     # Per-template base image overrides: SLIPWAY_TEMPLATE_BASE_<NAME>=image (e.g. _PYTHON).
     template_bases: dict[str, str] = field(default_factory=dict)
     pack_bin: str = "pack"

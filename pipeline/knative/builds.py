@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +24,8 @@ import jinja2
 import yaml
 
 from pipeline import names
+from pipeline.packagedata import buildtemplates_dir
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "buildtemplates" / "kubernetes"
 FETCH_CONTAINER = "fetch-source"
 BUILD_CONTAINER = "build"
 BuildKind = Literal["kaniko", "cnb"]
@@ -49,7 +49,8 @@ class ClusterBuildSettings:
     cpu: str = "500m"
     memory: str = "1Gi"
     memory_limit: str = "4Gi"
-    templates: Path = TEMPLATES
+    # The folder with the Job templates: `kubernetes/` of the build templates.
+    templates: Path = field(default_factory=lambda: buildtemplates_dir() / "kubernetes")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -53,6 +53,7 @@ def build_knative(settings: Settings, *, store: Store) -> KnativeParts:
             fetch_image=settings.fetch_image,
             cnb_builder=settings.cnb_builder,
             insecure_registry=settings.registry_insecure,
+            templates=settings.buildtemplates_dir / "kubernetes",
         ),
         source_base_url=settings.source_url or settings.public_url,
         token_key=key,

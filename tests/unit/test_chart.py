@@ -191,3 +191,13 @@ def test_evaluator_refuses_what_it_does_not_implement(source: str) -> None:
     with pytest.raises(Unsupported):
         parse(source)
         render_chart({"t.yaml": source}, values={"x": []}, release=RELEASE, chart={})
+
+
+def test_the_chart_runs_the_image_scripts_image_builds() -> None:
+    """scripts/image tags slipway/slipway:<pipeline.__version__>; the chart must ask for it."""
+    import pipeline
+
+    chart_meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"]["tag"] == chart_meta["appVersion"] == pipeline.__version__
+    assert values["image"]["repository"] == "slipway/slipway"
