@@ -6,20 +6,32 @@ revision, so the next reconcile pass (woken at once) sees demand and starts an i
 request is then forwarded straight to that instance, body and streamed response intact. As soon
 as the instance is in the backend, HAProxy stops using the backup: the activator is only on the
 path from zero. Bounded: a request waits at most the readiness timeout, then gets a 503 saying
-why. WebSocket upgrades are not carried through the activator (they work once an instance is up).
+why.
+
+WebSocket upgrades are carried too (`relay_websocket`): the handshake waits like a request, is
+repeated against the instance with the client's subprotocols and end-to-end headers, and only
+then accepted towards the client with the subprotocol the app chose; messages and the close
+code are relayed both ways. Such a session stays on the activator for its whole life (HAProxy
+keeps counting it on the revision, so it keeps an instance up), and ends if the control plane
+restarts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 import anyio.to_thread
 import httpx
+import websockets.asyncio.client
+import websockets.exceptions
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pipeline.dataplane.render import REVISION_HEADER
 from pipeline.logs import get as get_log
@@ -41,6 +53,21 @@ def forwarded_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         for k, v in headers
         if k.lower() not in HOP_BY_HOP and k.lower() != REVISION_HEADER.lower()
     ]
+
+
+# The handshake's own headers: the activator makes a new handshake with the instance.
+HANDSHAKE = frozenset(
+    {
+        "host", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+        "sec-websocket-protocol", "content-length",
+    }
+)  # fmt: skip
+
+
+def handshake_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Pure: what of a client's WebSocket handshake is repeated to the instance (cookies,
+    authorization, origin, X-Forwarded-*), without what belongs to one hop or one handshake."""
+    return [(k, v) for k, v in forwarded_headers(headers) if k.lower() not in HANDSHAKE]
 
 
 def create_app(
@@ -89,5 +116,88 @@ def create_app(
         ]
         return response
 
+    async def activate_websocket(client: WebSocket) -> None:
+        revision = client.headers.get(REVISION_HEADER, "")
+        if not revision:
+            await client.close(code=1008, reason="activator reached without a revision")
+            return
+        wake()
+        address = await anyio.to_thread.run_sync(wait_for_instance, revision, timeout_s)
+        if address is None:
+            log.warning("activation_timed_out", revision=revision, timeout_s=timeout_s)
+            # Not accepted yet: the client gets an HTTP 403 for its handshake.
+            await client.close(code=1013, reason=f"revision {revision} got no ready instance")
+            return
+        query = f"?{client.url.query}" if client.url.query else ""
+        try:
+            upstream = await websockets.asyncio.client.connect(
+                f"ws://{address}{client.url.path}{query}",
+                subprotocols=[websockets.Subprotocol(p) for p in client.scope["subprotocols"]],
+                additional_headers=handshake_headers(list(client.headers.items())),
+                compression=None,  # each hop negotiates its own; relay messages as they are
+                max_size=None,  # the client side (uvicorn) already bounds message size
+                ping_interval=None,  # the app and the client keep their session alive
+                open_timeout=timeout_s,
+            )
+        except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
+            log.warning("websocket_refused", revision=revision, error=e.__class__.__name__)
+            await client.close(code=1011, reason=f"revision {revision}: {e.__class__.__name__}")
+            return
+        log.info("websocket_activated", revision=revision, instance=address)
+        await client.accept(subprotocol=upstream.subprotocol)
+        await relay_websocket(client, upstream)
+
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return Starlette(routes=[Route("/{path:path}", activate, methods=methods)])
+    return Starlette(
+        routes=[
+            Route("/{path:path}", activate, methods=methods),
+            WebSocketRoute("/{path:path}", activate_websocket),
+        ]
+    )
+
+
+async def relay_websocket(
+    client: WebSocket, upstream: websockets.asyncio.client.ClientConnection
+) -> None:
+    """Messages both ways until one side closes; its close code goes to the other side."""
+
+    async def to_upstream() -> None:
+        try:
+            while True:
+                message = await client.receive()
+                if message["type"] == "websocket.disconnect":
+                    await upstream.close(code=_sendable(message.get("code")))
+                    return
+                data = message.get("text")
+                await upstream.send(data if data is not None else message.get("bytes") or b"")
+        except websockets.exceptions.ConnectionClosed:
+            return
+
+    async def to_client() -> None:
+        try:
+            async for data in upstream:
+                if isinstance(data, str):
+                    await client.send_text(data)
+                else:
+                    await client.send_bytes(data)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        except WebSocketDisconnect:
+            return
+        with contextlib.suppress(RuntimeError):  # the client went first: nothing to tell it
+            await client.close(
+                code=_sendable(upstream.close_code), reason=upstream.close_reason or ""
+            )
+
+    tasks = [asyncio.create_task(to_upstream()), asyncio.create_task(to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await upstream.close()
+
+
+def _sendable(code: int | None) -> int:
+    """1005 (no code given) and 1006 (no close frame) are reported, never sent (RFC 6455 7.4.1)."""
+    return 1000 if code is None or code in (1005, 1006) else code

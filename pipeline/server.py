@@ -51,6 +51,7 @@ def _start_activator(reconciler: Reconciler, settings: Settings) -> None:
             app,
             host=settings.api_host,
             port=settings.activator_port,
+            ws="websockets-sansio",  # WebSocket upgrades held at zero (see activator)
             log_level="warning",
             access_log=False,
         )
