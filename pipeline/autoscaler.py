@@ -1,4 +1,7 @@
-"""Knative's KPA, as a pure function: samples of in-flight requests in, a desired scale out.
+"""Knative's KPA, as a pure function: samples of the metric in, a desired scale out.
+
+The metric is requests in flight (`concurrency`, the default) or requests per second (`rps`);
+the algorithm is the same for both, only the target's unit differs.
 
 The loop around it (pipeline.scaling) samples HAProxy every second and hands the decision to
 the reconciler. Same semantics and defaults as Knative's config-autoscaler:
@@ -42,7 +45,9 @@ class Spec:
 @dataclass(frozen=True, kw_only=True)
 class Sample:
     at: float  # seconds
-    in_flight: float  # requests in flight plus queued, all instances and the activator
+    # `concurrency`: requests in flight plus queued, all instances and the activator;
+    # `rps`: requests per second since the previous sample (see pipeline.scaling.observed).
+    value: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,7 +71,7 @@ class Decision:
 
 
 def _average(samples: Sequence[Sample], *, since: float) -> float:
-    window = [s.in_flight for s in samples if s.at >= since]
+    window = [s.value for s in samples if s.at >= since]
     return sum(window) / len(window) if window else 0.0
 
 
@@ -76,7 +81,7 @@ def decide(
     stable = _average(samples, since=now - spec.window_s)
     panic_window = spec.window_s * spec.panic_window_percent / 100
     panic = _average(samples, since=now - panic_window)
-    active = any(s.in_flight > 0 for s in samples if s.at >= now - panic_window)
+    active = any(s.value > 0 for s in samples if s.at >= now - panic_window)
     last_active = now if active else state.last_active
 
     ready_for_rates = max(ready, 1)

@@ -13,6 +13,7 @@ import io
 from pipeline.dataplane.model import DataPlane
 from pipeline.dataplane.process import HAProxyManager
 from pipeline.errors import Unavailable
+from pipeline.scaling import Load
 
 
 def old_workers(show_proc: str) -> int:
@@ -37,8 +38,9 @@ class HAProxyDataPlane:
     def apply(self, plane: DataPlane) -> str:
         return self.manager.apply(plane)
 
-    def load(self) -> dict[str, int]:
-        """Requests in flight plus queued, per backend, in one `show stat` (autoscaler input)."""
+    def load(self) -> dict[str, Load]:
+        """Requests in flight plus queued, and requests so far, per backend, in one `show stat`
+        (the autoscaler's input)."""
         try:
             out = self.manager.runtime.socket.command("show stat -1 2 -1")
         except Unavailable:
@@ -47,7 +49,10 @@ class HAProxyDataPlane:
             return {}
         rows = csv.DictReader(io.StringIO(out[2:]))
         return {
-            r["pxname"]: int(r.get("scur") or 0) + int(r.get("qcur") or 0)
+            r["pxname"]: Load(
+                in_flight=int(r.get("scur") or 0) + int(r.get("qcur") or 0),
+                requests=int(r.get("req_tot") or 0),
+            )
             for r in rows
             if r.get("svname") == "BACKEND"
         }

@@ -310,9 +310,9 @@ def _reconcile_passes(passes: int) -> Family:
 AUTOSCALER_GAUGES = (
     ("desired", "slipway_autoscaler_desired_instances", "Instances the autoscaler wants"),
     ("in_flight_stable", "slipway_autoscaler_stable_in_flight",
-     "Average requests in flight over the stable window"),
+     "Average requests in flight (metric rps: per second) over the stable window"),
     ("in_flight_panic", "slipway_autoscaler_panic_in_flight",
-     "Average requests in flight over the panic window"),
+     "Average requests in flight (metric rps: per second) over the panic window"),
     ("panic", "slipway_autoscaler_panic_mode", "1 while the autoscaler is in panic mode"),
     ("excess_burst_capacity", "slipway_autoscaler_excess_burst_capacity",
      "Spare in-flight capacity at the target; negative: requests wait for instances"),

@@ -26,7 +26,7 @@ from pipeline.errors import SlipwayError
 from pipeline.logs import get as get_log
 from pipeline.revisions import Readiness, RevisionConfig, config_of
 from pipeline.routing import build_plane, desired_scale
-from pipeline.scaling import Scaler, initial_scale
+from pipeline.scaling import Load, Scaler, initial_scale
 from pipeline.state import Revision, Snapshot, Store
 
 Probe = Callable[[str, int, Readiness], bool]
@@ -39,7 +39,7 @@ class DataPlaneApplier(Protocol):
 
     def down(self, backend: str) -> set[str]: ...
 
-    def load(self) -> dict[str, int]: ...
+    def load(self) -> dict[str, Load]: ...
 
 
 # Crash loops back off like Kubernetes: 1 s, 2 s, 4 s ... capped; a minute of health resets it.
@@ -322,7 +322,7 @@ class Reconciler:
             desired = self._scaler.observe(
                 name,
                 template=rev.template,
-                in_flight=load.get(names.backend_name(name), 0),
+                load=load.get(names.backend_name(name)),
                 ready=ready,
                 now=now,
             )

@@ -90,3 +90,56 @@ def test_burst_scales_out_then_in_with_zero_errors(
     steady.join()
     assert instances() == 1, "scaled back in once the burst ended"
     assert errors == []
+
+
+def test_rps_metric_scales_on_the_rate_real_haproxy_counts(
+    slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    """One client, one request at a time (never more than one in flight), ~10 per second: with
+    metric rps and a target of 2 (x 70%), the rate HAProxy's counter shows asks for 3 instances
+    (max-scale); on concurrency the same load would have kept one."""
+    app = tmp_path / "rate"
+    (app / "www").mkdir(parents=True)
+    (app / "www" / "index.html").write_text("rate\n")
+    (app / "Dockerfile").write_text(
+        f"FROM {BUSYBOX}\nCOPY www /www\nUSER app\n"
+        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
+    )
+    ref = f"{slipway.env['SLIPWAY_REGISTRY']}/rate/app"
+    push_image(docker_client, str(app), f"{ref}:1")
+    doc = tmp_path / "rate.yaml"
+    doc.write_text(
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: rate\nspec:\n"
+        "  template:\n    metadata:\n      annotations:\n"
+        '        autoscaling.knative.dev/metric: "rps"\n'
+        '        autoscaling.knative.dev/target: "2"\n'
+        '        autoscaling.knative.dev/window: "6s"\n'
+        '        autoscaling.knative.dev/max-scale: "3"\n'
+        f"    spec:\n      containers:\n        - image: {ref}:1\n"
+    )
+    slipway.cli("services", "replace", str(doc))
+
+    def instances() -> int:
+        return sum(
+            1
+            for c in slipway.containers(docker_client)
+            if c.labels.get(names.LABEL_SERVICE) == "rate" and c.status == "running"
+        )
+
+    assert instances() == 1
+    statuses: list[int] = []
+    deadline = time.monotonic() + 60
+    with httpx.Client(timeout=30) as client:
+        while time.monotonic() < deadline and instances() < 3:
+            for _ in range(10):
+                reply = client.get(
+                    f"http://127.0.0.1:{slipway.ingress_port}/",
+                    headers={"Host": f"rate.localhost:{slipway.ingress_port}"},
+                )
+                statuses.append(reply.status_code)
+                time.sleep(0.1)
+    assert instances() == 3, f"{len(statuses)} requests did not scale the rps revision out"
+    assert set(statuses) == {200}
+    view = slipway.api_get("/v1/services/rate").json()["revisions"][0]["autoscaler"]
+    assert view["metric"] == "rps" and view["desired"] == 3
+    assert view["in_flight_stable"] > 2, "the stable figure is requests per second here"

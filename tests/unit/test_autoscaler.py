@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 from pipeline.autoscaler import Decision, Sample, Spec, State, decide
+from pipeline.scaling import BUSY_RPS, Load, observed
 
 TARGET = 7.0  # containerConcurrency 10 x 70% utilization
 
@@ -16,7 +19,7 @@ def run(trace: list[float], spec: Spec, *, ready: int, start: float = 1000.0) ->
     out = []
     for i, in_flight in enumerate(trace):
         now = start + i
-        samples.append(Sample(at=now, in_flight=in_flight))
+        samples.append(Sample(at=now, value=in_flight))
         d = decide(samples[-120:], spec, ready=ready, now=now, state=state)
         state, ready = d.state, d.desired
         out.append(d)
@@ -49,7 +52,7 @@ def test_panic_only_scales_up_until_a_stable_window_passes() -> None:
 
 
 def test_scale_down_rate_halves_at_most() -> None:
-    d = decide([Sample(at=0, in_flight=0)], Spec(target=TARGET), ready=10, now=0,
+    d = decide([Sample(at=0, value=0)], Spec(target=TARGET), ready=10, now=0,
                state=State(last_active=0))  # fmt: skip
     assert d.desired == 5
 
@@ -77,10 +80,39 @@ def test_excess_burst_capacity_goes_negative_under_a_burst() -> None:
 
 def test_instances_lost_before_the_quiet_window_are_replaced() -> None:
     # Deployed 5 s ago, no traffic yet, its only instance just crashed: not a scale to zero.
-    d = decide([Sample(at=5, in_flight=0)], Spec(target=TARGET), ready=0, now=5,
+    d = decide([Sample(at=5, value=0)], Spec(target=TARGET), ready=0, now=5,
                state=State(last_active=0))  # fmt: skip
     assert d.desired == 1
     # After the quiet window and grace, nothing comes back until a request does.
-    later = decide([Sample(at=200, in_flight=0)], Spec(target=TARGET), ready=0, now=200,
+    later = decide([Sample(at=200, value=0)], Spec(target=TARGET), ready=0, now=200,
                    state=State(last_active=0))  # fmt: skip
     assert later.desired == 0
+
+
+@pytest.mark.parametrize(
+    ("metric", "load", "previous", "now", "value"),
+    [
+        pytest.param("concurrency", Load(3, 900), (0.0, 100), 2.0, 3.0, id="concurrency"),
+        pytest.param("rps", Load(0, 300), (10.0, 100), 12.0, 100.0, id="rate-since-last-pass"),
+        pytest.param("rps", Load(0, 300), None, 12.0, 0.0, id="first-pass-no-interval"),
+        pytest.param("rps", Load(0, 40), (10.0, 5000), 12.0, 20.0, id="counter-reset-by-reload"),
+        pytest.param("rps", Load(2, 100), (10.0, 100), 12.0, BUSY_RPS, id="busy-never-zero"),
+        pytest.param("rps", Load(1, 0), None, 12.0, BUSY_RPS, id="held-at-zero-is-demand"),
+        pytest.param("rps", Load(0, 100), (12.0, 100), 12.0, 0.0, id="same-instant"),
+    ],
+)  # fmt: skip
+def test_the_observed_sample(
+    metric: Literal["concurrency", "rps"],
+    load: Load,
+    previous: tuple[float, int] | None,
+    now: float,
+    value: float,
+) -> None:
+    assert observed(metric, load, previous=previous, now=now) == value
+
+
+def test_rps_wakes_a_revision_at_zero_for_one_held_request() -> None:
+    spec = Spec(target=140.0)  # Knative's rps default 200 x 70%
+    sample = Sample(at=100, value=observed("rps", Load(1, 0), previous=None, now=100))
+    d = decide([sample], spec, ready=0, now=100, state=State(last_active=0))
+    assert d.desired == 1

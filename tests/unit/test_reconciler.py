@@ -16,6 +16,7 @@ from pipeline.dataplane.model import DataPlane
 from pipeline.engines.base import Instance
 from pipeline.reconciler import Reconciler
 from pipeline.revisions import Readiness, RevisionConfig
+from pipeline.scaling import Load
 from pipeline.state import Store
 
 
@@ -62,6 +63,7 @@ class RecordingDataPlane:
         self.busy_servers: set[tuple[str, str]] = set()
         self.down_servers: set[tuple[str, str]] = set()
         self.in_flight: dict[str, int] = {}
+        self.requests: dict[str, int] = {}  # HAProxy's req_tot per backend
 
     def apply(self, plane: DataPlane) -> str:
         changed = not self.planes or self.planes[-1] != plane
@@ -71,8 +73,11 @@ class RecordingDataPlane:
     def busy(self, backend: str, server: str) -> bool:
         return (backend, server) in self.busy_servers
 
-    def load(self) -> dict[str, int]:
-        return dict(self.in_flight)
+    def load(self) -> dict[str, Load]:
+        return {
+            b: Load(in_flight=self.in_flight.get(b, 0), requests=self.requests.get(b, 0))
+            for b in {*self.in_flight, *self.requests}
+        }
 
     def down(self, backend: str) -> set[str]:
         return {server for b, server in self.down_servers if b == backend}
@@ -103,10 +108,21 @@ class World:
     def _probe(self, address: str, port: int, readiness: Readiness) -> bool:
         return address in self.listening
 
-    def deploy(self, svc: str, image: str, *, concurrency: int = 0) -> str:
+    def deploy(
+        self,
+        svc: str,
+        image: str,
+        *,
+        concurrency: int = 0,
+        annotations: dict[str, str] | None = None,
+    ) -> str:
         if self.store.find_service(svc) is None:
             self.store.put_service(svc, spec={"spec": {"template": {"spec": {"containers": [{}]}}}})
-        tpl = {"spec": {"containers": [{"image": image}], "containerConcurrency": concurrency}}
+        tpl: dict[str, Any] = {
+            "spec": {"containers": [{"image": image}], "containerConcurrency": concurrency}
+        }
+        if annotations:
+            tpl["metadata"] = {"annotations": annotations}
         return self.store.create_revision(svc, image=image, template=tpl, template_hash=image).name
 
     def status(self, rev: str) -> tuple[str, str]:
@@ -311,6 +327,38 @@ def test_autoscaler_adds_instances_under_load_and_removes_them_after(world: Worl
         world.now += 1
         world.reconciler.reconcile_once()
     assert len(world.engine.list_instances()) == 1, "never below one without an activator"
+
+
+def test_rps_metric_scales_on_the_request_rate_not_on_in_flight(world: World) -> None:
+    """metric rps, target 10 x 70% = 7 rps per instance: 70 rps of quick requests (one or two
+    in flight at a time) asks for 10 instances; concurrency would have kept one."""
+    rev = world.deploy("hello", "img:1", annotations={
+        "autoscaling.knative.dev/metric": "rps", "autoscaling.knative.dev/target": "10",
+    })  # fmt: skip
+    world.now = world.store.get_revision(rev).created_at.timestamp()
+    world.reconciler.reconcile_once()
+    (first,) = world.engine.list_instances()
+    world.listening.add(first.address)
+    world.reconciler.reconcile_once()
+
+    backend = "rev-hello-00001"
+    world.plane.requests[backend] = 1000  # HAProxy's counter as found: history, not load
+    world.plane.in_flight[backend] = 1
+    world.now += 1
+    world.reconciler.reconcile_once()
+    assert len(world.engine.list_instances()) == 1
+    for _ in range(70):
+        world.plane.requests[backend] += 70
+        world.now += 1
+        world.reconciler.reconcile_once()
+    assert len(world.engine.list_instances()) == 10
+    view = world.reconciler.autoscaler_view(rev)
+    assert view is not None and round(view["in_flight_stable"]) in range(60, 71)
+
+    world.plane.requests[backend] = 35  # a reload reset the counter: 35 new, not -...
+    world.now += 1
+    world.reconciler.reconcile_once()
+    assert world.reconciler.autoscaler_view(rev)["in_flight_panic"] > 0
 
 
 def test_an_idle_revision_goes_to_zero_and_stays_there(world: World) -> None:
