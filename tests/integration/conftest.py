@@ -271,6 +271,22 @@ def running_slipway(
         sw.shutdown(docker_client)
 
 
+def httpd_app(folder: Path, index: str, cgi: dict[str, str] | None = None) -> Path:
+    """A busybox httpd app in `folder`: index.html, executable CGI scripts under /cgi-bin, and a
+    Dockerfile serving them on $PORT as the app user. The serving tests' workhorse."""
+    (folder / "www" / "cgi-bin").mkdir(parents=True, exist_ok=True)
+    (folder / "www" / "index.html").write_text(index)
+    for name, script in (cgi or {}).items():
+        path = folder / "www" / "cgi-bin" / name
+        path.write_text(script)
+        path.chmod(0o755)
+    (folder / "Dockerfile").write_text(
+        f"FROM {BUSYBOX}\nCOPY www /www\nUSER app\n"
+        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
+    )
+    return folder
+
+
 def push_image(client: docker.DockerClient, folder: Path | str, ref: str) -> str:
     """Build `folder` with the Docker Engine and push it as `ref` (registry/repo:tag), as a user
     would before `slipway deploy --image` or `services replace`."""

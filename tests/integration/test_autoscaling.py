@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from pipeline import names
-from tests.integration.conftest import BUSYBOX, Slipway, push_image
+from tests.integration.conftest import Slipway, httpd_app, push_image
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +24,7 @@ printf 'Content-Type: text/plain\\r\\n\\r\\ndone\\n'
 def test_burst_scales_out_then_in_with_zero_errors(
     slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
-    app = tmp_path / "busy"
-    (app / "www" / "cgi-bin").mkdir(parents=True)
-    (app / "www" / "index.html").write_text("busy\n")
-    (app / "www" / "cgi-bin" / "work").write_text(WORK_CGI)
-    (app / "www" / "cgi-bin" / "work").chmod(0o755)
-    (app / "Dockerfile").write_text(
-        f"FROM {BUSYBOX}\nCOPY www /www\nUSER app\n"
-        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
-    )
+    app = httpd_app(tmp_path / "busy", "busy\n", {"work": WORK_CGI})
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/busy/app"
     push_image(docker_client, str(app), f"{ref}:1")
     doc = tmp_path / "busy.yaml"
@@ -98,13 +90,7 @@ def test_rps_metric_scales_on_the_rate_real_haproxy_counts(
     """One client, one request at a time (never more than one in flight), ~10 per second: with
     metric rps and a target of 2 (x 70%), the rate HAProxy's counter shows asks for 3 instances
     (max-scale); on concurrency the same load would have kept one."""
-    app = tmp_path / "rate"
-    (app / "www").mkdir(parents=True)
-    (app / "www" / "index.html").write_text("rate\n")
-    (app / "Dockerfile").write_text(
-        f"FROM {BUSYBOX}\nCOPY www /www\nUSER app\n"
-        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
-    )
+    app = httpd_app(tmp_path / "rate", "rate\n")
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/rate/app"
     push_image(docker_client, str(app), f"{ref}:1")
     doc = tmp_path / "rate.yaml"

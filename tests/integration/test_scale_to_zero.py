@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from pipeline import names
-from tests.integration.conftest import BUSYBOX, Slipway, push_image
+from tests.integration.conftest import Slipway, httpd_app, push_image
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +24,7 @@ cat
 def test_idle_revision_goes_to_zero_and_the_next_request_wakes_it(
     slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
-    app = tmp_path / "sleepy"
-    (app / "www" / "cgi-bin").mkdir(parents=True)
-    (app / "www" / "index.html").write_text("awake\n")
-    (app / "www" / "cgi-bin" / "echo").write_text(ECHO_CGI)
-    (app / "www" / "cgi-bin" / "echo").chmod(0o755)
-    (app / "Dockerfile").write_text(
-        f"FROM {BUSYBOX}\nCOPY www /www\nUSER app\n"
-        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
-    )
+    app = httpd_app(tmp_path / "sleepy", "awake\n", {"echo": ECHO_CGI})
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/sleepy/app"
     push_image(docker_client, str(app), f"{ref}:1")
     doc = tmp_path / "sleepy.yaml"

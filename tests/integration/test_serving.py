@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import BUSYBOX, Slipway
+from tests.integration.conftest import Slipway, httpd_app
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +33,7 @@ printf 'Content-Type: text/plain\\r\\n\\r\\nlate\\n'
 
 
 def cgi_app(folder: Path, body: str) -> Path:
-    (folder / "www" / "cgi-bin").mkdir(parents=True, exist_ok=True)
-    (folder / "www" / "index.html").write_text(body)
-    for name, script in (("slow", SLOW_CGI), ("sleep", SLEEP_CGI)):
-        path = folder / "www" / "cgi-bin" / name
-        path.write_text(script)
-        path.chmod(0o755)
-    (folder / "Dockerfile").write_text(
-        f"FROM {BUSYBOX}\nCOPY www /www\nUSER app\n"
-        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
-    )
-    return folder
+    return httpd_app(folder, body, {"slow": SLOW_CGI, "sleep": SLEEP_CGI})
 
 
 @contextmanager
