@@ -64,6 +64,20 @@ def knative_pod(
     }
 
 
+def kubeconfig_for(server: str) -> str:
+    """A kubeconfig that points the real client at the stand-in."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "standin", "cluster": {"server": server}}],
+            "users": [{"name": "slipway", "user": {"token": "not-checked-by-the-stand-in"}}],
+            "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "slipway"}}],
+            "current-context": "standin",
+        }
+    )
+
+
 def test_rendered_templates_carry_the_labels_pods_are_recognised_by() -> None:
     pod = knative_pod("hello-00001-deployment-7d9f-x2x", ip="10.0.0.7")
     assert caller_of_pod(pod, platform="prod") == Caller(
@@ -164,20 +178,7 @@ def test_the_metadata_process_mints_for_the_pod_at_the_callers_address(
     state, api = cluster
     state.put(PODS, knative_pod("hello-pod", ip="127.0.0.1"))
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "standin", "cluster": {"server": api.host}}],
-                "users": [{"name": "slipway", "user": {"token": "not-checked-by-the-stand-in"}}],
-                "contexts": [
-                    {"name": "standin", "context": {"cluster": "standin", "user": "slipway"}}
-                ],
-                "current-context": "standin",
-            }
-        )
-    )
+    kubeconfig.write_text(kubeconfig_for(api.host))
     store = keys.KeyStore(tmp_path / "keys")
     store.ensure()
     port = _free_port()
