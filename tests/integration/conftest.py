@@ -23,6 +23,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
+import yaml
 
 from pipeline import baseimages, daemons, names
 from pipeline.errors import Unavailable
@@ -204,6 +205,48 @@ class Slipway:
                 # between is gone by then. List again.
                 time.sleep(0.2)
         raise AssertionError("containers kept vanishing while being listed")
+
+    def running(self, client: docker.DockerClient, service: str) -> int:
+        """How many of `service`'s instances are running."""
+        return sum(
+            1
+            for c in self.containers(client)
+            if c.labels.get(names.LABEL_SERVICE) == service and c.status == "running"
+        )
+
+    def wait_for_zero(self, client: docker.DockerClient, service: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.running(client, service) > 0:
+            time.sleep(1)
+        assert self.running(client, service) == 0, f"idle {service} did not scale to zero"
+
+    def replace_with_app(
+        self,
+        client: docker.DockerClient,
+        app: Path,
+        service: str,
+        *,
+        annotations: dict[str, str],
+        concurrency: int | None = None,
+    ) -> None:
+        """Push `app` as <registry>/<service>/app:1 and `services replace` a Service of it."""
+        ref = f"{self.env['SLIPWAY_REGISTRY']}/{service}/app:1"
+        push_image(client, str(app), ref)
+        spec: dict[str, object] = {"containers": [{"image": ref}]}
+        if concurrency is not None:
+            spec["containerConcurrency"] = concurrency
+        doc = app.parent / f"{service}.yaml"
+        doc.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "serving.knative.dev/v1",
+                    "kind": "Service",
+                    "metadata": {"name": service},
+                    "spec": {"template": {"metadata": {"annotations": annotations}, "spec": spec}},
+                }
+            )
+        )
+        self.cli("services", "replace", str(doc))
 
     def shutdown(self, client: docker.DockerClient) -> None:
         self.stop()

@@ -10,8 +10,7 @@ import docker
 import httpx
 import pytest
 
-from pipeline import names
-from tests.integration.conftest import Slipway, httpd_app, push_image
+from tests.integration.conftest import Slipway, httpd_app
 
 pytestmark = pytest.mark.integration
 
@@ -25,24 +24,12 @@ def test_burst_scales_out_then_in_with_zero_errors(
     slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
     app = httpd_app(tmp_path / "busy", "busy\n", {"work": WORK_CGI})
-    ref = f"{slipway.env['SLIPWAY_REGISTRY']}/busy/app"
-    push_image(docker_client, str(app), f"{ref}:1")
-    doc = tmp_path / "busy.yaml"
-    doc.write_text(
-        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: busy\nspec:\n"
-        "  template:\n    metadata:\n      annotations:\n"
-        '        autoscaling.knative.dev/window: "6s"\n'
-        '        autoscaling.knative.dev/max-scale: "4"\n'
-        f"    spec:\n      containerConcurrency: 2\n      containers:\n        - image: {ref}:1\n"
-    )
-    slipway.cli("services", "replace", str(doc))
+    slipway.replace_with_app(docker_client, app, "busy", concurrency=2, annotations={
+        "autoscaling.knative.dev/window": "6s", "autoscaling.knative.dev/max-scale": "4",
+    })  # fmt: skip
 
     def instances() -> int:
-        return sum(
-            1
-            for c in slipway.containers(docker_client)
-            if c.labels.get(names.LABEL_SERVICE) == "busy" and c.status == "running"
-        )
+        return slipway.running(docker_client, "busy")
 
     errors: list[str] = []
     peak = 0
@@ -91,26 +78,13 @@ def test_rps_metric_scales_on_the_rate_real_haproxy_counts(
     metric rps and a target of 2 (x 70%), the rate HAProxy's counter shows asks for 3 instances
     (max-scale); on concurrency the same load would have kept one."""
     app = httpd_app(tmp_path / "rate", "rate\n")
-    ref = f"{slipway.env['SLIPWAY_REGISTRY']}/rate/app"
-    push_image(docker_client, str(app), f"{ref}:1")
-    doc = tmp_path / "rate.yaml"
-    doc.write_text(
-        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: rate\nspec:\n"
-        "  template:\n    metadata:\n      annotations:\n"
-        '        autoscaling.knative.dev/metric: "rps"\n'
-        '        autoscaling.knative.dev/target: "2"\n'
-        '        autoscaling.knative.dev/window: "6s"\n'
-        '        autoscaling.knative.dev/max-scale: "3"\n'
-        f"    spec:\n      containers:\n        - image: {ref}:1\n"
-    )
-    slipway.cli("services", "replace", str(doc))
+    slipway.replace_with_app(docker_client, app, "rate", annotations={
+        "autoscaling.knative.dev/metric": "rps", "autoscaling.knative.dev/target": "2",
+        "autoscaling.knative.dev/window": "6s", "autoscaling.knative.dev/max-scale": "3",
+    })  # fmt: skip
 
     def instances() -> int:
-        return sum(
-            1
-            for c in slipway.containers(docker_client)
-            if c.labels.get(names.LABEL_SERVICE) == "rate" and c.status == "running"
-        )
+        return slipway.running(docker_client, "rate")
 
     assert instances() == 1
     statuses: list[int] = []

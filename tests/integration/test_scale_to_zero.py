@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import docker
 import httpx
 import pytest
 
-from pipeline import names
-from tests.integration.conftest import Slipway, httpd_app, push_image
+from tests.integration.conftest import Slipway, httpd_app
 
 pytestmark = pytest.mark.integration
 
@@ -25,30 +23,16 @@ def test_idle_revision_goes_to_zero_and_the_next_request_wakes_it(
     slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
     app = httpd_app(tmp_path / "sleepy", "awake\n", {"echo": ECHO_CGI})
-    ref = f"{slipway.env['SLIPWAY_REGISTRY']}/sleepy/app"
-    push_image(docker_client, str(app), f"{ref}:1")
-    doc = tmp_path / "sleepy.yaml"
-    doc.write_text(
-        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: sleepy\nspec:\n"
-        "  template:\n    metadata:\n      annotations:\n"
-        '        autoscaling.knative.dev/window: "6s"\n'
-        f"    spec:\n      containers:\n        - image: {ref}:1\n"
+    slipway.replace_with_app(
+        docker_client, app, "sleepy", annotations={"autoscaling.knative.dev/window": "6s"}
     )
-    slipway.cli("services", "replace", str(doc))
     assert slipway.get("sleepy").text == "awake\n"
 
     def running() -> int:
-        return sum(
-            1
-            for c in slipway.containers(docker_client)
-            if c.labels.get(names.LABEL_SERVICE) == "sleepy" and c.status == "running"
-        )
+        return slipway.running(docker_client, "sleepy")
 
     # Idle for the 6 s window plus the 5 s grace (the fixture's SLIPWAY_SCALE_TO_ZERO_GRACE).
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and running() > 0:
-        time.sleep(1)
-    assert running() == 0, "the idle revision did not scale to zero"
+    slipway.wait_for_zero(docker_client, "sleepy")
 
     # The next request is held by the activator while an instance starts, body intact.
     resp = httpx.post(
@@ -63,10 +47,7 @@ def test_idle_revision_goes_to_zero_and_the_next_request_wakes_it(
 
     # A burst of 200 concurrent requests against the revision at zero: the activator holds them
     # all while instances start, and none fails.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and running() > 0:
-        time.sleep(1)
-    assert running() == 0
+    slipway.wait_for_zero(docker_client, "sleepy")
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=120) as client:
@@ -162,28 +143,14 @@ def test_a_websocket_handshake_at_zero_is_held_and_relayed(
         f"FROM {python_image}\nCOPY server.py /app/server.py\nUSER 10001\n"
         'CMD ["python3", "/app/server.py"]\n'
     )
-    ref = f"{slipway.env['SLIPWAY_REGISTRY']}/ws/app"
-    push_image(docker_client, str(app), f"{ref}:1")
-    doc = tmp_path / "ws.yaml"
-    doc.write_text(
-        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: ws\nspec:\n"
-        "  template:\n    metadata:\n      annotations:\n"
-        '        autoscaling.knative.dev/window: "6s"\n'
-        f"    spec:\n      containers:\n        - image: {ref}:1\n"
+    slipway.replace_with_app(
+        docker_client, app, "ws", annotations={"autoscaling.knative.dev/window": "6s"}
     )
-    slipway.cli("services", "replace", str(doc))
 
     def running() -> int:
-        return sum(
-            1
-            for c in slipway.containers(docker_client)
-            if c.labels.get(names.LABEL_SERVICE) == "ws" and c.status == "running"
-        )
+        return slipway.running(docker_client, "ws")
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and running() > 0:
-        time.sleep(1)
-    assert running() == 0, "the idle revision did not scale to zero"
+    slipway.wait_for_zero(docker_client, "ws")
 
     # Through HAProxy's public listener, Host routing as for any request; at zero the handshake
     # goes to the activator, which waits for an instance and repeats it there.
