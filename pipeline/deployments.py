@@ -37,7 +37,7 @@ from pipeline.errors import (
 )
 from pipeline.identity import access
 from pipeline.logs import get as get_log
-from pipeline.registry import RegistryClient
+from pipeline.registry import RegistryClient, unused_images
 from pipeline.revisions import SECRET_VERSIONS_ANNOTATION, secret_names
 from pipeline.routing import latest_ready, resolve_traffic
 from pipeline.secrets import SecretStore
@@ -581,9 +581,23 @@ class Deployer:
             keep=self._settings.revisions_kept,
         )
         if old:
+            gone = [r for r in self._store.list_revisions(service) if r.name in old]
             self._store.delete_revisions(old)
-            get_log(service=service).info("revisions_collected", revisions=old)
+            log = get_log(service=service)
+            log.info("revisions_collected", revisions=old)
             self._reconciler.wake()
+            self._delete_images(gone, log=log)
+
+    def _delete_images(self, gone: list[Revision], *, log: Any) -> None:
+        """Best effort: a registry that refuses costs disk space, never a deploy."""
+        remaining = self._store.snapshot().revisions
+        for image in unused_images(gone, remaining, registry=self._settings.registry):
+            try:
+                deleted = self._registry.delete(image)
+            except SlipwayError as e:
+                log.warning("image_not_deleted", image=image, error=e.message)
+                continue
+            log.info("image_deleted", image=image, found=deleted)
 
     def _await_settled(self, revision: str) -> Revision:
         deadline = time.monotonic() + self._settings.readiness_timeout_s + 30

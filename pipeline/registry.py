@@ -2,16 +2,20 @@
 
 Revisions pin images by digest. `resolve` turns `host/repo:tag` into `host/repo@sha256:…` by
 asking the registry (HEAD on the manifest), so a tag moving later never changes a revision.
+`delete` removes the images of garbage-collected revisions that Slipway built (`unused_images`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import httpx
 
+from pipeline import names
 from pipeline.errors import InvalidInput, NotFound, Unavailable
+from pipeline.state import Revision
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -81,6 +85,27 @@ def _scheme(registry: str) -> str:
     return "http" if host in ("localhost", "127.0.0.1", "[::1]") else "https"
 
 
+def unused_images(
+    collected: Iterable[Revision], remaining: Iterable[Revision], *, registry: str
+) -> list[str]:
+    """Pure: images of garbage-collected revisions that may be deleted from the registry.
+
+    Only what Slipway built and pushed to its own registry (a revision with a build, under
+    `<registry>/<service>`); never an image a user deployed by reference, which is theirs. An
+    image another revision still runs (a redeploy with new env keeps the digest) stays."""
+    in_use = {_digest_of(r.image) for r in remaining}
+    out: set[str] = set()
+    for rev in collected:
+        own = f"{names.image_repository(registry, rev.service)}@"
+        if rev.build_id and rev.image.startswith(own) and _digest_of(rev.image) not in in_use:
+            out.add(rev.image)
+    return sorted(out)
+
+
+def _digest_of(image: str) -> str:
+    return image.rpartition("@")[2]
+
+
 class RegistryClient:
     def __init__(self, *, timeout_s: float = 10.0) -> None:
         self._timeout = timeout_s
@@ -113,6 +138,32 @@ class RegistryClient:
         if not _DIGEST.match(digest):
             raise Unavailable(f"registry {ref.registry} gave no digest for {reference}")
         return ref.pinned(digest)
+
+    def delete(self, pinned: str) -> bool:
+        """Delete a manifest by digest (its tags go with it); False if it was already gone.
+
+        This only unlinks: the layers' space comes back when the registry's garbage collection
+        runs (./scripts/up runs it before it starts Slipway's registry)."""
+        ref = parse(pinned)
+        if not ref.digest:
+            raise InvalidInput(f"{pinned}: only a digest-pinned image can be deleted")
+        url = f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/manifests/{ref.digest}"
+        try:
+            resp = httpx.delete(url, timeout=self._timeout)
+        except httpx.HTTPError as e:
+            raise Unavailable(
+                f"registry {ref.registry} is not reachable ({e.__class__.__name__})"
+            ) from e
+        if resp.status_code == 404:
+            return False
+        if resp.status_code == 405:
+            raise Unavailable(
+                f"registry {ref.registry} does not allow deletes: set storage.delete.enabled "
+                "in its configuration (./scripts/up's registry has it)"
+            )
+        if resp.status_code >= 400:
+            raise Unavailable(f"registry {ref.registry} answered {resp.status_code} to DELETE")
+        return True
 
     def ping(self, registry: str) -> bool:
         try:

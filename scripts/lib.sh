@@ -14,6 +14,7 @@ LOGS="$SLIPWAY_DATA_DIR/logs"
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@";
@@ -109,6 +110,13 @@ storage:
   delete: {enabled: true}
 http: {addr: $addr}
 YAML
+  # The control plane deletes the manifests of images no revision runs any more; their layers
+  # are freed here, while the registry is stopped (garbage collection is unsafe during pushes).
+  # Not --delete-untagged: revisions pin images by digest, not by tag.
+  if [ -d "$SLIPWAY_DATA_DIR/registry/docker/registry/v2/repositories" ]; then
+    docker-registry garbage-collect "$cfg" >"$LOGS/registry-gc.log" 2>&1 ||
+      warn "registry garbage collection failed (see $LOGS/registry-gc.log); starting it anyway"
+  fi
   say "starting the registry on $addr"
   nohup docker-registry serve "$cfg" >"$LOGS/registry.log" 2>&1 &
   echo $! >"$RUN/registry.pid"

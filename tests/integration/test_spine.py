@@ -6,6 +6,7 @@ as `curl http://hello.localhost:PORT/` would send it.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -278,3 +279,50 @@ def test_revision_history_and_garbage_collection(slipway: Slipway, tmp_path: Pat
     # Revision numbers only grow after collection.
     write_app(app, body="gc v6\n")
     assert "gc-00006 ready" in slipway.cli("deploy", "gc", "--source", str(app)).stdout
+
+
+def test_collected_revisions_take_the_images_slipway_built_with_them(
+    slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    """SLIPWAY_REVISIONS_KEPT is 3 in the fixture: beyond 3 idle revisions the oldest go, and
+    with them their images in Slipway's registry, but never an image the user deployed."""
+    mine = write_app(tmp_path / "ext", body="the user's own image\n")
+    ref = f"{slipway.env['SLIPWAY_REGISTRY']}/users/own"
+    push_image(docker_client, str(mine), f"{ref}:v1")
+    slipway.cli("deploy", "pruned", "--image", f"{ref}:v1")
+    for n in range(2, 7):
+        app = write_app(tmp_path / f"v{n}", body=f"build {n}\n")
+        slipway.cli("deploy", "pruned", "--source", str(app))
+    assert slipway.get("pruned").text == "build 6\n"
+
+    revisions = slipway.api_get("/v1/services/pruned").json()["revisions"]
+    assert [r["name"] for r in revisions] == [f"pruned-0000{n}" for n in (6, 5, 4, 3)]
+
+    def manifest(image: str) -> int:
+        name, _, digest = image.rpartition("@")
+        repo = name.split("/", 1)[1]
+        url = f"http://{slipway.env['SLIPWAY_REGISTRY']}/v2/{repo}/manifests/{digest}"
+        accept = "application/vnd.docker.distribution.manifest.v2+json"
+        return httpx.head(url, headers={"Accept": accept}, timeout=10).status_code
+
+    events = [
+        json.loads(line)
+        for line in slipway.log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    deleted = [
+        e["image"] for e in events if e.get("event") == "image_deleted" and e["service"] == "pruned"
+    ]
+    assert len(deleted) == 1, deleted  # revision 2's; revision 1 ran the user's image
+    (gone,) = deleted
+    assert gone.startswith(f"{slipway.env['SLIPWAY_REGISTRY']}/pruned@sha256:")
+    assert manifest(gone) == 404
+    assert all(manifest(r["image"]) == 200 for r in revisions)
+    assert (
+        httpx.head(
+            f"http://{slipway.env['SLIPWAY_REGISTRY']}/v2/users/own/manifests/v1",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+            timeout=10,
+        ).status_code
+        == 200
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tarfile
 from pathlib import Path
@@ -10,6 +11,9 @@ import pytest
 
 from pipeline import names, registry, sources
 from pipeline.errors import InvalidInput, InvalidName, InvalidSource
+from pipeline.registry import unused_images
+from pipeline.state import Revision
+from tests.unit import factories
 
 
 def test_pack_honours_ignore_files_and_skips_git(tmp_path: Path) -> None:
@@ -128,3 +132,26 @@ def test_tag_too_long_for_its_service_is_refused() -> None:
     with pytest.raises(InvalidName, match="at most 21"):
         names.validate_tag("a" * 22, service="s" * 40)
     assert names.commit_tag("3f2a9c1deadbeef") == "commit-3f2a9c1"
+
+
+def _rev(name: str, image: str, *, built: bool) -> Revision:
+    return dataclasses.replace(
+        factories.revision("web", int(name[-1])), image=image, build_id="b1" if built else None
+    )
+
+
+def test_unused_images_are_only_slipways_own_builds_no_longer_run() -> None:
+    d = "sha256:" + "1" * 64
+    e = "sha256:" + "2" * 64
+    f = "sha256:" + "3" * 64
+    collected = [
+        _rev("web-00001", f"127.0.0.1:5000/web@{d}", built=True),  # built, unused: goes
+        _rev("web-00002", f"127.0.0.1:5000/web@{e}", built=True),  # built, still run: stays
+        _rev("web-00003", f"127.0.0.1:5000/users/own@{f}", built=False),  # the user's: stays
+        _rev("web-00004", f"registry.example.com/web@{f}", built=True),  # another registry
+    ]
+    remaining = [_rev("web-00005", f"127.0.0.1:5000/web@{e}", built=True)]
+    assert unused_images(collected, remaining, registry="127.0.0.1:5000") == [
+        f"127.0.0.1:5000/web@{d}"
+    ]
+    assert unused_images(collected, remaining, registry="10.0.0.1:5000") == []
