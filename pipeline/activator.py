@@ -88,10 +88,7 @@ def create_app(
         address = await anyio.to_thread.run_sync(wait_for_instance, revision, timeout_s)
         if address is None:
             log.warning("activation_timed_out", revision=revision, timeout_s=timeout_s)
-            return PlainTextResponse(
-                f"slipway: revision {revision} got no ready instance within {timeout_s:.0f}s\n",
-                503,
-            )
+            return PlainTextResponse(_no_instance(revision, timeout_s), 503)
         url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         outgoing = client.build_request(
             request.method,
@@ -117,16 +114,19 @@ def create_app(
         return response
 
     async def activate_websocket(client: WebSocket) -> None:
+        # Refusals are HTTP responses to the handshake (ASGI's websocket.http.response), as the
+        # plain-request path gives them: a client sees 503 and why, or the app's own refusal.
         revision = client.headers.get(REVISION_HEADER, "")
         if not revision:
-            await client.close(code=1008, reason="activator reached without a revision")
+            message = "slipway: activator reached without a revision\n"
+            await client.send_denial_response(PlainTextResponse(message, 400))
             return
         wake()
         address = await anyio.to_thread.run_sync(wait_for_instance, revision, timeout_s)
         if address is None:
             log.warning("activation_timed_out", revision=revision, timeout_s=timeout_s)
-            # Not accepted yet: the client gets an HTTP 403 for its handshake.
-            await client.close(code=1013, reason=f"revision {revision} got no ready instance")
+            refusal = PlainTextResponse(_no_instance(revision, timeout_s), 503)
+            await client.send_denial_response(refusal)
             return
         query = f"?{client.url.query}" if client.url.query else ""
         try:
@@ -139,9 +139,23 @@ def create_app(
                 ping_interval=None,  # the app and the client keep their session alive
                 open_timeout=timeout_s,
             )
+        except websockets.exceptions.InvalidStatus as e:  # the app said no: pass its answer on
+            body = bytes(e.response.body or b"")
+            denial = Response(body, status_code=e.response.status_code)
+            denial.raw_headers = [
+                *(
+                    (k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in forwarded_headers(list(e.response.headers.raw_items()))
+                    if k.lower() != "content-length"
+                ),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await client.send_denial_response(denial)
+            return
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
             log.warning("websocket_refused", revision=revision, error=e.__class__.__name__)
-            await client.close(code=1011, reason=f"revision {revision}: {e.__class__.__name__}")
+            message = f"slipway: revision {revision}: {e.__class__.__name__}\n"
+            await client.send_denial_response(PlainTextResponse(message, 502))
             return
         log.info("websocket_activated", revision=revision, instance=address)
         await client.accept(subprotocol=upstream.subprotocol)
@@ -201,3 +215,7 @@ async def relay_websocket(
 def _sendable(code: int | None) -> int:
     """1005 (no code given) and 1006 (no close frame) are reported, never sent (RFC 6455 7.4.1)."""
     return 1000 if code is None or code in (1005, 1006) else code
+
+
+def _no_instance(revision: str, timeout_s: float) -> str:
+    return f"slipway: revision {revision} got no ready instance within {timeout_s:.0f}s\n"

@@ -98,6 +98,10 @@ def serve(conn):
         raw += conn.recv(4096)
     lines = raw.split(b"\r\n\r\n")[0].decode().split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    if lines[0].startswith("GET /deny "):
+        conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\n"
+                     b"Content-Length: 9\r\nConnection: close\r\n\r\nno entry\n")
+        return conn.close()
     if headers.get("upgrade", "").lower() != "websocket":
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nplain\n")
         return conn.close()
@@ -133,7 +137,7 @@ def test_a_websocket_handshake_at_zero_is_held_and_relayed(
     import socket
 
     from websockets import Subprotocol
-    from websockets.exceptions import ConnectionClosed
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
     from websockets.sync.client import connect
 
     app = tmp_path / "ws"
@@ -179,3 +183,12 @@ def test_a_websocket_handshake_at_zero_is_held_and_relayed(
         assert ws.recv(timeout=10) == "cookie="
         ws.send("direct")
         assert ws.recv(timeout=10) == "echo:direct"
+
+    # An app that refuses a handshake at zero: its own status, headers and body reach the client.
+    slipway.wait_for_zero(docker_client, "ws")
+    sock = socket.create_connection(("127.0.0.1", slipway.ingress_port))
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://{host}/deny", sock=sock, open_timeout=60)
+    assert refused.value.response.status_code == 401
+    assert refused.value.response.headers["WWW-Authenticate"] == "Bearer"
+    assert refused.value.response.body == b"no entry\n"
