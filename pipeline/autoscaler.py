@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 PANIC_WINDOW_PERCENT = 10.0
 PANIC_THRESHOLD_PERCENT = 200.0
@@ -30,7 +31,8 @@ SCALE_TO_ZERO_GRACE_S = 30.0
 
 @dataclass(frozen=True, kw_only=True)
 class Spec:
-    target: float  # in-flight requests per instance (target x utilization already applied)
+    target: float  # per instance, in the metric's unit (target x utilization already applied)
+    metric: Literal["concurrency", "rps"] = "concurrency"  # what the samples measure
     min_scale: int = 0
     max_scale: int = 0  # 0: no upper bound
     window_s: float = 60.0

@@ -106,6 +106,11 @@ def _digest_of(image: str) -> str:
     return image.rpartition("@")[2]
 
 
+def _manifest_url(ref: ImageRef, at: str) -> str:
+    """The manifest of `ref` at a tag or digest, on the registry's v2 API."""
+    return f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/manifests/{at}"
+
+
 class RegistryClient:
     def __init__(self, *, timeout_s: float = 10.0) -> None:
         self._timeout = timeout_s
@@ -113,15 +118,8 @@ class RegistryClient:
     def resolve(self, reference: str) -> str:
         """Return the digest-pinned reference, or raise NotFound / Unavailable."""
         ref = parse(reference)
-        url = f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/manifests/"
-        url += ref.digest or ref.tag
-        try:
-            resp = httpx.head(url, headers={"Accept": MANIFEST_TYPES}, timeout=self._timeout)
-        except httpx.HTTPError as e:
-            raise Unavailable(
-                f"registry {ref.registry} is not reachable ({e.__class__.__name__}): "
-                "start it with ./scripts/up or check the address"
-            ) from e
+        url = _manifest_url(ref, ref.digest or ref.tag)
+        resp = self._send("HEAD", url, ref, headers={"Accept": MANIFEST_TYPES})
         if resp.status_code == 404:
             raise NotFound(
                 f"image {reference} not found in registry {ref.registry}: push it first "
@@ -147,13 +145,7 @@ class RegistryClient:
         ref = parse(pinned)
         if not ref.digest:
             raise InvalidInput(f"{pinned}: only a digest-pinned image can be deleted")
-        url = f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/manifests/{ref.digest}"
-        try:
-            resp = httpx.delete(url, timeout=self._timeout)
-        except httpx.HTTPError as e:
-            raise Unavailable(
-                f"registry {ref.registry} is not reachable ({e.__class__.__name__})"
-            ) from e
+        resp = self._send("DELETE", _manifest_url(ref, ref.digest), ref)
         if resp.status_code == 404:
             return False
         if resp.status_code == 405:
@@ -164,6 +156,17 @@ class RegistryClient:
         if resp.status_code >= 400:
             raise Unavailable(f"registry {ref.registry} answered {resp.status_code} to DELETE")
         return True
+
+    def _send(
+        self, method: str, url: str, ref: ImageRef, *, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        try:
+            return httpx.request(method, url, headers=headers, timeout=self._timeout)
+        except httpx.HTTPError as e:
+            raise Unavailable(
+                f"registry {ref.registry} is not reachable ({e.__class__.__name__}): "
+                "start it with ./scripts/up or check the address"
+            ) from e
 
     def ping(self, registry: str) -> bool:
         try:

@@ -60,6 +60,7 @@ def spec_of(template: dict[str, Any], *, zero_grace_s: float = 30.0) -> Spec:
     concurrency = config_of(template, image="").container_concurrency
     return Spec(
         target=auto.target_per_instance(concurrency),
+        metric=auto.metric,
         min_scale=auto.min_scale,
         max_scale=auto.max_scale,
         window_s=auto.window_seconds,
@@ -69,8 +70,7 @@ def spec_of(template: dict[str, Any], *, zero_grace_s: float = 30.0) -> Spec:
 
 
 def initial_scale(template: dict[str, Any]) -> int:
-    annotations = (template.get("metadata") or {}).get("annotations") or {}
-    auto = AutoscalingAnnotations.from_annotations(annotations)
+    auto = _annotations(template)
     return max(auto.initial_scale, auto.min_scale, 1)
 
 
@@ -104,14 +104,14 @@ class Scaler:
             track = self._tracks[revision] = _Track(
                 samples=deque(maxlen=MAX_SAMPLES), state=State(last_active=now)
             )
-        track.metric = metric = _annotations(template).metric
+        spec = spec_of(template, zero_grace_s=self._zero_grace_s)
+        track.metric = spec.metric
         if load is None:
             value, track.counted = 0.0, None  # no counter to take a rate from
         else:
-            value = observed(metric, load, previous=track.counted, now=now)
+            value = observed(spec.metric, load, previous=track.counted, now=now)
             track.counted = (now, load.requests)
         track.samples.append(Sample(at=now, value=value))
-        spec = spec_of(template, zero_grace_s=self._zero_grace_s)
         decision = decide(list(track.samples), spec, ready=ready, now=now, state=track.state)
         track.state, track.last = decision.state, decision
         return max(decision.desired, self._floor)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BUSYBOX, Slipway
+from tests.integration.conftest import Slipway, httpd_app
 
 pytestmark = pytest.mark.integration
 
@@ -18,16 +18,7 @@ echo "GREETING=$GREETING OTHER=$OTHER DB_PASSWORD=$DB_PASSWORD"
 
 
 def env_app(folder: Path) -> Path:
-    (folder / "www" / "cgi-bin").mkdir(parents=True)
-    (folder / "www" / "index.html").write_text("env\n")
-    script = folder / "www" / "cgi-bin" / "env"
-    script.write_text(ENV_CGI)
-    script.chmod(0o755)
-    (folder / "Dockerfile").write_text(
-        f"FROM {BUSYBOX}\nCOPY www /www\nUSER app\n"
-        'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]\n'
-    )
-    return folder
+    return httpd_app(folder, "env\n", {"env": ENV_CGI})
 
 
 def test_env_file_secrets_and_remove_env(slipway: Slipway, tmp_path: Path) -> None:
