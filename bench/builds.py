@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import sources
-from pipeline.client import Client
+from pipeline.build import sources
+from pipeline.cli.client import Client
 
 PY_APP = """\
 def application(environ, start_response):

@@ -25,9 +25,9 @@ import httpx
 import yaml
 
 from bench.deploy import DOCKERFILE
-from pipeline import names
-from pipeline.client import Client, default_url
-from pipeline.config import Settings
+from pipeline.cli.client import Client, default_url
+from pipeline.core import names
+from pipeline.core.settings import Settings
 
 SERVICE = "bench-cold"
 PYTHON_DOCKERFILE = """FROM slipway/python:3.11-bookworm

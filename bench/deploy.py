@@ -23,9 +23,9 @@ from pathlib import Path
 import docker
 import httpx
 
-from pipeline import names
-from pipeline.client import default_url
-from pipeline.config import Settings
+from pipeline.cli.client import default_url
+from pipeline.core import names
+from pipeline.core.settings import Settings
 
 SERVICE = "bench-hello"
 DOCKERFILE = """FROM slipway/busybox:1.35-bookworm

@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 from bench.deploy import DOCKERFILE, wrk
-from pipeline import names
-from pipeline.client import Client, default_url
-from pipeline.config import Settings
+from pipeline.cli.client import Client, default_url
+from pipeline.core import names
+from pipeline.core.settings import Settings
 
 PUBLIC, PRIVATE = "bench-public", "bench-private"
 

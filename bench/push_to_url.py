@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from pipeline import names
-from pipeline.client import default_token
-from pipeline.config import Settings
+from pipeline.cli.client import default_token
+from pipeline.core import names
+from pipeline.core.settings import Settings
 
 SERVICE = "bench-push"
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,9 +34,9 @@ import docker
 import httpx
 import yaml
 
-from pipeline import names
-from pipeline.client import Client, ClientError, default_token, default_url
-from pipeline.config import Settings
+from pipeline.cli.client import Client, ClientError, default_token, default_url
+from pipeline.core import names
+from pipeline.core.settings import Settings
 from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
 from pipeline.dataplane.process import HAProxyManager
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import names
-from pipeline.errors import InvalidInput
+from pipeline.core import names
+from pipeline.core.errors import InvalidInput
 from webhooks.tracking import Tracking
 
 ZERO_SHA = "0" * 40

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.state import Service
+from pipeline.core.records import Service
 from webhooks.actions import Action, Ignore, field, push_actions, review_actions, text
 from webhooks.tracking import Tracking, tracking_of
 

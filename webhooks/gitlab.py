@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.state import Service
+from pipeline.core.records import Service
 from webhooks.actions import (
     ZERO_SHA,
     Action,

@@ -19,10 +19,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.deliveries import DELIVERY_ID_MAX, Deliveries
-from pipeline.errors import InvalidInput
-from pipeline.logs import get as get_log
-from pipeline.state import Service, Store
+from pipeline.core.errors import InvalidInput
+from pipeline.core.logs import get as get_log
+from pipeline.core.records import Service
+from pipeline.store.deliveries import DELIVERY_ID_MAX, Deliveries
+from pipeline.store.state import Store
 from webhooks import signatures
 from webhooks.actions import Action, Deploy, Ignore, RemoveTag, describe, summary
 from webhooks.github import github_actions

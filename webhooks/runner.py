@@ -1,6 +1,6 @@
 """Applies webhook actions in the background: the route has answered 202 long before a build ends.
 
-One daemon thread per action. A Deploy clones the commit (`pipeline.gitsources`) and hands the
+One daemon thread per action. A Deploy clones the commit (`pipeline.build.gitsources`) and hands the
 archive to the same `Deployer.deploy_source` that `git push` and the API use; the deployer
 serialises deploys per service. A RemoveTag drops a preview tag. What happened is written to the
 delivery's row; the build id is written as soon as the build starts.
@@ -15,18 +15,18 @@ from typing import Any, Protocol
 
 from structlog.typing import FilteringBoundLogger
 
-from pipeline import gitsources
-from pipeline.deliveries import Deliveries
-from pipeline.deployments import Commit, Outcome
-from pipeline.errors import SlipwayError
-from pipeline.logs import get as get_log
+from pipeline.build import gitsources
+from pipeline.core.errors import SlipwayError
+from pipeline.core.logs import get as get_log
+from pipeline.deploy.deployer import Commit, Outcome
+from pipeline.store.deliveries import Deliveries
 from webhooks.actions import Action, Deploy, RemoveTag
 
 Clone = Callable[[str, str], bytes]
 
 
 class DeployerLike(Protocol):
-    """The part of `pipeline.deployments.Deployer` webhooks use."""
+    """The part of `pipeline.deploy.deployer.Deployer` webhooks use."""
 
     def deploy_source(
         self,

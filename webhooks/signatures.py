@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from pipeline.errors import SlipwayError
+from pipeline.core.errors import SlipwayError
 
 GITHUB_HEADER = "X-Hub-Signature-256"
 GITLAB_HEADER = "X-Gitlab-Token"

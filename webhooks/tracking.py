@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.state import Service
+from pipeline.core.records import Service
 
 GITHUB_REPOSITORY = "slipway.dev/github-repository"
 GITLAB_PROJECT = "slipway.dev/gitlab-project"

@@ -17,11 +17,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import buildlogs, names, traffic
 from pipeline.api import auth, git, identity, metrics_route, sources_route, views
-from pipeline.builds import BuildSettings, parse_pairs
-from pipeline.deployments import Flags, Outcome, Placement
-from pipeline.errors import (
+from pipeline.app.platform import Platform
+from pipeline.build import logfiles as buildlogs
+from pipeline.build.builders import BuildSettings, parse_pairs
+from pipeline.core import names, traffic
+from pipeline.core.errors import (
     BuildFailed,
     Conflict,
     InvalidInput,
@@ -30,9 +31,9 @@ from pipeline.errors import (
     SlipwayError,
     Unavailable,
 )
-from pipeline.logs import get as get_log
-from pipeline.platform import Platform
-from pipeline.routing import resolve_traffic
+from pipeline.core.logs import get as get_log
+from pipeline.deploy.deployer import Flags, Outcome, Placement
+from pipeline.reconcile.routing import resolve_traffic
 from webhooks import routes as webhook_routes
 
 STATUS = [

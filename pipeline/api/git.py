@@ -33,10 +33,10 @@ from dulwich.server import (
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
-from pipeline.errors import InvalidName
-from pipeline.gitpush import PushHandler
-from pipeline.logs import get as get_log
-from pipeline.platform import Platform
+from pipeline.app.platform import Platform
+from pipeline.core.errors import InvalidName
+from pipeline.core.logs import get as get_log
+from pipeline.deploy.gitpush import PushHandler
 
 SERVICES = ("git-upload-pack", "git-receive-pack")
 MAX_PUSH_BYTES = 512 * 1024 * 1024

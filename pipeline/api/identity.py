@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.app.platform import Platform
 from pipeline.identity import access, keys, tokens
-from pipeline.platform import Platform
 
 
 class TokenRequest(BaseModel):

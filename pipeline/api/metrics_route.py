@@ -1,4 +1,4 @@
-"""GET /metrics: gather one scrape's values and let `pipeline.metrics` render them.
+"""GET /metrics: gather one scrape's values and let `pipeline.api.metrics` render them.
 
 No token, like Knative's and Prometheus' own scrape endpoints: the text names services,
 revisions, tags and counts, never a secret, an image credential or an environment value. It is
@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 
 from fastapi import APIRouter, Response
 
-from pipeline import metrics
+from pipeline.api import metrics
+from pipeline.app.platform import Platform
+from pipeline.core.errors import Unavailable
+from pipeline.core.logs import get as get_log
 from pipeline.engines.base import Instance
-from pipeline.errors import Unavailable
-from pipeline.logs import get as get_log
-from pipeline.platform import Platform
 
 
 def create_router(platform: Platform) -> APIRouter:

@@ -1,8 +1,8 @@
 """`GET /v1/builds/{id}/source`: where an in-cluster build Job fetches its source.
 
-Authenticated by the build's own short-lived token (`pipeline.sourcetokens`), or the admin token;
-it serves the gzip tar the deployment stored under `<data dir>/sources/<id>.tar.gz`. Mounted by
-the app like the other routers: `app.include_router(sources_route.create_router(...))`.
+Authenticated by the build's own short-lived token (`pipeline.build.sourcetokens`), or the admin
+token; it serves the gzip tar the deployment stored under `<data dir>/sources/<id>.tar.gz`.
+Mounted by the app like the other routers: `app.include_router(sources_route.create_router(...))`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from pipeline import sourcetokens
+from pipeline.build import sourcetokens
 
 _BUILD_ID = re.compile(r"^[0-9a-f]{1,64}$")
 

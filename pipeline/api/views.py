@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline import names
+from pipeline.core import names
+from pipeline.core.records import Build, Revision, Service
 from pipeline.engines.base import Instance
 from pipeline.identity import access
-from pipeline.routing import Target, resolve_traffic
-from pipeline.state import Build, Revision, Service
+from pipeline.reconcile.routing import Target, resolve_traffic
 
 
 def revision_view(

@@ -1,1 +1,11 @@
-"""HAProxy as Slipway's data plane: a pure model, a pure renderer, the process applying it."""
+"""Where a request finds an instance: HAProxy as Slipway's data plane, and what stands beside it.
+
+    model        the data plane's desired state, as plain values
+    jwt          the identity check of private services, as HAProxy rules (pure)
+    render       the model as haproxy.cfg text (pure)
+    runtime      HAProxy's runtime API (admin and master sockets)
+    process      run HAProxy and bring it to a rendered plane: start, reload, runtime changes
+    drains       what the reconciler asks HAProxy: may a draining instance stop
+    activator    where a request goes when its revision has no instance that can take it
+    resolver     the DNS resolver instances use: `<anything>.<domain>` is the internal listener
+"""

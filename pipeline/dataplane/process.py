@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.errors import Unavailable
 from pipeline.dataplane import jwt
 from pipeline.dataplane.model import Backend, DataPlane, Site
 from pipeline.dataplane.render import (
@@ -32,7 +33,6 @@ from pipeline.dataplane.render import (
     structure,
 )
 from pipeline.dataplane.runtime import CommandRejected, Runtime, ServerState, Socket
-from pipeline.errors import Unavailable
 
 _START_TIMEOUT_S = 10.0
 _POLL_S = 0.05

@@ -30,15 +30,15 @@ import hashlib
 import re
 from dataclasses import replace
 
+from pipeline.core.errors import InvalidSpec
 from pipeline.dataplane import jwt
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site
-from pipeline.errors import InvalidSpec
 
 API_BACKEND = "slipway-api"
 NO_ROUTE_BACKEND = "slipway-no-route"
 RESERVED_BACKENDS = frozenset({API_BACKEND, NO_ROUTE_BACKEND})
 STRUCTURE_MARKER = "# slipway-structure "
-# HAProxy's own exporter, on the bare domain; `/metrics` itself is Slipway's (pipeline.metrics).
+# HAProxy's own exporter, on the bare domain; `/metrics` itself is Slipway's (pipeline.api.metrics).
 HAPROXY_METRICS_PATH = "/metrics/haproxy"
 
 # The control plane streams build logs and git pushes through the API backend: give it the

@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import Unavailable
+from pipeline.core.errors import Unavailable
 
 # `show servers state` srv_admin_state bits (management guide, "show servers state").
 _ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, config, resolution

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from pipeline.revisions import RevisionConfig
-from pipeline.state import Revision, Service
+from pipeline.core.records import Revision, Service
+from pipeline.core.revisions import RevisionConfig
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,10 +14,10 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from pipeline import names
+from pipeline.core import names
+from pipeline.core.errors import NotFound, SlipwayError, Unavailable
+from pipeline.core.revisions import RevisionConfig, contract_env
 from pipeline.engines.base import Instance
-from pipeline.errors import NotFound, SlipwayError, Unavailable
-from pipeline.revisions import RevisionConfig, contract_env
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _FACTORS = {
@@ -73,7 +73,8 @@ def container_kwargs(
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
     }
     if dns:
-        # Names under Slipway's domain resolve to the internal listener (pipeline.internaldns).
+        # Names under Slipway's domain resolve to the internal listener
+        # (pipeline.dataplane.resolver).
         kwargs["dns"] = [dns]
     if config.command:
         kwargs["entrypoint"] = list(config.command)

@@ -1,1 +1,8 @@
-"""Service identity: signing keys, identity tokens, the metadata server, invoker lists."""
+"""Where a token is minted and checked: service identity.
+
+    keys          RS256 signing keys, one `kid` each, rotation
+    tokens        identity tokens: claims and the signed JWT
+    access        who may call a service: the private/invokers annotations, read and edited
+    metadata      the metadata server instances reach at $GCE_METADATA_HOST
+    kubecallers   who is calling, on Kubernetes: source address -> Slipway pod
+"""

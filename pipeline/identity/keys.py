@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pipeline.errors import Unavailable
+from pipeline.core.errors import Unavailable
 
 MAX_TOKEN_LIFETIME_S = 3600
 SKEW_S = 300  # tokens a clock slightly behind still accepts

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from pipeline.errors import SlipwayError
+from pipeline.core.errors import SlipwayError
 from pipeline.identity import tokens
 from pipeline.identity.keys import KeyStore
 
@@ -178,8 +178,8 @@ def serve(*, bind: str, port: int, lookup: Callable[[str], Caller | None], issue
 def docker_lookup(*, network: str, platform: str) -> Callable[[str], Caller | None]:
     """Source address -> the running instance that has it on Slipway's network, asked of Docker
     on every call: addresses are reused as instances come and go, so nothing is cached."""
-    from pipeline.dockerclient import connect
     from pipeline.engines.docker import DockerEngine
+    from pipeline.engines.dockerclient import connect
 
     engine = DockerEngine(connect(), platform=platform, network=network)
 
@@ -196,8 +196,8 @@ def kubernetes_lookup(
     *, namespace: str, platform: str, kubeconfig: str = ""
 ) -> Callable[[str], Caller | None]:
     """Source address -> the running Slipway pod with that pod IP (see `knative.callers`)."""
+    from pipeline.identity.kubecallers import pod_lookup
     from pipeline.knative.apply import KubeApi, connect
-    from pipeline.knative.callers import pod_lookup
 
     api = KubeApi(connect(kubeconfig=kubeconfig), namespace=namespace, platform=platform)
     return pod_lookup(api)

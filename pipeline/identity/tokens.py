@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from pipeline.errors import InvalidInput
+from pipeline.core.errors import InvalidInput
 
 MAX_TTL_S = 3600
 _SERVICE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

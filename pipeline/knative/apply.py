@@ -24,8 +24,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from pipeline import names
-from pipeline.errors import Conflict, InvalidSpec, NotFound, SlipwayError, Unavailable
+from pipeline.core import names
+from pipeline.core.errors import Conflict, InvalidSpec, NotFound, SlipwayError, Unavailable
 
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = names.K8S_MANAGER

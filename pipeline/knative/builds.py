@@ -7,7 +7,7 @@ Two Jobs, from the jinja2 templates in `buildtemplates/kubernetes/`:
 - `cnb-job.yaml.j2`: a buildpacks build with the builder image's `/cnb/lifecycle/creator`.
 
 Both get the source from an init container that downloads `GET <Slipway>/v1/builds/<id>/source`
-with a short-lived token (`pipeline.sourcetokens`), push to the configured registry with the
+with a short-lived token (`pipeline.build.sourcetokens`), push to the configured registry with the
 credentials in a `kubernetes.io/dockerconfigjson` Secret, and leave the pushed digest in the build
 container's termination message, which is how Slipway learns what to pin the revision to.
 """
@@ -23,8 +23,8 @@ from typing import Any, Literal
 import jinja2
 import yaml
 
-from pipeline import names
-from pipeline.packagedata import buildtemplates_dir
+from pipeline.core import names
+from pipeline.core.packagedata import buildtemplates_dir
 
 FETCH_CONTAINER = "fetch-source"
 BUILD_CONTAINER = "build"

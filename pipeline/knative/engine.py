@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline import names
+from pipeline.core import names
+from pipeline.core.errors import Conflict
+from pipeline.core.records import Revision, Service
 from pipeline.engines.base import Instance, ServiceState
-from pipeline.errors import Conflict
 from pipeline.knative import istio, render, status
 from pipeline.knative.apply import (
     AUTHORIZATION_POLICIES,
@@ -22,7 +23,6 @@ from pipeline.knative.apply import (
     REQUEST_AUTHENTICATIONS,
     KubeApi,
 )
-from pipeline.state import Revision, Service
 
 POLICIES = (REQUEST_AUTHENTICATIONS, AUTHORIZATION_POLICIES)
 

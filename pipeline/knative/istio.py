@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import names
-from pipeline.errors import InvalidName, InvalidSpec
+from pipeline.core import names
+from pipeline.core.errors import InvalidName, InvalidSpec
 
 PRIVATE_ANNOTATION = "slipway.dev/private"
 INVOKERS_ANNOTATION = "slipway.dev/invokers"

@@ -1,4 +1,4 @@
-"""ClusterBuilder: a `pipeline.builds.Builder` that builds as a Kubernetes Job.
+"""ClusterBuilder: a `pipeline.build.builders.Builder` that builds as a Kubernetes Job.
 
 Phases: render the Job (`builds`); create it (a retried build of the same id follows the Job
 that exists instead of making a second); wait for its pod; stream the source fetch's and then
@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipeline import names, sourcetokens
-from pipeline.buildprocs import BuildControl
-from pipeline.builds import BuildRequest, BuildResult, LineSink
-from pipeline.errors import BuildFailed
+from pipeline.build import sourcetokens
+from pipeline.build.builders import BuildRequest, BuildResult, LineSink
+from pipeline.build.processes import BuildControl
+from pipeline.core import names
+from pipeline.core.errors import BuildFailed
 from pipeline.knative.apply import JOBS, KubeApi
 from pipeline.knative.builds import (
     BUILD_CONTAINER,

@@ -1,6 +1,6 @@
 """The Knative reconciler: desired state (database) -> Knative Services, status -> revision rows.
 
-The counterpart of `pipeline.reconciler` for a `ServiceEngine`: Knative owns pods, routing and
+The counterpart of `pipeline.reconcile.loop` for a `ServiceEngine`: Knative owns pods, routing and
 autoscaling, so a pass is per service: apply when what Slipway would render changed (or the
 object is gone), read the status back, and copy each Pending revision's outcome into the store
 with `Store.mark_revision` — which is what the deployer waits on, exactly as with the embedded
@@ -18,12 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pipeline.core.errors import Conflict, SlipwayError
+from pipeline.core.logs import get as get_log
+from pipeline.core.records import Revision, Service
 from pipeline.engines.base import ServiceState
-from pipeline.errors import Conflict, SlipwayError
 from pipeline.knative import render
 from pipeline.knative.status import slipway_reason
-from pipeline.logs import get as get_log
-from pipeline.state import Revision, Service, Store
+from pipeline.store.state import Store
 
 
 class KnativeServices(Protocol):

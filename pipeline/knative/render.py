@@ -21,9 +21,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline import names
+from pipeline.core import names
+from pipeline.core.records import Revision, Service
 from pipeline.spec import API_VERSION
-from pipeline.state import Revision, Service
 
 GROUP = "serving.knative.dev"
 VERSION = "v1"

@@ -7,14 +7,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from pipeline import sourcetokens
-from pipeline.config import Settings
+from pipeline.build import sourcetokens
+from pipeline.core.settings import Settings
 from pipeline.knative.apply import KubeApi, connect
 from pipeline.knative.builds import ClusterBuildSettings
 from pipeline.knative.engine import KnativeEngine
 from pipeline.knative.jobs import ClusterBuilder
 from pipeline.knative.reconciler import KnativeReconciler
-from pipeline.state import Store
+from pipeline.store.state import Store
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
-from pipeline.errors import InvalidSpec
+from pipeline.core.errors import InvalidSpec
 
 NOT_YET = "not supported by Slipway yet"
 

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from pipeline.errors import InvalidName
-from pipeline.names import is_dns1035_label, validate_service_name
+from pipeline.core.errors import InvalidName
+from pipeline.core.names import is_dns1035_label, validate_service_name
 from pipeline.spec.autoscaling import PREFIX as AUTOSCALING_PREFIX
 from pipeline.spec.autoscaling import AutoscalingAnnotations, parse_autoscaling
 from pipeline.spec.base import NOT_YET, SpecModel, SpecProblem, not_yet

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import InvalidSpec
+from pipeline.core.errors import InvalidSpec
 from pipeline.spec.autoscaling import MAX_SCALE, MIN_SCALE, AutoscalingAnnotations
 from pipeline.spec.base import SpecModel, SpecProblem, not_yet, show, to_invalid_spec
 from pipeline.spec.containers import Container

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from pipeline.errors import InvalidName
-from pipeline.names import validate_tag
+from pipeline.core.errors import InvalidName
+from pipeline.core.names import validate_tag
 from pipeline.spec.base import SpecModel, SpecProblem
 
 TRAFFIC_PATH = "spec.traffic"

@@ -25,8 +25,10 @@ import httpx
 import pytest
 import yaml
 
-from pipeline import baseimages, daemons, names
-from pipeline.errors import Unavailable
+from pipeline.app import daemons
+from pipeline.build import baseimages
+from pipeline.core import names
+from pipeline.core.errors import Unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX = "slipway/busybox:1.35-bookworm"

@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from pipeline import names
+from pipeline.core import names
 from tests.integration.conftest import BUSYBOX, Slipway, write_app
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from docker.models.containers import Container
 
-from pipeline import baseimages
-from pipeline.baseimages import BUSYBOX, DEBIAN, HOST_CA_BUNDLE, LOCAL_CA, PYTHON
+from pipeline.build import baseimages
+from pipeline.build.baseimages import BUSYBOX, DEBIAN, HOST_CA_BUNDLE, LOCAL_CA, PYTHON
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from pipeline import baseimages
+from pipeline.build import baseimages
 from tests.integration.conftest import BUSYBOX, Slipway
 
 pytestmark = pytest.mark.integration

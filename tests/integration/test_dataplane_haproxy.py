@@ -25,10 +25,10 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
+from pipeline.core.errors import Unavailable
 from pipeline.dataplane import process
 from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
 from pipeline.dataplane.process import HAProxyManager
-from pipeline.errors import Unavailable
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from pipeline import db
-from pipeline.errors import NotFound
-from pipeline.state import Store
+from pipeline.core.errors import NotFound
+from pipeline.store import db
+from pipeline.store.state import Store
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.postgres

@@ -15,7 +15,7 @@ import docker
 import httpx
 import pytest
 
-from pipeline import names
+from pipeline.core import names
 from tests.integration.conftest import BUSYBOX, Slipway, push_image, write_app
 
 pytestmark = pytest.mark.integration

@@ -32,10 +32,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from pipeline.db import make_engine, migrate, session_factory
-from pipeline.deliveries import Deliveries
-from pipeline.deployments import Commit, Outcome
-from pipeline.state import Revision, Store
+from pipeline.core.records import Revision
+from pipeline.deploy.deployer import Commit, Outcome
+from pipeline.store.db import make_engine, migrate, session_factory
+from pipeline.store.deliveries import Deliveries
+from pipeline.store.state import Store
 from webhooks.routes import MAX_PAYLOAD_BYTES, create_router
 from webhooks.runner import Runner
 from webhooks.signatures import github_signature
@@ -59,7 +60,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 @dataclass
 class RecordingDeployer:
-    """Stand-in for pipeline.deployments.Deployer: records calls, builds nothing."""
+    """Stand-in for pipeline.deploy.deployer.Deployer: records calls, builds nothing."""
 
     deploys: list[tuple[str, bytes, Commit | None]] = field(default_factory=list)
     removed: list[tuple[str, str]] = field(default_factory=list)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline import names
+from pipeline.core import names
+from pipeline.core.records import Revision, Service, Snapshot
 from pipeline.engines.base import Instance
-from pipeline.state import Revision, Service, Snapshot
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 PROBE = """
 import json
 import pipeline
-import pipeline.api.app, pipeline.cli, pipeline.knative.wiring, pipeline.platform, webhooks.routes
-from pipeline import buildtemplates, packagedata
-from pipeline.config import Settings
+import pipeline.api.app, pipeline.app.platform, pipeline.cli.main, pipeline.knative.wiring
+import webhooks.routes
+from pipeline.build import templates as buildtemplates
+from pipeline.core import packagedata
+from pipeline.core.settings import Settings
 from pipeline.knative.builds import ClusterBuildSettings, render_build_job
 
 settings = ClusterBuildSettings(namespace="apps", platform="prod")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pipeline.activator import create_app, forwarded_headers, handshake_headers
+from pipeline.dataplane.activator import create_app, forwarded_headers, handshake_headers
 from pipeline.dataplane.render import REVISION_HEADER
 
 CLIENT = [

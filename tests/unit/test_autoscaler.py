@@ -6,8 +6,8 @@ from typing import Literal
 
 import pytest
 
-from pipeline.autoscaler import Decision, Sample, Spec, State, decide
-from pipeline.scaling import BUSY_RPS, Load, observed
+from pipeline.autoscale.kpa import Decision, Sample, Spec, State, decide
+from pipeline.autoscale.scaler import BUSY_RPS, Load, observed
 
 TARGET = 7.0  # containerConcurrency 10 x 70% utilization
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from pipeline import baseimages
-from pipeline.baseimages import (
+from pipeline.build import baseimages
+from pipeline.build.baseimages import (
     BUSYBOX,
     CA_BUNDLE,
     CATALOG,
@@ -32,7 +32,7 @@ from pipeline.baseimages import (
     tar_member,
     upstream_version,
 )
-from pipeline.errors import InvalidInput, Unavailable
+from pipeline.core.errors import InvalidInput, Unavailable
 
 
 def test_catalog_is_keyed_by_reference() -> None:

@@ -15,20 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import buildtemplates
-from pipeline.buildprocs import BuildControl
-from pipeline.buildqueue import BuildQueue
-from pipeline.builds import (
+from pipeline.build import templates as buildtemplates
+from pipeline.build.builders import (
     BuildRequest,
     BuildSettings,
     choose_builder,
     parse_pairs,
     service_settings,
 )
-from pipeline.dockerbuilds import from_images, has_registry_host, mask, read_files, with_files
-from pipeline.errors import BuildCancelled, BuildFailed, InvalidInput, InvalidSource
-from pipeline.packbuilds import PackBuilder, pack_argv, project_builder
-from pipeline.sources import SourceInfo
+from pipeline.build.buildpacks import PackBuilder, pack_argv, project_builder
+from pipeline.build.dockerfile import from_images, has_registry_host, mask, read_files, with_files
+from pipeline.build.processes import BuildControl
+from pipeline.build.queue import BuildQueue
+from pipeline.build.sources import SourceInfo
+from pipeline.core.errors import BuildCancelled, BuildFailed, InvalidInput, InvalidSource
 
 GOLDEN = Path(__file__).parent / "golden" / "dockerfiles"
 TEMPLATES = buildtemplates.load()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.core.errors import InvalidSpec
 from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
 from pipeline.dataplane.render import render, structure, structure_of_config
-from pipeline.errors import InvalidSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 SITE = Site(

@@ -17,13 +17,13 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 
+from pipeline.core.errors import InvalidInput, InvalidSpec, Unavailable
 from pipeline.dataplane import jwt
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Site, Split
 from pipeline.dataplane.render import render, structure
-from pipeline.errors import InvalidInput, InvalidSpec, Unavailable
 from pipeline.identity import access, keys, tokens
 from pipeline.identity.metadata import Caller, Issuer, answer
-from pipeline.routing import build_plane
+from pipeline.reconcile.routing import build_plane
 from tests.unit.factories import revision, service, snapshot
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dnslib import DNSRecord
 
-from pipeline import internaldns
+from pipeline.dataplane import resolver as internaldns
 from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
 from pipeline.dataplane.render import render
 

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from pipeline import db, spec
-from pipeline.errors import Conflict, Unavailable
+from pipeline import spec
+from pipeline.core.errors import Conflict, Unavailable
 from pipeline.knative.apply import KSERVICES, KubeApi
 from pipeline.knative.engine import KnativeEngine
 from pipeline.knative.reconciler import KnativeReconciler
-from pipeline.state import Store
+from pipeline.store import db
+from pipeline.store.state import Store
 from tests.unit import kubestandin
 from tests.unit.kubestandin import StandIn
 from tests.unit.test_knative_render import HELLO, deployed
@@ -293,8 +294,8 @@ def test_reconciler_applies_and_copies_status_into_revision_rows(
 
 
 def test_engine_selection_from_environment(tmp_path: Path) -> None:
-    from pipeline.config import Settings
-    from pipeline.errors import InvalidInput
+    from pipeline.core.errors import InvalidInput
+    from pipeline.core.settings import Settings
 
     assert Settings.from_env({}).engine == "docker"
     settings = Settings.from_env(

@@ -16,14 +16,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from pipeline import sourcetokens
 from pipeline.api import sources_route
-from pipeline.builds import BuilderChoice, BuildRequest, Kind
-from pipeline.errors import BuildFailed, Conflict
+from pipeline.build import sourcetokens
+from pipeline.build.builders import BuilderChoice, BuildRequest, Kind
+from pipeline.build.sources import SourceInfo
+from pipeline.core.errors import BuildFailed, Conflict
 from pipeline.knative.apply import KubeApi
 from pipeline.knative.builds import ClusterBuildSettings, job_outcome, render_build_job
 from pipeline.knative.jobs import ClusterBuilder
-from pipeline.sources import SourceInfo
 from tests.unit import kubestandin
 from tests.unit.kubeschemas import validate_core
 from tests.unit.kubestandin import StandIn

@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from pipeline import spec
-from pipeline.errors import InvalidSpec
+from pipeline.core.errors import InvalidSpec
+from pipeline.core.records import Revision, Service
 from pipeline.knative import istio, render
 from pipeline.knative.engine import KnativeEngine
-from pipeline.state import Revision, Service
 from tests.unit.kubeschemas import validate_knative
 
 GOLDEN = Path(__file__).parent / "golden" / "knative"

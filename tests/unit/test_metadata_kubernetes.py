@@ -21,12 +21,12 @@ import jwt as pyjwt
 import pytest
 import yaml
 
-from pipeline import names
-from pipeline.errors import Unavailable
+from pipeline.core import names
+from pipeline.core.errors import Unavailable
 from pipeline.identity import keys
+from pipeline.identity.kubecallers import caller_of_pod, pod_lookup
 from pipeline.identity.metadata import Caller, Issuer, answer
 from pipeline.knative.apply import KubeApi
-from pipeline.knative.callers import caller_of_pod, pod_lookup
 from pipeline.knative.render import render_service
 from tests.unit import kubestandin
 from tests.unit.factories import revision, service

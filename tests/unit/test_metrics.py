@@ -1,4 +1,4 @@
-"""pipeline.metrics: canned HAProxy stat rows, snapshots and builds in, Prometheus text out.
+"""pipeline.api.metrics: canned HAProxy stat rows, snapshots and builds in, Prometheus text out.
 
 The text is checked with prometheus_client's own parser (the format Prometheus scrapes), then
 read back as {(sample name, labels): value} so each test states the series it expects.
@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import metrics
-from pipeline.state import Build
+from pipeline.api import metrics
+from pipeline.core.records import Build
 from tests.unit.factories import T0, instance, revision, service, snapshot
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -210,7 +210,7 @@ def test_reconcile_passes_and_label_escaping() -> None:
 
 
 def test_autoscaler_state_per_revision() -> None:
-    from pipeline import metrics as m
+    from pipeline.api import metrics as m
     from tests.unit.factories import revision, service, snapshot
 
     text = m.render(

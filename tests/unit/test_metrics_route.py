@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from pipeline.api import metrics_route
-from pipeline.errors import Unavailable
+from pipeline.core.errors import Unavailable
 from tests.unit.factories import instance, revision, service, snapshot
 
 

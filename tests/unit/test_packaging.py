@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import __version__, packagedata
-from pipeline.config import Settings
+from pipeline import __version__
+from pipeline.core import packagedata
+from pipeline.core.settings import Settings
 from tests.unit.installprobe import PROBE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,8 +93,8 @@ def test_wheel_carries_code_templates_and_migrations(wheel: Path) -> None:
     assert sorted(templates - names) == []
     code = {f"{top}/{name}" for top in ("pipeline", "webhooks") for name in files_under(ROOT / top)}
     assert sorted(code - names) == []
-    migrations = {n for n in names if n.startswith("pipeline/migrations/versions/")}
-    assert "pipeline/migrations/env.py" in names
+    migrations = {n for n in names if n.startswith("pipeline/store/migrations/versions/")}
+    assert "pipeline/store/migrations/env.py" in names
     assert len(migrations) >= 2
 
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from pipeline import db
+from pipeline.autoscale.scaler import Load
+from pipeline.core.revisions import Readiness, RevisionConfig
 from pipeline.dataplane.model import DataPlane
 from pipeline.engines.base import Instance
-from pipeline.reconciler import Reconciler
-from pipeline.revisions import Readiness, RevisionConfig
-from pipeline.scaling import Load
-from pipeline.state import Store
+from pipeline.reconcile.loop import Reconciler
+from pipeline.store import db
+from pipeline.store.state import Store
 
 
 class InProcessEngine:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.dataplane.model import Backend, Route, Server, Split
-from pipeline.routing import build_plane, desired_scale, resolve_traffic
+from pipeline.reconcile.routing import build_plane, desired_scale, resolve_traffic
 from tests.unit.factories import instance, revision, service, snapshot
 
 

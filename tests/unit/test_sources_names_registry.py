@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import names, registry, sources
-from pipeline.errors import InvalidInput, InvalidName, InvalidSource
-from pipeline.registry import unused_images
-from pipeline.state import Revision
+from pipeline.build import registry, sources
+from pipeline.build.registry import unused_images
+from pipeline.core import names
+from pipeline.core.errors import InvalidInput, InvalidName, InvalidSource
+from pipeline.core.records import Revision
 from tests.unit import factories
 
 

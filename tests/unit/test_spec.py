@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from pipeline.errors import InvalidSpec
+from pipeline.core.errors import InvalidSpec
 from pipeline.spec import (
     AutoscalingAnnotations,
     Container,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import traffic
-from pipeline.errors import InvalidInput
+from pipeline.core import traffic
+from pipeline.core.errors import InvalidInput
 from tests.unit.factories import revision
 
 LATEST: dict[str, Any] = {"latestRevision": True, "percent": 100}

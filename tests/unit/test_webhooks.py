@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import InvalidInput
-from pipeline.state import Service
+from pipeline.core.errors import InvalidInput
+from pipeline.core.records import Service
 from webhooks.actions import Deploy, Ignore, RemoveTag
 from webhooks.github import github_actions
 from webhooks.gitlab import gitlab_actions

@@ -1,0 +1,137 @@
+"""Helper processes the control plane starts once and then leaves running on their own: they
+must outlive a control-plane crash (instances keep resolving names while it restarts)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dnslib import DNSRecord
+
+from pipeline.core.logs import get as get_log
+
+
+def _alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid
+
+
+def _answers(address: str, name: str) -> bool:
+    try:
+        reply = DNSRecord.question(name).send(address, 53, timeout=1)
+    except OSError:
+        return False
+    return bool(DNSRecord.parse(reply).rr)
+
+
+def ensure_dns(*, run_dir: Path, logs_dir: Path, address: str, domain: str) -> bool:
+    """Make sure the internal resolver answers on `address`:53; False if it cannot run."""
+    return _ensure(
+        name="dns",
+        run_dir=run_dir,
+        logs_dir=logs_dir,
+        record=[address],
+        argv=["dns", "--bind", address, "--domain", domain],
+        answers=lambda: _answers(address, f"probe.{domain}"),
+        tries=50,
+        unavailable="the internal resolver did not start (it needs root for port 53); "
+        "instances cannot reach other services by name",
+        address=address,
+        domain=domain,
+    )
+
+
+def _ensure(
+    *,
+    name: str,
+    run_dir: Path,
+    logs_dir: Path,
+    record: list[str],
+    argv: list[str],
+    answers: Callable[[], bool],
+    tries: int,
+    unavailable: str,
+    **context: object,
+) -> bool:
+    """Reuse the running helper if it was started with `record` and answers; else (re)start it
+    in its own session, so it outlives the control plane."""
+    log = get_log(component=name)
+    pid_file = run_dir / f"{name}.pid"
+    pid = _alive(pid_file)
+    if pid is not None and pid_file.read_text().split()[1:] == record and answers():
+        return True
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):  # let it free its port before the new one binds
+            if not answers():
+                break
+            time.sleep(0.1)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    with (logs_dir / f"{name}.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli.main", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # not in the control plane's process group
+        )
+    pid_file.write_text(" ".join([str(proc.pid), *record]) + "\n")
+    for _ in range(tries):
+        if answers():
+            log.info(f"{name}_started", pid=proc.pid, **context)
+            return True
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    log.warning(
+        f"{name}_unavailable", reason=f"{unavailable}; see {logs_dir / (name + '.log')}", **context
+    )
+    return False
+
+
+def stop(pid_file: Path) -> None:
+    pid = _alive(pid_file)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+
+
+def _flavored(address: str, port: int) -> bool:
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection(address, port, timeout=1)
+        conn.request("GET", "/", headers={"Metadata-Flavor": "Google"})
+        ok = conn.getresponse().getheader("Metadata-Flavor") == "Google"
+        conn.close()
+    except OSError:
+        return False
+    return ok
+
+
+def ensure_metadata(
+    *, run_dir: Path, logs_dir: Path, address: str, port: int, args: list[str]
+) -> bool:
+    """Make sure the metadata server (pipeline.identity.metadata) answers on `address:port`;
+    False if it cannot run. `args` are its command-line options; a change restarts it."""
+    return _ensure(
+        name="metadata",
+        run_dir=run_dir,
+        logs_dir=logs_dir,
+        record=[address, str(port), *args],
+        argv=["metadata", "--bind", address, "--port", str(port), *args],
+        answers=lambda: _flavored(address, port),
+        tries=100,
+        unavailable="the metadata server did not start; instances get no identity tokens",
+        address=address,
+        port=port,
+    )

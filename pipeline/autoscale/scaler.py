@@ -1,0 +1,135 @@
+"""The autoscaler loop's memory: per revision, the samples and KPA state between passes.
+
+The reconciler feeds it HAProxy's figures per revision on every pass (requests in flight plus
+queued, and the backend's cumulative request count) and gets back a desired instance count
+(pipeline.autoscale.kpa.decide does the deciding). The revision's `metric` annotation picks what
+the KPA averages: the in-flight count, or the request rate since the previous pass. Zero is
+allowed only with the activator in place (it holds the first request while an instance starts).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from pipeline.autoscale.kpa import Decision, Sample, Spec, State, decide
+from pipeline.core.revisions import config_of
+from pipeline.spec.autoscaling import AutoscalingAnnotations
+
+MAX_SAMPLES = 3600  # an hour at one a second: the longest window Knative allows
+# The rps signal while a request is in flight but none completed lately: never zero, so a
+# revision serving (or holding, at zero) a request keeps or gets one instance.
+BUSY_RPS = 1e-6
+
+
+class Load(NamedTuple):
+    """One backend in HAProxy's stats."""
+
+    in_flight: int  # requests in flight plus queued
+    requests: int  # cumulative requests since HAProxy (re)started: reloads reset it
+
+
+def observed(
+    metric: Literal["concurrency", "rps"],
+    load: Load,
+    *,
+    previous: tuple[float, int] | None,
+    now: float,
+) -> float:
+    """The sample the KPA averages. For rps, the requests counted since the previous pass over
+    the time between them; a counter lower than before was reset by a reload, so all of it is
+    new. Requests in flight keep the rate above zero (see BUSY_RPS)."""
+    if metric == "concurrency":
+        return float(load.in_flight)
+    rate = 0.0
+    if previous is not None and now > previous[0]:
+        at, count = previous
+        new = load.requests - count if load.requests >= count else load.requests
+        rate = new / (now - at)
+    return max(rate, BUSY_RPS) if load.in_flight > 0 else rate
+
+
+def _annotations(template: dict[str, Any]) -> AutoscalingAnnotations:
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    return AutoscalingAnnotations.from_annotations(annotations)
+
+
+def spec_of(template: dict[str, Any], *, zero_grace_s: float = 30.0) -> Spec:
+    auto = _annotations(template)
+    concurrency = config_of(template, image="").container_concurrency
+    return Spec(
+        target=auto.target_per_instance(concurrency),
+        metric=auto.metric,
+        min_scale=auto.min_scale,
+        max_scale=auto.max_scale,
+        window_s=auto.window_seconds,
+        scale_down_delay_s=auto.scale_down_delay_seconds,
+        scale_to_zero_grace_s=zero_grace_s,
+    )
+
+
+def initial_scale(template: dict[str, Any]) -> int:
+    auto = _annotations(template)
+    return max(auto.initial_scale, auto.min_scale, 1)
+
+
+@dataclass
+class _Track:
+    samples: deque[Sample]
+    state: State
+    last: Decision | None = None
+    counted: tuple[float, int] | None = None  # (when, cumulative requests) at the last pass
+    metric: str = "concurrency"
+
+
+class Scaler:
+    def __init__(self, *, allow_zero: bool = False, zero_grace_s: float = 30.0) -> None:
+        self._tracks: dict[str, _Track] = {}
+        self._floor = 0 if allow_zero else 1
+        self._zero_grace_s = zero_grace_s
+
+    def observe(
+        self,
+        revision: str,
+        *,
+        template: dict[str, Any],
+        load: Load | None,
+        ready: int,
+        now: float,
+    ) -> int:
+        """`load` None: HAProxy has no figures for the revision (yet, or it is down)."""
+        track = self._tracks.get(revision)
+        if track is None:
+            track = self._tracks[revision] = _Track(
+                samples=deque(maxlen=MAX_SAMPLES), state=State(last_active=now)
+            )
+        spec = spec_of(template, zero_grace_s=self._zero_grace_s)
+        track.metric = spec.metric
+        if load is None:
+            value, track.counted = 0.0, None  # no counter to take a rate from
+        else:
+            value = observed(spec.metric, load, previous=track.counted, now=now)
+            track.counted = (now, load.requests)
+        track.samples.append(Sample(at=now, value=value))
+        decision = decide(list(track.samples), spec, ready=ready, now=now, state=track.state)
+        track.state, track.last = decision.state, decision
+        return max(decision.desired, self._floor)
+
+    def forget(self, keep: set[str]) -> None:
+        for name in set(self._tracks) - keep:
+            del self._tracks[name]
+
+    def view(self, revision: str) -> dict[str, Any] | None:
+        track = self._tracks.get(revision)
+        if track is None or track.last is None:
+            return None
+        d = track.last
+        return {
+            "desired": max(d.desired, self._floor),
+            "metric": track.metric,  # the two averages below are per second for rps
+            "in_flight_stable": round(d.stable, 2),
+            "in_flight_panic": round(d.panic, 2),
+            "panic": d.panicking,
+            "excess_burst_capacity": round(d.excess_burst_capacity, 2),
+        }

@@ -1,0 +1,15 @@
+"""Where a source becomes an image: choosing a builder, running it, pushing the result.
+
+    sources      source archives: packed by the CLI, checked and kept by the control plane
+    gitsources   clone a repository at one commit into a source archive
+    sourcetokens short-lived tokens that let one in-cluster build Job fetch its own source
+    builders     which builder turns a source into an image; what every builder is given
+    templates    build templates: detect rules + Dockerfile for sources that bring none
+    baseimages   Slipway's base images, made from the Debian archive
+    queue        at most N builds at once, the rest wait in order
+    processes    build processes: run, stream, cancel, time out
+    logfiles     build logs on disk, read whole or followed
+    dockerfile   Dockerfile and template builds on the Docker Engine, then the push
+    buildpacks   Cloud Native Buildpacks through `pack`, then the push
+    registry     image references and the registry's HTTP API
+"""

@@ -1,0 +1,176 @@
+"""Image references and the registry's HTTP API (OCI distribution v2).
+
+Revisions pin images by digest. `resolve` turns `host/repo:tag` into `host/repo@sha256:…` by
+asking the registry (HEAD on the manifest), so a tag moving later never changes a revision.
+`delete` removes the images of garbage-collected revisions that Slipway built (`unused_images`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpx
+
+from pipeline.core import names
+from pipeline.core.errors import InvalidInput, NotFound, Unavailable
+from pipeline.core.records import Revision
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_REPO = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRef:
+    registry: str
+    repository: str
+    tag: str = ""
+    digest: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    def pinned(self, digest: str) -> str:
+        return f"{self.name}@{digest}"
+
+    def __str__(self) -> str:
+        if self.digest:
+            return f"{self.name}@{self.digest}"
+        return f"{self.name}:{self.tag}"
+
+
+def parse(reference: str) -> ImageRef:
+    """Parse `registry/repo[:tag][@digest]`; the registry part is required (no Docker Hub)."""
+    ref = reference.strip()
+    digest = ""
+    if "@" in ref:
+        ref, digest = ref.split("@", 1)
+        if not _DIGEST.match(digest):
+            raise InvalidInput(f"image {reference!r}: digest must look like sha256:<64 hex>")
+    first, _, rest = ref.partition("/")
+    if not rest or not ("." in first or ":" in first or first == "localhost"):
+        raise InvalidInput(
+            f"image {reference!r} names no registry: use a full reference such as "
+            "127.0.0.1:5000/team/app:1.0 (no public registry is reachable from Slipway)"
+        )
+    repo, tag = rest, ""
+    last = rest.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = rest.rsplit(":", 1)
+        if not _TAG.match(tag):
+            raise InvalidInput(f"image {reference!r}: invalid tag {tag!r}")
+    if not _REPO.match(repo):
+        raise InvalidInput(f"image {reference!r}: invalid repository name {repo!r}")
+    if not tag and not digest:
+        tag = "latest"
+    return ImageRef(registry=first, repository=repo, tag=tag, digest=digest)
+
+
+def _scheme(registry: str) -> str:
+    host = registry.rsplit(":", 1)[0]
+    # Docker treats loopback registries as insecure (plain HTTP) by default; so do we.
+    return "http" if host in ("localhost", "127.0.0.1", "[::1]") else "https"
+
+
+def unused_images(
+    collected: Iterable[Revision], remaining: Iterable[Revision], *, registry: str
+) -> list[str]:
+    """Pure: images of garbage-collected revisions that may be deleted from the registry.
+
+    Only what Slipway built and pushed to its own registry (a revision with a build, under
+    `<registry>/<service>`); never an image a user deployed by reference, which is theirs. An
+    image another revision still runs (a redeploy with new env keeps the digest) stays."""
+    in_use = {_digest_of(r.image) for r in remaining}
+    out: set[str] = set()
+    for rev in collected:
+        own = f"{names.image_repository(registry, rev.service)}@"
+        if rev.build_id and rev.image.startswith(own) and _digest_of(rev.image) not in in_use:
+            out.add(rev.image)
+    return sorted(out)
+
+
+def _digest_of(image: str) -> str:
+    return image.rpartition("@")[2]
+
+
+def _manifest_url(ref: ImageRef, at: str) -> str:
+    """The manifest of `ref` at a tag or digest, on the registry's v2 API."""
+    return f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/manifests/{at}"
+
+
+class RegistryClient:
+    def __init__(self, *, timeout_s: float = 10.0) -> None:
+        self._timeout = timeout_s
+
+    def resolve(self, reference: str) -> str:
+        """Return the digest-pinned reference, or raise NotFound / Unavailable."""
+        ref = parse(reference)
+        url = _manifest_url(ref, ref.digest or ref.tag)
+        resp = self._send("HEAD", url, ref, headers={"Accept": MANIFEST_TYPES})
+        if resp.status_code == 404:
+            raise NotFound(
+                f"image {reference} not found in registry {ref.registry}: push it first "
+                f"(docker push {ref}) or check the name and tag"
+            )
+        if resp.status_code == 401:
+            raise InvalidInput(
+                f"registry {ref.registry} requires credentials for {ref.repository}: "
+                "registry authentication is not supported yet"
+            )
+        if resp.status_code >= 400:
+            raise Unavailable(f"registry {ref.registry} answered {resp.status_code} for {url}")
+        digest = resp.headers.get("Docker-Content-Digest", "") or ref.digest
+        if not _DIGEST.match(digest):
+            raise Unavailable(f"registry {ref.registry} gave no digest for {reference}")
+        return ref.pinned(digest)
+
+    def delete(self, pinned: str) -> bool:
+        """Delete a manifest by digest (its tags go with it); False if it was already gone.
+
+        This only unlinks: the layers' space comes back when the registry's garbage collection
+        runs (./scripts/up runs it before it starts Slipway's registry)."""
+        ref = parse(pinned)
+        if not ref.digest:
+            raise InvalidInput(f"{pinned}: only a digest-pinned image can be deleted")
+        resp = self._send("DELETE", _manifest_url(ref, ref.digest), ref)
+        if resp.status_code == 404:
+            return False
+        if resp.status_code == 405:
+            raise Unavailable(
+                f"registry {ref.registry} does not allow deletes: set storage.delete.enabled "
+                "in its configuration (./scripts/up's registry has it)"
+            )
+        if resp.status_code >= 400:
+            raise Unavailable(f"registry {ref.registry} answered {resp.status_code} to DELETE")
+        return True
+
+    def _send(
+        self, method: str, url: str, ref: ImageRef, *, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        try:
+            return httpx.request(method, url, headers=headers, timeout=self._timeout)
+        except httpx.HTTPError as e:
+            raise Unavailable(
+                f"registry {ref.registry} is not reachable ({e.__class__.__name__}): "
+                "start it with ./scripts/up or check the address"
+            ) from e
+
+    def ping(self, registry: str) -> bool:
+        try:
+            resp = httpx.get(f"{_scheme(registry)}://{registry}/v2/", timeout=self._timeout)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code in (200, 401)

@@ -1,0 +1,5 @@
+"""`python -m pipeline.cli`: the same as the `slipway` command."""
+
+from pipeline.cli.main import main
+
+main()

@@ -1,0 +1,158 @@
+"""Every name Slipway derives from a service or revision, in one place.
+
+Knative keeps these in `resources/names`; so do we. Containers, HAProxy backends and servers,
+hostnames, image repositories and labels are all computed here and nowhere else, so that the
+reconciler can recognise what it owns after a restart.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.core.errors import InvalidName
+
+# Knative tags a revision as `<tag>--<svc>`; the longest tag Slipway makes itself is
+# `commit-<sha7>` (14 characters), and a hostname label is at most 63 characters.
+DNS_LABEL_MAX = 63
+LONGEST_OWN_TAG = len("commit-0000000")
+SERVICE_NAME_MAX = DNS_LABEL_MAX - LONGEST_OWN_TAG - len("--")  # 47
+
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+LABEL_PREFIX = "dev.slipway"
+LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
+LABEL_PLATFORM = f"{LABEL_PREFIX}.platform"
+LABEL_SERVICE = f"{LABEL_PREFIX}.service"
+LABEL_REVISION = f"{LABEL_PREFIX}.revision"
+LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
+
+
+def is_dns1035_label(value: str) -> bool:
+    return len(value) <= DNS_LABEL_MAX and bool(_DNS1035.match(value))
+
+
+def validate_service_name(name: str) -> str:
+    """Return `name` if it can name a service, else raise InvalidName saying how to fix it."""
+    if not _DNS1035.match(name):
+        raise InvalidName(
+            f"invalid service name {name!r}: use lowercase letters, digits and '-', starting "
+            "with a letter and ending with a letter or digit (a DNS-1035 label), e.g. 'hello-api'"
+        )
+    if len(name) > SERVICE_NAME_MAX:
+        raise InvalidName(
+            f"invalid service name {name!r}: {len(name)} characters, at most {SERVICE_NAME_MAX} "
+            f"so that the tag URL host 'commit-xxxxxxx--{name}' stays within 63 characters"
+        )
+    return name
+
+
+def validate_tag(tag: str, *, service: str = "") -> str:
+    """A tag names the host `<tag>--<svc>`: a DNS-1035 label that fits with the service name."""
+    room = DNS_LABEL_MAX - len("--") - max(len(service), 1)
+    if not is_dns1035_label(tag):
+        raise InvalidName(
+            f"invalid traffic tag {tag!r}: use a DNS-1035 label (lowercase letters, digits, '-', "
+            "starting with a letter), e.g. 'canary'"
+        )
+    if len(tag) > room:
+        where = f"'{tag}--{service}'" if service else "'<tag>--<service>'"
+        raise InvalidName(
+            f"invalid traffic tag {tag!r}: {len(tag)} characters, at most {room} so that the "
+            f"host {where} stays within {DNS_LABEL_MAX} characters"
+        )
+    return tag
+
+
+def commit_tag(sha: str) -> str:
+    return f"commit-{sha[:7]}"
+
+
+def branch_tag(branch: str, *, service: str) -> str:
+    """`branch-<slug>`, cut to fit the host label next to the service name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-") or "x"
+    room = DNS_LABEL_MAX - len("--") - len(service)
+    return f"branch-{slug}"[:room].rstrip("-")
+
+
+def revision_name(service: str, number: int) -> str:
+    return f"{service}-{number:05d}"
+
+
+def service_host(service: str, domain: str) -> str:
+    return f"{service}.{domain}"
+
+
+def tag_host(tag: str, service: str, domain: str) -> str:
+    return f"{tag}--{service}.{domain}"
+
+
+def service_url(service: str, domain: str, port: int) -> str:
+    return _url(service_host(service, domain), port)
+
+
+def tag_url(tag: str, service: str, domain: str, port: int) -> str:
+    return _url(tag_host(tag, service, domain), port)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+
+
+def image_repository(registry: str, service: str) -> str:
+    return f"{registry}/{service}"
+
+
+def container_name(platform: str, revision: str, instance: str) -> str:
+    return f"slipway-{platform}-{revision}-{instance}"
+
+
+def backend_name(revision: str) -> str:
+    return f"rev-{revision}"
+
+
+def server_name(instance: str) -> str:
+    return f"i-{instance}"
+
+
+def instance_labels(*, platform: str, service: str, revision: str, instance: str) -> dict[str, str]:
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_PLATFORM: platform,
+        LABEL_SERVICE: service,
+        LABEL_REVISION: revision,
+        LABEL_INSTANCE: instance,
+    }
+
+
+# --- Kubernetes (the Knative engine) ---------------------------------------------------------
+# Docker labels use reverse-DNS keys; Kubernetes keys are `<dns prefix>/<name>`.
+K8S_MANAGED_BY = "app.kubernetes.io/managed-by"
+K8S_MANAGER = "slipway"  # the label value and the server-side apply field manager
+K8S_PLATFORM = "slipway.dev/platform"
+K8S_SERVICE = "slipway.dev/service"
+K8S_BUILD = "slipway.dev/build"
+KNATIVE_SERVICE_LABEL = "serving.knative.dev/service"  # Knative puts it on revisions and pods
+
+
+def k8s_labels(*, platform: str, **extra: str) -> dict[str, str]:
+    """Labels on every object Slipway creates in a cluster: how it recognises its own."""
+    labels = {K8S_MANAGED_BY: K8S_MANAGER, K8S_PLATFORM: platform}
+    labels.update(extra)
+    return labels
+
+
+def request_authentication_name(service: str) -> str:
+    return f"{service}-slipway-jwt"
+
+
+def authorization_policy_name(service: str) -> str:
+    return f"{service}-slipway-invokers"
+
+
+def build_job_name(build_id: str) -> str:
+    return f"slipway-build-{build_id}"
+
+
+def identity_subject(service: str) -> str:
+    """The `sub` of a JWT the metadata service mints for an instance of `service`."""
+    return service

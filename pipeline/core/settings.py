@@ -1,0 +1,183 @@
+"""Platform settings, read once from the environment (SLIPWAY_*) with one-machine defaults.
+
+Everything a process needs to find the others lives here: the data dir (state, git repos, build
+logs, HAProxy files, the admin token), the ingress and API ports, the registry, the Docker network
+and the platform id that scopes which containers this Slipway owns.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.core.errors import InvalidInput
+from pipeline.core.packagedata import buildtemplates_dir
+
+_BASE_PREFIX = "SLIPWAY_TEMPLATE_BASE_"
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/slipway")
+    return Path.home() / ".local" / "share" / "slipway"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    domain: str = "localhost"
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = 8080
+    api_host: str = "127.0.0.1"
+    api_port: int = 8081
+    registry: str = "127.0.0.1:5000"
+    network: str = "slipway"
+    # Scopes ownership: the reconciler only ever touches containers labelled with this id, so two
+    # Slipways (or the test suite next to a running platform) never adopt each other's instances.
+    platform_id: str = "default"
+    database_url: str = ""
+    haproxy_bin: str = "haproxy"
+    readiness_timeout_s: float = 60.0
+    grace_period_s: float = 10.0
+    reconcile_interval_s: float = 1.0
+    # Every tagged revision keeps an instance until scale-to-zero lands: bound commit tag URLs.
+    commit_tags_kept: int = 5
+    # Scale to zero: the activator (HAProxy's backup server for every revision) holds requests
+    # for a revision at zero; a revision idle for the stable window plus this grace goes to zero.
+    activator_port: int = 8082
+    scale_to_zero_grace_s: float = 30.0
+    # Non-serving, untagged revisions kept for rollbacks; older ones are garbage-collected.
+    revisions_kept: int = 10
+    # Runtime engine: "docker" (embedded, one machine) or "knative" (Knative Serving on
+    # Kubernetes; see pipeline/knative). The settings below are read only by the Knative engine.
+    engine: str = "docker"
+    kubeconfig: str = ""  # "" = in-cluster service account, else a kubeconfig path
+    namespace: str = "default"
+    # The URL pods reach Slipway at (source downloads for builds, JWT issuer and JWKS for Istio).
+    public_url: str = ""
+    # The URL build pods fetch sources from (the in-cluster Service); "" = public_url.
+    source_url: str = ""
+    registry_insecure: bool = False  # the registry speaks plain HTTP (build Jobs push with it)
+    metadata_host: str = ""  # host[:port] of the metadata service as a Kubernetes Service
+    # An operator's RSA key (PEM), imported as the signing key (the Helm chart's Secret).
+    signing_key_file: str = ""
+    registry_secret: str = "slipway-registry"  # kubernetes.io/dockerconfigjson Secret for builds
+    kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
+    fetch_image: str = "curlimages/curl:8.11.1"
+    cnb_builder: str = "paketobuildpacks/builder-jammy-base"
+    # Builds: at most this many at once (the rest queue in order), each killed after the timeout.
+    build_concurrency: int = 2
+    build_timeout_s: float = 900.0
+    buildtemplates_dir: Path = field(default_factory=buildtemplates_dir)
+    # Per-template base image overrides: SLIPWAY_TEMPLATE_BASE_<NAME>=image (e.g. _PYTHON).
+    template_bases: dict[str, str] = field(default_factory=dict)
+    pack_bin: str = "pack"
+    pack_builder: str = ""
+    # The metadata server listens on the bridge gateway at this port (GCE's own is 80).
+    metadata_port: int = 80
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        base = cls()
+        data_dir = Path(e["SLIPWAY_DATA_DIR"]) if "SLIPWAY_DATA_DIR" in e else base.data_dir
+        return cls(
+            data_dir=data_dir,
+            domain=e.get("SLIPWAY_DOMAIN", base.domain),
+            ingress_host=e.get("SLIPWAY_INGRESS_HOST", base.ingress_host),
+            ingress_port=int(e.get("SLIPWAY_PORT", base.ingress_port)),
+            api_host=e.get("SLIPWAY_API_HOST", base.api_host),
+            api_port=int(e.get("SLIPWAY_API_PORT", base.api_port)),
+            registry=e.get("SLIPWAY_REGISTRY", base.registry),
+            network=e.get("SLIPWAY_NETWORK", base.network),
+            platform_id=e.get("SLIPWAY_PLATFORM_ID", base.platform_id),
+            database_url=e.get("SLIPWAY_DATABASE_URL", ""),
+            haproxy_bin=e.get("SLIPWAY_HAPROXY", base.haproxy_bin),
+            readiness_timeout_s=float(e.get("SLIPWAY_READINESS_TIMEOUT", base.readiness_timeout_s)),
+            grace_period_s=float(e.get("SLIPWAY_GRACE_PERIOD", base.grace_period_s)),
+            commit_tags_kept=int(e.get("SLIPWAY_COMMIT_TAGS_KEPT", base.commit_tags_kept)),
+            activator_port=int(e.get("SLIPWAY_ACTIVATOR_PORT", base.activator_port)),
+            scale_to_zero_grace_s=float(
+                e.get("SLIPWAY_SCALE_TO_ZERO_GRACE", base.scale_to_zero_grace_s)
+            ),
+            revisions_kept=int(e.get("SLIPWAY_REVISIONS_KEPT", base.revisions_kept)),
+            engine=_engine(e.get("SLIPWAY_ENGINE", base.engine)),
+            kubeconfig=e.get("SLIPWAY_KUBECONFIG", base.kubeconfig),
+            namespace=e.get("SLIPWAY_NAMESPACE", base.namespace),
+            public_url=e.get("SLIPWAY_PUBLIC_URL", base.public_url).rstrip("/"),
+            source_url=e.get("SLIPWAY_SOURCE_URL", base.source_url).rstrip("/"),
+            registry_insecure=e.get("SLIPWAY_REGISTRY_INSECURE", "false").lower() == "true",
+            metadata_host=e.get("SLIPWAY_METADATA_HOST", base.metadata_host),
+            signing_key_file=e.get("SLIPWAY_SIGNING_KEY_FILE", base.signing_key_file),
+            registry_secret=e.get("SLIPWAY_REGISTRY_SECRET", base.registry_secret),
+            kaniko_image=e.get("SLIPWAY_KANIKO_IMAGE", base.kaniko_image),
+            fetch_image=e.get("SLIPWAY_FETCH_IMAGE", base.fetch_image),
+            cnb_builder=e.get("SLIPWAY_CNB_BUILDER", base.cnb_builder),
+            build_concurrency=int(e.get("SLIPWAY_BUILD_CONCURRENCY", base.build_concurrency)),
+            build_timeout_s=float(e.get("SLIPWAY_BUILD_TIMEOUT", base.build_timeout_s)),
+            buildtemplates_dir=Path(e.get("SLIPWAY_BUILDTEMPLATES", str(base.buildtemplates_dir))),
+            template_bases={
+                key.removeprefix(_BASE_PREFIX).lower(): value
+                for key, value in e.items()
+                if key.startswith(_BASE_PREFIX) and value
+            },
+            pack_bin=e.get("SLIPWAY_PACK", base.pack_bin),
+            pack_builder=e.get("SLIPWAY_PACK_BUILDER", base.pack_builder),
+            metadata_port=int(e.get("SLIPWAY_METADATA_PORT", base.metadata_port)),
+        )
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'slipway.db'}"
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "admin-token"
+
+    @property
+    def haproxy_dir(self) -> Path:
+        return self.data_dir / "haproxy"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.data_dir / "builds"
+
+    @property
+    def sources_dir(self) -> Path:
+        return self.data_dir / "sources"
+
+    def webhook_secret(self, provider: str) -> bytes | None:
+        """SLIPWAY_<PROVIDER>_WEBHOOK_SECRET, else <data dir>/<provider>-webhook-secret."""
+        value = os.environ.get(f"SLIPWAY_{provider.upper()}_WEBHOOK_SECRET", "")
+        if value:
+            return value.encode()
+        try:
+            return (self.data_dir / f"{provider}-webhook-secret").read_bytes().strip() or None
+        except OSError:
+            return None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def ingress_url(self) -> str:
+        port = "" if self.ingress_port == 80 else f":{self.ingress_port}"
+        return f"http://{self.domain}{port}"
+
+
+ENGINES = ("docker", "knative")
+
+
+def _engine(value: str) -> str:
+    if value not in ENGINES:
+        raise InvalidInput(
+            f"SLIPWAY_ENGINE={value!r}: expected one of {', '.join(ENGINES)} "
+            "(docker: one machine; knative: Knative Serving on Kubernetes)"
+        )
+    return value

@@ -1,0 +1,221 @@
+"""The activator: where a request goes when its revision has no instance that can take it.
+
+Every revision backend in HAProxy has the activator as its `backup` server, with the revision
+named in a header. While the request is held here, HAProxy counts it as in flight on that
+revision, so the next reconcile pass (woken at once) sees demand and starts an instance; the
+request is then forwarded straight to that instance, body and streamed response intact. As soon
+as the instance is in the backend, HAProxy stops using the backup: the activator is only on the
+path from zero. Bounded: a request waits at most the readiness timeout, then gets a 503 saying
+why.
+
+WebSocket upgrades are carried too (`relay_websocket`): the handshake waits like a request, is
+repeated against the instance with the client's subprotocols and end-to-end headers, and only
+then accepted towards the client with the subprotocol the app chose; messages and the close
+code are relayed both ways. Such a session stays on the activator for its whole life (HAProxy
+keeps counting it on the revision, so it keeps an instance up), and ends if the control plane
+restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import anyio.to_thread
+import httpx
+import websockets.asyncio.client
+import websockets.exceptions
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from pipeline.core.logs import get as get_log
+from pipeline.dataplane.render import REVISION_HEADER
+
+# Content-Length stays: the body is passed through byte for byte (raw, not re-encoded), and a
+# request body forwarded without it would go out chunked, which some servers do not decode.
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+        "trailers", "transfer-encoding", "upgrade",
+    }
+)  # fmt: skip
+
+
+def forwarded_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Pure: the end-to-end headers of a request or response."""
+    return [
+        (k, v)
+        for k, v in headers
+        if k.lower() not in HOP_BY_HOP and k.lower() != REVISION_HEADER.lower()
+    ]
+
+
+# The handshake's own headers: the activator makes a new handshake with the instance.
+HANDSHAKE = frozenset(
+    {
+        "host", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+        "sec-websocket-protocol", "content-length",
+    }
+)  # fmt: skip
+
+
+def handshake_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Pure: what of a client's WebSocket handshake is repeated to the instance (cookies,
+    authorization, origin, X-Forwarded-*), without what belongs to one hop or one handshake."""
+    return [(k, v) for k, v in forwarded_headers(headers) if k.lower() not in HANDSHAKE]
+
+
+def create_app(
+    *,
+    wake: Callable[[], None],
+    wait_for_instance: Callable[[str, float], str | None],
+    timeout_s: float,
+) -> Starlette:
+    """`wait_for_instance(revision, timeout)` blocks until a ready instance's host:port exists."""
+    log = get_log(component="activator")
+    client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, read=None))
+
+    async def activate(request: Request) -> Response:
+        revision = request.headers.get(REVISION_HEADER, "")
+        if not revision:
+            return PlainTextResponse("slipway: activator reached without a revision\n", 400)
+        wake()  # HAProxy already counts this request as demand: decide now, not in a second
+        address = await anyio.to_thread.run_sync(wait_for_instance, revision, timeout_s)
+        if address is None:
+            log.warning("activation_timed_out", revision=revision, timeout_s=timeout_s)
+            return PlainTextResponse(_no_instance(revision, timeout_s), 503)
+        url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        outgoing = client.build_request(
+            request.method,
+            f"http://{address}{url}",
+            headers=forwarded_headers(list(request.headers.items())),
+            content=request.stream(),
+        )
+        try:
+            upstream = await client.send(outgoing, stream=True)
+        except httpx.HTTPError as e:
+            return PlainTextResponse(f"slipway: revision {revision}: {e.__class__.__name__}\n", 502)
+        log.info("request_activated", revision=revision, instance=address)
+        response = StreamingResponse(
+            upstream.aiter_raw(),
+            status_code=upstream.status_code,
+            background=BackgroundTask(upstream.aclose),
+        )
+        # Raw pairs, so repeated headers (several Set-Cookie) all reach the client.
+        response.raw_headers = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in forwarded_headers(list(upstream.headers.multi_items()))
+        ]
+        return response
+
+    async def activate_websocket(client: WebSocket) -> None:
+        # Refusals are HTTP responses to the handshake (ASGI's websocket.http.response), as the
+        # plain-request path gives them: a client sees 503 and why, or the app's own refusal.
+        revision = client.headers.get(REVISION_HEADER, "")
+        if not revision:
+            message = "slipway: activator reached without a revision\n"
+            await client.send_denial_response(PlainTextResponse(message, 400))
+            return
+        wake()
+        address = await anyio.to_thread.run_sync(wait_for_instance, revision, timeout_s)
+        if address is None:
+            log.warning("activation_timed_out", revision=revision, timeout_s=timeout_s)
+            refusal = PlainTextResponse(_no_instance(revision, timeout_s), 503)
+            await client.send_denial_response(refusal)
+            return
+        query = f"?{client.url.query}" if client.url.query else ""
+        try:
+            upstream = await websockets.asyncio.client.connect(
+                f"ws://{address}{client.url.path}{query}",
+                subprotocols=[websockets.Subprotocol(p) for p in client.scope["subprotocols"]],
+                additional_headers=handshake_headers(list(client.headers.items())),
+                compression=None,  # each hop negotiates its own; relay messages as they are
+                max_size=None,  # the client side (uvicorn) already bounds message size
+                ping_interval=None,  # the app and the client keep their session alive
+                open_timeout=timeout_s,
+            )
+        except websockets.exceptions.InvalidStatus as e:  # the app said no: pass its answer on
+            body = bytes(e.response.body or b"")
+            denial = Response(body, status_code=e.response.status_code)
+            denial.raw_headers = [
+                *(
+                    (k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in forwarded_headers(list(e.response.headers.raw_items()))
+                    if k.lower() != "content-length"
+                ),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await client.send_denial_response(denial)
+            return
+        except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
+            log.warning("websocket_refused", revision=revision, error=e.__class__.__name__)
+            message = f"slipway: revision {revision}: {e.__class__.__name__}\n"
+            await client.send_denial_response(PlainTextResponse(message, 502))
+            return
+        log.info("websocket_activated", revision=revision, instance=address)
+        await client.accept(subprotocol=upstream.subprotocol)
+        await relay_websocket(client, upstream)
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return Starlette(
+        routes=[
+            Route("/{path:path}", activate, methods=methods),
+            WebSocketRoute("/{path:path}", activate_websocket),
+        ]
+    )
+
+
+async def relay_websocket(
+    client: WebSocket, upstream: websockets.asyncio.client.ClientConnection
+) -> None:
+    """Messages both ways until one side closes; its close code goes to the other side."""
+
+    async def to_upstream() -> None:
+        try:
+            while True:
+                message = await client.receive()
+                if message["type"] == "websocket.disconnect":
+                    await upstream.close(code=_sendable(message.get("code")))
+                    return
+                data = message.get("text")
+                await upstream.send(data if data is not None else message.get("bytes") or b"")
+        except websockets.exceptions.ConnectionClosed:
+            return
+
+    async def to_client() -> None:
+        try:
+            async for data in upstream:
+                if isinstance(data, str):
+                    await client.send_text(data)
+                else:
+                    await client.send_bytes(data)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        except WebSocketDisconnect:
+            return
+        with contextlib.suppress(RuntimeError):  # the client went first: nothing to tell it
+            await client.close(
+                code=_sendable(upstream.close_code), reason=upstream.close_reason or ""
+            )
+
+    tasks = [asyncio.create_task(to_upstream()), asyncio.create_task(to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await upstream.close()
+
+
+def _sendable(code: int | None) -> int:
+    """1005 (no code given) and 1006 (no close frame) are reported, never sent (RFC 6455 7.4.1)."""
+    return 1000 if code is None or code in (1005, 1006) else code
+
+
+def _no_instance(revision: str, timeout_s: float) -> str:
+    return f"slipway: revision {revision} got no ready instance within {timeout_s:.0f}s\n"

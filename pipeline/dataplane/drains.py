@@ -1,0 +1,73 @@
+"""What the reconciler asks HAProxy: may a draining instance stop, which instances are down.
+
+A request can be in flight in the current worker (its server's current sessions) or in an old
+worker still finishing after a reload (those do not show in the new worker's stats). Either
+keeps the instance alive, up to the grace period the reconciler enforces.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from pipeline.autoscale.scaler import Load
+from pipeline.core.errors import Unavailable
+from pipeline.dataplane.model import DataPlane
+from pipeline.dataplane.process import HAProxyManager
+
+
+def old_workers(show_proc: str) -> int:
+    """Count the workers under `# old workers` in the master CLI's `show proc`."""
+    count, section = 0, ""
+    for line in show_proc.splitlines():
+        if line.startswith("#"):
+            section = line.strip()
+            continue
+        fields = line.split()
+        if section.startswith("# old workers") and len(fields) >= 2 and fields[1] == "worker":
+            count += 1
+    return count
+
+
+class HAProxyDataPlane:
+    """The reconciler's view of HAProxy: apply a plane, ask whether a server is busy."""
+
+    def __init__(self, manager: HAProxyManager) -> None:
+        self.manager = manager
+
+    def apply(self, plane: DataPlane) -> str:
+        return self.manager.apply(plane)
+
+    def load(self) -> dict[str, Load]:
+        """Requests in flight plus queued, and requests so far, per backend, in one `show stat`
+        (the autoscaler's input)."""
+        try:
+            out = self.manager.runtime.socket.command("show stat -1 2 -1")
+        except Unavailable:
+            return {}
+        if not out.startswith("# "):
+            return {}
+        rows = csv.DictReader(io.StringIO(out[2:]))
+        return {
+            r["pxname"]: Load(
+                in_flight=int(r.get("scur") or 0) + int(r.get("qcur") or 0),
+                requests=int(r.get("req_tot") or 0),
+            )
+            for r in rows
+            if r.get("svname") == "BACKEND"
+        }
+
+    def down(self, backend: str) -> set[str]:
+        """Servers of `backend` that HAProxy's checks or observed errors have marked down."""
+        try:
+            return {s.name for s in self.manager.runtime.show_servers(backend) if not s.up}
+        except Unavailable:
+            return set()
+
+    def busy(self, backend: str, server: str) -> bool:
+        try:
+            if self.manager.server_sessions(backend).get(server, 0) > 0:
+                return True
+            return old_workers(self.manager.master.command("show proc")) > 0
+        except Unavailable:
+            return False  # HAProxy is down: nothing can be in flight through it

@@ -1,0 +1,170 @@
+"""What a `git push` does to a service: the receive-pack `update` step, ref by ref.
+
+dulwich unpacks the pushed objects, then asks `on_update` for each ref before moving it. A push
+to the deploy branch builds and deploys the commit (tagged `commit-<sha7>`); another branch builds
+a 0% preview tagged `branch-<slug>`; deleting a branch removes its preview; tags are stored, not
+built. Returning a message refuses the ref: git shows `! [remote rejected] main -> main (...)` and
+the ref does not move, so the previous revision keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dulwich.objects import Commit as GitCommit
+from dulwich.objects import Tree
+from dulwich.repo import Repo
+
+from pipeline.build import sources
+from pipeline.core import names
+from pipeline.core.errors import SlipwayError
+from pipeline.core.logs import get as get_log
+from pipeline.deploy.deployer import Commit, Deployer
+from pipeline.reconcile.routing import resolve_traffic
+from pipeline.store.state import Store
+
+ZERO_SHA = b"0" * 40
+DEPLOY_BRANCH_ANNOTATION = "slipway.dev/deploy-branch"
+DEFAULT_DEPLOY_BRANCH = "main"
+Progress = Callable[[str], None]
+
+
+def deploy_branch(store: Store, service: str) -> str:
+    svc = store.find_service(service)
+    if svc is None:
+        return DEFAULT_DEPLOY_BRANCH
+    annotations: dict[str, str] = (svc.spec.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(DEPLOY_BRANCH_ANNOTATION, DEFAULT_DEPLOY_BRANCH)
+
+
+def export_tree(repo: Repo, sha: bytes) -> bytes:
+    """The commit's tree as a source archive (same rules as `slipway deploy --source`)."""
+    commit = repo[sha]
+    if not isinstance(commit, GitCommit):
+        raise SlipwayError(f"{sha.decode()} is not a commit")
+    with tempfile.TemporaryDirectory(prefix="slipway-push-") as tmp:
+        _write_tree(repo, commit.tree, Path(tmp))
+        return sources.pack(Path(tmp))
+
+
+def _write_tree(repo: Repo, tree_id: bytes, into: Path) -> None:
+    tree = repo[tree_id]
+    assert isinstance(tree, Tree)
+    for entry in tree.iteritems():
+        name = entry.path.decode("utf-8", errors="surrogateescape")
+        if name in ("", ".", "..") or "/" in name:
+            continue
+        target = into / name
+        if stat.S_ISDIR(entry.mode):
+            target.mkdir()
+            _write_tree(repo, entry.sha, target)
+        elif stat.S_ISLNK(entry.mode):
+            os.symlink(repo[entry.sha].as_raw_string(), target)
+        elif stat.S_ISREG(entry.mode):
+            target.write_bytes(repo[entry.sha].as_raw_string())
+            target.chmod(0o755 if entry.mode & 0o111 else 0o644)
+        # Submodules (gitlinks) have no content here: skipped, as `git archive` does.
+
+
+class PushHandler:
+    """Decides and runs the deploy for each pushed ref of one service's repository."""
+
+    def __init__(self, *, service: str, repo: Repo, deployer: Deployer, store: Store) -> None:
+        self._service = service
+        self._repo = repo
+        self._deployer = deployer
+        self._store = store
+
+    def on_update(self, ref: bytes, old: bytes, new: bytes, progress: Progress) -> bytes | None:
+        name = ref.decode("utf-8", errors="replace")
+        if not name.startswith("refs/heads/"):
+            return None  # tags and other refs are stored, not built
+        branch = name.removeprefix("refs/heads/")
+        main = deploy_branch(self._store, self._service)
+        if new == ZERO_SHA:
+            if branch == main:
+                progress(f"-----> Refusing to delete {branch}: it is the deploy branch")
+                return b"deleting the deploy branch is refused"
+            tag = names.branch_tag(branch, service=self._service)
+            if self._store.find_service(self._service) and self._deployer.remove_tag(
+                self._service, tag
+            ):
+                progress(f"-----> Removed preview {tag}")
+            return None
+        sha = new.decode()
+        preview = "" if branch == main else names.branch_tag(branch, service=self._service)
+        log = get_log(service=self._service, commit=sha[:7], branch=branch)
+        try:
+            self._deploy(sha=sha, branch=branch, preview=preview, progress=progress)
+            return None
+        except SlipwayError as e:
+            for line in e.message.splitlines():
+                progress(f" !     {line}")
+            log.warning("push_rejected", error=e.message)
+            return _short_reason(e).encode()
+
+    def _deploy(self, *, sha: str, branch: str, preview: str, progress: Progress) -> None:
+        source = export_tree(self._repo, sha.encode())
+        info = sources.inspect(source)
+        kind = "Dockerfile" if info.has("Dockerfile") else "no Dockerfile"
+        progress(f"-----> Building {self._service}@{sha[:7]} ({kind})")
+        started = time.monotonic()
+        outcome = self._deployer.deploy_source(
+            self._service,
+            source=source,
+            env={},
+            emit=_printer(progress, started),
+            commit=Commit(sha=sha, branch=branch, preview_tag=preview),
+        )
+        self._report(revision=outcome.revision.name, sha=sha, preview=preview, progress=progress)
+
+    def _report(self, *, revision: str, sha: str, preview: str, progress: Progress) -> None:
+        svc = self._store.get_service(self._service)
+        share = sum(
+            t.percent
+            for t in resolve_traffic(svc, self._store.list_revisions(self._service))
+            if t.revision == revision
+        )
+        # The URLs as the engine publishes them (Knative: from its status), not rebuilt here.
+        urls = {_label(u): u for u in self._deployer.urls(self._service)}
+        for label, url in urls.items():
+            if "--" not in label:
+                progress(f"       {url}  ({share}%)")
+        for tag in filter(None, [names.commit_tag(sha), preview]):
+            tag_url = urls.get(f"{tag}--{self._service}")
+            if tag_url:
+                progress(f"       {tag_url}")
+
+
+def _label(url: str) -> str:
+    """The first label of a URL's host: `commit-abc1234--hello` in `http://commit-…--hello.x`."""
+    return url.split("//", 1)[-1].split("/", 1)[0].split(".", 1)[0]
+
+
+def _printer(progress: Progress, started: float) -> Callable[[dict[str, Any]], None]:
+    def emit(event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "log":
+            line = str(event["line"])
+            progress(line if line.startswith("----->") else f"       {line}")
+        elif kind == "stage":
+            secs = f"   {event['seconds']}s" if event.get("seconds") else ""
+            progress(f"-----> {event['text']}{secs}")
+        elif kind == "ready":
+            progress(f"-----> {event['revision']} ready   {event['seconds']}s")
+
+    return emit
+
+
+def _short_reason(e: SlipwayError) -> str:
+    first = e.message.splitlines()[0] if e.message else type(e).__name__
+    kind = type(e).__name__
+    label = {"BuildFailed": "build failed", "RevisionFailed": "revision failed"}.get(kind, "")
+    text = f"{label}: {first}" if label and not first.startswith(label) else first
+    return text[:200]

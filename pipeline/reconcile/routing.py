@@ -1,0 +1,175 @@
+"""From desired state to routes, scale and the data plane — all pure.
+
+`resolve_traffic` applies Knative's traffic semantics (latestRevision follows the newest *ready*
+revision), `desired_scale` says how many instances each revision should have, and `build_plane`
+turns services, revisions and the instances that are ready into the `DataPlane` HAProxy serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.core import names
+from pipeline.core.records import Revision, Service, Snapshot
+from pipeline.core.revisions import config_of
+from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Split
+from pipeline.engines.base import Instance
+from pipeline.identity import access
+
+VISIBILITY_LABEL = "networking.knative.dev/visibility"
+DEFAULT_TRAFFIC: tuple[dict[str, Any], ...] = ({"latestRevision": True, "percent": 100},)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    revision: str
+    percent: int
+    tag: str = ""
+
+
+def traffic_of(service: Service) -> list[dict[str, Any]]:
+    spec: dict[str, Any] = service.spec.get("spec") or {}
+    return list(spec.get("traffic") or DEFAULT_TRAFFIC)
+
+
+def latest_ready(revisions: Iterable[Revision]) -> Revision | None:
+    ready = [r for r in revisions if r.status == "Ready"]
+    return max(ready, key=lambda r: r.number) if ready else None
+
+
+def resolve_traffic(service: Service, revisions: list[Revision]) -> list[Target]:
+    """Concrete targets; a latestRevision target is dropped while no revision is ready."""
+    by_name = {r.name: r for r in revisions}
+    latest = latest_ready(revisions)
+    targets: list[Target] = []
+    for entry in traffic_of(service):
+        tag = str(entry.get("tag") or "")
+        percent = int(entry.get("percent") or 0)
+        if entry.get("latestRevision"):
+            if latest is not None:
+                targets.append(Target(revision=latest.name, percent=percent, tag=tag))
+        elif entry.get("revisionName") in by_name:
+            targets.append(Target(revision=str(entry["revisionName"]), percent=percent, tag=tag))
+    return targets
+
+
+def routed_revisions(snapshot: Snapshot) -> set[str]:
+    routed: set[str] = set()
+    for svc in snapshot.services:
+        for t in resolve_traffic(svc, snapshot.revisions_of(svc.name)):
+            if t.percent > 0 or t.tag:
+                routed.add(t.revision)
+    return routed
+
+
+def desired_scale(snapshot: Snapshot) -> dict[str, int]:
+    """Instances per revision: one while it proves itself ready, one while routed, else none.
+
+    The autoscaler replaces the constant 1 later; a failed revision never gets an instance.
+    """
+    routed = routed_revisions(snapshot)
+    scale: dict[str, int] = {}
+    for r in snapshot.revisions:
+        if r.status == "Pending" or (r.status == "Ready" and r.name in routed):
+            scale[r.name] = 1
+        else:
+            scale[r.name] = 0
+    return scale
+
+
+def build_plane(
+    snapshot: Snapshot,
+    *,
+    instances: Iterable[Instance],
+    ready: set[str],
+    draining: set[str],
+    domain: str,
+    jwt: JwtPolicy | None = None,
+) -> DataPlane:
+    revisions = {r.name: r for r in snapshot.revisions}
+    routes: list[Route] = []
+    needed: set[str] = set()
+    invokers: list[tuple[str, str]] = []
+    for svc in snapshot.services:
+        targets = resolve_traffic(svc, snapshot.revisions_of(svc.name))
+        local = is_cluster_local(svc)
+        private = access.is_private(svc.spec)
+        if private:
+            invokers += [(svc.name, member) for member in access.invokers(svc.spec)]
+        split: dict[str, int] = {}
+        for t in targets:
+            if t.percent > 0:
+                split[t.revision] = split.get(t.revision, 0) + t.percent
+            if t.tag:
+                host = names.tag_host(t.tag, svc.name, domain)
+                routes.append(
+                    _route(host, {t.revision: 100}, internal_only=local, service=svc.name,
+                           private=private)
+                )  # fmt: skip
+                needed.add(t.revision)
+        if split:
+            routes.append(
+                _route(names.service_host(svc.name, domain), split, internal_only=local,
+                       service=svc.name, private=private)
+            )  # fmt: skip
+            needed.update(split)
+
+    servers: dict[str, list[Server]] = {}
+    for inst in instances:
+        if inst.revision not in revisions or not inst.running or not inst.address:
+            continue
+        if inst.id not in ready:
+            continue
+        config = config_of(revisions[inst.revision].template, image="")
+        servers.setdefault(inst.revision, []).append(
+            Server(
+                name=names.server_name(inst.instance),
+                address=inst.address,
+                port=config.port,
+                maxconn=config.container_concurrency,
+                draining=inst.id in draining,
+            )
+        )
+    backends = []
+    for rev_name in sorted(needed | set(servers)):
+        config = config_of(revisions[rev_name].template, image="")
+        backends.append(
+            Backend(
+                name=names.backend_name(rev_name),
+                servers=tuple(sorted(servers.get(rev_name, []), key=lambda s: s.name)),
+                timeout_s=config.timeout_s,
+            )
+        )
+    return DataPlane(
+        routes=tuple(sorted(routes, key=lambda r: r.host)),
+        backends=tuple(backends),
+        jwt=jwt,
+        invokers=tuple(sorted(invokers)),
+    )
+
+
+def is_cluster_local(service: Service) -> bool:
+    labels: dict[str, str] = (service.spec.get("metadata") or {}).get("labels") or {}
+    return labels.get(VISIBILITY_LABEL) == "cluster-local"
+
+
+def _route(
+    host: str,
+    split: dict[str, int],
+    *,
+    internal_only: bool = False,
+    service: str = "",
+    private: bool = False,
+) -> Route:
+    return Route(
+        host=host,
+        internal_only=internal_only,
+        service=service,
+        private=private,
+        splits=tuple(
+            Split(backend=names.backend_name(rev), percent=pct)
+            for rev, pct in sorted(split.items())
+        ),
+    )

@@ -1,0 +1,9 @@
+"""Desired state on disk: the database (SQLite or PostgreSQL) and the files beside it.
+
+    models       tables: services, revisions, builds, deliveries
+    db           engine and alembic migrations (migrations/ holds them)
+    state        Store: every read and write of desired state
+    deliveries   webhook delivery ids (replay protection)
+    secrets      key/value sets, versioned, encrypted at rest
+    repos        one bare git repository per service
+"""

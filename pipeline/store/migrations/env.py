@@ -1,0 +1,13 @@
+"""Alembic environment: runs on the connection `pipeline.store.db.migrate` hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import pipeline.store.deliveries  # noqa: F401  (its table joins Base.metadata)
+from pipeline.store.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()
