@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.api import auth, git, identity, metrics_route, sources_route, views
 from pipeline.app.platform import Platform
 from pipeline.build import logfiles as buildlogs
-from pipeline.build.builders import BuildSettings, parse_pairs
+from pipeline.build.builders import BuildSettings
 from pipeline.core import names, traffic
 from pipeline.core.errors import (
     BuildFailed,
@@ -32,6 +32,7 @@ from pipeline.core.errors import (
     Unavailable,
 )
 from pipeline.core.logs import get as get_log
+from pipeline.core.pairs import parse_pairs
 from pipeline.deploy.deployer import Flags, Outcome, Placement
 from pipeline.reconcile.routing import resolve_traffic
 from webhooks import routes as webhook_routes

@@ -21,6 +21,7 @@ from pipeline.build.processes import BuildControl
 from pipeline.build.sources import SourceInfo
 from pipeline.build.templates import Template, detect, find
 from pipeline.core.errors import InvalidInput, InvalidSource
+from pipeline.core.pairs import parse_pairs
 
 LineSink = Callable[[str], None]
 Kind = Literal["dockerfile", "pack", "template"]
@@ -30,7 +31,6 @@ DOCKERFILE_ANNOTATION = "slipway.dev/dockerfile"
 BUILD_ENV_ANNOTATION = "slipway.dev/build-env"
 PACK_BUILDER_ANNOTATION = "slipway.dev/pack-builder"
 BASE_IMAGE_ANNOTATION = "slipway.dev/base-image"
-_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,18 +54,6 @@ class BuildSettings:
             pack_builder=self.pack_builder or service.pack_builder,
             base_image=self.base_image or service.base_image,
         )
-
-
-def parse_pairs(pairs: Sequence[str], *, what: str) -> tuple[tuple[str, str], ...]:
-    """`NAME=value` strings (CLI flags, query params, the build-env annotation) as pairs."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not _ARG_NAME.match(key):
-            raise InvalidInput(f"{what} {pair!r} must look like NAME=value")
-        out[key] = value
-    return tuple(out.items())
 
 
 def service_settings(annotations: Mapping[str, str]) -> BuildSettings:

@@ -20,7 +20,6 @@ from pipeline.build.builders import (
     BuildRequest,
     BuildSettings,
     choose_builder,
-    parse_pairs,
     service_settings,
 )
 from pipeline.build.buildpacks import PackBuilder, pack_argv, project_builder
@@ -29,6 +28,7 @@ from pipeline.build.processes import BuildControl
 from pipeline.build.queue import BuildQueue
 from pipeline.build.sources import SourceInfo
 from pipeline.core.errors import BuildCancelled, BuildFailed, InvalidInput, InvalidSource
+from pipeline.core.pairs import parse_pairs
 
 GOLDEN = Path(__file__).parent / "golden" / "dockerfiles"
 TEMPLATES = buildtemplates.load()
