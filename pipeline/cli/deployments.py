@@ -1,0 +1,204 @@
+"""`slipway deploy`: options in, one POST /v1/services/<name>/deployments out, its events printed.
+
+The options become a `DeployParams` (pipeline.deploy.params, the shape the API reads) and travel
+as its query; the source travels as the body (a gzip archive, a git URL in JSON, or nothing for
+an image); build secrets travel in headers or the JSON body, never in the URL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from pipeline.build import sources
+from pipeline.cli import envfiles
+from pipeline.cli.output import fail, follow_stream, out
+from pipeline.core.errors import InvalidInput, SlipwayError
+from pipeline.core.pairs import parse_pairs
+from pipeline.deploy.params import DeployParams
+
+SECRET_HEADER = "X-Slipway-Build-Secret"
+
+# DeployParams fields whose flag is not `--` + the field name.
+FLAGS = {"secret": "--set-secrets"}
+
+# The options, one alias each, so that the command's signature reads as a list of flags.
+Name = Annotated[str, typer.Argument(help="Service name (DNS-1035 label).")]
+Source = Annotated[
+    Path | None, typer.Option("--source", help="Folder to build (with a Dockerfile).")
+]
+Image = Annotated[str | None, typer.Option("--image", help="Deploy this image; no build.")]
+Git = Annotated[str | None, typer.Option("--git", help="Clone this repository URL and build it.")]
+Ref = Annotated[str, typer.Option("--ref", help="Branch, tag or sha for --git.")]
+NoTraffic = Annotated[
+    bool, typer.Option("--no-traffic", help="Deploy at 0%: what serves now keeps serving.")
+]
+Tag = Annotated[str, typer.Option("--tag", help="Tag URL for the new revision.")]
+EnvFile = Annotated[
+    Path | None, typer.Option("--env-file", help="KEY=value lines, like a .env file.")
+]
+RemoveEnv = Annotated[
+    list[str] | None, typer.Option("--remove-env", help="Drop this variable; repeatable.")
+]
+SetSecrets = Annotated[
+    list[str] | None,
+    typer.Option("--set-secrets", help="ENV=SECRET:KEY, from `slipway secrets`; repeatable."),
+]
+Concurrency = Annotated[
+    int | None, typer.Option("--concurrency", help="Max requests per instance (0: any).")
+]
+Timeout = Annotated[
+    int | None, typer.Option("--timeout", help="Request timeout in seconds (max 3600).")
+]
+MinInstances = Annotated[int | None, typer.Option("--min-instances", help="autoscaling min-scale.")]
+MaxInstances = Annotated[
+    int | None, typer.Option("--max-instances", help="autoscaling max-scale (0: no cap).")
+]
+Env = Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=value, repeatable.")]
+Builder = Annotated[
+    str | None,
+    typer.Option("--builder", help="dockerfile, pack or template:<name> (default: detect)."),
+]
+Dockerfile = Annotated[
+    str | None, typer.Option("--dockerfile", help="Dockerfile path in the source folder.")
+]
+BaseImage = Annotated[
+    str | None, typer.Option("--base-image", help="Base image for a build template.")
+]
+BuildArg = Annotated[
+    list[str] | None, typer.Option("--build-arg", help="NAME=value for the build, repeatable.")
+]
+BuildSecret = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--build-secret",
+        help="NAME (value from your environment) or NAME=value; kept out of logs and the "
+        "image history. Repeatable.",
+    ),
+]
+AllowUnauthenticated = Annotated[
+    bool | None,
+    typer.Option(
+        "--allow-unauthenticated/--no-allow-unauthenticated",
+        help="Public (default for new services), or private: only invokers with an identity token.",
+    ),
+]
+
+
+def deploy(
+    name: Name,
+    source: Source = None,
+    image: Image = None,
+    git: Git = None,
+    ref: Ref = "HEAD",
+    no_traffic: NoTraffic = False,
+    tag: Tag = "",
+    env_file: EnvFile = None,
+    remove_env: RemoveEnv = None,
+    set_secrets: SetSecrets = None,
+    concurrency: Concurrency = None,
+    timeout: Timeout = None,
+    min_instances: MinInstances = None,
+    max_instances: MaxInstances = None,
+    env: Env = None,
+    builder: Builder = None,
+    dockerfile: Dockerfile = None,
+    base_image: BaseImage = None,
+    build_arg: BuildArg = None,
+    build_secret: BuildSecret = None,
+    allow_unauthenticated: AllowUnauthenticated = None,
+) -> None:
+    """Build (or take an image) and deploy it as a new revision; traffic moves when ready."""
+    if sum(x is not None for x in (source, image, git)) != 1:
+        raise fail("give exactly one of --source DIR, --git URL or --image REGISTRY/REPO:TAG")
+    try:
+        params = deploy_params(
+            image=image, env=[*(envfiles.read(env_file) if env_file else []), *(env or [])],
+            remove_env=remove_env, set_secrets=set_secrets, tag=tag, no_traffic=no_traffic,
+            concurrency=concurrency, timeout=timeout, min_instances=min_instances,
+            max_instances=max_instances, allow_unauthenticated=allow_unauthenticated,
+            builder=builder, dockerfile=dockerfile, base_image=base_image, build_arg=build_arg,
+        )  # fmt: skip
+        secrets = build_secrets(build_secret or [], environ=os.environ)
+        archive = sources.pack(source) if source is not None else None
+    except SlipwayError as e:
+        raise fail(e.message) from e
+    if archive is not None:
+        out.print(f"-----> Uploading {source} ({len(archive) // 1024} KiB)", highlight=False)
+    request = deploy_request(params=params, git=git, ref=ref, archive=archive, secrets=secrets)
+    done = follow_stream("POST", f"/v1/services/{name}/deployments", **request)
+    if done.get("event") != "done":
+        raise fail("the deployment stream ended early: see `slipway services describe`")
+    urls = done.get("urls") or []
+    out.print(f"{done['revision']} ready  {'  '.join(urls)}", highlight=False)
+
+
+def deploy_params(
+    *,
+    image: str | None,
+    env: list[str],
+    remove_env: list[str] | None,
+    set_secrets: list[str] | None,
+    tag: str,
+    no_traffic: bool,
+    concurrency: int | None,
+    timeout: int | None,
+    min_instances: int | None,
+    max_instances: int | None,
+    allow_unauthenticated: bool | None,
+    builder: str | None,
+    dockerfile: str | None,
+    base_image: str | None,
+    build_arg: list[str] | None,
+) -> DeployParams:
+    """The deploy options as the API reads them; unset options stay unset (and off the URL)."""
+    try:
+        return DeployParams(
+            image=image, env=env, remove_env=remove_env or [], secret=set_secrets or [],
+            tag=tag, no_traffic=no_traffic, concurrency=concurrency, timeout=timeout,
+            min_instances=min_instances, max_instances=max_instances,
+            allow_unauthenticated=allow_unauthenticated, builder=builder or "",
+            dockerfile=dockerfile or "", base_image=base_image or "", build_arg=build_arg or [],
+        )  # fmt: skip
+    except ValidationError as e:
+        problem = e.errors()[0]
+        field = str(problem["loc"][0])
+        flag = FLAGS.get(field, "--" + field.replace("_", "-"))
+        raise InvalidInput(f"{flag}: {problem['msg']}") from e
+
+
+def build_secrets(
+    given: Sequence[str], *, environ: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """`NAME=value` as given, or `NAME` alone for the value of that variable in `environ`."""
+    pairs = []
+    for item in given:
+        if "=" not in item and item not in environ:
+            raise InvalidInput(f"--build-secret {item}: no such variable in your environment")
+        pairs.append(item if "=" in item else f"{item}={environ[item]}")
+    return parse_pairs(pairs, what="build secret")
+
+
+def deploy_request(
+    *,
+    params: DeployParams,
+    git: str | None,
+    ref: str,
+    archive: bytes | None,
+    secrets: tuple[tuple[str, str], ...],
+) -> dict[str, Any]:
+    """The keyword arguments of the deployment POST: the query, then the source as the body."""
+    query = params.to_query()
+    if git is not None:
+        body = {"git": {"url": git, "ref": ref}, "build_secrets": dict(secrets)}
+        return {"params": query, "json": body}
+    if archive is None:  # --image: nothing to upload, no build to give secrets to
+        return {"params": query}
+    headers = [("Content-Type", "application/gzip")]
+    headers += [(SECRET_HEADER, f"{k}={v}") for k, v in secrets]
+    return {"params": query, "content": archive, "headers": headers}

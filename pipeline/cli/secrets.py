@@ -1,0 +1,51 @@
+"""`slipway secrets`: set (a new version of every key), list and delete secrets.
+
+`KEY=VALUE` here is not `core.pairs`: secret keys may hold `-` and `.` (file names such as
+`tls.crt`; the store checks them), and no error may echo a value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipeline.cli.output import call, fail, out
+
+
+def set_secret(
+    name: str,
+    pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE, or KEY=@file to read a file.")],
+) -> None:
+    """Store a new version of a secret (all its keys)."""
+    done = call("PUT", f"/v1/secrets/{name}", json={"data": _data(pairs)})
+    out.print(f"{name} v{done['version']}  keys: {', '.join(done['keys'])}", highlight=False)
+
+
+def list_secrets() -> None:
+    table = Table("SECRET", "VERSION", "KEYS", box=None)
+    for r in call("GET", "/v1/secrets"):
+        table.add_row(r["name"], str(r["version"]), ", ".join(r["keys"]))
+    out.print(table)
+
+
+def delete(name: str) -> None:
+    call("DELETE", f"/v1/secrets/{name}")
+    out.print(f"Deleted secret {name}")
+
+
+def _data(pairs: list[str]) -> dict[str, str]:
+    data: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise fail(f"expected KEY=VALUE or KEY=@file, got {key!r}")  # never echo values
+        if value.startswith("@"):
+            try:
+                value = Path(value[1:]).read_text()
+            except OSError as e:
+                raise fail(f"cannot read {value[1:]}: {e.strerror}") from e
+        data[key] = value
+    return data

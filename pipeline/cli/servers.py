@@ -1,0 +1,68 @@
+"""The long-running commands: `slipway server` (the control plane), and the processes it starts
+beside itself, which outlive its restarts (pipeline.app.daemons runs them as
+`python -m pipeline.cli.main dns|metadata ...`): the internal resolver and the metadata server.
+
+Each imports what it serves only when run, so the client commands start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.output import fail
+from pipeline.core.errors import SlipwayError
+
+
+def server() -> None:
+    """Run the control plane (API + reconciler) in the foreground."""
+    from pipeline.api import server as server_mod
+
+    try:
+        server_mod.run()
+    except SlipwayError as e:
+        raise fail(e.message) from e
+
+
+def dns(
+    bind: Annotated[str, typer.Option("--bind")],
+    domain: Annotated[str, typer.Option("--domain")],
+) -> None:
+    """The internal resolver (started by the control plane; see pipeline.dataplane.resolver)."""
+    from pipeline.dataplane import resolver as internaldns
+
+    internaldns.serve(bind=bind, port=53, domain=domain, address=bind)
+
+
+def metadata(
+    bind: Annotated[str, typer.Option("--bind")],
+    port: Annotated[int, typer.Option("--port")],
+    keys_dir: Annotated[Path, typer.Option("--keys-dir")],
+    platform: Annotated[str, typer.Option("--platform")],
+    issuer: Annotated[str, typer.Option("--issuer")],
+    domain: Annotated[str, typer.Option("--domain")],
+    engine: Annotated[str, typer.Option("--engine", help="docker or knative")] = "docker",
+    network: Annotated[str, typer.Option("--network", help="docker: callers' network")] = "",
+    namespace: Annotated[str, typer.Option("--namespace", help="knative: pods' namespace")] = "",
+    kubeconfig: Annotated[str, typer.Option("--kubeconfig", help="knative: '' = in-cluster")] = "",
+) -> None:
+    """The metadata server (started by the control plane next to Docker, a container of the
+    control-plane pod on Kubernetes; see pipeline.identity.metadata)."""
+    from pipeline.identity import metadata as metadata_mod
+
+    if engine not in ("docker", "knative"):
+        raise fail(f"--engine {engine!r}: use docker or knative")
+    missing = "--network" if engine == "docker" and not network else ""
+    missing = missing or ("--namespace" if engine == "knative" and not namespace else "")
+    if missing:
+        raise fail(f"--engine {engine} needs {missing}")
+    options = metadata_mod.Options(
+        bind=bind, port=port, keys_dir=keys_dir, platform=platform, issuer=issuer, domain=domain,
+        engine=engine, network=network, namespace=namespace, kubeconfig=kubeconfig,
+    )  # fmt: skip
+    try:
+        metadata_mod.main(options)
+    except SlipwayError as e:
+        raise fail(e.message) from e

@@ -1,0 +1,74 @@
+"""`slipway services`: list, describe, delete, and replace from a Knative Service document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipeline.cli.output import call, fail, follow_stream, out, print_traffic
+from pipeline.core.errors import SlipwayError
+
+
+def list_services() -> None:
+    table = Table("NAME", "URL", "LATEST READY", "TRAFFIC", box=None)
+    for s in call("GET", "/v1/services"):
+        split = ", ".join(f"{t['revision']}={t['percent']}%" for t in s["traffic"] if t["percent"])
+        table.add_row(s["name"], s["url"], s["latest_ready_revision"] or "-", split or "-")
+    out.print(table)
+
+
+def describe(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    view = call("GET", f"/v1/services/{name}")
+    if as_json:
+        out.print_json(json.dumps(view))
+        return
+    out.print(f"[bold]{view['name']}[/]  {view['url']}  generation {view['generation']}")
+    if view.get("private"):
+        out.print(f"Private; invokers: {', '.join(view['invokers']) or '-'}", highlight=False)
+    out.print("Traffic:")
+    print_traffic(view, header=False)
+    table = Table("REVISION", "STATUS", "INSTANCES", "IMAGE", "REASON", box=None)
+    for r in view["revisions"]:
+        table.add_row(
+            r["name"], r["status"], str(r["instances"]["running"]), r["image"], r["reason"]
+        )
+    out.print(table)
+    for r in view["revisions"]:
+        if r["status"] == "Failed":
+            out.print(f"[red]{r['name']}[/]: {r['message']}", highlight=False)
+
+
+def delete(name: str) -> None:
+    call("DELETE", f"/v1/services/{name}")
+    out.print(f"Deleted {name}")
+
+
+def replace(
+    file: Annotated[Path, typer.Argument(help="A serving.knative.dev/v1 Service (YAML/JSON).")],
+) -> None:
+    """Create or replace a service from a Knative Service document."""
+    try:
+        text = file.read_text()
+    except OSError as e:
+        raise fail(f"cannot read {file}: {e.strerror}") from e
+    from pipeline import spec
+
+    try:
+        name = spec.parse_service(text, require_image=True).to_manifest()["metadata"]["name"]
+    except SlipwayError as e:
+        raise fail(f"{file}: {e.message}") from e
+    done = follow_stream(
+        "PUT",
+        f"/v1/services/{name}",
+        content=text.encode(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    state = "ready" if done.get("created") else "unchanged"
+    out.print(f"{done['revision']} {state}  {'  '.join(done.get('urls') or [])}", highlight=False)
