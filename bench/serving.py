@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,17 @@ def _remove_bench_containers(client: docker.DockerClient) -> None:
 
 
 # main ---------------------------------------------------------------------------------------------
+Stats = dict[str, float]
+
+
+@dataclass
+class Figures:
+    results: list[tuple[str, str, Stats]]  # (case, instances, stats); the first is the baseline
+    latency: list[tuple[str, Stats]]  # one connection: direct, then through Slipway
+    how: str  # which API set the split
+    split: Counter[str]  # the bodies 1000 requests saw under the split
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -256,9 +268,29 @@ def main() -> int:
     api = Client(url=default_url(settings), token=default_token(settings))
     docker_client = docker.from_env(timeout=120)
     load = {"seconds": args.seconds, "connections": args.connections, "threads": args.threads}
-    results: list[tuple[str, str, dict[str, float]]] = []
 
     print(f"building and deploying {SERVICE} (nginx-light, two revisions) ...", flush=True)
+    old, new = deploy_two_revisions(api)
+    wait_for_bodies(ingress, host, {"v2\n"})
+    try:
+        figures = measure(
+            api, docker_client, settings, ingress=ingress, host=host, load=load, old=old, new=new
+        )
+    finally:
+        _remove_bench_containers(docker_client)
+        if not args.keep:
+            subprocess.run(
+                [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE],
+                capture_output=True,
+                check=False,
+            )
+    report(figures, seconds=args.seconds, connections=args.connections, threads=args.threads,
+           old=old["name"], new=new["name"])  # fmt: skip
+    return 0
+
+
+def deploy_two_revisions(api: Client) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The nginx app deployed as v1, then as v2; the two revisions, older first."""
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp)
         (app / "Dockerfile").write_text(DOCKERFILE)
@@ -269,62 +301,76 @@ def main() -> int:
         deploy(app)
     revisions = api.request("GET", f"/v1/services/{SERVICE}/revisions")
     new, old = revisions[0], revisions[1]
-    wait_for_bodies(ingress, host, {"v2\n"})
+    return old, new
 
-    try:
-        direct = instance_address(docker_client, settings, new["name"])
-        print("wrk: direct to one instance ...", flush=True)
-        results.append(
-            ("direct to one instance", "1", wrk(f"http://{direct}:8080/", host=None, **load))
-        )
-        print("wrk: through Slipway's HAProxy ...", flush=True)
-        results.append(
-            ("through Slipway (service URL)", "1", wrk(f"{ingress}/", host=host, **load))
-        )
 
-        # One connection: the latency HAProxy adds when nothing is saturated.
-        probe = {"seconds": args.seconds, "connections": 1, "threads": 1}
-        print("wrk: one connection, direct and through Slipway ...", flush=True)
-        latency = [
-            ("direct to one instance", wrk(f"http://{direct}:8080/", host=None, **probe)),
-            ("through Slipway (service URL)", wrk(f"{ingress}/", host=host, **probe)),
-        ]
+def measure(
+    api: Client,
+    docker_client: docker.DockerClient,
+    settings: Settings,
+    *,
+    ingress: str,
+    host: str,
+    load: dict[str, int],
+    old: dict[str, Any],
+    new: dict[str, Any],
+) -> Figures:
+    """Every case, one wrk run each, in the order they are printed."""
+    results: list[tuple[str, str, Stats]] = []
+    direct = instance_address(docker_client, settings, new["name"])
+    print("wrk: direct to one instance ...", flush=True)
+    results.append(
+        ("direct to one instance", "1", wrk(f"http://{direct}:8080/", host=None, **load))
+    )
+    print("wrk: through Slipway's HAProxy ...", flush=True)
+    results.append(("through Slipway (service URL)", "1", wrk(f"{ingress}/", host=host, **load)))
 
-        _remove_bench_containers(docker_client)
-        instances = start_instances(
-            docker_client, image=new["image"], network=settings.network, count=3
-        )
-        addresses = [_address(c, settings.network) for c in instances]
-        with tempfile.TemporaryDirectory() as run_dir:
-            for count in (1, 3):
-                manager, url = standalone(Path(run_dir) / f"haproxy-{count}", addresses[:count])
-                try:
-                    print(f"wrk: standalone HAProxy, {count} instance(s) ...", flush=True)
-                    stats = wrk(f"{url}/", host=f"{SERVICE}.localhost", **load)
-                    results.append(("standalone HAProxy, Slipway config", str(count), stats))
-                finally:
-                    manager.stop()
-        _remove_bench_containers(docker_client)
+    # One connection: the latency HAProxy adds when nothing is saturated.
+    probe = {"seconds": load["seconds"], "connections": 1, "threads": 1}
+    print("wrk: one connection, direct and through Slipway ...", flush=True)
+    latency = [
+        ("direct to one instance", wrk(f"http://{direct}:8080/", host=None, **probe)),
+        ("through Slipway (service URL)", wrk(f"{ingress}/", host=host, **probe)),
+    ]
 
-        how = set_split(api, old=old["name"], new=new["name"], image=new["image"])
-        split = wait_for_bodies(ingress, host, {"v1\n", "v2\n"})
-        print("wrk: through Slipway, 90/10 split ...", flush=True)
-        results.append(
-            ("through Slipway, 90/10 split", "1+1", wrk(f"{ingress}/", host=host, **load))
-        )
-    finally:
-        _remove_bench_containers(docker_client)
-        if not args.keep:
-            subprocess.run(
-                [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE],
-                capture_output=True,
-                check=False,
-            )
+    results += standalone_runs(docker_client, settings, image=new["image"], load=load)
 
+    how = set_split(api, old=old["name"], new=new["name"], image=new["image"])
+    split = wait_for_bodies(ingress, host, {"v1\n", "v2\n"})
+    print("wrk: through Slipway, 90/10 split ...", flush=True)
+    results.append(("through Slipway, 90/10 split", "1+1", wrk(f"{ingress}/", host=host, **load)))
+    return Figures(results=results, latency=latency, how=how, split=split)
+
+
+def standalone_runs(
+    docker_client: docker.DockerClient, settings: Settings, *, image: str, load: dict[str, int]
+) -> list[tuple[str, str, Stats]]:
+    """A standalone HAProxy with Slipway's config in front of 1, then 3 bench instances."""
+    results = []
+    _remove_bench_containers(docker_client)
+    instances = start_instances(docker_client, image=image, network=settings.network, count=3)
+    addresses = [_address(c, settings.network) for c in instances]
+    with tempfile.TemporaryDirectory() as run_dir:
+        for count in (1, 3):
+            manager, url = standalone(Path(run_dir) / f"haproxy-{count}", addresses[:count])
+            try:
+                print(f"wrk: standalone HAProxy, {count} instance(s) ...", flush=True)
+                stats = wrk(f"{url}/", host=f"{SERVICE}.localhost", **load)
+                results.append(("standalone HAProxy, Slipway config", str(count), stats))
+            finally:
+                manager.stop()
+    _remove_bench_containers(docker_client)
+    return results
+
+
+def report(
+    figures: Figures, *, seconds: int, connections: int, threads: int, old: str, new: str
+) -> None:
+    results, latency, split = figures.results, figures.latency, figures.split
     base = results[0][2]
     print()
     print(
-        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, nginx static file "
+        f"wrk -t{threads} -c{connections} -d{seconds}s, nginx static file "
         "(keep-alive), one run each:"
     )
     print(
@@ -337,7 +383,7 @@ def main() -> int:
             f"{r['p50']:>9.3f}{r['p50'] - base['p50']:>+9.3f}{r['p99']:>9.3f}"
             f"{r['non2xx'] + r['socket_errors']:>8.0f}"
         )
-    print(f"wrk -t1 -c1 -d{args.seconds}s (one connection: added latency without saturation):")
+    print(f"wrk -t1 -c1 -d{seconds}s (one connection: added latency without saturation):")
     for label, r in latency:
         print(
             f"  {label:<36}{'1':>5}{r['rps']:>10.0f}{r['rps'] / latency[0][1]['rps']:>10.0%} "
@@ -346,11 +392,10 @@ def main() -> int:
         )
     total = sum(split.values())
     print(
-        f"split set with {how}; 1000 keep-alive requests saw "
-        f"{split['v1' + chr(10)] / total:.1%} {old['name']} / "
-        f"{split['v2' + chr(10)] / total:.1%} {new['name']}"
+        f"split set with {figures.how}; 1000 keep-alive requests saw "
+        f"{split['v1' + chr(10)] / total:.1%} {old} / "
+        f"{split['v2' + chr(10)] / total:.1%} {new}"
     )
-    return 0
 
 
 if __name__ == "__main__":
