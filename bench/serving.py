@@ -284,8 +284,7 @@ def main() -> int:
                 capture_output=True,
                 check=False,
             )
-    report(figures, seconds=args.seconds, connections=args.connections, threads=args.threads,
-           old=old["name"], new=new["name"])  # fmt: skip
+    report(figures, args=args, old=old["name"], new=new["name"])
     return 0
 
 
@@ -317,11 +316,9 @@ def measure(
 ) -> Figures:
     """Every case, one wrk run each, in the order they are printed."""
     results: list[tuple[str, str, Stats]] = []
-    direct = instance_address(docker_client, settings, new["name"])
+    direct = f"http://{instance_address(docker_client, settings, new['name'])}:8080/"
     print("wrk: direct to one instance ...", flush=True)
-    results.append(
-        ("direct to one instance", "1", wrk(f"http://{direct}:8080/", host=None, **load))
-    )
+    results.append(("direct to one instance", "1", wrk(direct, host=None, **load)))
     print("wrk: through Slipway's HAProxy ...", flush=True)
     results.append(("through Slipway (service URL)", "1", wrk(f"{ingress}/", host=host, **load)))
 
@@ -329,7 +326,7 @@ def measure(
     probe = {"seconds": load["seconds"], "connections": 1, "threads": 1}
     print("wrk: one connection, direct and through Slipway ...", flush=True)
     latency = [
-        ("direct to one instance", wrk(f"http://{direct}:8080/", host=None, **probe)),
+        ("direct to one instance", wrk(direct, host=None, **probe)),
         ("through Slipway (service URL)", wrk(f"{ingress}/", host=host, **probe)),
     ]
 
@@ -363,14 +360,12 @@ def standalone_runs(
     return results
 
 
-def report(
-    figures: Figures, *, seconds: int, connections: int, threads: int, old: str, new: str
-) -> None:
+def report(figures: Figures, *, args: argparse.Namespace, old: str, new: str) -> None:
     results, latency, split = figures.results, figures.latency, figures.split
     base = results[0][2]
     print()
     print(
-        f"wrk -t{threads} -c{connections} -d{seconds}s, nginx static file "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, nginx static file "
         "(keep-alive), one run each:"
     )
     print(
@@ -383,7 +378,7 @@ def report(
             f"{r['p50']:>9.3f}{r['p50'] - base['p50']:>+9.3f}{r['p99']:>9.3f}"
             f"{r['non2xx'] + r['socket_errors']:>8.0f}"
         )
-    print(f"wrk -t1 -c1 -d{seconds}s (one connection: added latency without saturation):")
+    print(f"wrk -t1 -c1 -d{args.seconds}s (one connection: added latency without saturation):")
     for label, r in latency:
         print(
             f"  {label:<36}{'1':>5}{r['rps']:>10.0f}{r['rps'] / latency[0][1]['rps']:>10.0%} "
