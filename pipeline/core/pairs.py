@@ -26,8 +26,10 @@ def parse_pairs(pairs: Iterable[str], *, what: str) -> tuple[tuple[str, str], ..
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not is_env_name(key):
+            # The name only: the value may be a secret, and errors reach logs and terminals.
+            shown = f"{key!r}=…" if sep else f"{key!r} (no '=')"
             raise InvalidInput(
-                f"{what} {pair!r} must look like NAME=value, NAME made of letters, digits and _"
+                f"{what} {shown} must look like NAME=value, NAME made of letters, digits and _"
             )
         out[key] = value
     return tuple(out.items())
