@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.core.errors import Conflict, SlipwayError
@@ -24,6 +23,7 @@ from pipeline.core.records import Revision, Service
 from pipeline.engines.base import ServiceState
 from pipeline.knative import render
 from pipeline.knative.status import slipway_reason
+from pipeline.reconcile.actions import Mark  # the same store update as the embedded engine's
 from pipeline.store.state import Store
 
 
@@ -43,14 +43,6 @@ class KnativeServices(Protocol):
     def list_services(self) -> list[str]: ...
 
     def delete_service(self, name: str) -> None: ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class Mark:
-    revision: str
-    status: str
-    reason: str = ""
-    message: str = ""
 
 
 def revision_updates(
