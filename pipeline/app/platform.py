@@ -23,12 +23,12 @@ from pipeline.dataplane.process import HAProxyManager
 from pipeline.deploy.deployer import Deployer
 from pipeline.engines.docker import DockerEngine
 from pipeline.engines.dockerclient import connect
-from pipeline.identity import access
 from pipeline.identity.keys import KeyStore
 from pipeline.knative.engine import KnativeEngine
 from pipeline.knative.reconciler import KnativeReconciler
 from pipeline.knative.wiring import build_knative
 from pipeline.reconcile.loop import Reconciler
+from pipeline.reconcile.policies import KeyPolicy
 from pipeline.store import db
 from pipeline.store.deliveries import Deliveries
 from pipeline.store.repos import Repositories
@@ -143,7 +143,7 @@ def build(settings: Settings) -> Platform:
         resolve=lambda config: resolve_secrets(secret_store, config),
         scale_to_zero=True,
         zero_grace_s=settings.scale_to_zero_grace_s,
-        jwt_policy=lambda: access.policy(keys, issuer=settings.ingress_url),
+        jwt_policy=KeyPolicy(keys=keys, issuer=settings.ingress_url),
     )
     docker_builder = DockerEngineBuilder(client, template_bases=settings.template_bases)
     pack_builder = PackBuilder(

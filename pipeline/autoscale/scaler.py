@@ -1,7 +1,8 @@
-"""The autoscaler loop's memory: per revision, the samples and KPA state between passes.
+"""The autoscaler's memory per revision, as values: each pass folds HAProxy's figures into it.
 
-The reconciler feeds it HAProxy's figures per revision on every pass (requests in flight plus
-queued, and the backend's cumulative request count) and gets back a desired instance count
+The reconciler's plan hands `step` a revision's `Track` from the previous pass and HAProxy's
+figures for the revision (requests in flight plus queued, and the backend's cumulative request
+count), and keeps the new `Track` it returns; `desired` reads the instance count off it
 (pipeline.autoscale.kpa.decide does the deciding). The revision's `metric` annotation picks what
 the KPA averages: the in-flight count, or the request rate since the previous pass. Zero is
 allowed only with the activator in place (it holds the first request while an instance starts).
@@ -9,7 +10,6 @@ allowed only with the activator in place (it holds the first request while an in
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -74,62 +74,58 @@ def initial_scale(template: dict[str, Any]) -> int:
     return max(auto.initial_scale, auto.min_scale, 1)
 
 
-@dataclass
-class _Track:
-    samples: deque[Sample]
+@dataclass(frozen=True, kw_only=True)
+class Track:
+    """One revision's samples and KPA state, as the last pass left them."""
+
+    samples: tuple[Sample, ...] = ()  # the newest MAX_SAMPLES
     state: State
     last: Decision | None = None
     counted: tuple[float, int] | None = None  # (when, cumulative requests) at the last pass
     metric: str = "concurrency"
 
 
-class Scaler:
-    def __init__(self, *, allow_zero: bool = False, zero_grace_s: float = 30.0) -> None:
-        self._tracks: dict[str, _Track] = {}
-        self._floor = 0 if allow_zero else 1
-        self._zero_grace_s = zero_grace_s
+def step(
+    track: Track | None,
+    *,
+    template: dict[str, Any],
+    load: Load | None,
+    ready: int,
+    now: float,
+    zero_grace_s: float = 30.0,
+) -> Track:
+    """The track after one more pass. `load` None: HAProxy has no figures for the revision (yet,
+    or it is down). `track` None: the revision's first pass."""
+    if track is None:
+        track = Track(state=State(last_active=now))
+    spec = spec_of(template, zero_grace_s=zero_grace_s)
+    if load is None:
+        value, counted = 0.0, None  # no counter to take a rate from
+    else:
+        value = observed(spec.metric, load, previous=track.counted, now=now)
+        counted = (now, load.requests)
+    samples = (*track.samples[-(MAX_SAMPLES - 1) :], Sample(at=now, value=value))
+    decision = decide(samples, spec, ready=ready, now=now, state=track.state)
+    return Track(
+        samples=samples, state=decision.state, last=decision, counted=counted, metric=spec.metric
+    )
 
-    def observe(
-        self,
-        revision: str,
-        *,
-        template: dict[str, Any],
-        load: Load | None,
-        ready: int,
-        now: float,
-    ) -> int:
-        """`load` None: HAProxy has no figures for the revision (yet, or it is down)."""
-        track = self._tracks.get(revision)
-        if track is None:
-            track = self._tracks[revision] = _Track(
-                samples=deque(maxlen=MAX_SAMPLES), state=State(last_active=now)
-            )
-        spec = spec_of(template, zero_grace_s=self._zero_grace_s)
-        track.metric = spec.metric
-        if load is None:
-            value, track.counted = 0.0, None  # no counter to take a rate from
-        else:
-            value = observed(spec.metric, load, previous=track.counted, now=now)
-            track.counted = (now, load.requests)
-        track.samples.append(Sample(at=now, value=value))
-        decision = decide(list(track.samples), spec, ready=ready, now=now, state=track.state)
-        track.state, track.last = decision.state, decision
-        return max(decision.desired, self._floor)
 
-    def forget(self, keep: set[str]) -> None:
-        for name in set(self._tracks) - keep:
-            del self._tracks[name]
+def desired(track: Track, *, floor: int) -> int:
+    """The instance count the track's last decision asks for; `floor` 1 without an activator."""
+    wanted = track.last.desired if track.last is not None else 0
+    return max(wanted, floor)
 
-    def view(self, revision: str) -> dict[str, Any] | None:
-        track = self._tracks.get(revision)
-        if track is None or track.last is None:
-            return None
-        d = track.last
-        return {
-            "desired": max(d.desired, self._floor),
-            "metric": track.metric,  # the two averages below are per second for rps
-            "in_flight_stable": round(d.stable, 2),
-            "in_flight_panic": round(d.panic, 2),
-            "panic": d.panicking,
-            "excess_burst_capacity": round(d.excess_burst_capacity, 2),
-        }
+
+def view(track: Track | None, *, floor: int) -> dict[str, Any] | None:
+    if track is None or track.last is None:
+        return None
+    d = track.last
+    return {
+        "desired": max(d.desired, floor),
+        "metric": track.metric,  # the two averages below are per second for rps
+        "in_flight_stable": round(d.stable, 2),
+        "in_flight_panic": round(d.panic, 2),
+        "panic": d.panicking,
+        "excess_burst_capacity": round(d.excess_burst_capacity, 2),
+    }

@@ -4,6 +4,8 @@
     jwt          the identity check of private services, as HAProxy rules (pure)
     render       the model as haproxy.cfg text (pure)
     runtime      HAProxy's runtime API (admin and master sockets)
+    changes      the runtime commands that bring a running HAProxy to a plane (pure)
+    procs        the master's `show proc`: current worker, refused reloads, old workers (pure)
     process      run HAProxy and bring it to a rendered plane: start, reload, runtime changes
     drains       what the reconciler asks HAProxy: may a draining instance stop
     activator    where a request goes when its revision has no instance that can take it

@@ -14,6 +14,10 @@ then accepted towards the client with the subprotocol the app chose; messages an
 code are relayed both ways. Such a session stays on the activator for its whole life (HAProxy
 keeps counting it on the revision, so it keeps an instance up), and ends if the control plane
 restarts.
+
+The routes (`activate`, `activate_websocket`) are plain module-level functions; what they need
+(`Activation`: wake the loop, wait for an instance, the forwarding client) is on
+`app.state.activation`, set by `create_app`, so each route mounts and tests on its own.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio.to_thread
 import httpx
@@ -28,10 +33,12 @@ import websockets.asyncio.client
 import websockets.exceptions
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from structlog.typing import FilteringBoundLogger
 
 from pipeline.core.logs import get as get_log
 from pipeline.dataplane.render import REVISION_HEADER
@@ -70,6 +77,31 @@ def handshake_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in forwarded_headers(headers) if k.lower() not in HANDSHAKE]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Activation:
+    """What the routes need, kept on `app.state.activation` (see `create_app`)."""
+
+    wake: Callable[[], None]  # start a reconcile pass now
+    # Blocks until a ready instance's host:port exists for the revision, or returns None.
+    wait_for_instance: Callable[[str, float], str | None]
+    timeout_s: float
+    client: httpx.AsyncClient  # forwards plain requests to instances
+    log: FilteringBoundLogger
+
+    async def instance(self, headers: Headers) -> str | Response:
+        """The address of a ready instance of the request's revision, or the refusal to send:
+        400 without a revision header, 503 when no instance came within the timeout."""
+        revision = headers.get(REVISION_HEADER, "")
+        if not revision:
+            return PlainTextResponse("slipway: activator reached without a revision\n", 400)
+        self.wake()  # HAProxy already counts this request as demand: decide now, not in a second
+        address = await anyio.to_thread.run_sync(self.wait_for_instance, revision, self.timeout_s)
+        if address is None:
+            self.log.warning("activation_timed_out", revision=revision, timeout_s=self.timeout_s)
+            return PlainTextResponse(_no_instance(revision, self.timeout_s), 503)
+        return address
+
+
 def create_app(
     *,
     wake: Callable[[], None],
@@ -77,97 +109,107 @@ def create_app(
     timeout_s: float,
 ) -> Starlette:
     """`wait_for_instance(revision, timeout)` blocks until a ready instance's host:port exists."""
-    log = get_log(component="activator")
-    client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, read=None))
-
-    async def activate(request: Request) -> Response:
-        revision = request.headers.get(REVISION_HEADER, "")
-        if not revision:
-            return PlainTextResponse("slipway: activator reached without a revision\n", 400)
-        wake()  # HAProxy already counts this request as demand: decide now, not in a second
-        address = await anyio.to_thread.run_sync(wait_for_instance, revision, timeout_s)
-        if address is None:
-            log.warning("activation_timed_out", revision=revision, timeout_s=timeout_s)
-            return PlainTextResponse(_no_instance(revision, timeout_s), 503)
-        url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        outgoing = client.build_request(
-            request.method,
-            f"http://{address}{url}",
-            headers=forwarded_headers(list(request.headers.items())),
-            content=request.stream(),
-        )
-        try:
-            upstream = await client.send(outgoing, stream=True)
-        except httpx.HTTPError as e:
-            return PlainTextResponse(f"slipway: revision {revision}: {e.__class__.__name__}\n", 502)
-        log.info("request_activated", revision=revision, instance=address)
-        response = StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            background=BackgroundTask(upstream.aclose),
-        )
-        # Raw pairs, so repeated headers (several Set-Cookie) all reach the client.
-        response.raw_headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in forwarded_headers(list(upstream.headers.multi_items()))
-        ]
-        return response
-
-    async def activate_websocket(client: WebSocket) -> None:
-        # Refusals are HTTP responses to the handshake (ASGI's websocket.http.response), as the
-        # plain-request path gives them: a client sees 503 and why, or the app's own refusal.
-        revision = client.headers.get(REVISION_HEADER, "")
-        if not revision:
-            message = "slipway: activator reached without a revision\n"
-            await client.send_denial_response(PlainTextResponse(message, 400))
-            return
-        wake()
-        address = await anyio.to_thread.run_sync(wait_for_instance, revision, timeout_s)
-        if address is None:
-            log.warning("activation_timed_out", revision=revision, timeout_s=timeout_s)
-            refusal = PlainTextResponse(_no_instance(revision, timeout_s), 503)
-            await client.send_denial_response(refusal)
-            return
-        query = f"?{client.url.query}" if client.url.query else ""
-        try:
-            upstream = await websockets.asyncio.client.connect(
-                f"ws://{address}{client.url.path}{query}",
-                subprotocols=[websockets.Subprotocol(p) for p in client.scope["subprotocols"]],
-                additional_headers=handshake_headers(list(client.headers.items())),
-                compression=None,  # each hop negotiates its own; relay messages as they are
-                max_size=None,  # the client side (uvicorn) already bounds message size
-                ping_interval=None,  # the app and the client keep their session alive
-                open_timeout=timeout_s,
-            )
-        except websockets.exceptions.InvalidStatus as e:  # the app said no: pass its answer on
-            body = bytes(e.response.body or b"")
-            denial = Response(body, status_code=e.response.status_code)
-            denial.raw_headers = [
-                *(
-                    (k.lower().encode("latin-1"), v.encode("latin-1"))
-                    for k, v in forwarded_headers(list(e.response.headers.raw_items()))
-                    if k.lower() != "content-length"
-                ),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            await client.send_denial_response(denial)
-            return
-        except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
-            log.warning("websocket_refused", revision=revision, error=e.__class__.__name__)
-            message = f"slipway: revision {revision}: {e.__class__.__name__}\n"
-            await client.send_denial_response(PlainTextResponse(message, 502))
-            return
-        log.info("websocket_activated", revision=revision, instance=address)
-        await client.accept(subprotocol=upstream.subprotocol)
-        await relay_websocket(client, upstream)
-
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/{path:path}", activate, methods=methods),
             WebSocketRoute("/{path:path}", activate_websocket),
         ]
     )
+    app.state.activation = Activation(
+        wake=wake,
+        wait_for_instance=wait_for_instance,
+        timeout_s=timeout_s,
+        client=httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, read=None)),
+        log=get_log(component="activator"),
+    )
+    return app
+
+
+async def activate(request: Request) -> Response:
+    """A plain request: wait for an instance, then forward it there, body streamed both ways."""
+    activation: Activation = request.app.state.activation
+    address = await activation.instance(request.headers)
+    if isinstance(address, Response):
+        return address
+    revision = request.headers[REVISION_HEADER]
+    url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    client = activation.client
+    outgoing = client.build_request(
+        request.method,
+        f"http://{address}{url}",
+        headers=forwarded_headers(list(request.headers.items())),
+        content=request.stream(),
+    )
+    try:
+        upstream = await client.send(outgoing, stream=True)
+    except httpx.HTTPError as e:
+        return PlainTextResponse(f"slipway: revision {revision}: {e.__class__.__name__}\n", 502)
+    activation.log.info("request_activated", revision=revision, instance=address)
+    response = StreamingResponse(
+        upstream.aiter_raw(),
+        status_code=upstream.status_code,
+        background=BackgroundTask(upstream.aclose),
+    )
+    # Raw pairs, so repeated headers (several Set-Cookie) all reach the client.
+    response.raw_headers = [
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in forwarded_headers(list(upstream.headers.multi_items()))
+    ]
+    return response
+
+
+async def activate_websocket(client: WebSocket) -> None:
+    """A WebSocket handshake: wait for an instance, repeat the handshake there, then relay.
+    Refusals are HTTP responses to the handshake (ASGI's websocket.http.response), as the
+    plain-request path gives them: a client sees 503 and why, or the app's own refusal."""
+    activation: Activation = client.app.state.activation
+    address = await activation.instance(client.headers)
+    if isinstance(address, Response):
+        await client.send_denial_response(address)
+        return
+    upstream = await _handshake(client, address, activation=activation)
+    if isinstance(upstream, Response):
+        await client.send_denial_response(upstream)
+        return
+    revision = client.headers[REVISION_HEADER]
+    activation.log.info("websocket_activated", revision=revision, instance=address)
+    await client.accept(subprotocol=upstream.subprotocol)
+    await relay_websocket(client, upstream)
+
+
+async def _handshake(
+    client: WebSocket, address: str, *, activation: Activation
+) -> websockets.asyncio.client.ClientConnection | Response:
+    """The client's handshake repeated against the instance; a refusal becomes the response to
+    pass on (the app's own answer, or a 502 naming what failed)."""
+    query = f"?{client.url.query}" if client.url.query else ""
+    try:
+        return await websockets.asyncio.client.connect(
+            f"ws://{address}{client.url.path}{query}",
+            subprotocols=[websockets.Subprotocol(p) for p in client.scope["subprotocols"]],
+            additional_headers=handshake_headers(list(client.headers.items())),
+            compression=None,  # each hop negotiates its own; relay messages as they are
+            max_size=None,  # the client side (uvicorn) already bounds message size
+            ping_interval=None,  # the app and the client keep their session alive
+            open_timeout=activation.timeout_s,
+        )
+    except websockets.exceptions.InvalidStatus as e:  # the app said no: pass its answer on
+        body = bytes(e.response.body or b"")
+        denial = Response(body, status_code=e.response.status_code)
+        denial.raw_headers = [
+            *(
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in forwarded_headers(list(e.response.headers.raw_items()))
+                if k.lower() != "content-length"
+            ),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        return denial
+    except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
+        revision = client.headers[REVISION_HEADER]
+        activation.log.warning("websocket_refused", revision=revision, error=e.__class__.__name__)
+        return PlainTextResponse(f"slipway: revision {revision}: {e.__class__.__name__}\n", 502)
 
 
 async def relay_websocket(

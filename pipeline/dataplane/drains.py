@@ -14,19 +14,7 @@ from pipeline.autoscale.scaler import Load
 from pipeline.core.errors import Unavailable
 from pipeline.dataplane.model import DataPlane
 from pipeline.dataplane.process import HAProxyManager
-
-
-def old_workers(show_proc: str) -> int:
-    """Count the workers under `# old workers` in the master CLI's `show proc`."""
-    count, section = 0, ""
-    for line in show_proc.splitlines():
-        if line.startswith("#"):
-            section = line.strip()
-            continue
-        fields = line.split()
-        if section.startswith("# old workers") and len(fields) >= 2 and fields[1] == "worker":
-            count += 1
-    return count
+from pipeline.dataplane.procs import Procs
 
 
 class HAProxyDataPlane:
@@ -68,6 +56,6 @@ class HAProxyDataPlane:
         try:
             if self.manager.server_sessions(backend).get(server, 0) > 0:
                 return True
-            return old_workers(self.manager.master.command("show proc")) > 0
+            return Procs.parse(self.manager.master.command("show proc")).old_workers > 0
         except Unavailable:
             return False  # HAProxy is down: nothing can be in flight through it

@@ -4,8 +4,9 @@ The reconciler calls `HAProxyManager.apply(plane)` whenever routes or instances 
 manager always writes the full config (so a later reload or restart sees every current server),
 then does the least it can: start HAProxy if it is not running; reload it hitlessly through the
 master when the structure changed (routes, backends, timeouts); otherwise add, drain, ready and
-delete servers through the runtime API, comparing against what HAProxy itself reports, so a
-restarted control plane adopts a running HAProxy instead of trusting its own memory.
+delete servers through the runtime API. Which runtime commands is decided purely in `changes`,
+against what HAProxy itself reports, so a restarted control plane adopts a running HAProxy
+instead of trusting its own memory; this module only reads, sends and waits.
 
 HAProxy runs as its own daemon in master-worker mode (-W -D): it keeps serving when the Python
 process that started it exits, and the master hands the listening sockets to each new worker.
@@ -19,20 +20,15 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.errors import Unavailable
 from pipeline.dataplane import jwt
-from pipeline.dataplane.model import Backend, DataPlane, Site
-from pipeline.dataplane.render import (
-    ACTIVATOR_SERVER,
-    RESERVED_BACKENDS,
-    render,
-    server_args,
-    structure,
-)
-from pipeline.dataplane.runtime import CommandRejected, Runtime, ServerState, Socket
+from pipeline.dataplane.changes import Change, invoker_changes, server_changes
+from pipeline.dataplane.model import DataPlane, Site
+from pipeline.dataplane.procs import Procs
+from pipeline.dataplane.render import ACTIVATOR_SERVER, RESERVED_BACKENDS, render, structure
+from pipeline.dataplane.runtime import CommandRejected, Runtime, Socket
 
 _START_TIMEOUT_S = 10.0
 _POLL_S = 0.05
@@ -215,8 +211,8 @@ class HAProxyManager:
             return False
         return live == {b.name for b in plane.backends}
 
-    def _procs(self) -> _Procs:
-        return _Procs.parse(self.master.command("show proc"))
+    def _procs(self) -> Procs:
+        return Procs.parse(self.master.command("show proc"))
 
     def _remember(self, loaded: str) -> None:
         # Written only once HAProxy runs the config: a crash between writing haproxy.cfg and
@@ -246,74 +242,59 @@ class HAProxyManager:
         Only when the config uses the map, i.e. some route is private."""
         if not any(r.private for r in plane.routes):
             return 0
-        path = self.site.invokers_map
-        wanted = jwt.invokers_map(plane.invokers)
-        live = self.runtime.show_map(path)
-        changes = 0
-        for key in sorted(live.keys() - wanted.keys()):
-            self.runtime.del_map(path, key)
-            changes += 1
-        for key in sorted(wanted.keys() - live.keys()):
-            self.runtime.add_map(path, key, wanted[key])
-            changes += 1
-        return changes
+        live = self.runtime.show_map(self.site.invokers_map)
+        changes = invoker_changes(jwt.invokers_map(plane.invokers), live)
+        for change in changes:
+            self._send(change)
+        return len(changes)
 
     def _sync_servers(self, plane: DataPlane) -> tuple[int, list[str]]:
-        changes, pending = 0, []
+        sent, pending = 0, []
         for backend in sorted(plane.backends, key=lambda b: b.name):
             running = {
                 s.name: s
                 for s in self.runtime.show_servers(backend.name)
                 if s.name != ACTIVATOR_SERVER  # part of the structure, not an instance
             }
-            changes += self._sync_wanted(backend, running)
-            for name in sorted(running.keys() - {s.name for s in backend.servers}):
-                state = running[name]
-                if state.admin != "maint":
-                    self.runtime.maint(backend.name, name)
-                    changes += 1
+            for change in server_changes(backend, running):
                 try:
-                    self.runtime.del_server(backend.name, name)
-                    changes += 1
+                    self._send(change)
                 except CommandRejected:
+                    if change.op != "delete":
+                        raise
                     # In-flight requests still use it; the caller drains before removing, and
                     # the next apply deletes it once they are done.
-                    pending.append(f"{backend.name}/{name}")
-        return changes, pending
+                    pending.append(f"{backend.name}/{change.server}")
+                    continue
+                sent += 1
+        return sent, pending
 
-    def _sync_wanted(self, backend: Backend, running: dict[str, ServerState]) -> int:
-        changes = 0
-        for server in sorted(backend.servers, key=lambda s: s.name):
-            name = server.name
-            have = running.get(name)
-            if have is None:
-                self.runtime.add_server(backend.name, name, server_args(server))
-                self.runtime.enable_health(backend.name, name)
-                self._set_admin(backend.name, name, draining=server.draining)
-                changes += 3
-                continue
-            if (have.address, have.port) != (server.address, server.port):
-                self.runtime.set_address(backend.name, name, server.address, server.port)
-                changes += 1
-            if have.maxconn != server.maxconn:
-                self.runtime.set_maxconn(backend.name, name, server.maxconn)
-                changes += 1
-            if server.draining and not have.draining:
-                self.runtime.drain(backend.name, name)
-                changes += 1
-            elif not server.draining and (have.draining or have.admin == "maint"):
-                if have.weight == 0:
-                    self.runtime.set_weight(backend.name, name, 1)
-                    changes += 1
-                self.runtime.set_ready(backend.name, name)
-                changes += 1
-        return changes
-
-    def _set_admin(self, backend: str, name: str, *, draining: bool) -> None:
-        if draining:
-            self.runtime.drain(backend, name)
-        else:
-            self.runtime.set_ready(backend, name)
+    def _send(self, change: Change) -> None:
+        """One runtime command."""
+        b, name = change.backend, change.server
+        match change.op:
+            case "add":
+                self.runtime.add_server(b, name, change.args)
+            case "health":
+                self.runtime.enable_health(b, name)
+            case "ready":
+                self.runtime.set_ready(b, name)
+            case "drain":
+                self.runtime.drain(b, name)
+            case "maint":
+                self.runtime.maint(b, name)
+            case "weight":
+                self.runtime.set_weight(b, name, change.number)
+            case "maxconn":
+                self.runtime.set_maxconn(b, name, change.number)
+            case "address":
+                self.runtime.set_address(b, name, change.address, change.port)
+            case "delete":
+                self.runtime.del_server(b, name)
+            case "grant":
+                self.runtime.add_map(self.site.invokers_map, change.key, change.value)
+            case "revoke":
+                self.runtime.del_map(self.site.invokers_map, change.key)
 
     def _wait(self, ready: Callable[[], bool], *, what: str) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -340,28 +321,6 @@ class HAProxyManager:
                 f"HAProxy binary {self.binary!r} not found; install the haproxy package "
                 "(apt-get install haproxy) or set the binary path"
             ) from exc
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Procs:
-    """The master's `show proc`: the current worker and how many reloads failed."""
-
-    worker: int | None
-    failed: int
-
-    @classmethod
-    def parse(cls, out: str) -> _Procs:
-        worker, failed, section = None, 0, ""
-        for line in out.splitlines():
-            fields = line.split()
-            if line.startswith("#"):
-                section = line
-                continue
-            if len(fields) >= 2 and fields[1] == "master" and "[failed:" in line:
-                failed = int(line.split("[failed:")[1].split("]")[0])
-            elif section.startswith("# workers") and len(fields) >= 2 and fields[1] == "worker":
-                worker = int(fields[0])
-        return cls(worker=worker, failed=failed)
 
 
 def _alive(pid: int) -> bool:

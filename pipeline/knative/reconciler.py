@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.core.errors import Conflict, SlipwayError
@@ -24,6 +23,7 @@ from pipeline.core.records import Revision, Service
 from pipeline.engines.base import ServiceState
 from pipeline.knative import render
 from pipeline.knative.status import slipway_reason
+from pipeline.reconcile.actions import Mark  # the same store update as the embedded engine's
 from pipeline.store.state import Store
 
 
@@ -45,14 +45,6 @@ class KnativeServices(Protocol):
     def delete_service(self, name: str) -> None: ...
 
 
-@dataclass(frozen=True, kw_only=True)
-class Mark:
-    revision: str
-    status: str
-    reason: str = ""
-    message: str = ""
-
-
 def revision_updates(
     revisions: Sequence[Revision],
     state: ServiceState | None,
@@ -72,56 +64,48 @@ def revision_updates(
     for rev in revisions:
         if rev.status != "Pending":
             continue
-        observed = state.revision(rev.name) if state is not None else None
-        if refused and latest is not None and rev.name == latest.name:
-            marks.append(
-                Mark(revision=rev.name, status="Failed", reason="NameTaken", message=refused)
-            )
-        elif observed is not None and observed.status != "Pending":
-            marks.append(
-                Mark(
-                    revision=rev.name,
-                    status=observed.status,
-                    reason=observed.reason,
-                    message=observed.message,
-                )
-            )
-        elif observed is None and latest is not None and rev.name != latest.name:
-            marks.append(
-                Mark(
-                    revision=rev.name,
-                    status="Failed",
-                    reason="Superseded",
-                    message=f"{latest.name} replaced the template before Knative created "
-                    f"{rev.name}",
-                )
-            )
-        elif (
-            observed is None
-            and state is not None
-            and state.ready == "False"
-            and state.latest_created != rev.name
-        ):
-            # Knative could not even create the revision (the Configuration failed).
-            reason, message = slipway_reason(state.reason, state.message)
-            marks.append(Mark(revision=rev.name, status="Failed", reason=reason, message=message))
-        elif now - rev.created_at.timestamp() > readiness_timeout_s:
+        mark = _settled(rev, state, latest=latest.name if latest else "", refused=refused)
+        if mark is None and now - rev.created_at.timestamp() > readiness_timeout_s:
             why = (
                 f"the cluster could not be asked: {last_error}"
                 if last_error
                 else "the app must listen on $PORT; "
                 f"`kubectl describe revision {rev.name}` shows why"
             )
-            marks.append(
-                Mark(
-                    revision=rev.name,
-                    status="Failed",
-                    reason="ReadinessTimeout",
-                    message=f"Knative did not report {rev.name} ready within "
-                    f"{readiness_timeout_s:.0f}s: {why}",
-                )
-            )
+            message = f"Knative did not report {rev.name} ready within {readiness_timeout_s:.0f}s"
+            mark = _failed(rev, "ReadinessTimeout", f"{message}: {why}")
+        if mark is not None:
+            marks.append(mark)
     return marks
+
+
+def _settled(
+    rev: Revision, state: ServiceState | None, *, latest: str, refused: str
+) -> Mark | None:
+    """The outcome Knative's state settles for a Pending revision; None: not settled yet."""
+    observed = state.revision(rev.name) if state is not None else None
+    if refused and rev.name == latest:
+        return _failed(rev, "NameTaken", refused)
+    if observed is not None:
+        if observed.status == "Pending":
+            return None
+        return Mark(
+            revision=rev.name,
+            status=observed.status,
+            reason=observed.reason,
+            message=observed.message,
+        )
+    if latest and rev.name != latest:
+        message = f"{latest} replaced the template before Knative created {rev.name}"
+        return _failed(rev, "Superseded", message)
+    if state is not None and state.ready == "False" and state.latest_created != rev.name:
+        # Knative could not even create the revision (the Configuration failed).
+        return _failed(rev, *slipway_reason(state.reason, state.message))
+    return None
+
+
+def _failed(rev: Revision, reason: str, message: str) -> Mark:
+    return Mark(revision=rev.name, status="Failed", reason=reason, message=message)
 
 
 class KnativeReconciler:

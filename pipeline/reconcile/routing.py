@@ -88,7 +88,34 @@ def build_plane(
     domain: str,
     jwt: JwtPolicy | None = None,
 ) -> DataPlane:
+    """Routes for every service's traffic, a backend for every revision that is routed or has
+    ready instances, and those instances as its servers (draining ones marked)."""
     revisions = {r.name: r for r in snapshot.revisions}
+    routes, needed, invokers = _routes(snapshot, domain=domain)
+    servers = _servers(revisions, instances=instances, ready=ready, draining=draining)
+    backends = []
+    for rev_name in sorted(needed | set(servers)):
+        config = config_of(revisions[rev_name].template, image="")
+        backends.append(
+            Backend(
+                name=names.backend_name(rev_name),
+                servers=tuple(sorted(servers.get(rev_name, []), key=lambda s: s.name)),
+                timeout_s=config.timeout_s,
+            )
+        )
+    return DataPlane(
+        routes=tuple(sorted(routes, key=lambda r: r.host)),
+        backends=tuple(backends),
+        jwt=jwt,
+        invokers=tuple(sorted(invokers)),
+    )
+
+
+def _routes(
+    snapshot: Snapshot, *, domain: str
+) -> tuple[list[Route], set[str], list[tuple[str, str]]]:
+    """Each service's host (its percent split) and tag hosts; the revisions they route to; the
+    (service, member) invoker pairs of private services."""
     routes: list[Route] = []
     needed: set[str] = set()
     invokers: list[tuple[str, str]] = []
@@ -115,7 +142,17 @@ def build_plane(
                        service=svc.name, private=private)
             )  # fmt: skip
             needed.update(split)
+    return routes, needed, invokers
 
+
+def _servers(
+    revisions: dict[str, Revision],
+    *,
+    instances: Iterable[Instance],
+    ready: set[str],
+    draining: set[str],
+) -> dict[str, list[Server]]:
+    """Per revision, its running instances that passed readiness, as HAProxy servers."""
     servers: dict[str, list[Server]] = {}
     for inst in instances:
         if inst.revision not in revisions or not inst.running or not inst.address:
@@ -132,22 +169,7 @@ def build_plane(
                 draining=inst.id in draining,
             )
         )
-    backends = []
-    for rev_name in sorted(needed | set(servers)):
-        config = config_of(revisions[rev_name].template, image="")
-        backends.append(
-            Backend(
-                name=names.backend_name(rev_name),
-                servers=tuple(sorted(servers.get(rev_name, []), key=lambda s: s.name)),
-                timeout_s=config.timeout_s,
-            )
-        )
-    return DataPlane(
-        routes=tuple(sorted(routes, key=lambda r: r.host)),
-        backends=tuple(backends),
-        jwt=jwt,
-        invokers=tuple(sorted(invokers)),
-    )
+    return servers
 
 
 def is_cluster_local(service: Service) -> bool:

@@ -1,12 +1,26 @@
-"""The activator's pure parts: which headers cross it (the relays run in
-tests/integration/test_scale_to_zero.py against real HAProxy and instances)."""
+"""The activator's pure parts (which headers cross it) and its routes alone, on an app of their
+own with an in-process instance (the relays run in tests/integration/test_scale_to_zero.py
+against real HAProxy and instances)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from pipeline.dataplane.activator import create_app, forwarded_headers, handshake_headers
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from pipeline.core.logs import get as get_log
+from pipeline.dataplane.activator import (
+    Activation,
+    activate,
+    create_app,
+    forwarded_headers,
+    handshake_headers,
+)
 from pipeline.dataplane.render import REVISION_HEADER
 
 CLIENT = [
@@ -83,3 +97,70 @@ def test_a_handshake_that_gets_no_instance_is_refused_with_503_and_why() -> None
 
     lost = handshake(app, [("Host", "ws.localhost")])
     assert lost[0]["status"] == 400
+
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def through_activate(
+    *, address: str | None, handler: Handler | None = None, **request: Any
+) -> httpx.Response:
+    """One request through the `activate` route alone, on an app of its own whose state is set
+    by hand; the instance is an in-process handler."""
+    app = Starlette(routes=[Route("/{path:path}", activate, methods=["GET", "POST"])])
+
+    async def call() -> httpx.Response:
+        app.state.activation = Activation(
+            wake=lambda: None,
+            wait_for_instance=lambda _revision, _timeout: address,
+            timeout_s=7,
+            client=httpx.AsyncClient(transport=httpx.MockTransport(handler or _unreachable)),
+            log=get_log(component="activator"),
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+            return await c.request(**request)
+
+    return asyncio.run(call())
+
+
+def _unreachable(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"nothing should reach an instance: {request.url}")
+
+
+def test_a_request_is_forwarded_to_the_instance_without_hop_by_hop_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    async def body() -> AsyncIterator[bytes]:  # streamed, as from a real instance
+        yield b"made"
+
+    def instance(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")],
+                              content=body())  # fmt: skip
+
+    reply = through_activate(
+        address="10.0.0.2:8080", handler=instance, method="POST", url="/items?x=1",
+        content=b"body", headers={REVISION_HEADER: "hello-00001", "Cookie": "c=3"},
+    )  # fmt: skip
+    assert (reply.status_code, reply.content) == (201, b"made")
+    assert reply.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    (request,) = seen
+    assert str(request.url) == "http://10.0.0.2:8080/items?x=1" and request.content == b"body"
+    assert request.headers["cookie"] == "c=3" and REVISION_HEADER.lower() not in request.headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "says"),
+    [
+        pytest.param({}, 400, "without a revision", id="no-revision-header"),
+        pytest.param({REVISION_HEADER: "hello-00001"}, 503,
+                     "revision hello-00001 got no ready instance within 7s", id="no-instance-came"),
+    ],
+)  # fmt: skip
+def test_a_request_nothing_can_serve_is_refused_with_why(
+    headers: dict[str, str], status: int, says: str
+) -> None:
+    reply = through_activate(address=None, method="GET", url="/", headers=headers)
+    assert reply.status_code == status and says in reply.text

@@ -1,5 +1,6 @@
 """Reconciler passes as "state in → actions out", with a real SQLite store and in-process
-engine and data plane (the real ones are exercised in tests/integration)."""
+engine and data plane (the real ones are exercised in tests/integration). The plan of a single
+pass, as a table, is in test_planner.py."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ class Inline(Executor):
 
 
 class World:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **options: Any) -> None:
         engine = db.make_engine(f"sqlite:///{tmp / 'db.sqlite'}")
         db.migrate(engine)
         self.store = Store(db.session_factory(engine))
@@ -102,7 +103,7 @@ class World:
         self.reconciler = Reconciler(
             store=self.store, engine=self.engine, dataplane=self.plane, domain="localhost",
             readiness_timeout_s=10, grace_period_s=5, clock=lambda: self.now,
-            probe=self._probe, stopper=Inline(),
+            probe=self._probe, stopper=Inline(), **options,
         )  # fmt: skip
 
     def _probe(self, address: str, port: int, readiness: Readiness) -> bool:
@@ -128,6 +129,21 @@ class World:
     def status(self, rev: str) -> tuple[str, str]:
         r = self.store.get_revision(rev)
         return r.status, r.reason
+
+    def started(self, svc: str, image: str, **deploy: Any) -> tuple[str, Instance]:
+        """Deploy, at the revision's creation time, and let one pass start its instance."""
+        rev = self.deploy(svc, image, **deploy)
+        self.now = self.store.get_revision(rev).created_at.timestamp()
+        self.reconciler.reconcile_once()
+        (inst,) = self.engine.list_instances()
+        return rev, inst
+
+    def serving(self, svc: str, image: str, **deploy: Any) -> tuple[str, Instance]:
+        """Deploy and reconcile until the revision is Ready with its one instance."""
+        rev, inst = self.started(svc, image, **deploy)
+        self.listening.add(inst.address)
+        self.reconciler.reconcile_once()
+        return rev, inst
 
 
 @pytest.fixture
@@ -157,10 +173,7 @@ def test_new_revision_gets_an_instance_then_traffic_when_ready(world: World) -> 
 
 
 def test_instance_exiting_before_ready_fails_the_revision_with_its_logs(world: World) -> None:
-    rev = world.deploy("hello", "img:1")
-    world.now = world.store.get_revision(rev).created_at.timestamp()
-    world.reconciler.reconcile_once()
-    (inst,) = world.engine.list_instances()
+    rev, inst = world.started("hello", "img:1")
     world.engine.exit(inst.id, 3)
     world.engine.logs[inst.id] = "panic: no config"
 
@@ -174,11 +187,8 @@ def test_instance_exiting_before_ready_fails_the_revision_with_its_logs(world: W
 
 
 def test_revision_that_never_listens_times_out(world: World) -> None:
-    rev = world.deploy("hello", "img:1")
-    created = world.store.get_revision(rev).created_at.timestamp()
-    world.now = created
-    world.reconciler.reconcile_once()
-    world.now = created + 11
+    rev, _ = world.started("hello", "img:1")
+    world.now += 11
 
     world.reconciler.reconcile_once()
 
@@ -187,12 +197,7 @@ def test_revision_that_never_listens_times_out(world: World) -> None:
 
 
 def test_old_revision_drains_until_idle_then_stops(world: World) -> None:
-    first = world.deploy("hello", "img:1")
-    world.now = world.store.get_revision(first).created_at.timestamp()
-    world.reconciler.reconcile_once()
-    (old,) = world.engine.list_instances()
-    world.listening.add(old.address)
-    world.reconciler.reconcile_once()
+    _, old = world.serving("hello", "img:1")
 
     second = world.deploy("hello", "img:2")
     world.reconciler.reconcile_once()
@@ -215,10 +220,7 @@ def test_old_revision_drains_until_idle_then_stops(world: World) -> None:
 
 
 def test_drain_is_bounded_by_the_grace_period(world: World) -> None:
-    first = world.deploy("hello", "img:1")
-    world.now = world.store.get_revision(first).created_at.timestamp()
-    world.reconciler.reconcile_once()
-    (old,) = world.engine.list_instances()
+    _, old = world.started("hello", "img:1")
     world.store.delete_service("hello")
     world.plane.busy_servers.add(("rev-hello-00001", f"i-{old.instance}"))
 
@@ -230,12 +232,7 @@ def test_drain_is_bounded_by_the_grace_period(world: World) -> None:
 
 
 def test_ready_revision_instance_that_exits_is_replaced(world: World) -> None:
-    rev = world.deploy("hello", "img:1")
-    world.now = world.store.get_revision(rev).created_at.timestamp()
-    world.reconciler.reconcile_once()
-    (inst,) = world.engine.list_instances()
-    world.listening.add(inst.address)
-    world.reconciler.reconcile_once()
+    rev, inst = world.serving("hello", "img:1")
     world.engine.exit(inst.id, 137)
 
     world.reconciler.reconcile_once()
@@ -248,12 +245,7 @@ def test_ready_revision_instance_that_exits_is_replaced(world: World) -> None:
 
 
 def test_crash_loop_backs_off_and_is_surfaced(world: World) -> None:
-    rev = world.deploy("hello", "img:1")
-    world.now = world.store.get_revision(rev).created_at.timestamp()
-    world.reconciler.reconcile_once()
-    (inst,) = world.engine.list_instances()
-    world.listening.add(inst.address)
-    world.reconciler.reconcile_once()
+    rev, inst = world.serving("hello", "img:1")
 
     world.engine.exit(inst.id, 1)
     world.reconciler.reconcile_once()  # crash 1: back off 1 s before replacing
@@ -284,12 +276,7 @@ def test_crash_loop_backs_off_and_is_surfaced(world: World) -> None:
 
 
 def test_instance_held_down_by_haproxy_is_replaced(world: World) -> None:
-    rev = world.deploy("hello", "img:1")
-    world.now = world.store.get_revision(rev).created_at.timestamp()
-    world.reconciler.reconcile_once()
-    (inst,) = world.engine.list_instances()
-    world.listening.add(inst.address)
-    world.reconciler.reconcile_once()
+    _, inst = world.serving("hello", "img:1")
 
     world.plane.down_servers.add(("rev-hello-00001", f"i-{inst.instance}"))
     world.reconciler.reconcile_once()
@@ -303,12 +290,7 @@ def test_instance_held_down_by_haproxy_is_replaced(world: World) -> None:
 
 
 def test_autoscaler_adds_instances_under_load_and_removes_them_after(world: World) -> None:
-    rev = world.deploy("hello", "img:1", concurrency=10)
-    world.now = world.store.get_revision(rev).created_at.timestamp()
-    world.reconciler.reconcile_once()
-    (first,) = world.engine.list_instances()
-    world.listening.add(first.address)
-    world.reconciler.reconcile_once()
+    rev, _ = world.serving("hello", "img:1", concurrency=10)
 
     world.plane.in_flight["rev-hello-00001"] = 50  # 50 in flight, target 10 x 70% = 7 each
     world.now += 1
@@ -332,14 +314,9 @@ def test_autoscaler_adds_instances_under_load_and_removes_them_after(world: Worl
 def test_rps_metric_scales_on_the_request_rate_not_on_in_flight(world: World) -> None:
     """metric rps, target 10 x 70% = 7 rps per instance: 70 rps of quick requests (one or two
     in flight at a time) asks for 10 instances; concurrency would have kept one."""
-    rev = world.deploy("hello", "img:1", annotations={
+    rev, _ = world.serving("hello", "img:1", annotations={
         "autoscaling.knative.dev/metric": "rps", "autoscaling.knative.dev/target": "10",
     })  # fmt: skip
-    world.now = world.store.get_revision(rev).created_at.timestamp()
-    world.reconciler.reconcile_once()
-    (first,) = world.engine.list_instances()
-    world.listening.add(first.address)
-    world.reconciler.reconcile_once()
 
     backend = "rev-hello-00001"
     world.plane.requests[backend] = 1000  # HAProxy's counter as found: history, not load
@@ -361,19 +338,10 @@ def test_rps_metric_scales_on_the_request_rate_not_on_in_flight(world: World) ->
     assert world.reconciler.autoscaler_view(rev)["in_flight_panic"] > 0
 
 
-def test_an_idle_revision_goes_to_zero_and_stays_there(world: World) -> None:
-    scaling = Reconciler(
-        store=world.store, engine=world.engine, dataplane=world.plane, domain="localhost",
-        readiness_timeout_s=10, grace_period_s=5, clock=lambda: world.now,
-        probe=lambda address, port, readiness: address in world.listening,
-        stopper=Inline(), scale_to_zero=True, zero_grace_s=5,
-    )  # fmt: skip
-    rev = world.deploy("hello", "img:1")
-    world.now = world.store.get_revision(rev).created_at.timestamp()
-    scaling.reconcile_once()
-    (inst,) = world.engine.list_instances()
-    world.listening.add(inst.address)
-    scaling.reconcile_once()
+def test_an_idle_revision_goes_to_zero_and_stays_there(tmp_path: Path) -> None:
+    world = World(tmp_path, scale_to_zero=True, zero_grace_s=5)
+    world.serving("hello", "img:1")
+    scaling = world.reconciler
 
     for _ in range(70):  # the 60 s stable window and the 5 s grace pass without a request
         world.now += 1

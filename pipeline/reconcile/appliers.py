@@ -1,0 +1,107 @@
+"""Carry out a `Plan`: the only place a reconcile pass writes to the store, the engine or HAProxy.
+
+The order is fixed (see `actions`): store updates first (a revision turns Ready before its route
+moves; a crash's logs are read before its container goes), then exited instances are collected,
+missing ones started, the data plane applied once, and drained instances stopped — each only
+once HAProxy, already told they drain, reports them idle or their grace period is over.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pipeline.autoscale.scaler import Load
+from pipeline.core.errors import SlipwayError
+from pipeline.core.logs import get as get_log
+from pipeline.core.revisions import RevisionConfig, config_of
+from pipeline.dataplane.model import DataPlane
+from pipeline.engines.base import Engine
+from pipeline.reconcile.actions import LogTail, Plan, Start, with_logs
+from pipeline.reconcile.stops import Stopper
+from pipeline.store.state import Store
+
+
+class DataPlaneApplier(Protocol):
+    def apply(self, plane: DataPlane) -> str: ...
+
+    def busy(self, backend: str, server: str) -> bool: ...
+
+    def down(self, backend: str) -> set[str]: ...
+
+    def load(self) -> dict[str, Load]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Applied:
+    dataplane: str  # what the data plane did: "unchanged", "reloaded", ...
+    started: int  # instances started
+
+
+class Applier:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        engine: Engine,
+        dataplane: DataPlaneApplier,
+        stopper: Stopper,
+        resolve: Callable[[RevisionConfig], RevisionConfig],
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._dataplane = dataplane
+        self._stopper = stopper
+        self._resolve = resolve  # fills in secret values right before a start
+        self._log = get_log(component="reconciler")
+
+    def apply(self, plan: Plan) -> Applied:
+        for mark in plan.marks:
+            message = mark.message + self._logs(mark.logs)
+            self._store.mark_revision(
+                mark.revision, status=mark.status, reason=mark.reason, message=message
+            )
+        for note in plan.notes:
+            self._store.note(
+                note.revision, reason=note.reason, message=note.message + self._logs(note.logs)
+            )
+        for event in plan.events:
+            emit = self._log.warning if event.level == "warning" else self._log.info
+            emit(event.name, **event.fields)
+        for stop in plan.stops:
+            self._stopper.stop(stop.instance)
+        started = sum(1 for start in plan.starts if self._start(start))
+        applied = self._dataplane.apply(plan.plane)
+        if applied != "unchanged":
+            self._log.info("dataplane_applied", result=applied)
+        for stop in plan.drained:
+            if not (stop.unless_busy and self._dataplane.busy(stop.backend, stop.server)):
+                self._stopper.stop(stop.instance)
+        return Applied(dataplane=applied, started=started)
+
+    def _logs(self, tail: LogTail | None) -> str:
+        if tail is None:
+            return ""
+        return with_logs(self._engine.logs_tail(tail.instance, lines=tail.lines))
+
+    def _start(self, start: Start) -> bool:
+        rev = start.revision
+        log = self._log.bind(service=rev.service, revision=rev.name, build=rev.build_id)
+        try:
+            inst = self._engine.start_instance(
+                service=rev.service,
+                revision=rev.name,
+                instance=secrets.token_hex(3),
+                config=self._resolve(config_of(rev.template, image=rev.image)),
+            )
+        except SlipwayError as e:
+            log.warning("instance_start_failed", error=e.message)
+            if start.fails_revision:
+                self._store.mark_revision(
+                    rev.name, status="Failed", reason="ContainerCreateFailed", message=e.message
+                )
+            return False
+        log.info("instance_started", instance=inst.name, address=inst.address)
+        return True

@@ -1,0 +1,118 @@
+"""Crash loops and sick instances, decided purely: back off, surface, recover, replace.
+
+A Ready revision's instance that exits is a crash: it is counted, the revision gets a
+CrashLoopBackOff condition quoting the logs, and its replacement waits 1 s, 2 s, 4 s ... (capped),
+like Kubernetes; a minute of health clears both. An instance HAProxy's checks hold down for
+`DOWN_PASSES` passes in a row is drained at once (no wait: nothing reaches it) and so replaced.
+`planner.plan` calls `recover` before scaling and `crashed` as scaling collects exited instances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pipeline.core import names
+from pipeline.core.records import Revision, Snapshot
+from pipeline.engines.base import Instance
+from pipeline.reconcile.actions import Event, LogTail, Note
+
+# Crash loops back off like Kubernetes: 1 s, 2 s, 4 s ... capped; a minute of health resets it.
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 60.0
+HEALTHY_RESET_S = 60.0
+# An instance HAProxy holds down this many passes in a row is replaced.
+DOWN_PASSES = 3
+
+Crashes = Mapping[str, tuple[int, float]]  # revision -> (crashes in a row, last crash time)
+
+
+def backoff_s(crashes: int) -> float:
+    return float(min(BACKOFF_BASE_S * 2 ** max(crashes - 1, 0), BACKOFF_MAX_S))
+
+
+def backing_off(crashes: Crashes, revision: str, *, now: float) -> bool:
+    count, last = crashes.get(revision, (0, 0.0))
+    return count > 0 and now - last < backoff_s(count)
+
+
+def crashed(
+    crashes: Crashes, rev: Revision | None, inst: Instance, *, now: float
+) -> tuple[Crashes, list[Note], list[Event]]:
+    """One exited instance: a crash of a Ready revision (a Pending one fails instead)."""
+    if rev is None or rev.status != "Ready":
+        return crashes, [], []
+    count = crashes.get(rev.name, (0, 0.0))[0] + 1
+    wait = backoff_s(count)
+    message = (
+        f"an instance exited with code {inst.exit_code} ({count} in a row); "
+        f"restarting in {wait:.0f}s"
+    )
+    note = Note(
+        revision=rev.name,
+        reason="CrashLoopBackOff",
+        message=message,
+        logs=LogTail(instance=inst, lines=5),
+    )
+    event = Event(
+        name="instance_crashed", level="warning",
+        fields={"service": rev.service, "revision": rev.name, "instance": inst.name,
+                "exit_code": inst.exit_code, "crashes": count, "backoff_s": wait},
+    )  # fmt: skip
+    return {**crashes, rev.name: (count, now)}, [note], [event]
+
+
+def recover(
+    crashes: Crashes,
+    snapshot: Snapshot,
+    *,
+    instances: list[Instance],
+    ready: frozenset[str],
+    now: float,
+) -> tuple[Crashes, list[Note]]:
+    """Crash loops that stayed healthy a minute end, and so does their condition."""
+    revisions = {r.name: r for r in snapshot.revisions}
+    kept: dict[str, tuple[int, float]] = {}
+    notes: list[Note] = []
+    for name, (count, last) in crashes.items():
+        healthy = any(i.revision == name and i.id in ready for i in instances)
+        if not (healthy and now - last > HEALTHY_RESET_S):
+            kept[name] = (count, last)
+            continue
+        rev = revisions.get(name)
+        if rev is not None and rev.reason == "CrashLoopBackOff":
+            notes.append(Note(revision=name, reason="", message=""))
+    return kept, notes
+
+
+def checked(
+    instances: list[Instance], *, ready: frozenset[str], draining: Mapping[str, float]
+) -> dict[str, list[Instance]]:
+    """Per backend, the instances HAProxy should have up: ready, running, not draining.
+    The loop asks HAProxy which of their servers are down (`Observed.down`)."""
+    by_backend: dict[str, list[Instance]] = {}
+    for inst in instances:
+        if inst.id in ready and inst.id not in draining and inst.running:
+            by_backend.setdefault(names.backend_name(inst.revision), []).append(inst)
+    return by_backend
+
+
+def held_down(
+    down_passes: Mapping[str, int],
+    *,
+    checked: dict[str, list[Instance]],
+    down: Mapping[str, frozenset[str]],
+) -> tuple[dict[str, int], list[Instance], list[Event]]:
+    """Count passes each instance was seen down; those at `DOWN_PASSES` are to be replaced."""
+    counted: dict[str, int] = {}
+    replace: list[Instance] = []
+    events: list[Event] = []
+    for backend, members in checked.items():
+        for inst in members:
+            if names.server_name(inst.instance) not in down.get(backend, frozenset()):
+                continue
+            counted[inst.id] = down_passes.get(inst.id, 0) + 1
+            if counted[inst.id] >= DOWN_PASSES:
+                replace.append(inst)
+                fields = {"revision": inst.revision, "instance": inst.name}
+                events.append(Event(name="instance_unhealthy", level="warning", fields=fields))
+    return counted, replace, events
