@@ -33,7 +33,8 @@ from pipeline.core.errors import (
 )
 from pipeline.core.logs import get as get_log
 from pipeline.core.pairs import parse_pairs
-from pipeline.deploy.deployer import Flags, Outcome, Placement
+from pipeline.deploy.manifests import Flags, Placement
+from pipeline.deploy.rollout import Outcome
 from pipeline.reconcile.routing import resolve_traffic
 from webhooks import routes as webhook_routes
 
