@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from structlog.typing import FilteringBoundLogger
 
 from pipeline.core.errors import InvalidInput
 from pipeline.core.logs import get as get_log
@@ -41,12 +42,59 @@ Classify = Callable[[str, dict[str, Any], list[Service]], list[Action]]
 @dataclass(frozen=True, kw_only=True)
 class _Provider:
     name: str
-    secret: Secret
     event_header: str
     delivery_header: str
     classify: Classify
     verify: Callable[[bytes, bytes, Request], None]
     unconfigured: str
+
+
+GITHUB = _Provider(
+    name="github",
+    event_header="X-GitHub-Event",
+    delivery_header="X-GitHub-Delivery",
+    classify=github_actions,
+    verify=lambda secret, body, request: signatures.verify_github(
+        secret, body, request.headers.get(signatures.GITHUB_HEADER)
+    ),
+    unconfigured=(
+        "GitHub webhooks are off: no secret is configured. Set "
+        "SLIPWAY_GITHUB_WEBHOOK_SECRET or write it to <data dir>/github-webhook-secret, "
+        "and give GitHub the same secret"
+    ),
+)
+GITLAB = _Provider(
+    name="gitlab",
+    event_header="X-Gitlab-Event",
+    delivery_header="X-Gitlab-Event-UUID",
+    classify=gitlab_actions,
+    verify=lambda secret, _body, request: signatures.verify_gitlab(
+        secret, request.headers.get(signatures.GITLAB_HEADER)
+    ),
+    unconfigured=(
+        "GitLab webhooks are off: no secret token is configured. Set "
+        "SLIPWAY_GITLAB_WEBHOOK_SECRET or write it to <data dir>/gitlab-webhook-secret, "
+        "and give GitLab the same secret token"
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Sinks:
+    """Where an accepted delivery goes: recorded in `deliveries`, run by `runner`."""
+
+    store: Store
+    deliveries: Deliveries
+    runner: Runner
+
+
+class _Refused(Exception):
+    """The request is answered with this status and message; nothing is recorded or run."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def create_router(
@@ -58,103 +106,96 @@ def create_router(
     runner: Runner,
 ) -> APIRouter:
     router = APIRouter()
-    github = _Provider(
-        name="github",
-        secret=github_secret,
-        event_header="X-GitHub-Event",
-        delivery_header="X-GitHub-Delivery",
-        classify=github_actions,
-        verify=lambda secret, body, request: signatures.verify_github(
-            secret, body, request.headers.get(signatures.GITHUB_HEADER)
-        ),
-        unconfigured=(
-            "GitHub webhooks are off: no secret is configured. Set "
-            "SLIPWAY_GITHUB_WEBHOOK_SECRET or write it to <data dir>/github-webhook-secret, "
-            "and give GitHub the same secret"
-        ),
-    )
-    gitlab = _Provider(
-        name="gitlab",
-        secret=gitlab_secret,
-        event_header="X-Gitlab-Event",
-        delivery_header="X-Gitlab-Event-UUID",
-        classify=gitlab_actions,
-        verify=lambda secret, _body, request: signatures.verify_gitlab(
-            secret, request.headers.get(signatures.GITLAB_HEADER)
-        ),
-        unconfigured=(
-            "GitLab webhooks are off: no secret token is configured. Set "
-            "SLIPWAY_GITLAB_WEBHOOK_SECRET or write it to <data dir>/gitlab-webhook-secret, "
-            "and give GitLab the same secret token"
-        ),
-    )
-
-    async def handle(provider: _Provider, request: Request) -> JSONResponse:
-        return await _handle(provider, request, store=store, deliveries=deliveries, runner=runner)
+    sinks = _Sinks(store=store, deliveries=deliveries, runner=runner)
 
     @router.post("/hooks/github")
     async def github_hook(request: Request) -> JSONResponse:
-        return await handle(github, request)
+        return await _handle(GITHUB, github_secret(), request, sinks=sinks)
 
     @router.post("/hooks/gitlab")
     async def gitlab_hook(request: Request) -> JSONResponse:
-        return await handle(gitlab, request)
+        return await _handle(GITLAB, gitlab_secret(), request, sinks=sinks)
 
     return router
 
 
 async def _handle(
-    provider: _Provider,
-    request: Request,
-    *,
-    store: Store,
-    deliveries: Deliveries,
-    runner: Runner,
+    provider: _Provider, secret: bytes | None, request: Request, *, sinks: _Sinks
 ) -> JSONResponse:
     log = get_log(component="webhooks", provider=provider.name)
+    try:
+        body = await _authentic_body(provider, secret, request, log=log)
+        event, delivery, payload = _delivery(provider, request, body)
+        log = log.bind(delivery=delivery, event=event)
+        services = await run_in_threadpool(sinks.store.list_services)
+        try:
+            actions = provider.classify(event, payload, services)
+        except InvalidInput as e:
+            log.warning("webhook_payload_invalid", reason=e.message)
+            raise _Refused(400, e.message) from e
+    except _Refused as refused:
+        return _error(refused.status, refused.message)
+    return await _record_and_run(
+        provider, event=event, delivery=delivery, actions=actions, sinks=sinks, log=log
+    )
+
+
+async def _authentic_body(
+    provider: _Provider, secret: bytes | None, request: Request, *, log: FilteringBoundLogger
+) -> bytes:
+    """The raw body, size-capped before it is read whole, its signature checked before any
+    parsing."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_PAYLOAD_BYTES):
-        return _too_large() if declared.isdigit() else _error(400, "bad Content-Length header")
+        raise _too_large() if declared.isdigit() else _Refused(400, "bad Content-Length header")
     body = await _read_capped(request)
     if body is None:
-        return _too_large()
-
-    secret = provider.secret()
+        raise _too_large()
     if not secret:
-        return _error(503, provider.unconfigured)
+        raise _Refused(503, provider.unconfigured)
     try:
         provider.verify(secret, body, request)
     except SignatureError as e:
         log.warning("webhook_refused", reason=e.message)
-        return _error(401, e.message)
+        raise _Refused(401, e.message) from e
+    return body
 
+
+def _delivery(
+    provider: _Provider, request: Request, body: bytes
+) -> tuple[str, str, dict[str, Any]]:
+    """The event name, the delivery id and the JSON payload of an authentic request."""
     event = request.headers.get(provider.event_header, "")
     delivery = request.headers.get(provider.delivery_header, "")
     if not event:
-        return _error(400, f"missing {provider.event_header} header")
+        raise _Refused(400, f"missing {provider.event_header} header")
     if not delivery or len(delivery) > DELIVERY_ID_MAX:
-        return _error(400, f"missing or overlong {provider.delivery_header} header")
-    log = log.bind(delivery=delivery, event=event)
+        raise _Refused(400, f"missing or overlong {provider.delivery_header} header")
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError):
-        return _error(
+        raise _Refused(
             400, "the body is not JSON: set the webhook's content type to application/json"
-        )
+        ) from None
     if not isinstance(payload, dict):
-        return _error(400, "the body is JSON but not an object")
+        raise _Refused(400, "the body is JSON but not an object")
+    return event, delivery, payload
 
-    services = await run_in_threadpool(store.list_services)
-    try:
-        actions = provider.classify(event, payload, services)
-    except InvalidInput as e:
-        log.warning("webhook_payload_invalid", reason=e.message)
-        return _error(400, e.message)
 
+async def _record_and_run(
+    provider: _Provider,
+    *,
+    event: str,
+    delivery: str,
+    actions: list[Action],
+    sinks: _Sinks,
+    log: FilteringBoundLogger,
+) -> JSONResponse:
+    """Record the delivery (a replay builds nothing), answer, and start the work."""
     work = [a for a in actions if isinstance(a, Deploy | RemoveTag)]
     reasons = [a.reason for a in actions if isinstance(a, Ignore)]
     fresh = await run_in_threadpool(
-        lambda: deliveries.record_new(
+        lambda: sinks.deliveries.record_new(
             id=delivery,
             provider=provider.name,
             event=event,
@@ -165,14 +206,9 @@ async def _handle(
     )
     if not fresh:
         log.info("webhook_duplicate")
-        return JSONResponse(
-            status_code=200,
-            content={
-                "delivery": delivery,
-                "duplicate": True,
-                "message": "duplicate delivery, not built again",
-            },
-        )
+        content = {"delivery": delivery, "duplicate": True,
+                   "message": "duplicate delivery, not built again"}  # fmt: skip
+        return JSONResponse(status_code=200, content=content)
     described = [describe(a) for a in actions]
     if not work:
         log.info("webhook_ignored", reasons=reasons)
@@ -181,7 +217,7 @@ async def _handle(
             content={"delivery": delivery, "ignored": "; ".join(reasons), "actions": described},
         )
     log.info("webhook_accepted", actions=[summary(a) for a in work])
-    runner.submit(delivery, actions)
+    sinks.runner.submit(delivery, actions)
     return JSONResponse(status_code=202, content={"delivery": delivery, "actions": described})
 
 
@@ -197,9 +233,9 @@ async def _read_capped(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _too_large() -> JSONResponse:
+def _too_large() -> _Refused:
     limit = MAX_PAYLOAD_BYTES // (1024 * 1024)
-    return _error(413, f"payload over {limit} MB: GitHub and GitLab never send more")
+    return _Refused(413, f"payload over {limit} MB: GitHub and GitLab never send more")
 
 
 def _error(status: int, message: str) -> JSONResponse:

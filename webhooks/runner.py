@@ -18,7 +18,8 @@ from structlog.typing import FilteringBoundLogger
 from pipeline.build import gitsources
 from pipeline.core.errors import SlipwayError
 from pipeline.core.logs import get as get_log
-from pipeline.deploy.deployer import Commit, Outcome
+from pipeline.deploy.manifests import Commit
+from pipeline.deploy.rollout import Outcome
 from pipeline.store.deliveries import Deliveries
 from webhooks.actions import Action, Deploy, RemoveTag
 

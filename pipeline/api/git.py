@@ -33,6 +33,7 @@ from dulwich.server import (
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
+from pipeline.api.dependencies import PlatformDep
 from pipeline.app.platform import Platform
 from pipeline.core.errors import InvalidName
 from pipeline.core.logs import get as get_log
@@ -55,76 +56,80 @@ def authorised(request: Request, token: str) -> bool:
     return bool(value) and hmac.compare_digest(value.encode(), token.encode())
 
 
-def create_router(platform: Platform) -> APIRouter:
-    router = APIRouter()
-    log = get_log(component="git")
+router = APIRouter(include_in_schema=False)
 
-    def repo_for(request: Request, name: str, *, create: bool) -> tuple[str, Repo]:
-        if not authorised(request, platform.token):
-            raise HTTPException(
-                401,
-                "git needs the Slipway token as the password: "
-                "git remote add slipway http://x:<token>@localhost:8080/git/<svc>.git",
-                headers=CHALLENGE,
-            )
-        service = name.removesuffix(".git")
-        try:
-            repo = platform.repos.open(service, create=create)
-        except InvalidName as e:
-            raise HTTPException(400, e.message) from e
-        if repo is None:
-            raise HTTPException(404, f"no repository for service {service!r}: push to create it")
-        return service, repo
 
-    def handler_class(service: str, kind: str, repo: Repo) -> Callable[..., PackHandler]:
-        if kind == "git-upload-pack":
-            return UploadPackHandler
-        push = PushHandler(
-            service=service, repo=repo, deployer=platform.deployer, store=platform.store
+@router.get("/git/{name}/info/refs")
+def info_refs(name: str, request: Request, platform: PlatformDep, service: str = "") -> Response:
+    if service not in SERVICES:
+        raise HTTPException(403, "only smart HTTP is served: use git 1.6.6 or newer")
+    svc, repo = _repo_for(platform, request, name, create=service == "git-receive-pack")
+    out = BytesIO()
+    proto = ReceivableProtocol(BytesIO().read, out.write)
+    proto.write_pkt_line(f"# service={service}\n".encode())
+    proto.write_pkt_line(None)
+    cls = _handler_class(platform, svc, service, repo)
+    cls(_backend(repo), ["/"], proto, stateless_rpc=True, advertise_refs=True).handle()
+    return Response(
+        out.getvalue(),
+        media_type=f"application/x-{service}-advertisement",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@router.post("/git/{name}/git-upload-pack")
+async def upload_pack(name: str, request: Request, platform: PlatformDep) -> StreamingResponse:
+    return await _rpc(platform, name, request, "git-upload-pack")
+
+
+@router.post("/git/{name}/git-receive-pack")
+async def receive_pack(name: str, request: Request, platform: PlatformDep) -> StreamingResponse:
+    return await _rpc(platform, name, request, "git-receive-pack")
+
+
+async def _rpc(platform: Platform, name: str, request: Request, kind: str) -> StreamingResponse:
+    svc, repo = _repo_for(platform, request, name, create=kind == "git-receive-pack")
+    if request.headers.get("content-type") != f"application/x-{kind}-request":
+        raise HTTPException(415, f"expected Content-Type application/x-{kind}-request")
+    body = await _read_limited(request, MAX_PUSH_BYTES)
+    if request.headers.get("content-encoding") == "gzip":
+        body = gzip.decompress(body)
+    get_log(component="git").info("git_rpc", service=svc, rpc=kind, bytes=len(body))
+    cls = _handler_class(platform, svc, kind, repo)
+    return StreamingResponse(
+        _run(lambda proto: cls(_backend(repo), ["/"], proto, stateless_rpc=True), body),
+        media_type=f"application/x-{kind}-result",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+def _repo_for(
+    platform: Platform, request: Request, name: str, *, create: bool
+) -> tuple[str, Repo]:
+    if not authorised(request, platform.token):
+        raise HTTPException(
+            401,
+            "git needs the Slipway token as the password: "
+            "git remote add slipway http://x:<token>@localhost:8080/git/<svc>.git",
+            headers=CHALLENGE,
         )
-        return _receive_handler(push)
+    service = name.removesuffix(".git")
+    try:
+        repo = platform.repos.open(service, create=create)
+    except InvalidName as e:
+        raise HTTPException(400, e.message) from e
+    if repo is None:
+        raise HTTPException(404, f"no repository for service {service!r}: push to create it")
+    return service, repo
 
-    @router.get("/git/{name}/info/refs", include_in_schema=False)
-    def info_refs(name: str, request: Request, service: str = "") -> Response:
-        if service not in SERVICES:
-            raise HTTPException(403, "only smart HTTP is served: use git 1.6.6 or newer")
-        svc, repo = repo_for(request, name, create=service == "git-receive-pack")
-        out = BytesIO()
-        proto = ReceivableProtocol(BytesIO().read, out.write)
-        proto.write_pkt_line(f"# service={service}\n".encode())
-        proto.write_pkt_line(None)
-        cls = handler_class(svc, service, repo)
-        cls(_backend(repo), ["/"], proto, stateless_rpc=True, advertise_refs=True).handle()
-        return Response(
-            out.getvalue(),
-            media_type=f"application/x-{service}-advertisement",
-            headers={"Cache-Control": "no-cache"},
-        )
 
-    async def rpc(name: str, request: Request, kind: str) -> StreamingResponse:
-        svc, repo = repo_for(request, name, create=kind == "git-receive-pack")
-        if request.headers.get("content-type") != f"application/x-{kind}-request":
-            raise HTTPException(415, f"expected Content-Type application/x-{kind}-request")
-        body = await _read_limited(request, MAX_PUSH_BYTES)
-        if request.headers.get("content-encoding") == "gzip":
-            body = gzip.decompress(body)
-        log.info("git_rpc", service=svc, rpc=kind, bytes=len(body))
-        cls = handler_class(svc, kind, repo)
-        return StreamingResponse(
-            _run(lambda proto: cls(_backend(repo), ["/"], proto, stateless_rpc=True), body),
-            media_type=f"application/x-{kind}-result",
-            headers={"Cache-Control": "no-cache"},
-        )
-
-    @router.post("/git/{name}/git-upload-pack", include_in_schema=False)
-    async def upload_pack(name: str, request: Request) -> StreamingResponse:
-        return await rpc(name, request, "git-upload-pack")
-
-    @router.post("/git/{name}/git-receive-pack", include_in_schema=False)
-    async def receive_pack(name: str, request: Request) -> StreamingResponse:
-        return await rpc(name, request, "git-receive-pack")
-
-    return router
+def _handler_class(
+    platform: Platform, service: str, kind: str, repo: Repo
+) -> Callable[..., PackHandler]:
+    if kind == "git-upload-pack":
+        return UploadPackHandler
+    push = PushHandler(service=service, repo=repo, deployer=platform.deployer, store=platform.store)
+    return _receive_handler(push)
 
 
 def _backend(repo: Repo) -> DictBackend:

@@ -8,12 +8,12 @@ bearer token with the admin token only, so a JWT gets 401 there.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.api.dependencies import ADMIN, PlatformDep
 from pipeline.app.platform import Platform
 from pipeline.identity import access, keys, tokens
 
@@ -38,87 +38,93 @@ class AccessBody(BaseModel):
     private: bool
 
 
-def create_router(platform: Platform, *, authed: Callable[[Request], None]) -> APIRouter:
-    router = APIRouter()
+router = APIRouter(tags=["identity"])
+
+
+@router.get("/.well-known/openid-configuration")
+def discovery(platform: PlatformDep) -> dict[str, Any]:
+    issuer = platform.settings.ingress_url
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "claims_supported": ["aud", "email", "email_verified", "exp", "iat", "iss", "sub"],
+    }
+
+
+@router.get("/.well-known/jwks.json")
+def jwks(platform: PlatformDep) -> dict[str, Any]:
+    return keys.jwks(platform.keys.live())
+
+
+@router.get("/v1/keys", dependencies=ADMIN)
+def list_keys(platform: PlatformDep) -> list[dict[str, Any]]:
+    signing = platform.keys.signing().kid
+    return [
+        {"kid": k.kid, "created": k.created, "signing": k.kid == signing}
+        for k in platform.keys.live()
+    ]
+
+
+@router.post("/v1/keys/rotate", dependencies=ADMIN)
+def rotate(platform: PlatformDep) -> list[dict[str, Any]]:
+    """A new signing key; older ones verify until their last token expired (≤ 1 h)."""
+    platform.keys.rotate()
+    platform.reconciler.wake()
+    platform.reconciler.wait_for_pass(timeout_s=30)  # HAProxy knows the new kid on return
+    return list_keys(platform)
+
+
+@router.post("/v1/auth/identity-token", dependencies=ADMIN)
+def identity_token(body: TokenRequest, platform: PlatformDep) -> dict[str, Any]:
+    """An identity token for a human caller (`user:<name>`), like `gcloud auth
+    print-identity-token`; the admin token holder may mint it for any user name."""
     settings = platform.settings
-    v1 = [Depends(authed)]
+    identity = tokens.user_identity(body.user, domain=settings.domain)
+    payload = tokens.claims(
+        identity,
+        issuer=settings.ingress_url,
+        audience=body.audience,
+        now=int(time.time()),
+        ttl_s=body.ttl_s,
+    )
+    key = platform.keys.signing()
+    token = tokens.mint(payload, kid=key.kid, private_pem=key.private_pem())
+    return {"token": token, "member": identity.member, "expires": payload["exp"]}
 
-    @router.get("/.well-known/openid-configuration")
-    def discovery() -> dict[str, Any]:
-        issuer = settings.ingress_url
-        return {
-            "issuer": issuer,
-            "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["id_token"],
-            "subject_types_supported": ["public"],
-            "claims_supported": ["aud", "email", "email_verified", "exp", "iat", "iss", "sub"],
-        }
 
-    @router.get("/.well-known/jwks.json")
-    def jwks() -> dict[str, Any]:
-        return keys.jwks(platform.keys.live())
+@router.get("/v1/services/{name}/access", dependencies=ADMIN)
+def get_access(name: str, platform: PlatformDep) -> dict[str, Any]:
+    return _access(platform, name)
 
-    @router.get("/v1/keys", dependencies=v1)
-    def list_keys() -> list[dict[str, Any]]:
-        signing = platform.keys.signing().kid
-        return [
-            {"kid": k.kid, "created": k.created, "signing": k.kid == signing}
-            for k in platform.keys.live()
-        ]
 
-    @router.post("/v1/keys/rotate", dependencies=v1)
-    def rotate() -> list[dict[str, Any]]:
-        """A new signing key; older ones verify until their last token expired (≤ 1 h)."""
-        platform.keys.rotate()
-        platform.reconciler.wake()
-        platform.reconciler.wait_for_pass(timeout_s=30)  # HAProxy knows the new kid on return
-        return list_keys()
+@router.put("/v1/services/{name}/access", dependencies=ADMIN)
+def set_access(name: str, body: AccessBody, platform: PlatformDep) -> dict[str, Any]:
+    platform.deployer.update_access(name, private=body.private)
+    platform.reconciler.wait_for_pass(timeout_s=30)
+    return _access(platform, name)
 
-    @router.post("/v1/auth/identity-token", dependencies=v1)
-    def identity_token(body: TokenRequest) -> dict[str, Any]:
-        """An identity token for a human caller (`user:<name>`), like `gcloud auth
-        print-identity-token`; the admin token holder may mint it for any user name."""
-        identity = tokens.user_identity(body.user, domain=settings.domain)
-        payload = tokens.claims(
-            identity,
-            issuer=settings.ingress_url,
-            audience=body.audience,
-            now=int(time.time()),
-            ttl_s=body.ttl_s,
-        )
-        key = platform.keys.signing()
-        token = tokens.mint(payload, kid=key.kid, private_pem=key.private_pem())
-        return {"token": token, "member": identity.member, "expires": payload["exp"]}
 
-    def _access(name: str) -> dict[str, Any]:
-        svc = platform.store.get_service(name)
-        return {
-            "name": name,
-            "private": access.is_private(svc.spec),
-            "invokers": access.invokers(svc.spec),
-        }
+@router.post("/v1/services/{name}/invokers", dependencies=ADMIN)
+def add_invoker(name: str, body: MemberBody, platform: PlatformDep) -> dict[str, Any]:
+    platform.deployer.update_access(name, add=(tokens.validate_member(body.member),))
+    platform.reconciler.wait_for_pass(timeout_s=30)  # in HAProxy's map on return
+    return _access(platform, name)
 
-    @router.get("/v1/services/{name}/access", dependencies=v1)
-    def get_access(name: str) -> dict[str, Any]:
-        return _access(name)
 
-    @router.put("/v1/services/{name}/access", dependencies=v1)
-    def set_access(name: str, body: AccessBody) -> dict[str, Any]:
-        platform.deployer.update_access(name, private=body.private)
-        platform.reconciler.wait_for_pass(timeout_s=30)
-        return _access(name)
+@router.delete("/v1/services/{name}/invokers/{member}", dependencies=ADMIN)
+def remove_invoker(name: str, member: str, platform: PlatformDep) -> dict[str, Any]:
+    platform.deployer.update_access(name, remove=(member,))
+    platform.reconciler.wait_for_pass(timeout_s=30)
+    return _access(platform, name)
 
-    @router.post("/v1/services/{name}/invokers", dependencies=v1)
-    def add_invoker(name: str, body: MemberBody) -> dict[str, Any]:
-        platform.deployer.update_access(name, add=(tokens.validate_member(body.member),))
-        platform.reconciler.wait_for_pass(timeout_s=30)  # in HAProxy's map on return
-        return _access(name)
 
-    @router.delete("/v1/services/{name}/invokers/{member}", dependencies=v1)
-    def remove_invoker(name: str, member: str) -> dict[str, Any]:
-        platform.deployer.update_access(name, remove=(member,))
-        platform.reconciler.wait_for_pass(timeout_s=30)
-        return _access(name)
-
-    return router
+def _access(platform: Platform, name: str) -> dict[str, Any]:
+    svc = platform.store.get_service(name)
+    return {
+        "name": name,
+        "private": access.is_private(svc.spec),
+        "invokers": access.invokers(svc.spec),
+    }

@@ -14,44 +14,42 @@ from collections.abc import Mapping, Sequence
 from fastapi import APIRouter, Response
 
 from pipeline.api import metrics
+from pipeline.api.dependencies import PlatformDep
 from pipeline.app.platform import Platform
 from pipeline.core.errors import Unavailable
 from pipeline.core.logs import get as get_log
 from pipeline.engines.base import Instance
 
+router = APIRouter()
 
-def create_router(platform: Platform) -> APIRouter:
-    router = APIRouter()
+
+@router.get("/metrics", include_in_schema=False)
+def scrape(platform: PlatformDep) -> Response:
+    stats: Sequence[Mapping[str, str]] | None
+    instances: Sequence[Instance] | None
     log = get_log(component="metrics")
-
-    @router.get("/metrics", include_in_schema=False)
-    def scrape() -> Response:
-        stats: Sequence[Mapping[str, str]] | None
-        instances: Sequence[Instance] | None
-        stats = None  # on Knative the cluster's ingress has the request side
-        if platform.dataplane is not None:
-            try:
-                stats = platform.dataplane.manager.runtime.show_stat()
-            except Unavailable as e:
-                log.warning("metrics_dataplane_unavailable", error=e.message)
+    stats = None  # on Knative the cluster's ingress has the request side
+    if platform.dataplane is not None:
         try:
-            instances = platform.engine.list_instances()
+            stats = platform.dataplane.manager.runtime.show_stat()
         except Unavailable as e:
-            log.warning("metrics_engine_unavailable", error=e.message)
-            instances = None
-        text = metrics.render(
-            metrics.Inputs(
-                snapshot=platform.store.snapshot(),
-                builds=platform.store.list_builds(limit=None),
-                instances=instances,
-                stats=stats,
-                reconcile_passes=getattr(platform.reconciler, "passes", 0),
-                autoscaler=_autoscaler(platform),
-            )
+            log.warning("metrics_dataplane_unavailable", error=e.message)
+    try:
+        instances = platform.engine.list_instances()
+    except Unavailable as e:
+        log.warning("metrics_engine_unavailable", error=e.message)
+        instances = None
+    text = metrics.render(
+        metrics.Inputs(
+            snapshot=platform.store.snapshot(),
+            builds=platform.store.list_builds(limit=None),
+            instances=instances,
+            stats=stats,
+            reconcile_passes=getattr(platform.reconciler, "passes", 0),
+            autoscaler=_autoscaler(platform),
         )
-        return Response(content=text, media_type=metrics.CONTENT_TYPE)
-
-    return router
+    )
+    return Response(content=text, media_type=metrics.CONTENT_TYPE)
 
 
 def _autoscaler(platform: Platform) -> dict[str, Mapping[str, float | bool]]:

@@ -66,6 +66,16 @@ def service_view(
     }
 
 
+SUMMARY_KEYS = (
+    "name", "url", "ready", "latest_created_revision", "latest_ready_revision", "traffic",
+)  # fmt: skip
+
+
+def service_summary(view: dict[str, Any]) -> dict[str, Any]:
+    """One row of `services list`: the service view without its revisions and spec."""
+    return {k: view[k] for k in SUMMARY_KEYS}
+
+
 def build_view(b: Build) -> dict[str, Any]:
     return {
         "id": b.id,

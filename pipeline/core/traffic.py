@@ -1,11 +1,14 @@
 """Edits of a service's traffic block, pure: list of Knative traffic entries in, new list out.
 
-Used by deployments (tag a commit, pin traffic for a preview, drop a deleted branch's tag) and,
-later, by the traffic commands. Validation stays with the spec: callers re-parse the result.
+Used by deployments (tag a commit, pin traffic for a preview, drop a deleted branch's tag) and by
+the traffic commands (split, tags, rollback). `entries_of` is the one way the deployer reads a
+stored manifest's traffic block. Validation stays with the spec: callers re-parse the result.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +17,24 @@ from pipeline.core.records import Revision
 
 Entry = dict[str, Any]
 COMMIT_PREFIX = "commit-"
+
+
+def entries_of(manifest: Mapping[str, Any]) -> list[Entry]:
+    """A Service manifest's traffic block as written; [] when it has none (routing reads that
+    as all traffic to the latest ready revision)."""
+    return list(manifest["spec"].get("traffic") or [])
+
+
+def with_entries(manifest: Mapping[str, Any], entries: list[Entry]) -> dict[str, Any]:
+    """A copy of the manifest with this traffic block; callers re-parse it to validate."""
+    out = copy.deepcopy(dict(manifest))
+    out["spec"]["traffic"] = entries
+    return out
+
+
+def follows_latest(entries: list[Entry]) -> bool:
+    """Every entry that carries traffic follows the latest ready revision."""
+    return all(e.get("latestRevision") for e in entries if e.get("percent"))
 
 
 def pin_latest(entries: list[Entry], *, latest_ready: Revision | None) -> list[Entry]:
@@ -85,7 +106,21 @@ def change(entries: list[Entry], edit: Change, *, revisions: list[Revision]) -> 
     Percents given with --to-revisions/--to-tags replace the whole split and must sum to 100,
     unless --to-latest takes the rest. Tags not mentioned keep pointing where they did.
     """
-    by_name = {r.name: r for r in revisions}
+    usable = _usable_check({r.name: r for r in revisions})
+    tags = _edited_tags(entries, edit, usable=usable)
+    if edit.moves_traffic:
+        carrying = _split(edit, usable=usable)
+    else:
+        carrying = [{k: v for k, v in e.items() if k != "tag"} for e in entries if e.get("percent")]
+    tagged = [
+        {"tag": tag, **target, "percent": _percent(edit.to_tags.get(tag, 0))}
+        for tag, target in tags.items()
+    ]
+    return carrying + tagged
+
+
+def _usable_check(by_name: dict[str, Revision]) -> Callable[[str, str], str]:
+    """`usable(name, flag)`: the name, if that revision exists and may take traffic."""
 
     def usable(name: str, flag: str) -> str:
         rev = by_name.get(name)
@@ -98,7 +133,13 @@ def change(entries: list[Entry], edit: Change, *, revisions: list[Revision]) -> 
             )
         return name
 
-    # Current tags, then the edits to them.
+    return usable
+
+
+def _edited_tags(
+    entries: list[Entry], edit: Change, *, usable: Callable[[str, str], str]
+) -> dict[str, Entry]:
+    """Current tags (tag -> target), then the edits to them."""
     tags: dict[str, Entry] = {}
     for e in entries:
         if e.get("tag"):
@@ -115,33 +156,30 @@ def change(entries: list[Entry], edit: Change, *, revisions: list[Revision]) -> 
     for tag in edit.to_tags:
         if tag not in tags:
             raise InvalidInput(f"--to-tags: no tag {tag!r}; set it first with --set-tags")
+    return tags
 
-    if edit.moves_traffic:
-        split: dict[str, int] = {}
-        for name, pct in edit.to_revisions.items():
-            split[usable(name, "--to-revisions")] = split.get(name, 0) + _percent(pct)
-        total = sum(split.values()) + sum(_percent(p) for p in edit.to_tags.values())
-        latest = 0
-        if edit.to_latest:
-            if total > 100:
-                raise InvalidInput(f"percents sum to {total}, over 100")
-            latest = 100 - total
-        elif total != 100:
-            raise InvalidInput(
-                f"percents sum to {total}, want 100 (or add --to-latest to send the rest to "
-                "the latest ready revision)"
-            )
-        carrying: list[Entry] = []
-        if edit.to_latest and latest:
-            carrying.append({"latestRevision": True, "percent": latest})
-        carrying.extend({"revisionName": n, "percent": p} for n, p in split.items() if p)
-    else:
-        carrying = [{k: v for k, v in e.items() if k != "tag"} for e in entries if e.get("percent")]
-    tagged = [
-        {"tag": tag, **target, "percent": _percent(edit.to_tags.get(tag, 0))}
-        for tag, target in tags.items()
-    ]
-    return carrying + tagged
+
+def _split(edit: Change, *, usable: Callable[[str, str], str]) -> list[Entry]:
+    """The untagged entries that carry traffic, from --to-revisions, --to-tags, --to-latest."""
+    split: dict[str, int] = {}
+    for name, pct in edit.to_revisions.items():
+        split[usable(name, "--to-revisions")] = split.get(name, 0) + _percent(pct)
+    total = sum(split.values()) + sum(_percent(p) for p in edit.to_tags.values())
+    latest = 0
+    if edit.to_latest:
+        if total > 100:
+            raise InvalidInput(f"percents sum to {total}, over 100")
+        latest = 100 - total
+    elif total != 100:
+        raise InvalidInput(
+            f"percents sum to {total}, want 100 (or add --to-latest to send the rest to "
+            "the latest ready revision)"
+        )
+    carrying: list[Entry] = []
+    if edit.to_latest and latest:
+        carrying.append({"latestRevision": True, "percent": latest})
+    carrying.extend({"revisionName": n, "percent": p} for n, p in split.items() if p)
+    return carrying
 
 
 def _percent(value: int) -> int:

@@ -25,7 +25,8 @@ from pipeline.build import sources
 from pipeline.core import names
 from pipeline.core.errors import SlipwayError
 from pipeline.core.logs import get as get_log
-from pipeline.deploy.deployer import Commit, Deployer
+from pipeline.deploy.deployer import Deployer
+from pipeline.deploy.manifests import Commit
 from pipeline.reconcile.routing import resolve_traffic
 from pipeline.store.state import Store
 

@@ -2,13 +2,23 @@
 
 One model for both ends, so a flag cannot exist on one side only: the CLI turns its options into
 `DeployParams` and sends `to_query()`; the API declares the same model as its query parameters
-(FastAPI documents every field in the OpenAPI document from it). Build secrets are not here:
-they travel in headers or the JSON body, never in a URL, because URLs get logged.
+(FastAPI documents every field in the OpenAPI document from it). A JSON body (`DeployBody`)
+deploys a git repository or an image instead of an uploaded archive. Build secrets are never
+query parameters: they travel in headers or the JSON body, because URLs get logged.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.build.builders import BuildSettings
+from pipeline.core.errors import InvalidInput
+from pipeline.core.pairs import parse_pairs, parse_secret_ref
+from pipeline.deploy.manifests import Flags, Placement
 
 
 class DeployParams(BaseModel):
@@ -34,6 +44,14 @@ class DeployParams(BaseModel):
     base_image: str = Field("", description="Base image for a build template.")
     build_arg: list[str] = Field(default_factory=list, description="NAME=value for the build.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        """`?timeout=` means no timeout given, as it always did, not a bad number."""
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
+
     def to_query(self) -> list[tuple[str, str]]:
         """Query pairs, repeatable fields repeated, unset fields left out."""
         query: list[tuple[str, str]] = []
@@ -43,3 +61,80 @@ class DeployParams(BaseModel):
                 text = ("1" if item else "0") if isinstance(item, bool) else str(item)
                 query.append((key, text))
         return query
+
+    def env_vars(self) -> dict[str, str]:
+        return dict(parse_pairs(self.env, what="env"))
+
+    def placement(self) -> Placement:
+        return Placement.of(None, tag=self.tag, no_traffic=self.no_traffic)
+
+    def flags(self) -> Flags:
+        public = self.allow_unauthenticated
+        return Flags(
+            remove_env=tuple(self.remove_env),
+            secret_env=tuple(parse_secret_ref(v) for v in self.secret),
+            concurrency=self.concurrency,
+            timeout_s=self.timeout,
+            min_scale=self.min_instances,
+            max_scale=self.max_instances,
+            private=None if public is None else not public,
+        )
+
+    def build_settings(self, body: DeployBody, *, secrets: Sequence[str]) -> BuildSettings:
+        """Builder, Dockerfile and build args from the JSON body, else the query; `secrets` are
+        `NAME=value` headers, added to the body's."""
+        args = parse_pairs(self.build_arg, what="build arg")
+        args += parse_pairs(_pairs(body.build_args), what="build_args")
+        found = parse_pairs(secrets, what="build secret")
+        found += parse_pairs(_pairs(body.build_secrets), what="build_secrets")
+        return BuildSettings(
+            builder=body.builder or self.builder,
+            dockerfile=body.dockerfile or self.dockerfile,
+            base_image=body.base_image or self.base_image,
+            build_args=args,
+            secrets=found,
+        )
+
+
+class GitSource(BaseModel):
+    url: str = Field("", description="Repository URL to clone.")
+    ref: str = Field("", description="Branch, tag or sha (default: HEAD).")
+
+
+class DeployBody(BaseModel):
+    """The JSON body of a deploy: a git repository or an image, and build settings.
+
+    Fields the query also has win here; unknown fields are ignored, as they always were.
+    """
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    git: GitSource | None = Field(None, description="Clone and build this repository.")
+    image: str | None = Field(None, description="Deploy this image; no build.")
+    builder: str = Field("", description="dockerfile, pack or template:<name>.")
+    dockerfile: str = Field("", description="Dockerfile path in the source.")
+    base_image: str = Field("", description="Base image for a build template.")
+    build_args: dict[str, str] = Field(default_factory=dict, description="NAME: value.")
+    build_secrets: dict[str, str] = Field(
+        default_factory=dict, description="NAME: value; kept out of logs and the image."
+    )
+
+
+def parse_body(raw: bytes) -> DeployBody:
+    """A JSON deploy body; a body that is not an object counts as `{}`."""
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError as e:
+        raise InvalidInput(f"the JSON body does not parse: {e}") from e
+    try:
+        return DeployBody.model_validate(data if isinstance(data, dict) else {})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        if first["loc"][0] in ("build_args", "build_secrets"):
+            raise InvalidInput(f'"{first["loc"][0]}" must be an object of NAME: value') from None
+        raise InvalidInput(f"the JSON body's {where}: {first['msg']}") from None
+
+
+def _pairs(values: Mapping[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in values.items()]

@@ -33,7 +33,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from pipeline.core.records import Revision
-from pipeline.deploy.deployer import Commit, Outcome
+from pipeline.deploy.manifests import Commit
+from pipeline.deploy.rollout import Outcome
 from pipeline.store.db import make_engine, migrate, session_factory
 from pipeline.store.deliveries import Deliveries
 from pipeline.store.state import Store

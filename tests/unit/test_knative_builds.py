@@ -10,6 +10,7 @@ import io
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -187,11 +188,11 @@ def test_source_key_is_created_once(tmp_path: Path) -> None:
 def source_app(tmp_path: Path) -> FastAPI:
     (tmp_path / "abc123.tar.gz").write_bytes(b"\x1f\x8bsource")
     app = FastAPI()
-    app.include_router(
-        sources_route.create_router(
-            sources_dir=tmp_path, key=lambda: KEY, admin_token="slw_admin", clock=lambda: 1000.0
-        )
+    app.state.platform = SimpleNamespace(
+        settings=SimpleNamespace(sources_dir=tmp_path), source_token_key=KEY, token="slw_admin"
     )
+    app.dependency_overrides[sources_route.now] = lambda: 1000.0
+    app.include_router(sources_route.router)
     return app
 
 

@@ -40,7 +40,8 @@ def platform(*, haproxy_up: bool = True) -> Any:
 
 def scrape(plat: Any) -> httpx.Response:
     app = FastAPI()
-    app.include_router(metrics_route.create_router(plat))
+    app.state.platform = plat
+    app.include_router(metrics_route.router)
 
     async def get() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)

@@ -1,0 +1,43 @@
+"""How a route reaches the platform, and the admin-token check: FastAPI dependencies.
+
+`create_app` puts the wired `Platform` on `app.state.platform`; a route asks for it with a
+`PlatformDep` parameter, so every router is a module-level table a test can mount on its own
+app with a stand-in platform. `ADMIN` guards the /v1 routes; declaring the bearer scheme here
+gives the OpenAPI document its security scheme and `/docs` its Authorize button.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pipeline.api import auth
+from pipeline.app.platform import Platform
+
+
+def platform_of(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(platform_of)]
+
+# auto_error=False: `auth.check` answers a missing or wrong token with Slipway's own 401s.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="AdminToken",
+    description="The admin token: file admin-token in the data dir (or SLIPWAY_TOKEN).",
+)
+
+
+def authed(
+    request: Request,
+    platform: PlatformDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    auth.check(request, platform.token)
+
+
+ADMIN = [Depends(authed)]

@@ -1,0 +1,61 @@
+"""`/v1/services/{name}/revisions`, `/traffic`, `/rollback`: a service's revisions and where
+its traffic goes. Traffic edits never create a revision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.api import views
+from pipeline.api.dependencies import ADMIN, PlatformDep
+from pipeline.api.services import describe
+from pipeline.core import traffic
+from pipeline.reconcile.routing import resolve_traffic
+
+router = APIRouter(prefix="/v1/services/{name}", tags=["revisions"], dependencies=ADMIN)
+
+
+class TrafficEdit(BaseModel):
+    """Body of POST /v1/services/{name}/traffic; every field optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_revisions: dict[str, int] = Field(default_factory=dict)
+    to_tags: dict[str, int] = Field(default_factory=dict)
+    to_latest: bool = False
+    set_tags: dict[str, str] = Field(default_factory=dict)
+    remove_tags: list[str] = Field(default_factory=list)
+
+    def change(self) -> traffic.Change:
+        return traffic.Change(
+            to_revisions=self.to_revisions,
+            to_tags=self.to_tags,
+            to_latest=self.to_latest,
+            set_tags=self.set_tags,
+            remove_tags=tuple(self.remove_tags),
+        )
+
+
+@router.get("/revisions")
+def list_revisions(name: str, platform: PlatformDep) -> list[dict[str, Any]]:
+    svc = platform.store.get_service(name)
+    instances = platform.engine.list_instances()
+    revisions = platform.store.list_revisions(name)
+    targets = resolve_traffic(svc, revisions)
+    return [views.revision_view(r, instances, targets) for r in reversed(revisions)]
+
+
+@router.post("/traffic")
+def set_traffic(name: str, body: TrafficEdit, platform: PlatformDep) -> dict[str, Any]:
+    """Change the split and tags (gcloud/kn vocabulary). Never creates a revision."""
+    platform.deployer.set_traffic(name, body.change())
+    return describe(platform, name)
+
+
+@router.post("/rollback")
+def rollback(name: str, platform: PlatformDep) -> dict[str, Any]:
+    """All traffic back to the revision that served before the current one."""
+    target = platform.deployer.rollback(name)
+    return {"rolled_back_to": target, **describe(platform, name)}

@@ -1,0 +1,214 @@
+"""Rollout: an image and a manifest in; a ready revision placed in the traffic (or a clear
+failure) out.
+
+The push path's last steps: pin the secret versions, write the service, create the revision if
+the template changed, point its tags at it, wait until the reconciler reports it Ready, move the
+traffic, collect garbage. It writes desired state and lets the reconciler converge; it only
+waits and reports. A failure leaves the serving revision serving. The caller holds the service
+lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import spec
+from pipeline.core import traffic
+from pipeline.core.errors import InvalidInput, RevisionFailed
+from pipeline.core.logs import get as get_log
+from pipeline.core.records import Revision, Service
+from pipeline.core.revisions import SECRET_VERSIONS_ANNOTATION, secret_names
+from pipeline.core.settings import Settings
+from pipeline.deploy.edits import Edits
+from pipeline.deploy.events import Emit, stage
+from pipeline.deploy.garbage import Garbage
+from pipeline.deploy.manifests import Flags, Placement, edit_template
+from pipeline.deploy.waker import Waker
+from pipeline.reconcile.routing import latest_ready, resolve_traffic
+from pipeline.store.secrets import SecretStore
+from pipeline.store.state import Store
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    service: str
+    revision: Revision
+    created: bool  # False when the template did not change (no new revision, as in Knative)
+    urls: list[str] = field(default_factory=list)
+
+
+class Rollout:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        reconciler: Waker,
+        settings: Settings,
+        secrets: SecretStore | None,
+        edits: Edits,
+        garbage: Garbage,
+        urls: Callable[[str], list[str]],
+    ) -> None:
+        self._store = store
+        self._reconciler = reconciler
+        self._settings = settings
+        self._secrets = secrets
+        self._edits = edits
+        self._garbage = garbage
+        self._urls = urls
+
+    def roll_out(
+        self,
+        service: str,
+        *,
+        image: str,
+        env: dict[str, str],
+        build_id: str | None,
+        emit: Emit,
+        placement: Placement,
+        flags: Flags | None = None,
+    ) -> Outcome:
+        """Deploy `image` with the stored service's template (or a default one) and the flags."""
+        existing = self._store.find_service(service)
+        base = (
+            existing.spec
+            if existing is not None
+            else spec.default_service(service, image=image).to_manifest()
+        )
+        # Re-validated: the stored spec plus CLI flags must still be a valid Service.
+        ks = spec.parse_service(edit_template(base, env=env, flags=flags), require_image=False)
+        return self.apply(ks, image=image, build_id=build_id, emit=emit, placement=placement)
+
+    def apply(
+        self,
+        ks: spec.KService,
+        *,
+        image: str,
+        build_id: str | None,
+        emit: Emit,
+        placement: Placement,
+    ) -> Outcome:
+        """Create the revision if the template changed, place it, and wait until it is ready."""
+        service = ks.name
+        pinned = self._pin_secrets(ks.with_image(image))
+        digest = spec.template_hash(pinned.template)
+        existing = self._store.find_service(service)
+        previous = self._store.list_revisions(service) if existing else []
+        serving = _serving(existing, previous)
+        self._store.put_service(service, spec=_placed(pinned, placement, previous=previous))
+        latest = previous[-1] if previous else None
+        if latest is not None and latest.template_hash == digest and latest.status != "Failed":
+            return self._unchanged(latest, emit=emit, placement=placement)
+        rev = self._store.create_revision(
+            service, image=image, template=_template_of(pinned), template_hash=digest,
+            build_id=build_id,
+        )  # fmt: skip
+        get_log(service=service, revision=rev.name, build=build_id).info(
+            "revision_created", image=image
+        )
+        emit({"event": "revision", "revision": rev.name, "status": "Pending"})
+        return self._place_new(rev, emit=emit, placement=placement, serving=serving)
+
+    def _unchanged(self, latest: Revision, *, emit: Emit, placement: Placement) -> Outcome:
+        """The template did not change: no new revision; the tags (and traffic) still move."""
+        service = latest.service
+        emit(stage(f"No change: {latest.name} already runs this"))
+        if placement.tags or placement.promotes:
+            self._edits.retag(
+                service, revision=latest.name, tags=placement.tags, promote=placement.promotes
+            )
+        self._reconciler.wake()
+        return Outcome(service=service, revision=latest, created=False, urls=self._urls(service))
+
+    def _place_new(
+        self, rev: Revision, *, emit: Emit, placement: Placement, serving: str
+    ) -> Outcome:
+        service = rev.service
+        started = time.monotonic()
+        before = self._store.get_service(service)
+        if placement.tags:
+            # Tags point at the revision from the start, so that it is routed (and keeps its
+            # instance) the moment it turns ready; its tag URLs answer 503 until then.
+            self._edits.retag(service, revision=rev.name, tags=placement.tags, promote=False)
+        self._reconciler.wake()
+        rev = self._await_settled(rev.name)
+        if rev.status == "Failed":
+            if placement.tags:
+                self._edits.put(before, traffic.entries_of(before.spec))
+            keeps = f"{serving} keeps serving" if serving else "no revision serves yet"
+            raise RevisionFailed(
+                f"revision {rev.name} failed ({rev.reason}): {rev.message}\n"
+                f"Traffic unchanged: {keeps}.",
+                reason=rev.reason,
+            )
+        now = traffic.entries_of(self._store.get_service(service).spec)
+        if placement.promotes and not traffic.follows_latest(now):
+            self._edits.retag(service, revision=rev.name, tags=placement.tags, promote=True)
+        # The pass that marked it Ready also moved the route; one more pass proves it applied.
+        self._reconciler.wait_for_pass(timeout_s=30)
+        self._garbage.collect(service)
+        urls = self._urls(service)
+        seconds = round(time.monotonic() - started, 1)
+        emit({"event": "ready", "revision": rev.name, "seconds": seconds, "urls": urls})
+        return Outcome(service=service, revision=rev, created=True, urls=urls)
+
+    def _pin_secrets(self, ks: spec.KService) -> spec.KService:
+        """Record the current version of every secret the template uses, in the template:
+        a new secret version then means a new revision, and restarts keep the same values."""
+        manifest = ks.to_manifest()
+        template = manifest["spec"]["template"]
+        annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
+        used = sorted(secret_names(template))
+        annotations.pop(SECRET_VERSIONS_ANNOTATION, None)
+        if used:
+            if self._secrets is None:
+                raise InvalidInput("this Slipway has no secret store configured")
+            versions = {name: self._secrets.latest(name) for name in used}
+            for e in template["spec"]["containers"][0].get("env") or []:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:  # fail now, not when an instance starts
+                    self._secrets.value(ref["name"], ref["key"], versions[ref["name"]])
+            annotations[SECRET_VERSIONS_ANNOTATION] = ",".join(
+                f"{name}={version}" for name, version in versions.items()
+            )
+        return spec.parse_service(manifest, require_image=False)
+
+    def _await_settled(self, revision: str) -> Revision:
+        deadline = time.monotonic() + self._settings.readiness_timeout_s + 30
+        while True:
+            rev = self._store.get_revision(revision)
+            if rev.status != "Pending" or time.monotonic() > deadline:
+                return rev
+            time.sleep(0.1)
+
+
+def _placed(
+    pinned: spec.KService, placement: Placement, *, previous: list[Revision]
+) -> dict[str, Any]:
+    """The manifest to store. A preview must not become "the latest ready revision" that takes
+    the traffic: what serves now is pinned by name, as `gcloud run deploy --no-traffic` does."""
+    manifest = pinned.to_manifest()
+    if placement.traffic != "none":
+        return manifest
+    pinned_entries = traffic.pin_latest(
+        traffic.entries_of(manifest), latest_ready=latest_ready(previous)
+    )
+    return traffic.with_entries(manifest, pinned_entries)
+
+
+def _template_of(pinned: spec.KService) -> dict[str, Any]:
+    """The revision's template snapshot: revisions are named by Slipway, not the document."""
+    template: dict[str, Any] = copy.deepcopy(pinned.to_manifest()["spec"]["template"])
+    template.get("metadata", {}).pop("name", None)
+    return template
+
+
+def _serving(service: Service | None, revisions: list[Revision]) -> str:
+    if service is None:
+        return ""
+    targets = [t for t in resolve_traffic(service, revisions) if t.percent > 0]
+    return ", ".join(f"{t.revision} ({t.percent}%)" for t in targets)

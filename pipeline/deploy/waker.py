@@ -1,0 +1,21 @@
+"""What the deployer needs from the reconciler: it writes desired state, then wakes and waits.
+
+Both engines' reconcilers (`pipeline.reconcile.loop.Reconciler`, `pipeline.knative.reconciler`)
+implement it; the deployer never drives containers or HAProxy itself.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Waker(Protocol):
+    def wake(self) -> None: ...
+
+    def hold(self, revisions: set[str]) -> None: ...
+
+    def release(self, revisions: set[str]) -> None: ...
+
+    def wait_ready(self, revisions: set[str], *, timeout_s: float) -> set[str]: ...
+
+    def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool: ...
