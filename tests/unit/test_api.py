@@ -98,7 +98,7 @@ def test_v1_needs_the_admin_token(headers: dict[str, str], detail: str) -> None:
 @pytest.mark.parametrize(
     ("params", "kwargs", "detail"),
     [
-        pytest.param({"env": "A"}, {}, "env 'A' must look like NAME=value", id="env-no-equals"),
+        pytest.param({"env": "A"}, {}, "env 'A' (no '=') must look like NAME=value", id="env-no-equals"),
         pytest.param({"env": "1A=x"}, {}, "env '1A=x' must look like NAME=value",
                      id="env-not-a-posix-name"),
         pytest.param({"secret": "DB=db"}, {}, "secret 'DB=db' must look like ENV=SECRET:KEY",
