@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.app.platform import Platform
+from pipeline.core.annotations import parse_member
 from pipeline.identity import access, keys, tokens
 
 
@@ -111,7 +112,7 @@ def create_router(platform: Platform, *, authed: Callable[[Request], None]) -> A
 
     @router.post("/v1/services/{name}/invokers", dependencies=v1)
     def add_invoker(name: str, body: MemberBody) -> dict[str, Any]:
-        platform.deployer.update_access(name, add=(tokens.validate_member(body.member),))
+        platform.deployer.update_access(name, add=(parse_member(body.member),))
         platform.reconciler.wait_for_pass(timeout_s=30)  # in HAProxy's map on return
         return _access(name)
 

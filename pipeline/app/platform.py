@@ -88,7 +88,7 @@ def signing_seed(settings: Settings) -> Path | None:
 
 
 def metadata_args(settings: Settings) -> list[str]:
-    """The metadata server's options (pipeline.identity.metadata.main)."""
+    """The metadata server's options (pipeline.app.metadataserver.main)."""
     return [
         "--keys-dir", str(settings.keys_dir), "--network", settings.network,
         "--platform", settings.platform_id, "--issuer", settings.ingress_url,

@@ -30,6 +30,11 @@ from pipeline.build.dockerfile import mask
 from pipeline.build.queue import BuildQueue
 from pipeline.build.registry import RegistryClient, unused_images
 from pipeline.core import names, traffic
+from pipeline.core.annotations import (
+    MAX_SCALE_ANNOTATION,
+    MIN_SCALE_ANNOTATION,
+    SECRET_VERSIONS_ANNOTATION,
+)
 from pipeline.core.errors import (
     BuildCancelled,
     Conflict,
@@ -40,7 +45,7 @@ from pipeline.core.errors import (
 )
 from pipeline.core.logs import get as get_log
 from pipeline.core.records import Revision, Service
-from pipeline.core.revisions import SECRET_VERSIONS_ANNOTATION, secret_names
+from pipeline.core.revisions import secret_names
 from pipeline.core.settings import Settings
 from pipeline.identity import access
 from pipeline.reconcile.routing import latest_ready, resolve_traffic
@@ -117,9 +122,12 @@ def edit_template(
     if flags:
         template = out["spec"]["template"]
         annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
-        for key, value in (("min-scale", flags.min_scale), ("max-scale", flags.max_scale)):
+        for key, value in (
+            (MIN_SCALE_ANNOTATION, flags.min_scale),
+            (MAX_SCALE_ANNOTATION, flags.max_scale),
+        ):
             if value is not None:
-                annotations[f"autoscaling.knative.dev/{key}"] = str(value)
+                annotations[key] = str(value)
     if flags and flags.private is not None:
         out = access.edited(out, private=flags.private)
     return out

@@ -176,9 +176,7 @@ def _cycles(edges: Mapping[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def _cycle_report(
-    kind: str, component: list[str], lines: Iterator[tuple[str, str, str]]
-) -> str:
+def _cycle_report(kind: str, component: list[str], lines: Iterator[tuple[str, str, str]]) -> str:
     inside = set(component)
     shown = [f"    {where}: {a} -> {b}" for a, b, where in lines if a in inside and b in inside]
     return f"{kind} import cycle among {', '.join(component)}:\n" + "\n".join(shown)
@@ -282,7 +280,8 @@ def _graph(*edges: tuple[str, str]) -> dict[str, list[Import]]:
                      "x.py:1: pipeline.store.state imports pipeline.build.queue", id="store-up"),
         pytest.param([("pipeline.identity.metadata", "pipeline.knative.apply")],
                      "identity (rank 3) may not import knative (rank 4)", id="identity-up"),
-        pytest.param([("pipeline.deploy.x", "pipeline.core.a"), ("pipeline.deploy.x", "webhooks.y")],
+        pytest.param([("pipeline.deploy.x", "pipeline.core.a"),
+                      ("pipeline.deploy.x", "webhooks.y")],
                      "x.py:2: pipeline.deploy.x imports webhooks.y", id="deploy-imports-webhooks"),
         pytest.param([("webhooks.runner", "pipeline.app.platform")],
                      "webhooks (rank 5) may not import app (rank 6)", id="webhooks-imports-app"),
@@ -313,7 +312,8 @@ def test_checker_catches(edges: list[tuple[str, str]], expected: str) -> None:
     [
         pytest.param([("pipeline.cli.main", "pipeline.core.names")], id="top-imports-bottom"),
         pytest.param([("pipeline.build.a", "pipeline.identity.b")], id="sideways-one-way"),
-        pytest.param([("pipeline.core.a", "pipeline.core.b"), ("pipeline.core.b", "pipeline.core.c")],
+        pytest.param([("pipeline.core.a", "pipeline.core.b"),
+                      ("pipeline.core.b", "pipeline.core.c")],
                      id="chain-inside-a-package"),
         pytest.param([("pipeline.core.a", "pipeline")], id="version-from-the-root"),
         pytest.param([("webhooks.routes", "pipeline.deploy.deployer")], id="webhooks-down"),
