@@ -12,5 +12,4 @@ revisions, traffic, identity) is shared with the embedded Docker engine. Modules
     reconciler  KnativeReconciler: the loop that copies status into revision rows
     jobs        ClusterBuilder: runs a build Job, streams its logs, returns the digest
     callers     who is calling the metadata server: source address -> Slipway pod
-    wiring      the engine's parts built from settings, for the composition root
 """
