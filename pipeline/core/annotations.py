@@ -152,14 +152,6 @@ def parse_member(member: str) -> str:
     )
 
 
-def is_member(member: str) -> bool:
-    try:
-        parse_member(member)
-    except InvalidInput:
-        return False
-    return True
-
-
 def parse_invoker(entry: str) -> str:
     """One entry of `slipway.dev/invokers` as a member: a bare service name means the service."""
     if ":" not in entry and names.is_service_name(entry):
