@@ -1,28 +1,14 @@
 """Bearer-token authentication for every API call.
 
-The admin token lives in the data dir (0600); `ensure_token` creates it on first start. Tokens
-are compared in constant time and never logged.
+The admin token lives in the data dir (0600); `app.platform.ensure_token` creates it on first
+start. Tokens are compared in constant time and never logged.
 """
 
 from __future__ import annotations
 
 import hmac
-import os
-import secrets
-from pathlib import Path
 
 from fastapi import HTTPException, Request
-
-
-def ensure_token(path: Path) -> str:
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = "slw_" + secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    return token
 
 
 def check(request: Request, expected: str) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.api.dependencies import ADMIN, PlatformDep
 from pipeline.app.platform import Platform
+from pipeline.core.annotations import parse_member
 from pipeline.identity import access, keys, tokens
 
 
@@ -109,7 +110,7 @@ def set_access(name: str, body: AccessBody, platform: PlatformDep) -> dict[str, 
 
 @router.post("/v1/services/{name}/invokers", dependencies=ADMIN)
 def add_invoker(name: str, body: MemberBody, platform: PlatformDep) -> dict[str, Any]:
-    platform.deployer.update_access(name, add=(tokens.validate_member(body.member),))
+    platform.deployer.update_access(name, add=(parse_member(body.member),))
     platform.reconciler.wait_for_pass(timeout_s=30)  # in HAProxy's map on return
     return _access(platform, name)
 

@@ -121,7 +121,7 @@ def _flavored(address: str, port: int) -> bool:
 def ensure_metadata(
     *, run_dir: Path, logs_dir: Path, address: str, port: int, args: list[str]
 ) -> bool:
-    """Make sure the metadata server (pipeline.identity.metadata) answers on `address:port`;
+    """Make sure the metadata server (pipeline.app.metadataserver) answers on `address:port`;
     False if it cannot run. `args` are its command-line options; a change restarts it."""
     return _ensure(
         name="metadata",

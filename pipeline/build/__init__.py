@@ -5,7 +5,9 @@
     sourcetokens short-lived tokens that let one in-cluster build Job fetch its own source
     builders     which builder turns a source into an image; what every builder is given
     templates    build templates: detect rules + Dockerfile for sources that bring none
-    baseimages   Slipway's base images, made from the Debian archive
+    basecatalog  Slipway's base images: references, contents, image config
+    rootfs       their root filesystems: the busybox and debootstrap recipes
+    baseimages   make the missing ones (`docker import`); `python -m pipeline.build.baseimages`
     queue        at most N builds at once, the rest wait in order
     processes    build processes: run, stream, cancel, time out
     logfiles     build logs on disk, read whole or followed

@@ -20,17 +20,19 @@ from typing import Literal, Protocol
 from pipeline.build.processes import BuildControl
 from pipeline.build.sources import SourceInfo
 from pipeline.build.templates import Template, detect, find
+from pipeline.core.annotations import (
+    BASE_IMAGE_ANNOTATION,
+    BUILD_ENV_ANNOTATION,
+    BUILDER_ANNOTATION,
+    DOCKERFILE_ANNOTATION,
+    PACK_BUILDER_ANNOTATION,
+)
 from pipeline.core.errors import InvalidInput, InvalidSource
 from pipeline.core.pairs import parse_pairs
 
 LineSink = Callable[[str], None]
 Kind = Literal["dockerfile", "pack", "template"]
 
-BUILDER_ANNOTATION = "slipway.dev/builder"
-DOCKERFILE_ANNOTATION = "slipway.dev/dockerfile"
-BUILD_ENV_ANNOTATION = "slipway.dev/build-env"
-PACK_BUILDER_ANNOTATION = "slipway.dev/pack-builder"
-BASE_IMAGE_ANNOTATION = "slipway.dev/base-image"
 
 
 @dataclass(frozen=True, kw_only=True)

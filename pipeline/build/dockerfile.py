@@ -25,7 +25,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from pipeline.build import baseimages
+from pipeline.build import basecatalog
 from pipeline.build import processes as buildprocs
 from pipeline.build import templates as buildtemplates
 from pipeline.build.builders import BuildRequest, BuildResult, LineSink
@@ -178,7 +178,7 @@ class DockerEngineBuilder:
             try:
                 self._client.images.get(ref)
             except docker.errors.ImageNotFound:
-                local = [r for r in baseimages.CATALOG if self._exists(r)]
+                local = [r for r in basecatalog.CATALOG if self._exists(r)]
                 raise BuildFailed(
                     f"FROM {ref}: no such image on this machine, and no public registry is "
                     f"reachable. Offline base images here: {', '.join(local) or 'none yet'} "

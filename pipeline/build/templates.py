@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jinja2
 
-from pipeline.build.baseimages import STANDARD_PATH
+from pipeline.build.basecatalog import STANDARD_PATH
 from pipeline.core.errors import InvalidInput, InvalidSource
 from pipeline.core.packagedata import buildtemplates_dir
 

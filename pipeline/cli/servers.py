@@ -49,8 +49,8 @@ def metadata(
     kubeconfig: Annotated[str, typer.Option("--kubeconfig", help="knative: '' = in-cluster")] = "",
 ) -> None:
     """The metadata server (started by the control plane next to Docker, a container of the
-    control-plane pod on Kubernetes; see pipeline.identity.metadata)."""
-    from pipeline.identity import metadata as metadata_mod
+    control-plane pod on Kubernetes; see pipeline.app.metadataserver)."""
+    from pipeline.app import metadataserver as metadata_mod
 
     if engine not in ("docker", "knative"):
         raise fail(f"--engine {engine!r}: use docker or knative")

@@ -2,6 +2,7 @@
 
     errors       the one error tree (permanent vs retryable), mapped where foreign errors enter
     names        every name derived from a service or revision (hosts, containers, backends, images)
+    annotations  every label and annotation key, declared once beside its parser (invokers, ...)
     records      desired state as frozen values: Service, Revision, Build, Snapshot
     revisions    what a revision runs, derived purely from its template
     traffic      edits of a service's traffic block, pure

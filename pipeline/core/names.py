@@ -31,6 +31,10 @@ def is_dns1035_label(value: str) -> bool:
     return len(value) <= DNS_LABEL_MAX and bool(_DNS1035.match(value))
 
 
+def is_service_name(value: str) -> bool:
+    return len(value) <= SERVICE_NAME_MAX and bool(_DNS1035.match(value))
+
+
 def validate_service_name(name: str) -> str:
     """Return `name` if it can name a service, else raise InvalidName saying how to fix it."""
     if not _DNS1035.match(name):
@@ -124,21 +128,7 @@ def instance_labels(*, platform: str, service: str, revision: str, instance: str
     }
 
 
-# --- Kubernetes (the Knative engine) ---------------------------------------------------------
-# Docker labels use reverse-DNS keys; Kubernetes keys are `<dns prefix>/<name>`.
-K8S_MANAGED_BY = "app.kubernetes.io/managed-by"
-K8S_MANAGER = "slipway"  # the label value and the server-side apply field manager
-K8S_PLATFORM = "slipway.dev/platform"
-K8S_SERVICE = "slipway.dev/service"
-K8S_BUILD = "slipway.dev/build"
-KNATIVE_SERVICE_LABEL = "serving.knative.dev/service"  # Knative puts it on revisions and pods
-
-
-def k8s_labels(*, platform: str, **extra: str) -> dict[str, str]:
-    """Labels on every object Slipway creates in a cluster: how it recognises its own."""
-    labels = {K8S_MANAGED_BY: K8S_MANAGER, K8S_PLATFORM: platform}
-    labels.update(extra)
-    return labels
+# --- Kubernetes (the Knative engine); label keys are in `core.annotations` ------------------
 
 
 def request_authentication_name(service: str) -> str:
@@ -154,5 +144,11 @@ def build_job_name(build_id: str) -> str:
 
 
 def identity_subject(service: str) -> str:
-    """The `sub` of a JWT the metadata service mints for an instance of `service`."""
-    return service
+    """The `sub` of a JWT the metadata service mints for an instance of `service`: the member
+    invoker lists name it by (`core.annotations`), and the `<iss>/<sub>` Istio matches."""
+    return f"service:{service}"
+
+
+def user_subject(user: str) -> str:
+    """The `sub` of a token minted for a person (`slipway token`)."""
+    return f"user:{user}"

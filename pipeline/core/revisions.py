@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.core.annotations import SECRET_VERSIONS_ANNOTATION
+
 DEFAULT_PORT = 8080
-# Template annotation with the secret versions a revision pinned when it was created.
-SECRET_VERSIONS_ANNOTATION = "slipway.dev/secret-versions"
 DEFAULT_TIMEOUT_S = 300
 
 

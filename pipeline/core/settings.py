@@ -41,7 +41,8 @@ class Settings:
     readiness_timeout_s: float = 60.0
     grace_period_s: float = 10.0
     reconcile_interval_s: float = 1.0
-    # Every tagged revision keeps an instance until scale-to-zero lands: bound commit tag URLs.
+    # Newest commit-<sha7> tags kept per service: a tagged revision is never garbage-collected
+    # (its URL keeps serving), so this bounds the revisions and images old commits pin.
     commit_tags_kept: int = 5
     # Scale to zero: the activator (HAProxy's backup server for every revision) holds requests
     # for a revision at zero; a revision idle for the stable window plus this grace goes to zero.

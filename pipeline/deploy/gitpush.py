@@ -23,6 +23,8 @@ from dulwich.repo import Repo
 
 from pipeline.build import sources
 from pipeline.core import names
+from pipeline.core.annotations import DEFAULT_DEPLOY_BRANCH
+from pipeline.core.annotations import deploy_branch as branch_of
 from pipeline.core.errors import SlipwayError
 from pipeline.core.logs import get as get_log
 from pipeline.deploy.deployer import Deployer
@@ -31,8 +33,6 @@ from pipeline.reconcile.routing import resolve_traffic
 from pipeline.store.state import Store
 
 ZERO_SHA = b"0" * 40
-DEPLOY_BRANCH_ANNOTATION = "slipway.dev/deploy-branch"
-DEFAULT_DEPLOY_BRANCH = "main"
 Progress = Callable[[str], None]
 
 
@@ -40,8 +40,7 @@ def deploy_branch(store: Store, service: str) -> str:
     svc = store.find_service(service)
     if svc is None:
         return DEFAULT_DEPLOY_BRANCH
-    annotations: dict[str, str] = (svc.spec.get("metadata") or {}).get("annotations") or {}
-    return annotations.get(DEPLOY_BRANCH_ANNOTATION, DEFAULT_DEPLOY_BRANCH)
+    return branch_of((svc.spec.get("metadata") or {}).get("annotations") or {})
 
 
 def export_tree(repo: Repo, sha: bytes) -> bytes:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.core import names
+from pipeline.core.annotations import MAX_SCALE_ANNOTATION, MIN_SCALE_ANNOTATION
 from pipeline.identity import access
 
 
@@ -32,8 +33,8 @@ class Flags:
     secret_env: tuple[tuple[str, str, str], ...] = ()  # (ENV, secret, key)
     concurrency: int | None = None  # containerConcurrency
     timeout_s: int | None = None  # timeoutSeconds
-    min_scale: int | None = None  # autoscaling.knative.dev/min-scale
-    max_scale: int | None = None  # autoscaling.knative.dev/max-scale
+    min_scale: int | None = None  # MIN_SCALE_ANNOTATION
+    max_scale: int | None = None  # MAX_SCALE_ANNOTATION
     # --[no-]allow-unauthenticated: a Service annotation (identity.access), not a revision change.
     private: bool | None = None
 
@@ -86,9 +87,12 @@ def edit_template(
     if flags:
         template = out["spec"]["template"]
         annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
-        for key, value in (("min-scale", flags.min_scale), ("max-scale", flags.max_scale)):
+        for key, value in (
+            (MIN_SCALE_ANNOTATION, flags.min_scale),
+            (MAX_SCALE_ANNOTATION, flags.max_scale),
+        ):
             if value is not None:
-                annotations[f"autoscaling.knative.dev/{key}"] = str(value)
+                annotations[key] = str(value)
     if flags and flags.private is not None:
         out = access.edited(out, private=flags.private)
     return out

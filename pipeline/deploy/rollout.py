@@ -18,10 +18,11 @@ from typing import Any
 
 from pipeline import spec
 from pipeline.core import traffic
+from pipeline.core.annotations import SECRET_VERSIONS_ANNOTATION
 from pipeline.core.errors import InvalidInput, RevisionFailed
 from pipeline.core.logs import get as get_log
 from pipeline.core.records import Revision, Service
-from pipeline.core.revisions import SECRET_VERSIONS_ANNOTATION, secret_names
+from pipeline.core.revisions import secret_names
 from pipeline.core.settings import Settings
 from pipeline.deploy.edits import Edits
 from pipeline.deploy.events import Emit, stage

@@ -6,9 +6,10 @@
         slipway.dev/invokers: "service:caller,user:alice"    # members, comma-separated
 
 They are Service-level annotations (not the revision template), so changing them never creates a
-revision; the Knative engine reads the same two names. `routing.build_plane` turns them into
-private routes and invoker pairs for the data plane; `policy` gives the data plane the issuer and
-the keys HAProxy verifies with.
+revision. The keys and their one parser are in `core.annotations`, which the Knative engine reads
+too; here the data plane's side reads them leniently (an entry no token's `sub` could match is
+skipped). `routing.build_plane` turns them into private routes and invoker pairs for the data
+plane; `policy` gives the data plane the issuer and the keys HAProxy verifies with.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pipeline.core.annotations import (
+    INVOKERS_ANNOTATION,
+    PRIVATE_ANNOTATION,
+    parse_member,
+    read_access,
+)
 from pipeline.dataplane.model import JwtPolicy
-from pipeline.identity import tokens
 from pipeline.identity.keys import KeyStore
-
-PRIVATE_ANNOTATION = "slipway.dev/private"
-INVOKERS_ANNOTATION = "slipway.dev/invokers"
 
 
 def _annotations(manifest: dict[str, Any]) -> dict[str, str]:
@@ -30,18 +33,13 @@ def _annotations(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def is_private(manifest: dict[str, Any]) -> bool:
-    return _annotations(manifest).get(PRIVATE_ANNOTATION, "").strip().lower() == "true"
+    return read_access(_annotations(manifest)).private
 
 
 def invokers(manifest: dict[str, Any]) -> list[str]:
     """The valid members listed, in order, without duplicates; malformed entries are skipped
     (they could never match a token's `sub`)."""
-    raw = _annotations(manifest).get(INVOKERS_ANNOTATION, "")
-    seen: list[str] = []
-    for item in (part.strip() for part in raw.split(",")):
-        if item and tokens.is_member(item) and item not in seen:
-            seen.append(item)
-    return seen
+    return list(read_access(_annotations(manifest)).invokers)
 
 
 def edited(
@@ -61,7 +59,7 @@ def edited(
             annotations.pop(PRIVATE_ANNOTATION, None)
     members = invokers(manifest)
     for member in add:
-        if tokens.validate_member(member) not in members:
+        if parse_member(member) not in members:
             members.append(member)
     members = [m for m in members if m not in remove]
     if members:

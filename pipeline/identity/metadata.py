@@ -7,12 +7,13 @@ Cloud Run code use: the root ping, `.../service-accounts/default/identity?audien
 `Metadata-Flavor: Google`; a request without that header, with an `X-Forwarded-For` (GCE refuses
 proxied requests the same way), or from an address that is not one of this platform's running
 instances gets 403. The caller is its TCP source address, never anything the request says about
-itself: next to Docker, an owned container on Slipway's bridge network (`docker_lookup`); on
-Kubernetes, the running Slipway pod with that pod IP (`kubernetes_lookup`, `knative.callers`).
+itself, found by a `CallerLookup` (`identity.callers`): next to Docker, an owned container on
+Slipway's bridge network (`identity.dockercallers`); on Kubernetes, the running Slipway pod with
+that pod IP (`knative.callers`). `app.metadataserver` picks one and starts the server.
 
-`answer` is the whole protocol as a function of the request and two lookups, so it is tested
-without sockets; `serve` puts it behind a threading HTTP server. The server runs as its own
-daemon (started like the internal resolver, see `daemons`), not in the control plane: a
+`answer` is the whole protocol as a function of the request, the lookup and the issuer, so it is
+tested without sockets; `serve` puts it behind a threading HTTP server. The server runs as its
+own daemon (started like the internal resolver, see `app.daemons`), not in the control plane: a
 control-plane restart must not fail every service-to-service call in the meantime. On Kubernetes
 it is the second container of the control-plane pod behind its own Service (the Helm chart), for
 the same reason.
@@ -25,23 +26,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from pipeline.core.errors import SlipwayError
 from pipeline.identity import tokens
+from pipeline.identity.callers import Caller, CallerLookup
 from pipeline.identity.keys import KeyStore
 
 FLAVOR = ("Metadata-Flavor", "Google")
 PREFIX = "/computeMetadata/v1/"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Caller:
-    service: str
-    revision: str
-    instance: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +82,7 @@ def answer(
     target: str,
     headers: dict[str, str],
     peer: str,
-    lookup: Callable[[str], Caller | None],
+    lookup: CallerLookup,
     issuer: Issuer,
 ) -> Reply:
     """One metadata request; `headers` keys are lowercase."""
@@ -135,7 +129,7 @@ def answer(
     return Reply(status=404, body=f"no metadata at {path}\n")
 
 
-def serve(*, bind: str, port: int, lookup: Callable[[str], Caller | None], issuer: Issuer) -> None:
+def serve(*, bind: str, port: int, lookup: CallerLookup, issuer: Issuer) -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "Metadata Server for Slipway"
@@ -173,65 +167,3 @@ def serve(*, bind: str, port: int, lookup: Callable[[str], Caller | None], issue
     server = ThreadingHTTPServer((bind, port), Handler)
     server.daemon_threads = True
     server.serve_forever()
-
-
-def docker_lookup(*, network: str, platform: str) -> Callable[[str], Caller | None]:
-    """Source address -> the running instance that has it on Slipway's network, asked of Docker
-    on every call: addresses are reused as instances come and go, so nothing is cached."""
-    from pipeline.engines.docker import DockerEngine
-    from pipeline.engines.dockerclient import connect
-
-    engine = DockerEngine(connect(), platform=platform, network=network)
-
-    def lookup(address: str) -> Caller | None:
-        for inst in engine.list_instances():
-            if inst.running and inst.address == address and inst.service:
-                return Caller(service=inst.service, revision=inst.revision, instance=inst.instance)
-        return None
-
-    return lookup
-
-
-def kubernetes_lookup(
-    *, namespace: str, platform: str, kubeconfig: str = ""
-) -> Callable[[str], Caller | None]:
-    """Source address -> the running Slipway pod with that pod IP (see `knative.callers`)."""
-    from pipeline.identity.kubecallers import pod_lookup
-    from pipeline.knative.apply import KubeApi, connect
-
-    api = KubeApi(connect(kubeconfig=kubeconfig), namespace=namespace, platform=platform)
-    return pod_lookup(api)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Options:
-    """The server's command line (`slipway metadata`): the control plane passes these when it
-    starts the server next to Docker; the Helm chart passes them to the pod's second container."""
-
-    bind: str
-    port: int
-    keys_dir: Path
-    platform: str
-    issuer: str
-    domain: str
-    engine: str = "docker"
-    network: str = ""  # docker: the bridge network callers are on
-    namespace: str = ""  # knative: the namespace the services' pods run in
-    kubeconfig: str = ""  # knative: "" = the pod's service account
-
-
-def main(options: Options) -> None:
-    lookup = (
-        kubernetes_lookup(
-            namespace=options.namespace, platform=options.platform, kubeconfig=options.kubeconfig
-        )
-        if options.engine == "knative"
-        else docker_lookup(network=options.network, platform=options.platform)
-    )
-    issuer = Issuer(
-        issuer=options.issuer,
-        domain=options.domain,
-        project=options.platform,
-        keys=KeyStore(options.keys_dir),
-    )
-    serve(bind=options.bind, port=options.port, lookup=lookup, issuer=issuer)

@@ -11,4 +11,5 @@ revisions, traffic, identity) is shared with the embedded Docker engine. Modules
     engine      KnativeEngine: the ServiceEngine that applies and reads back
     reconciler  KnativeReconciler: the loop that copies status into revision rows
     jobs        ClusterBuilder: runs a build Job, streams its logs, returns the digest
+    callers     who is calling the metadata server: source address -> Slipway pod
 """

@@ -24,11 +24,16 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from pipeline.core import names
+from pipeline.core.annotations import (
+    MANAGED_BY_LABEL,
+    MANAGER,
+    PLATFORM_LABEL,
+    SERVING_GROUP,
+)
 from pipeline.core.errors import Conflict, InvalidSpec, NotFound, SlipwayError, Unavailable
 
 APPLY_PATCH = "application/apply-patch+yaml"
-FIELD_MANAGER = names.K8S_MANAGER
+FIELD_MANAGER = MANAGER
 T = TypeVar("T")
 
 
@@ -44,8 +49,8 @@ class Resource:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
-KSERVICES = Resource("serving.knative.dev", "v1", "services", "Knative Serving")
-KREVISIONS = Resource("serving.knative.dev", "v1", "revisions", "Knative Serving")
+KSERVICES = Resource(SERVING_GROUP, "v1", "services", "Knative Serving")
+KREVISIONS = Resource(SERVING_GROUP, "v1", "revisions", "Knative Serving")
 REQUEST_AUTHENTICATIONS = Resource("security.istio.io", "v1", "requestauthentications", "Istio")
 AUTHORIZATION_POLICIES = Resource("security.istio.io", "v1", "authorizationpolicies", "Istio")
 JOBS = Resource("batch", "v1", "jobs", "Kubernetes")  # same URL shape as custom objects
@@ -78,9 +83,9 @@ def owned(obj: dict[str, Any], *, platform: str) -> bool:
     """Slipway's label with this platform id, or (label lost) Slipway as a field manager."""
     metadata: dict[str, Any] = obj.get("metadata") or {}
     labels: dict[str, str] = metadata.get("labels") or {}
-    if labels.get(names.K8S_PLATFORM, platform) != platform:
+    if labels.get(PLATFORM_LABEL, platform) != platform:
         return False  # another Slipway's
-    if labels.get(names.K8S_MANAGED_BY) == names.K8S_MANAGER:
+    if labels.get(MANAGED_BY_LABEL) == MANAGER:
         return True
     return any(m.get("manager") == FIELD_MANAGER for m in metadata.get("managedFields") or ())
 

@@ -24,6 +24,7 @@ import jinja2
 import yaml
 
 from pipeline.core import names
+from pipeline.core.annotations import BUILD_LABEL, SERVICE_LABEL, k8s_labels
 from pipeline.core.packagedata import buildtemplates_dir
 
 FETCH_CONTAINER = "fetch-source"
@@ -90,8 +91,8 @@ def render_build_job(
     values = {
         "name": names.build_job_name(build_id),
         "namespace": settings.namespace,
-        "labels": names.k8s_labels(
-            platform=settings.platform, **{names.K8S_SERVICE: service, names.K8S_BUILD: build_id}
+        "labels": k8s_labels(
+            platform=settings.platform, **{SERVICE_LABEL: service, BUILD_LABEL: build_id}
         ),
         "destination": destination,
         "dockerfile": dockerfile,

@@ -12,6 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.core import names
+from pipeline.core.annotations import (
+    KNATIVE_SERVICE_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    PLATFORM_LABEL,
+    access_of,
+)
 from pipeline.core.errors import Conflict
 from pipeline.core.records import Revision, Service
 from pipeline.engines.base import Instance, ServiceState
@@ -52,7 +59,7 @@ class KnativeEngine:
             metadata_host=self._metadata_host,
         )
         metadata: dict[str, Any] = service.spec.get("metadata") or {}
-        access = istio.access_of(dict(metadata.get("annotations") or {}))
+        access = access_of(metadata.get("annotations") or {})
         if ksvc is None or not access.private:
             return ksvc, []
         tags = [str(t["tag"]) for t in ksvc["spec"]["traffic"] if t.get("tag")]
@@ -91,9 +98,7 @@ class KnativeEngine:
         return status.service_state(obj, self._revisions(name))
 
     def list_services(self) -> list[str]:
-        selector = (
-            f"{names.K8S_MANAGED_BY}={names.K8S_MANAGER},{names.K8S_PLATFORM}={self._api.platform}"
-        )
+        selector = f"{MANAGED_BY_LABEL}={MANAGER},{PLATFORM_LABEL}={self._api.platform}"
         return sorted(
             str(o["metadata"]["name"]) for o in self._api.list_objects(KSERVICES, selector=selector)
         )
@@ -107,16 +112,14 @@ class KnativeEngine:
         self._api.delete(AUTHORIZATION_POLICIES, names.authorization_policy_name(name))
 
     def _revisions(self, service: str) -> list[dict[str, Any]]:
-        return self._api.list_objects(
-            KREVISIONS, selector=f"{names.KNATIVE_SERVICE_LABEL}={service}"
-        )
+        return self._api.list_objects(KREVISIONS, selector=f"{KNATIVE_SERVICE_LABEL}={service}")
 
     def _refuse_taken_revision(self, service: str, revision: str) -> None:
         existing = self._api.get(KREVISIONS, revision)
         if existing is None:
             return
         labels: dict[str, str] = (existing.get("metadata") or {}).get("labels") or {}
-        holder = labels.get(names.KNATIVE_SERVICE_LABEL, "")
+        holder = labels.get(KNATIVE_SERVICE_LABEL, "")
         if holder != service:
             what = f"Knative Service {holder!r}" if holder else "something that is not a Service"
             raise Conflict(

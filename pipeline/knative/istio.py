@@ -6,8 +6,9 @@ On one machine HAProxy checks the token; on Knative with Istio the sidecar of ea
   (`<Slipway URL>/.well-known/jwks.json`) with `iss` = Slipway's URL and `aud` one of the
   service's URLs. A token that fails is rejected with 401.
 - `AuthorizationPolicy` (ALLOW): only requests whose principal (`<iss>/<sub>`) belongs to an
-  invoker get through; anything else, a request without a token included, gets 403 from Istio
-  (HAProxy answers 401 for a missing token: the one visible difference). Knative's own probe and
+  invoker get through, `sub` being the member the metadata server mints (`service:checkout`);
+  anything else, a request without a token included, gets 403 from Istio (HAProxy answers 401
+  for a missing token: the one visible difference). Knative's own probe and
   metrics paths stay open, as Knative documents for clusters with authorization policies.
 
 A service opts in with annotations on its Knative Service (Cloud Run's "require
@@ -16,20 +17,26 @@ authentication", in Knative's vocabulary):
     metadata:
       annotations:
         slipway.dev/private: "true"
-        slipway.dev/invokers: "checkout,billing"   # services allowed to call it
+        slipway.dev/invokers: "checkout,user:alice"   # services (or service:<name>) and users
+
+The keys and their grammar are `core.annotations`, the same as next to Docker; the engine reads
+them with `access_of`, which refuses an entry it cannot read rather than skip it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline.core import names
-from pipeline.core.errors import InvalidName, InvalidSpec
+from pipeline.core.annotations import (
+    KNATIVE_SERVICE_LABEL,
+    PRIVATE_ANNOTATION,
+    SERVICE_LABEL,
+    k8s_labels,
+)
+from pipeline.core.errors import InvalidSpec
 
-PRIVATE_ANNOTATION = "slipway.dev/private"
-INVOKERS_ANNOTATION = "slipway.dev/invokers"
 API_VERSION = "security.istio.io/v1"
 GROUP = "security.istio.io"
 VERSION = "v1"
@@ -37,37 +44,6 @@ JWKS_PATH = "/.well-known/jwks.json"
 # Knative's system pods probe and scrape these paths without a token (Knative docs, "Enabling
 # requests to Knative services when additional authorization policies are enabled").
 KNATIVE_SYSTEM_PATHS = ("/metrics", "/healthz")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Access:
-    private: bool = False
-    invokers: tuple[str, ...] = ()
-
-
-def access_of(annotations: dict[str, str]) -> Access:
-    """Read the access annotations; InvalidSpec names the annotation that is wrong."""
-    raw_private = annotations.get(PRIVATE_ANNOTATION, "false")
-    if raw_private not in ("true", "false"):
-        raise InvalidSpec(
-            f'expected "true" or "false", got {raw_private!r}',
-            path=f"metadata.annotations.{PRIVATE_ANNOTATION}",
-        )
-    invokers: list[str] = []
-    for item in annotations.get(INVOKERS_ANNOTATION, "").split(","):
-        name = item.strip()
-        if not name:
-            continue
-        try:
-            names.validate_service_name(name)
-        except InvalidName as exc:
-            raise InvalidSpec(
-                exc.message + "; invokers are service names separated by commas",
-                path=f"metadata.annotations.{INVOKERS_ANNOTATION}",
-            ) from None
-        if name not in invokers:
-            invokers.append(name)
-    return Access(private=raw_private == "true", invokers=tuple(invokers))
 
 
 def render_policies(
@@ -79,15 +55,16 @@ def render_policies(
     audiences: Sequence[str],
     invokers: Sequence[str],
 ) -> list[dict[str, Any]]:
-    """RequestAuthentication and AuthorizationPolicy for one private service."""
+    """RequestAuthentication and AuthorizationPolicy for one private service; `invokers` are
+    members (`core.annotations.access_of`), each the `sub` of the tokens it may send."""
     if not issuer:
         raise InvalidSpec(
             "private services on Knative need Slipway's public URL as the JWT issuer: "
             "set SLIPWAY_PUBLIC_URL (the chart's `publicUrl`)",
             path=f"metadata.annotations.{PRIVATE_ANNOTATION}",
         )
-    labels = names.k8s_labels(platform=platform, **{names.K8S_SERVICE: service})
-    selector = {"matchLabels": {names.KNATIVE_SERVICE_LABEL: service}}
+    labels = k8s_labels(platform=platform, **{SERVICE_LABEL: service})
+    selector = {"matchLabels": {KNATIVE_SERVICE_LABEL: service}}
     jwt_rule: dict[str, Any] = {
         "issuer": issuer,
         "jwksUri": issuer + JWKS_PATH,
@@ -109,7 +86,7 @@ def render_policies(
         {"to": [{"operation": {"paths": list(KNATIVE_SYSTEM_PATHS)}}]},
     ]
     if invokers:
-        principals = [f"{issuer}/{names.identity_subject(name)}" for name in invokers]
+        principals = [f"{issuer}/{member}" for member in invokers]
         rules.insert(0, {"from": [{"source": {"requestPrincipals": principals}}]})
     authz = {
         "apiVersion": API_VERSION,

@@ -17,7 +17,7 @@ from typing import Any
 from pipeline.build import sourcetokens
 from pipeline.build.builders import BuildRequest, BuildResult, LineSink
 from pipeline.build.processes import BuildControl
-from pipeline.core import names
+from pipeline.core.annotations import BUILD_LABEL
 from pipeline.core.errors import BuildFailed
 from pipeline.knative.apply import JOBS, KubeApi
 from pipeline.knative.builds import (
@@ -95,7 +95,7 @@ class ClusterBuilder:
 
     def _follow(self, build_id: str, job_name: str, sink: LineSink) -> JobOutcome:
         deadline = self._clock() + self._settings.deadline_s + 60
-        selector = f"{names.K8S_BUILD}={build_id}"
+        selector = f"{BUILD_LABEL}={build_id}"
         streamed: set[str] = set()
         while True:
             job = self._api.get(JOBS, job_name) or {}

@@ -21,13 +21,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.core import names
+from pipeline.core.annotations import (
+    BUILD_ANNOTATION,
+    SERVICE_LABEL,
+    SERVING_API_VERSION,
+    k8s_labels,
+)
 from pipeline.core.records import Revision, Service
-from pipeline.spec import API_VERSION
 
-GROUP = "serving.knative.dev"
-VERSION = "v1"
-BUILD_ANNOTATION = "slipway.dev/build"
 METADATA_ENV = ("GCE_METADATA_HOST", "GCE_METADATA_IP")
 _TRAFFIC_KEYS = ("tag", "revisionName", "latestRevision", "percent")
 
@@ -50,13 +51,13 @@ def render_service(
         return None
     stored_meta: dict[str, Any] = service.spec.get("metadata") or {}
     labels = dict(stored_meta.get("labels") or {})
-    labels.update(names.k8s_labels(platform=platform, **{names.K8S_SERVICE: service.name}))
+    labels.update(k8s_labels(platform=platform, **{SERVICE_LABEL: service.name}))
     metadata: dict[str, Any] = {"name": service.name, "namespace": namespace, "labels": labels}
     annotations = dict(stored_meta.get("annotations") or {})
     if annotations:
         metadata["annotations"] = annotations
     return {
-        "apiVersion": API_VERSION,
+        "apiVersion": SERVING_API_VERSION,
         "kind": "Service",
         "metadata": metadata,
         "spec": {
@@ -84,7 +85,7 @@ def render_template(
     meta: dict[str, Any] = template.setdefault("metadata", {})
     meta["name"] = revision.name
     labels = dict(meta.get("labels") or {})
-    labels.update(names.k8s_labels(platform=platform, **{names.K8S_SERVICE: service}))
+    labels.update(k8s_labels(platform=platform, **{SERVICE_LABEL: service}))
     meta["labels"] = labels
     if revision.build_id:
         meta.setdefault("annotations", {})[BUILD_ANNOTATION] = revision.build_id

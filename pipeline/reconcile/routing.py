@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.core import names
+from pipeline.core.annotations import is_cluster_local as cluster_local_labels
 from pipeline.core.records import Revision, Service, Snapshot
 from pipeline.core.revisions import config_of
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Split
 from pipeline.engines.base import Instance
 from pipeline.identity import access
 
-VISIBILITY_LABEL = "networking.knative.dev/visibility"
 DEFAULT_TRAFFIC: tuple[dict[str, Any], ...] = ({"latestRevision": True, "percent": 100},)
 
 
@@ -174,7 +174,7 @@ def _servers(
 
 def is_cluster_local(service: Service) -> bool:
     labels: dict[str, str] = (service.spec.get("metadata") or {}).get("labels") or {}
-    return labels.get(VISIBILITY_LABEL) == "cluster-local"
+    return cluster_local_labels(labels)
 
 
 def _route(

@@ -2,7 +2,7 @@
 
 Slipway's autoscaler implements Knative's KPA, so it reads the same annotations with the same
 defaults (Knative's `config-autoscaler`). Annotations are strings on the wire; this module is the
-one place that turns them into numbers.
+one place that turns them into numbers. The keys themselves are declared in `core.annotations`.
 """
 
 from __future__ import annotations
@@ -13,43 +13,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from pipeline.core.annotations import (
+    AUTOSCALING_PREFIX,
+    CLASS_ANNOTATION,
+    HPA_CLASS,
+    INITIAL_SCALE_ANNOTATION,
+    KNATIVE_ONLY_AUTOSCALING,
+    KPA_CLASS,
+    MAX_SCALE_ANNOTATION,
+    METRIC_ANNOTATION,
+    MIN_SCALE_ANNOTATION,
+    SCALE_DOWN_DELAY_ANNOTATION,
+    TARGET_ANNOTATION,
+    TARGET_UTILIZATION_ANNOTATION,
+    WINDOW_ANNOTATION,
+)
 from pipeline.spec.base import NOT_YET, SpecProblem
 from pipeline.spec.quantities import parse_duration
 
-PREFIX = "autoscaling.knative.dev/"
-KPA_CLASS = "kpa.autoscaling.knative.dev"
-HPA_CLASS = "hpa.autoscaling.knative.dev"
-
-MIN_SCALE = PREFIX + "min-scale"
-MAX_SCALE = PREFIX + "max-scale"
-INITIAL_SCALE = PREFIX + "initial-scale"
-TARGET = PREFIX + "target"
-TARGET_UTILIZATION = PREFIX + "target-utilization-percentage"
-WINDOW = PREFIX + "window"
-SCALE_DOWN_DELAY = PREFIX + "scale-down-delay"
-METRIC = PREFIX + "metric"
-CLASS = PREFIX + "class"
 SUPPORTED = (
-    MIN_SCALE,
-    MAX_SCALE,
-    INITIAL_SCALE,
-    TARGET,
-    TARGET_UTILIZATION,
-    WINDOW,
-    SCALE_DOWN_DELAY,
-    METRIC,
-    CLASS,
-)
-# Real Knative annotations Slipway's autoscaler does not implement.
-KNATIVE_ONLY = tuple(
-    PREFIX + key
-    for key in (
-        "activation-scale",
-        "panic-window-percentage",
-        "panic-threshold-percentage",
-        "scale-to-zero-pod-retention-period",
-        "target-burst-capacity",
-    )
+    MIN_SCALE_ANNOTATION,
+    MAX_SCALE_ANNOTATION,
+    INITIAL_SCALE_ANNOTATION,
+    TARGET_ANNOTATION,
+    TARGET_UTILIZATION_ANNOTATION,
+    WINDOW_ANNOTATION,
+    SCALE_DOWN_DELAY_ANNOTATION,
+    METRIC_ANNOTATION,
+    CLASS_ANNOTATION,
 )
 
 WINDOW_MIN_SECONDS = 6.0
@@ -104,34 +95,38 @@ class AutoscalingAnnotations:
 def parse_autoscaling(annotations: Mapping[str, str]) -> AutoscalingAnnotations:
     """Raise SpecProblem with the annotation key as path for the first bad one."""
     for key in annotations:
-        if key.startswith(PREFIX) and key not in SUPPORTED:
+        if key.startswith(AUTOSCALING_PREFIX) and key not in SUPPORTED:
             raise SpecProblem(_unknown_key(key), path=key)
     values = {key: annotations[key] for key in SUPPORTED if key in annotations}
     settings = AutoscalingAnnotations(
-        autoscaler_class=_class(values.get(CLASS, KPA_CLASS)),
-        metric=_metric(values.get(METRIC, "concurrency")),
-        min_scale=_whole(values, MIN_SCALE, 0),
-        max_scale=_whole(values, MAX_SCALE, 0),
-        initial_scale=_whole(values, INITIAL_SCALE, 1),
-        target=_number(values, TARGET, low=TARGET_MIN, high=math.inf),
-        target_utilization_percentage=_number(values, TARGET_UTILIZATION, low=1, high=100)
+        autoscaler_class=_class(values.get(CLASS_ANNOTATION, KPA_CLASS)),
+        metric=_metric(values.get(METRIC_ANNOTATION, "concurrency")),
+        min_scale=_whole(values, MIN_SCALE_ANNOTATION, 0),
+        max_scale=_whole(values, MAX_SCALE_ANNOTATION, 0),
+        initial_scale=_whole(values, INITIAL_SCALE_ANNOTATION, 1),
+        target=_number(values, TARGET_ANNOTATION, low=TARGET_MIN, high=math.inf),
+        target_utilization_percentage=_number(
+            values, TARGET_UTILIZATION_ANNOTATION, low=1, high=100
+        )
         or TARGET_UTILIZATION_DEFAULT,
-        window_seconds=_duration(values, WINDOW, 60.0, WINDOW_MIN_SECONDS, WINDOW_MAX_SECONDS),
+        window_seconds=_duration(
+            values, WINDOW_ANNOTATION, 60.0, WINDOW_MIN_SECONDS, WINDOW_MAX_SECONDS
+        ),
         scale_down_delay_seconds=_duration(
-            values, SCALE_DOWN_DELAY, 0.0, 0.0, SCALE_DOWN_DELAY_MAX_SECONDS
+            values, SCALE_DOWN_DELAY_ANNOTATION, 0.0, 0.0, SCALE_DOWN_DELAY_MAX_SECONDS
         ),
     )
     if settings.max_scale and settings.min_scale > settings.max_scale:
         raise SpecProblem(
             f"max-scale {settings.max_scale} is below min-scale {settings.min_scale}; "
             "raise max-scale, lower min-scale, or set max-scale to '0' for no upper bound",
-            path=MAX_SCALE,
+            path=MAX_SCALE_ANNOTATION,
         )
     return settings
 
 
 def _unknown_key(key: str) -> str:
-    if key in KNATIVE_ONLY:
+    if key in KNATIVE_ONLY_AUTOSCALING:
         return f"{NOT_YET} (Slipway's autoscaler does not implement this Knative setting)"
     close = difflib.get_close_matches(key.lower(), SUPPORTED, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "expected one of: " + ", ".join(SUPPORTED)
@@ -144,9 +139,9 @@ def _class(value: str) -> str:
     if value == HPA_CLASS:
         raise SpecProblem(
             f"{NOT_YET}: Slipway's autoscaler is Knative's KPA; use {KPA_CLASS!r} or omit it",
-            path=CLASS,
+            path=CLASS_ANNOTATION,
         )
-    raise SpecProblem(f"expected {KPA_CLASS!r}, got {value!r}", path=CLASS)
+    raise SpecProblem(f"expected {KPA_CLASS!r}, got {value!r}", path=CLASS_ANNOTATION)
 
 
 def _metric(value: str) -> Literal["concurrency", "rps"]:
@@ -158,9 +153,9 @@ def _metric(value: str) -> Literal["concurrency", "rps"]:
         raise SpecProblem(
             f"metric {value!r} is {NOT_YET} (it needs Knative's HPA class); "
             "use 'concurrency' or 'rps'",
-            path=METRIC,
+            path=METRIC_ANNOTATION,
         )
-    raise SpecProblem(f"expected 'concurrency' or 'rps', got {value!r}", path=METRIC)
+    raise SpecProblem(f"expected 'concurrency' or 'rps', got {value!r}", path=METRIC_ANNOTATION)
 
 
 def _whole(values: Mapping[str, str], key: str, default: int) -> int:

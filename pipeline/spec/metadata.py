@@ -13,24 +13,28 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from pipeline.core.annotations import (
+    AUTOSCALING_PREFIX,
+    CLUSTER_LOCAL,
+    CREATOR_ANNOTATION,
+    LAST_MODIFIER_ANNOTATION,
+    RETIRED_VISIBILITY_LABEL,
+    VISIBILITY_LABEL,
+)
 from pipeline.core.errors import InvalidName
 from pipeline.core.names import is_dns1035_label, validate_service_name
-from pipeline.spec.autoscaling import PREFIX as AUTOSCALING_PREFIX
 from pipeline.spec.autoscaling import AutoscalingAnnotations, parse_autoscaling
 from pipeline.spec.base import NOT_YET, SpecModel, SpecProblem, not_yet
 
 NAMESPACE = "default"
-VISIBILITY_LABEL = "networking.knative.dev/visibility"
-CLUSTER_LOCAL = "cluster-local"
-_OLD_VISIBILITY_LABEL = "serving.knative.dev/visibility"
 
 SERVER_FIELDS = frozenset(
     {"creationTimestamp", "generation", "resourceVersion", "uid", "managedFields", "selfLink"}
 )
 SERVER_ANNOTATIONS = frozenset(
     {
-        "serving.knative.dev/creator",
-        "serving.knative.dev/lastModifier",
+        CREATOR_ANNOTATION,
+        LAST_MODIFIER_ANNOTATION,
         "kubectl.kubernetes.io/last-applied-configuration",
     }
 )
@@ -61,10 +65,10 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
                 "starting and ending with a letter or digit",
                 path=key,
             )
-    if _OLD_VISIBILITY_LABEL in labels:
+    if RETIRED_VISIBILITY_LABEL in labels:
         raise SpecProblem(
             f"this label was retired by Knative; use {VISIBILITY_LABEL!r}",
-            path=_OLD_VISIBILITY_LABEL,
+            path=RETIRED_VISIBILITY_LABEL,
         )
     visibility = labels.get(VISIBILITY_LABEL)
     if visibility is not None and visibility != CLUSTER_LOCAL:

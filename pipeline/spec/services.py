@@ -15,11 +15,19 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from pipeline.core.annotations import (
+    CLUSTER_LOCAL,
+    MAX_SCALE_ANNOTATION,
+    MIN_SCALE_ANNOTATION,
+    SERVING_API_VERSION,
+    VISIBILITY_LABEL,
+    is_cluster_local,
+)
 from pipeline.core.errors import InvalidSpec
-from pipeline.spec.autoscaling import MAX_SCALE, MIN_SCALE, AutoscalingAnnotations
+from pipeline.spec.autoscaling import AutoscalingAnnotations
 from pipeline.spec.base import SpecModel, SpecProblem, not_yet, show, to_invalid_spec
 from pipeline.spec.containers import Container
-from pipeline.spec.metadata import CLUSTER_LOCAL, VISIBILITY_LABEL, ServiceMeta, TemplateMeta
+from pipeline.spec.metadata import ServiceMeta, TemplateMeta
 from pipeline.spec.traffic import (
     TRAFFIC_PATH,
     TrafficTarget,
@@ -29,7 +37,7 @@ from pipeline.spec.traffic import (
     revision_pattern,
 )
 
-API_VERSION = "serving.knative.dev/v1"
+API_VERSION = SERVING_API_VERSION
 KIND = "Service"
 DEFAULT_CONTAINER_CONCURRENCY = 0
 DEFAULT_TIMEOUT_SECONDS = 300
@@ -190,7 +198,7 @@ class KService(SpecModel):
 
     @property
     def is_cluster_local(self) -> bool:
-        return self.metadata.labels.get(VISIBILITY_LABEL) == CLUSTER_LOCAL
+        return is_cluster_local(self.metadata.labels)
 
     def with_image(self, image: str) -> KService:
         """The same service running `image` (what the deploy path does after a build)."""
@@ -276,7 +284,7 @@ def default_service(
         container["ports"] = [{"containerPort": port}]
     annotations = {
         key: str(value)
-        for key, value in ((MIN_SCALE, min_scale), (MAX_SCALE, max_scale))
+        for key, value in ((MIN_SCALE_ANNOTATION, min_scale), (MAX_SCALE_ANNOTATION, max_scale))
         if value is not None
     }
     revision_spec: dict[str, Any] = {"containers": [container]}

@@ -15,7 +15,8 @@ import pytest
 from docker.models.containers import Container
 
 from pipeline.build import baseimages
-from pipeline.build.baseimages import BUSYBOX, DEBIAN, HOST_CA_BUNDLE, LOCAL_CA, PYTHON
+from pipeline.build.basecatalog import BUSYBOX, DEBIAN, PYTHON
+from pipeline.build.rootfs import HOST_CA_BUNDLE, LOCAL_CA
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ import docker
 import pytest
 
 from pipeline.build import baseimages
+from pipeline.build.basecatalog import DEBIAN, NODE, PYTHON
 from tests.integration.conftest import BUSYBOX, Slipway
 
 pytestmark = pytest.mark.integration
@@ -51,7 +52,7 @@ def log_of(slipway: Slipway, build_id: object) -> str:
 def template_base_images(docker_client: docker.DockerClient) -> None:
     """The templates build FROM the local Debian/Python images: make them if this machine has
     none yet (on a fresh machine nothing else in this module would)."""
-    baseimages.ensure_base_images(docker_client, references=[baseimages.DEBIAN, baseimages.PYTHON])
+    baseimages.ensure_base_images(docker_client, references=[DEBIAN, PYTHON])
 
 
 def test_python_template_serves_and_a_code_change_reuses_the_install_layer(
@@ -79,7 +80,7 @@ def test_python_template_serves_and_a_code_change_reuses_the_install_layer(
 def test_node_template(
     slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
-    baseimages.ensure_base_images(docker_client, references=[baseimages.NODE])
+    baseimages.ensure_base_images(docker_client, references=[NODE])
     package = {"name": "n", "version": "1.0.0", "scripts": {"start": "node server.js"}}
     lock = {"name": "n", "version": "1.0.0", "lockfileVersion": 3, "requires": True,
             "packages": {"": {"name": "n", "version": "1.0.0"}}}  # fmt: skip

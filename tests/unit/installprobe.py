@@ -12,7 +12,7 @@ from __future__ import annotations
 PROBE = """
 import json
 import pipeline
-import pipeline.api.app, pipeline.app.platform, pipeline.cli.main, pipeline.knative.wiring
+import pipeline.api.app, pipeline.app.platform, pipeline.cli.main, pipeline.app.engines
 import webhooks.routes
 from pipeline.build import templates as buildtemplates
 from pipeline.core import packagedata

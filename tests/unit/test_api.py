@@ -98,8 +98,9 @@ def test_v1_needs_the_admin_token(headers: dict[str, str], detail: str) -> None:
 @pytest.mark.parametrize(
     ("params", "kwargs", "detail"),
     [
-        pytest.param({"env": "A"}, {}, "env 'A' (no '=') must look like NAME=value", id="env-no-equals"),
-        pytest.param({"env": "1A=x"}, {}, "env '1A=x' must look like NAME=value",
+        pytest.param({"env": "A"}, {}, "env 'A' (no '=') must look like NAME=value",
+                     id="env-no-equals"),
+        pytest.param({"env": "1A=x"}, {}, "env '1A'=… must look like NAME=value",
                      id="env-not-a-posix-name"),
         pytest.param({"secret": "DB=db"}, {}, "secret 'DB=db' must look like ENV=SECRET:KEY",
                      id="secret-without-key"),
@@ -111,7 +112,7 @@ def test_v1_needs_the_admin_token(headers: dict[str, str], detail: str) -> None:
                      "allow_unauthenticated must be 0 or 1, got 'maybe'", id="not-a-boolean"),
         pytest.param({"colour": "blue"}, {}, "unknown query parameter 'colour'",
                      id="unknown-parameter"),
-        pytest.param({"build_arg": "=x", "image": "r/x:1"}, {}, "build arg '=x' must look like",
+        pytest.param({"build_arg": "=x", "image": "r/x:1"}, {}, "build arg ''=… must look like",
                      id="bad-build-arg"),
         pytest.param({}, {}, "send a source archive (gzip tar) as the body", id="no-body"),
         pytest.param({}, {"content": b"{", "headers": {"content-type": "application/json"}},

@@ -1,4 +1,5 @@
-"""The pure plans behind Slipway's base images: catalog, import changes, layouts, argv, mirror."""
+"""The pure plans behind Slipway's base images: catalogue (basecatalog), import changes, layouts,
+argv and mirror (rootfs), tar and mount filters (baseimages)."""
 
 from __future__ import annotations
 
@@ -10,26 +11,28 @@ import docker
 import pytest
 
 from pipeline.build import baseimages
-from pipeline.build.baseimages import (
+from pipeline.build.basecatalog import (
     BUSYBOX,
     CA_BUNDLE,
     CATALOG,
     DEBIAN,
-    DEBIAN_KEYRING,
-    DEFAULT_MIRROR,
     DEFAULT_SET,
     NODE,
     PYTHON,
+    BaseImage,
+    import_changes,
+    lookup,
+)
+from pipeline.build.baseimages import mounts_under, tar_member
+from pipeline.build.rootfs import (
+    DEBIAN_KEYRING,
+    DEFAULT_MIRROR,
     Node,
     busybox_layout,
     chroot_apt_argv,
     debootstrap_argv,
     host_mirror,
     image_sources,
-    import_changes,
-    lookup,
-    mounts_under,
-    tar_member,
     upstream_version,
 )
 from pipeline.core.errors import InvalidInput, Unavailable
@@ -108,7 +111,7 @@ def test_python_image_points_pip_and_requests_at_the_ca_bundle() -> None:
 
 
 def test_import_changes_quote_values_with_spaces_and_quotes() -> None:
-    image = baseimages.BaseImage(
+    image = BaseImage(
         reference="x/y:z",
         description='a "quoted" base',
         how="busybox",

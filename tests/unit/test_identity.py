@@ -17,12 +17,14 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 
+from pipeline.core.annotations import INVOKERS_ANNOTATION, PRIVATE_ANNOTATION
 from pipeline.core.errors import InvalidInput, InvalidSpec, Unavailable
 from pipeline.dataplane import jwt
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Site, Split
 from pipeline.dataplane.render import render, structure
 from pipeline.identity import access, keys, tokens
-from pipeline.identity.metadata import Caller, Issuer, answer
+from pipeline.identity.callers import Caller
+from pipeline.identity.metadata import Issuer, answer
 from pipeline.reconcile.routing import build_plane
 from tests.unit.factories import revision, service, snapshot
 
@@ -84,21 +86,7 @@ def test_claims_refuse(kwargs: dict[str, Any], message: str) -> None:
         tokens.claims(me, issuer="http://x", now=0, **kwargs)
 
 
-@pytest.mark.parametrize(
-    ("member", "ok"),
-    [
-        pytest.param("service:caller", True, id="service"),
-        pytest.param("user:alice", True, id="user"),
-        pytest.param("user:a.b-c_d", True, id="user-punctuation"),
-        pytest.param("service:Caller", False, id="service-uppercase"),
-        pytest.param("group:admins", False, id="unknown-kind"),
-        pytest.param("service:a b", False, id="space"),
-        pytest.param("user:", False, id="empty-name"),
-        pytest.param("caller", False, id="no-kind"),
-    ],
-)
-def test_members(member: str, ok: bool) -> None:
-    assert tokens.is_member(member) is ok
+# Members (`service:caller`, `user:alice`) and the invoker grammar: test_annotations.py.
 
 
 def test_users_and_services_of_one_name_are_different_identities() -> None:
@@ -217,8 +205,8 @@ def test_access_annotations_edit_without_touching_the_template() -> None:
     manifest: dict[str, Any] = {"metadata": {"name": "t"}, "spec": {"template": {"x": 1}}}
     private = access.edited(manifest, private=True, add=("service:caller", "user:alice"))
     assert private["metadata"]["annotations"] == {
-        access.PRIVATE_ANNOTATION: "true",
-        access.INVOKERS_ANNOTATION: "service:caller,user:alice",
+        PRIVATE_ANNOTATION: "true",
+        INVOKERS_ANNOTATION: "service:caller,user:alice",
     }
     assert private["spec"] == manifest["spec"] and "annotations" not in manifest["metadata"]
     assert access.is_private(private) and access.invokers(private) == [
@@ -237,11 +225,11 @@ def test_build_plane_marks_private_hosts_and_lists_their_invokers() -> None:
         {"latestRevision": True, "percent": 100}, {"revisionName": "target-00001", "tag": "v1"},
     ])  # fmt: skip
     target.spec["metadata"] = {"annotations": {
-        access.PRIVATE_ANNOTATION: "true",
-        access.INVOKERS_ANNOTATION: "service:caller, user:alice,bad entry",
+        PRIVATE_ANNOTATION: "true",
+        INVOKERS_ANNOTATION: "service:caller, user:alice,bad entry",
     }}  # fmt: skip
     pub = service("pub")
-    pub.spec["metadata"] = {"annotations": {access.INVOKERS_ANNOTATION: "service:caller"}}
+    pub.spec["metadata"] = {"annotations": {INVOKERS_ANNOTATION: "service:caller"}}
     snap = snapshot([target, pub], [revision("target", 1), revision("pub", 1)])
     plane = build_plane(
         snap, instances=[], ready=set(), draining=set(), domain="localhost", jwt=POLICY

@@ -309,10 +309,10 @@ def test_engine_selection_from_environment(tmp_path: Path) -> None:
     assert (settings.engine, settings.namespace) == ("knative", "apps")
     with pytest.raises(InvalidInput, match="SLIPWAY_ENGINE='k8s'"):
         Settings.from_env({"SLIPWAY_ENGINE": "k8s"})
-    from pipeline.knative.wiring import build_knative
+    from pipeline.app.engines import knative_parts
 
     with pytest.raises(Unavailable, match="no Kubernetes configuration from the kubeconfig"):
-        build_knative(settings, store=None)  # type: ignore[arg-type]
+        knative_parts(settings, store=None)  # type: ignore[arg-type]
 
 
 def test_a_pass_survives_a_cluster_that_refuses(

@@ -204,34 +204,7 @@ def test_closed_schema_refuses_an_unknown_field() -> None:
         validate_knative(out)
 
 
-# --- access annotations -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("annotations", "expected"),
-    [
-        pytest.param({}, istio.Access(), id="public-by-default"),
-        pytest.param({"slipway.dev/private": "true"}, istio.Access(private=True), id="private"),
-        pytest.param({"slipway.dev/private": "true", "slipway.dev/invokers": " a, b ,a,"},
-                     istio.Access(private=True, invokers=("a", "b")), id="invokers-deduplicated"),
-    ],
-)  # fmt: skip
-def test_access_of(annotations: dict[str, str], expected: istio.Access) -> None:
-    assert istio.access_of(annotations) == expected
-
-
-@pytest.mark.parametrize(
-    ("annotations", "path"),
-    [
-        pytest.param({"slipway.dev/private": "yes"}, "slipway.dev/private", id="private-not-bool"),
-        pytest.param({"slipway.dev/invokers": "Billing"}, "slipway.dev/invokers",
-                     id="invoker-not-a-service-name"),
-    ],
-)  # fmt: skip
-def test_access_of_refuses(annotations: dict[str, str], path: str) -> None:
-    with pytest.raises(InvalidSpec) as caught:
-        istio.access_of(annotations)
-    assert caught.value.path.endswith(path)
+# --- Istio policies (the access annotations themselves: test_annotations.py) ---------------------
 
 
 def test_private_service_needs_an_issuer() -> None:
@@ -299,9 +272,10 @@ def test_private_service_policies() -> None:
     assert "https://commit-0a1b2c3--hello.apps.example.com" in rule["audiences"]
     assert authz["spec"]["action"] == "ALLOW"
     principals = authz["spec"]["rules"][0]["from"][0]["source"]["requestPrincipals"]
+    # `<iss>/<sub>`, and the metadata server mints `sub` = service:<caller> (test_annotations).
     assert principals == [
-        "https://slipway.example.com/checkout",
-        "https://slipway.example.com/billing",
+        "https://slipway.example.com/service:checkout",
+        "https://slipway.example.com/service:billing",
     ]
     selector = {"serving.knative.dev/service": "hello"}
     assert authn["spec"]["selector"]["matchLabels"] == selector

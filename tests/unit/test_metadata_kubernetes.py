@@ -21,12 +21,19 @@ import jwt as pyjwt
 import pytest
 import yaml
 
-from pipeline.core import names
+from pipeline.core.annotations import (
+    KNATIVE_REVISION_LABEL,
+    KNATIVE_SERVICE_LABEL,
+    MANAGED_BY_LABEL,
+    PLATFORM_LABEL,
+    SERVICE_LABEL,
+)
 from pipeline.core.errors import Unavailable
 from pipeline.identity import keys
-from pipeline.identity.kubecallers import caller_of_pod, pod_lookup
-from pipeline.identity.metadata import Caller, Issuer, answer
+from pipeline.identity.callers import Caller
+from pipeline.identity.metadata import Issuer, answer
 from pipeline.knative.apply import KubeApi
+from pipeline.knative.callers import caller_of_pod, pod_lookup
 from pipeline.knative.render import render_service
 from tests.unit import kubestandin
 from tests.unit.factories import revision, service
@@ -52,8 +59,8 @@ def knative_pod(
     assert ksvc is not None
     labels = dict(ksvc["spec"]["template"]["metadata"]["labels"])
     labels |= {
-        names.KNATIVE_SERVICE_LABEL: svc,
-        "serving.knative.dev/revision": rev,
+        KNATIVE_SERVICE_LABEL: svc,
+        KNATIVE_REVISION_LABEL: rev,
         "serving.knative.dev/configuration": svc,
     }
     return {
@@ -90,10 +97,10 @@ def test_rendered_templates_carry_the_labels_pods_are_recognised_by() -> None:
     [
         (lambda p: p["status"].update(phase="Succeeded"), "finished: its IP may be reused"),
         (lambda p: p["status"].update(phase="Pending"), "not running yet"),
-        (lambda p: p["metadata"]["labels"].update({names.K8S_PLATFORM: "staging"}), "other"),
-        (lambda p: p["metadata"]["labels"].pop(names.K8S_MANAGED_BY), "not Slipway's"),
-        (lambda p: p["metadata"]["labels"].pop(names.KNATIVE_SERVICE_LABEL), "not Knative's"),
-        (lambda p: p["metadata"]["labels"].update({names.K8S_SERVICE: "admin"}), "labels disagree"),
+        (lambda p: p["metadata"]["labels"].update({PLATFORM_LABEL: "staging"}), "other"),
+        (lambda p: p["metadata"]["labels"].pop(MANAGED_BY_LABEL), "not Slipway's"),
+        (lambda p: p["metadata"]["labels"].pop(KNATIVE_SERVICE_LABEL), "not Knative's"),
+        (lambda p: p["metadata"]["labels"].update({SERVICE_LABEL: "admin"}), "labels disagree"),
         (lambda p: p["metadata"]["labels"].pop("serving.knative.dev/revision"), "no revision"),
     ],
 )

@@ -1,11 +1,11 @@
 """Who is calling the metadata server on Kubernetes: a source address -> the Slipway pod with it.
 
-On the embedded engine the caller is the owned container with that address on Slipway's bridge
-network (`identity.metadata.docker_lookup`). In a cluster it is the running pod with that pod IP,
-asked of the API server on every request (`status.podIP` field selector; IPs are reused as pods
-come and go, so nothing is cached) and recognised as Slipway's by the labels `render` puts on
-every revision template, which Knative copies to the revision's pods together with its own
-`serving.knative.dev/service` and `.../revision` labels.
+Next to Docker the caller is the owned container with that address on Slipway's bridge network
+(`identity.dockercallers`). In a cluster it is the running pod with that pod IP, asked of the API
+server on every request (`status.podIP` field selector; IPs are reused as pods come and go, so
+nothing is cached) and recognised as Slipway's by the labels `render` puts on every revision
+template, which Knative copies to the revision's pods together with its own service and revision
+labels (`core.annotations`).
 
 Trust boundary, as on Cloud Run or GKE workload identity: whoever can create pods in the
 namespace can label one as any service, so only Slipway (and cluster admins) should have that
@@ -17,14 +17,18 @@ pod-to-Service traffic (kube-proxy does not, by default).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from typing import Any
 
-from pipeline.core import names
-from pipeline.identity.metadata import Caller
-from pipeline.knative.apply import KubeApi
-
-REVISION_LABEL = "serving.knative.dev/revision"
+from pipeline.core.annotations import (
+    KNATIVE_REVISION_LABEL,
+    KNATIVE_SERVICE_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    PLATFORM_LABEL,
+    SERVICE_LABEL,
+)
+from pipeline.identity.callers import Caller, CallerLookup
+from pipeline.knative.apply import KubeApi, connect
 
 
 def caller_of_pod(pod: dict[str, Any], *, platform: str) -> Caller | None:
@@ -34,20 +38,20 @@ def caller_of_pod(pod: dict[str, Any], *, platform: str) -> Caller | None:
     status: dict[str, Any] = pod.get("status") or {}
     if status.get("phase") != "Running":
         return None  # a finished pod's IP may already belong to another
-    if labels.get(names.K8S_MANAGED_BY) != names.K8S_MANAGER:
+    if labels.get(MANAGED_BY_LABEL) != MANAGER:
         return None
-    if labels.get(names.K8S_PLATFORM) != platform:
+    if labels.get(PLATFORM_LABEL) != platform:
         return None  # another Slipway's pod in the same namespace
-    service = labels.get(names.KNATIVE_SERVICE_LABEL, "")
-    revision = labels.get(REVISION_LABEL, "")
-    if not service or not revision or labels.get(names.K8S_SERVICE) != service:
+    service = labels.get(KNATIVE_SERVICE_LABEL, "")
+    revision = labels.get(KNATIVE_REVISION_LABEL, "")
+    if not service or not revision or labels.get(SERVICE_LABEL) != service:
         return None  # Knative's label and Slipway's disagree: not a pod Knative made for us
     return Caller(service=service, revision=revision, instance=str(metadata.get("name") or ""))
 
 
-def pod_lookup(api: KubeApi) -> Callable[[str], Caller | None]:
+def pod_lookup(api: KubeApi) -> CallerLookup:
     """Source address -> the caller, or None; raises a Slipway error if the API cannot answer."""
-    selector = f"{names.K8S_MANAGED_BY}={names.K8S_MANAGER},{names.K8S_PLATFORM}={api.platform}"
+    selector = f"{MANAGED_BY_LABEL}={MANAGER},{PLATFORM_LABEL}={api.platform}"
 
     def lookup(address: str) -> Caller | None:
         try:
@@ -62,3 +66,9 @@ def pod_lookup(api: KubeApi) -> Callable[[str], Caller | None]:
         return callers.pop() if len(callers) == 1 else None
 
     return lookup
+
+
+def kubernetes_lookup(*, namespace: str, platform: str, kubeconfig: str = "") -> CallerLookup:
+    """Source address -> the running Slipway pod with that pod IP, via the API server."""
+    api = KubeApi(connect(kubeconfig=kubeconfig), namespace=namespace, platform=platform)
+    return pod_lookup(api)
