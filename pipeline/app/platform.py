@@ -5,12 +5,15 @@ Only this module and `server` know which concrete engine, builder and data plane
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.api.auth import ensure_token
 from pipeline.app import daemons
+from pipeline.build import gitsources
 from pipeline.build.builders import Builder, Kind
 from pipeline.build.buildpacks import PackBuilder
 from pipeline.build.dockerfile import DockerEngineBuilder
@@ -174,7 +177,7 @@ def build(settings: Settings) -> Platform:
         deliveries=deliveries,
         secrets=secret_store,
         keys=keys,
-        runner=Runner(deployer, deliveries),
+        runner=Runner(deployer, deliveries, clone=_cloner(settings)),
         stop=threading.Event(),
     )
 
@@ -206,7 +209,12 @@ def _build_knative(settings: Settings, *, store: Store, deliveries: Deliveries) 
         deliveries=deliveries,
         secrets=secret_store,
         keys=keys,
-        runner=Runner(deployer, deliveries),
+        runner=Runner(deployer, deliveries, clone=_cloner(settings)),
         stop=threading.Event(),
         source_token_key=parts.source_token_key,
     )
+
+
+def _cloner(settings: Settings) -> Callable[[str, str], bytes]:
+    """Webhook clones, limited to the git transports the operator allows."""
+    return functools.partial(gitsources.clone_at, schemes=settings.git_schemes)

@@ -76,6 +76,8 @@ class Settings:
     pack_builder: str = ""
     # The metadata server listens on the bridge gateway at this port (GCE's own is 80).
     metadata_port: int = 80
+    # What `deploy --git` and webhooks may clone from: https only unless the operator says.
+    git_schemes: frozenset[str] = frozenset({"https"})
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -125,6 +127,7 @@ class Settings:
             pack_bin=e.get("SLIPWAY_PACK", base.pack_bin),
             pack_builder=e.get("SLIPWAY_PACK_BUILDER", base.pack_builder),
             metadata_port=int(e.get("SLIPWAY_METADATA_PORT", base.metadata_port)),
+            git_schemes=_git_schemes(e.get("SLIPWAY_GIT_SCHEMES", "")) or base.git_schemes,
         )
 
     @property
@@ -181,3 +184,14 @@ def _engine(value: str) -> str:
             "(docker: one machine; knative: Knative Serving on Kubernetes)"
         )
     return value
+
+
+def _git_schemes(text: str) -> frozenset[str]:
+    schemes = frozenset(s.strip().lower() for s in text.split(",") if s.strip())
+    unknown = schemes - {"https", "http", "ssh"}
+    if unknown:
+        raise InvalidInput(
+            f"SLIPWAY_GIT_SCHEMES: {', '.join(sorted(unknown))} is not a git transport Slipway "
+            "clones with: use a comma-separated subset of https, ssh, http"
+        )
+    return schemes

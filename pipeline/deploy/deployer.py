@@ -26,7 +26,7 @@ from pipeline.build.builders import (
     choose_builder,
     service_settings,
 )
-from pipeline.build.dockerfile import mask
+from pipeline.build.masking import mask
 from pipeline.build.queue import BuildQueue
 from pipeline.build.registry import RegistryClient, unused_images
 from pipeline.core import names, traffic
@@ -297,9 +297,9 @@ class Deployer:
     ) -> Outcome:
         """Clone `url` at `ref` and deploy it like a push of that commit to the deploy branch."""
         names.validate_service_name(service)
-        sha = gitsources.resolve_ref(url, ref)
+        sha = gitsources.resolve_ref(url, ref, schemes=self._settings.git_schemes)
         emit({"event": "stage", "text": f"Cloning {url} at {sha[:7]} ({ref})", "seconds": 0})
-        source = gitsources.clone_at(url, sha)
+        source = gitsources.clone_at(url, sha, schemes=self._settings.git_schemes)
         return self.deploy_source(
             service,
             source=source,

@@ -2,7 +2,8 @@
 
 GitHub itself cannot be reached from here: the webhook is the recorded real payload from
 shared/fixtures, signed in the test the way GitHub signs, with its clone_url pointing at a real
-local git repository (dulwich clones it as it would clone github.com over HTTPS).
+git repository served over git's smart HTTP on loopback (tests/gitserver.py stands for GitHub;
+dulwich clones it as it would clone github.com, over HTTP instead of HTTPS).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import httpx
 import pytest
 
+from tests.gitserver import serving
 from tests.integration.conftest import ROOT, WEBHOOK_SECRET, Slipway, push_image, write_app
 
 pytestmark = pytest.mark.integration
@@ -38,20 +41,27 @@ def repo_with(path: Path, body: str) -> str:
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
 
 
-def test_deploy_from_a_git_url(slipway: Slipway, tmp_path: Path) -> None:
+@pytest.fixture
+def git_base(tmp_path: Path) -> Iterator[str]:
+    """tmp_path's repositories over smart HTTP."""
+    with serving(tmp_path) as base:
+        yield base
+
+
+def test_deploy_from_a_git_url(slipway: Slipway, tmp_path: Path, git_base: str) -> None:
     sha = repo_with(tmp_path / "repo", "from git\n")
 
-    out = slipway.cli("deploy", "fromgit", "--git", str(tmp_path / "repo"), "--ref", "main")
+    out = slipway.cli("deploy", "fromgit", "--git", f"{git_base}/repo", "--ref", "main")
+    missing = slipway.cli("deploy", "fromgit", "--git", f"{git_base}/repo", "--ref", "nope",
+                          check=False)  # fmt: skip
 
     assert f"at {sha[:7]} (main)" in out.stdout and "fromgit-00001 ready" in out.stdout
     assert slipway.get(f"commit-{sha[:7]}--fromgit.localhost").text == "from git\n"
-    missing = slipway.cli("deploy", "fromgit", "--git", str(tmp_path / "repo"), "--ref", "nope",
-                          check=False)  # fmt: skip
     assert missing.returncode == 1 and "no branch or tag 'nope'" in missing.stderr
 
 
 def test_signed_github_push_builds_and_deploys(
-    slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
+    slipway: Slipway, tmp_path: Path, git_base: str, docker_client: docker.DockerClient
 ) -> None:
     # A service that tracks the repository (annotation), first deployed from an image.
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/hooked/app"
@@ -68,7 +78,7 @@ def test_signed_github_push_builds_and_deploys(
     sha = repo_with(tmp_path / "repo", "from a webhook\n")
     payload = json.loads((FIXTURES / "push_with-new-branch.payload.json").read_text())
     payload["after"] = sha
-    payload["repository"]["clone_url"] = str(tmp_path / "repo")
+    payload["repository"]["clone_url"] = f"{git_base}/repo"
     subprocess.run(["git", "branch", "-m", "master"], cwd=tmp_path / "repo", check=True)
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()

@@ -3,8 +3,9 @@ the background runner and a real dulwich clone of a real git repository.
 
 What is real: the routes on a FastAPI app served by uvicorn on a loopback port, requests signed
 over the exact bytes sent, the migrated SQLite store and deliveries table, and
-`gitsources.clone_at` cloning a repository made with the `git` CLI in tmp_path (its path is the
-payload's clone_url). What is a stand-in: the deployer (`RecordingDeployer`), which records what
+`gitsources.clone_at` cloning, over git's smart HTTP, a repository made with the `git` CLI in
+tmp_path (tests/gitserver.py serves it in GitHub's place; its URL is the payload's clone_url).
+What is a stand-in: the deployer (`RecordingDeployer`), which records what
 it is asked to deploy instead of building it. The real build → revision → traffic pipeline is
 covered by tests/integration/test_spine.py and the git push tests; this file covers the webhook
 boundary up to the `Deployer` call.
@@ -13,6 +14,7 @@ boundary up to the `Deployer` call.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 import socket
@@ -32,11 +34,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from pipeline.build import gitsources
 from pipeline.core.records import Revision
 from pipeline.deploy.deployer import Commit, Outcome
 from pipeline.store.db import make_engine, migrate, session_factory
 from pipeline.store.deliveries import Deliveries
 from pipeline.store.state import Store
+from tests.gitserver import serving
 from webhooks.routes import MAX_PAYLOAD_BYTES, create_router
 from webhooks.runner import Runner
 from webhooks.signatures import github_signature
@@ -51,6 +55,8 @@ if not FIXTURES.is_dir():
 SECRET = b"webhook-test-secret"
 GITLAB_TOKEN = b"gitlab-test-token"
 REPO = "slipway-test/app"
+# The served repository is plain HTTP on loopback (tests/gitserver.py), so this runner allows it.
+CLONE_OVER_HTTP = functools.partial(gitsources.clone_at, schemes=frozenset({"https", "http"}))
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -109,6 +115,7 @@ def git(cwd: Path, *args: str) -> str:
 class Hooks:
     url: str
     repo: Path
+    clone_url: str  # the repository as served over smart HTTP
     sha: str
     first_sha: str
     deployer: RecordingDeployer
@@ -143,7 +150,7 @@ class Hooks:
         payload = copy.deepcopy(fixture("push_with-new-branch.payload"))
         payload.update(ref=ref, after=sha, **extra)
         payload["repository"]["full_name"] = REPO
-        payload["repository"]["clone_url"] = str(self.repo)
+        payload["repository"]["clone_url"] = self.clone_url
         return json.dumps(payload).encode()
 
     def settle(self) -> None:
@@ -197,7 +204,7 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
     )
     deliveries = Deliveries(sessions)
     deployer = RecordingDeployer()
-    runner = Runner(deployer, deliveries)
+    runner = Runner(deployer, deliveries, clone=CLONE_OVER_HTTP)
     secrets: dict[str, bytes | None] = {"github": SECRET, "gitlab": GITLAB_TOKEN}
     app = FastAPI()
     app.include_router(
@@ -220,11 +227,13 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     try:
-        yield Hooks(
-            url=f"http://127.0.0.1:{port}", repo=repo, sha=sha, first_sha=first_sha,
-            deployer=deployer, deliveries=deliveries, runner=runner, secrets=secrets,
-        )  # fmt: skip
-        runner.wait_idle(30)
+        with serving(tmp) as git_base:
+            yield Hooks(
+                url=f"http://127.0.0.1:{port}", repo=repo, clone_url=f"{git_base}/app",
+                sha=sha, first_sha=first_sha,
+                deployer=deployer, deliveries=deliveries, runner=runner, secrets=secrets,
+            )  # fmt: skip
+            runner.wait_idle(30)
     finally:
         server.should_exit = True
         thread.join(10)
@@ -289,7 +298,8 @@ def test_commit_not_in_repository_fails_with_the_reason(hooks: Hooks) -> None:
     hooks.settle()
     assert len(hooks.deployer.deploys) == built
     outcome = hooks.deliveries.get(delivery).outcome
-    assert outcome.startswith(f"failed: cloning {hooks.repo} at 1234567 failed: commit {missing}")
+    expected = f"failed: cloning {hooks.clone_url} at 1234567 failed: commit {missing}"
+    assert outcome.startswith(expected)
     assert "is not in the repository" in outcome
 
 
@@ -377,7 +387,7 @@ def test_pull_request_opened_previews_and_closed_removes_tag(hooks: Hooks) -> No
     opened = fixture("pull_request_opened.payload")
     opened["repository"]["full_name"] = REPO
     opened["pull_request"]["head"]["repo"]["full_name"] = REPO
-    opened["pull_request"]["head"]["repo"]["clone_url"] = str(hooks.repo)
+    opened["pull_request"]["head"]["repo"]["clone_url"] = hooks.clone_url
     opened["pull_request"]["head"]["sha"] = hooks.sha
     r = hooks.post(json.dumps(opened).encode(), event="pull_request")
     assert r.status_code == 202, r.text
@@ -400,7 +410,7 @@ def test_gitlab_push_with_token(hooks: Hooks) -> None:
         "ref": "refs/heads/main",
         "after": hooks.sha,
         "checkout_sha": hooks.sha,
-        "project": {"path_with_namespace": REPO, "git_http_url": str(hooks.repo)},
+        "project": {"path_with_namespace": REPO, "git_http_url": hooks.clone_url},
     }
     body = json.dumps(payload).encode()
     delivery = str(uuid.uuid4())
