@@ -1,0 +1,6 @@
+"""The attack suite runs against the same real platform as the integration tests: a control plane
+of its own, HAProxy, dockerd and the registry (fixtures shared from tests/integration)."""
+
+from tests.integration.conftest import docker_client, registry, slipway
+
+__all__ = ["docker_client", "registry", "slipway"]
