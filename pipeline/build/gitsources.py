@@ -40,6 +40,13 @@ DEFAULT_SCHEMES = frozenset({"https"})
 KNOWN_SCHEMES = frozenset({"https", "http", "ssh"})
 
 
+MAX_ANCESTRY_WALK = 100_000
+
+
+class StaleCommit(InvalidInput):
+    """The commit is the one deployed, or older: building it would roll the service back."""
+
+
 def check_url(url: str, *, schemes: frozenset[str] = DEFAULT_SCHEMES) -> str:
     """The URL's scheme if it may be cloned, else InvalidInput naming the fix."""
     scheme = "ssh" if _SCP_LIKE.fullmatch(url) else urlsplit(url).scheme.lower()
@@ -58,15 +65,26 @@ def check_url(url: str, *, schemes: frozenset[str] = DEFAULT_SCHEMES) -> str:
 
 
 def clone_at(
-    url: str, sha: str, *, schemes: frozenset[str] = DEFAULT_SCHEMES, timeout_s: float = 300
+    url: str,
+    sha: str,
+    *,
+    schemes: frozenset[str] = DEFAULT_SCHEMES,
+    timeout_s: float = 300,
+    newer_than: str | None = None,
 ) -> bytes:
-    """The source archive (gzip tar, reproducible) of `url`'s tree at commit `sha`."""
+    """The source archive (gzip tar, reproducible) of `url`'s tree at commit `sha`.
+
+    With `newer_than` (the commit deployed for this ref), raise StaleCommit when `sha` is that
+    commit or one of its ancestors: a replayed old push must not roll a service back. A commit
+    outside that history (a force push) is newer by definition."""
     check_url(url, schemes=schemes)
     if not _SHA.fullmatch(sha):
         raise InvalidSource(f"{sha!r} is not a full commit sha (40 lowercase hex characters)")
     with tempfile.TemporaryDirectory(prefix="slipway-clone-", ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp) / "src"
-        checkout = lambda: _checkout(url, sha, folder, timeout_s=timeout_s)  # noqa: E731
+        checkout = lambda: _checkout(  # noqa: E731
+            url, sha, folder, timeout_s=timeout_s, newer_than=newer_than
+        )
         _bounded(checkout, url, f"clone at {sha[:7]}", timeout_s)
         return sources.pack(folder)
 
@@ -94,7 +112,9 @@ def _bounded(work: Callable[[], None], url: str, what: str, timeout_s: float) ->
         raise failure[0]
 
 
-def _checkout(url: str, sha: str, folder: Path, *, timeout_s: float) -> None:
+def _checkout(
+    url: str, sha: str, folder: Path, *, timeout_s: float, newer_than: str | None
+) -> None:
     short = sha[:7]
     errors = io.BytesIO()
     try:
@@ -113,6 +133,8 @@ def _checkout(url: str, sha: str, folder: Path, *, timeout_s: float) -> None:
                 f"cloning {url} at {short} failed: commit {sha} is not in the repository "
                 "(force-pushed away, or in a fork this URL does not point at)"
             )
+        if newer_than:
+            _refuse_stale(repo, sha, deployed=newer_than)
         try:
             # Detach HEAD at the commit, then materialise HEAD's tree: what clone's own
             # checkout does, for a commit that no branch has to point at any more.
@@ -125,6 +147,17 @@ def _checkout(url: str, sha: str, folder: Path, *, timeout_s: float) -> None:
             raise BuildFailed(
                 f"cloning {url} at {short} failed: HEAD is {head} after checkout, not {sha}"
             )
+
+
+def _refuse_stale(repo: Repo, sha: str, *, deployed: str) -> None:
+    if sha == deployed:
+        raise StaleCommit(f"{sha[:7]} is already deployed")
+    if not _has_commit(repo, deployed):
+        return  # the deployed commit left the history (force push): anything is newer
+    walker = repo.get_walker(include=[ObjectID(deployed.encode("ascii"))],
+                             max_entries=MAX_ANCESTRY_WALK)  # fmt: skip
+    if any(entry.commit.id.decode("ascii") == sha for entry in walker):
+        raise StaleCommit(f"{sha[:7]} is older than {deployed[:7]}, which is deployed")
 
 
 def _has_commit(repo: Repo, sha: str) -> bool:
