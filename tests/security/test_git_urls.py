@@ -4,6 +4,7 @@ keys and exotic dulwich transports are refused before anything is cloned, throug
 
 from __future__ import annotations
 
+import json
 import socket
 
 import httpx
@@ -34,8 +35,10 @@ def test_git_urls_that_reach_the_host_are_refused(slipway: Slipway, url: str, re
         timeout=60,
     )
 
-    assert answer.status_code == 400 and reason in answer.text, answer.text
-    assert "https://" in answer.text  # the fix is named
+    # The deployment endpoint streams events: the refusal is its one error event.
+    (event,) = [json.loads(line) for line in answer.text.splitlines() if line.strip()]
+    assert event["event"] == "error" and event["status"] == 400, event
+    assert reason in event["message"] and "https://" in event["message"]  # the fix is named
 
 
 def test_plain_http_is_refused_unless_configured() -> None:
