@@ -78,6 +78,9 @@ class Settings:
     metadata_port: int = 80
     # What `deploy --git` and webhooks may clone from: https only unless the operator says.
     git_schemes: frozenset[str] = frozenset({"https"})
+    # Where webhook-tracked repositories are cloned from (self-hosted GitHub/GitLab: their URL).
+    github_url: str = "https://github.com"
+    gitlab_url: str = "https://gitlab.com"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -128,6 +131,8 @@ class Settings:
             pack_builder=e.get("SLIPWAY_PACK_BUILDER", base.pack_builder),
             metadata_port=int(e.get("SLIPWAY_METADATA_PORT", base.metadata_port)),
             git_schemes=_git_schemes(e.get("SLIPWAY_GIT_SCHEMES", "")) or base.git_schemes,
+            github_url=e.get("SLIPWAY_GITHUB_URL", base.github_url).rstrip("/"),
+            gitlab_url=e.get("SLIPWAY_GITLAB_URL", base.gitlab_url).rstrip("/"),
         )
 
     @property
