@@ -2,7 +2,8 @@
 
 Payloads as documented at docs.github.com/webhooks/webhook-events-and-payloads (`push`,
 `pull_request`, `ping`). A service follows a repository through the
-`slipway.dev/github-repository` annotation (see `webhooks.tracking`).
+`slipway.dev/github-repository` annotation (see `webhooks.tracking`). Clone URLs come from
+`webhooks.hosts`, never from the payload's `clone_url`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from typing import Any
 
 from pipeline.core.records import Service
 from webhooks.actions import Action, Ignore, field, push_actions, review_actions, text
+from webhooks.hosts import PUBLIC_HOSTS, GitHosts
 from webhooks.tracking import Tracking, tracking_of
 
 BUILD_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
 
 
-def github_actions(event: str, payload: dict[str, Any], services: list[Service]) -> list[Action]:
+def github_actions(
+    event: str, payload: dict[str, Any], services: list[Service], *, hosts: GitHosts = PUBLIC_HOSTS
+) -> list[Action]:
     if event == "ping":
         return [Ignore(reason="pong")]
     if event == "push":
@@ -27,14 +31,16 @@ def github_actions(event: str, payload: dict[str, Any], services: list[Service])
             ref=text(payload, "ref"),
             sha=text(payload, "after"),
             deleted=bool(payload.get("deleted")),
-            clone_url=text(payload, "repository", "clone_url"),
+            clone_url=hosts.clone_url("github", repository),
         )
     if event == "pull_request":
-        return _pull_request(payload, services)
+        return _pull_request(payload, services, hosts)
     return [Ignore(reason=f"the {event!r} event does not trigger anything in Slipway")]
 
 
-def _pull_request(payload: dict[str, Any], services: list[Service]) -> list[Action]:
+def _pull_request(
+    payload: dict[str, Any], services: list[Service], hosts: GitHosts
+) -> list[Action]:
     action = text(payload, "action")
     number = field(payload, "number")
     tag = f"pr-{number}"
@@ -47,7 +53,7 @@ def _pull_request(payload: dict[str, Any], services: list[Service]) -> list[Acti
     head_repo = head.get("repo") if isinstance(head, dict) else None
     # A deleted fork leaves `head.repo` null: nothing left to clone.
     head_name = head_repo.get("full_name", "") if isinstance(head_repo, dict) else ""
-    clone_url = head_repo.get("clone_url", "") if isinstance(head_repo, dict) else ""
+    clone_url = hosts.clone_url("github", head_name) if head_name else ""
     fork = head_name if head_name.lower() != repository.lower() else ""
     return review_actions(
         _trackers(services, repository),

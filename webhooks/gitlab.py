@@ -2,7 +2,8 @@
 
 Payloads as documented at docs.gitlab.com/user/project/integrations/webhook_events
 (`Push Hook`, `Tag Push Hook`, `Merge Request Hook`). A deleted branch is a push whose `after`
-is all zeros. A service follows a project through `slipway.dev/gitlab-project`.
+is all zeros. A service follows a project through `slipway.dev/gitlab-project`; clone URLs come
+from `webhooks.hosts`, never from the payload.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from webhooks.actions import (
     review_actions,
     text,
 )
+from webhooks.hosts import PUBLIC_HOSTS, GitHosts
 from webhooks.tracking import Tracking, tracking_of
 
 BUILD_ACTIONS = frozenset({"open", "reopen"})
 CLOSE_ACTIONS = frozenset({"close", "merge"})
 
 
-def gitlab_actions(event: str, payload: dict[str, Any], services: list[Service]) -> list[Action]:
+def gitlab_actions(
+    event: str, payload: dict[str, Any], services: list[Service], *, hosts: GitHosts = PUBLIC_HOSTS
+) -> list[Action]:
     if event in ("Push Hook", "Tag Push Hook"):
         project = text(payload, "project", "path_with_namespace")
         after = text(payload, "after")
@@ -37,14 +41,16 @@ def gitlab_actions(event: str, payload: dict[str, Any], services: list[Service])
             # checkout_sha is the commit GitLab says to check out (null when deleted).
             sha=after if deleted else str(payload.get("checkout_sha") or after),
             deleted=deleted,
-            clone_url=text(payload, "project", "git_http_url"),
+            clone_url=hosts.clone_url("gitlab", project),
         )
     if event == "Merge Request Hook":
-        return _merge_request(payload, services)
+        return _merge_request(payload, services, hosts)
     return [Ignore(reason=f"the {event!r} event does not trigger anything in Slipway")]
 
 
-def _merge_request(payload: dict[str, Any], services: list[Service]) -> list[Action]:
+def _merge_request(
+    payload: dict[str, Any], services: list[Service], hosts: GitHosts
+) -> list[Action]:
     attrs = field(payload, "object_attributes")
     action = text(payload, "object_attributes", "action")
     tag = f"mr-{field(payload, 'object_attributes', 'iid')}"
@@ -67,7 +73,7 @@ def _merge_request(payload: dict[str, Any], services: list[Service]) -> list[Act
         build=build,
         close=close,
         sha=text(payload, "object_attributes", "last_commit", "id") if build else "",
-        clone_url=str(source.get("git_http_url") or ""),
+        clone_url=hosts.clone_url("gitlab", source_path) if source_path else "",
         fork=fork,
     )
 

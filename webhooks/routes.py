@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -29,6 +29,7 @@ from webhooks import signatures
 from webhooks.actions import Action, Deploy, Ignore, RemoveTag, describe, summary
 from webhooks.github import github_actions
 from webhooks.gitlab import gitlab_actions
+from webhooks.hosts import PUBLIC_HOSTS, GitHosts
 from webhooks.runner import Runner
 from webhooks.signatures import SignatureError
 
@@ -36,7 +37,12 @@ from webhooks.signatures import SignatureError
 MAX_PAYLOAD_BYTES = 25 * 1024 * 1024
 
 Secret = Callable[[], bytes | None]
-Classify = Callable[[str, dict[str, Any], list[Service]], list[Action]]
+
+
+class Classify(Protocol):
+    def __call__(
+        self, event: str, payload: dict[str, Any], services: list[Service], *, hosts: GitHosts
+    ) -> list[Action]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +92,7 @@ class _Sinks:
     store: Store
     deliveries: Deliveries
     runner: Runner
+    hosts: GitHosts  # where tracked repositories are cloned from
 
 
 class _Refused(Exception):
@@ -104,9 +111,10 @@ def create_router(
     store: Store,
     deliveries: Deliveries,
     runner: Runner,
+    hosts: GitHosts = PUBLIC_HOSTS,
 ) -> APIRouter:
     router = APIRouter()
-    sinks = _Sinks(store=store, deliveries=deliveries, runner=runner)
+    sinks = _Sinks(store=store, deliveries=deliveries, runner=runner, hosts=hosts)
 
     @router.post("/hooks/github")
     async def github_hook(request: Request) -> JSONResponse:
@@ -129,7 +137,7 @@ async def _handle(
         log = log.bind(delivery=delivery, event=event)
         services = await run_in_threadpool(sinks.store.list_services)
         try:
-            actions = provider.classify(event, payload, services)
+            actions = provider.classify(event, payload, services, hosts=sinks.hosts)
         except InvalidInput as e:
             log.warning("webhook_payload_invalid", reason=e.message)
             raise _Refused(400, e.message) from e

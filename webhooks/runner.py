@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from structlog.typing import FilteringBoundLogger
 
 from pipeline.build import gitsources
+from pipeline.build.gitsources import StaleCommit
 from pipeline.core.errors import SlipwayError
 from pipeline.core.logs import get as get_log
 from pipeline.deploy.manifests import Commit
@@ -23,7 +24,11 @@ from pipeline.deploy.rollout import Outcome
 from pipeline.store.deliveries import Deliveries
 from webhooks.actions import Action, Deploy, RemoveTag
 
-Clone = Callable[[str, str], bytes]
+
+class Clone(Protocol):
+    """`gitsources.clone_at`, with the transports the operator allows already bound."""
+
+    def __call__(self, url: str, sha: str, *, newer_than: str | None = None) -> bytes: ...
 
 
 class DeployerLike(Protocol):
@@ -106,7 +111,15 @@ class Runner:
 
     def _deploy(self, delivery_id: str, action: Deploy, log: FilteringBoundLogger) -> str:
         log.info("webhook_clone", sha=action.sha, branch=action.branch, tag=action.preview_tag)
-        source = self._clone(action.clone_url, action.sha)
+        # A branch or a review tag: what its last webhook deploy was, so that an old signed push
+        # sent again (under a new delivery id, which GitHub does not sign) builds nothing.
+        ref = action.branch or action.preview_tag
+        deployed = self._deliveries.deployed_sha(service=action.service, ref=ref)
+        try:
+            source = self._clone(action.clone_url, action.sha, newer_than=deployed)
+        except StaleCommit as e:
+            log.warning("webhook_stale_commit", deployed=deployed, reason=e.message)
+            return f"ignored: {e.message}"
         build_ids: list[str] = []
 
         def emit(event: dict[str, Any]) -> None:
@@ -128,6 +141,7 @@ class Runner:
             revision=done.revision.name,
             created=done.created,
         )
+        self._deliveries.set_deployed(service=action.service, ref=ref, sha=action.sha)
         suffix = "" if done.created else " (no change)"
         return f"built: {done.revision.name}{suffix}"
 

@@ -24,6 +24,7 @@ from pipeline.api import (
 )
 from pipeline.app.platform import Platform
 from webhooks import routes as webhook_routes
+from webhooks.hosts import GitHosts
 
 V1_ROUTERS = (
     services.router,
@@ -51,6 +52,9 @@ def create_app(platform: Platform) -> FastAPI:
             store=platform.store,
             deliveries=platform.deliveries,
             runner=platform.runner,
+            hosts=GitHosts(
+                github=platform.settings.github_url, gitlab=platform.settings.gitlab_url
+            ),
         )
     )
     app.add_api_route("/healthz", healthz, include_in_schema=False)

@@ -7,6 +7,7 @@ builder and data plane are in use.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import threading
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.app.engines import docker_parts, knative_parts
+from pipeline.build import gitsources
 from pipeline.build.registry import RegistryClient
 from pipeline.core.logs import get as get_log
 from pipeline.core.settings import Settings
@@ -121,7 +123,11 @@ def build(settings: Settings) -> Platform:
         deliveries=deliveries,
         secrets=secret_store,
         keys=keys,
-        runner=Runner(deployer, deliveries),
+        runner=Runner(
+            deployer,
+            deliveries,
+            clone=functools.partial(gitsources.clone_at, schemes=settings.git_schemes),
+        ),
         stop=threading.Event(),
         source_token_key=parts.source_token_key,
     )

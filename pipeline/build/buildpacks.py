@@ -23,6 +23,7 @@ import docker
 from pipeline.build import dockerfile as dockerbuilds
 from pipeline.build import processes as buildprocs
 from pipeline.build.builders import BuildRequest, BuildResult, LineSink
+from pipeline.build.masking import mask
 from pipeline.build.processes import BuildControl
 from pipeline.core.errors import BuildFailed
 
@@ -111,12 +112,12 @@ class PackBuilder:
             )  # fmt: skip
             done = buildprocs.run(
                 argv,
-                on_line=lambda line: on_line(dockerbuilds.mask(line, secrets)),
+                on_line=lambda line: on_line(mask(line, secrets)),
                 control=control,
                 missing=INSTALL_PACK,
             )
         if done.returncode != 0:
-            tail = [dockerbuilds.mask(line, secrets) for line in done.tail]
+            tail = [mask(line, secrets) for line in done.tail]
             known = EXIT_CODES.get(done.returncode)
             last = tail[-1] if tail else ""
             message = known or f"pack build exited {done.returncode}: {last}"

@@ -29,6 +29,7 @@ from pipeline.build import basecatalog
 from pipeline.build import processes as buildprocs
 from pipeline.build import templates as buildtemplates
 from pipeline.build.builders import BuildRequest, BuildResult, LineSink
+from pipeline.build.masking import mask
 from pipeline.build.processes import BuildControl
 from pipeline.core.errors import BuildFailed, InvalidSource, Unavailable
 
@@ -110,13 +111,6 @@ def read_files(source: bytes, names: Sequence[str], *, limit: int = 1024 * 1024)
 
 def _norm(name: str) -> str:
     return "/".join(p for p in name.split("/") if p not in ("", "."))
-
-
-def mask(line: str, secrets: Sequence[str]) -> str:
-    for value in secrets:
-        if value:
-            line = line.replace(value, "****")
-    return line
 
 
 class DockerEngineBuilder:

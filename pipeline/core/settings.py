@@ -77,6 +77,11 @@ class Settings:
     pack_builder: str = ""
     # The metadata server listens on the bridge gateway at this port (GCE's own is 80).
     metadata_port: int = 80
+    # What `deploy --git` and webhooks may clone from: https only unless the operator says.
+    git_schemes: frozenset[str] = frozenset({"https"})
+    # Where webhook-tracked repositories are cloned from (self-hosted GitHub/GitLab: their URL).
+    github_url: str = "https://github.com"
+    gitlab_url: str = "https://gitlab.com"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -126,6 +131,9 @@ class Settings:
             pack_bin=e.get("SLIPWAY_PACK", base.pack_bin),
             pack_builder=e.get("SLIPWAY_PACK_BUILDER", base.pack_builder),
             metadata_port=int(e.get("SLIPWAY_METADATA_PORT", base.metadata_port)),
+            git_schemes=_git_schemes(e.get("SLIPWAY_GIT_SCHEMES", "")) or base.git_schemes,
+            github_url=e.get("SLIPWAY_GITHUB_URL", base.github_url).rstrip("/"),
+            gitlab_url=e.get("SLIPWAY_GITLAB_URL", base.gitlab_url).rstrip("/"),
         )
 
     @property
@@ -182,3 +190,14 @@ def _engine(value: str) -> str:
             "(docker: one machine; knative: Knative Serving on Kubernetes)"
         )
     return value
+
+
+def _git_schemes(text: str) -> frozenset[str]:
+    schemes = frozenset(s.strip().lower() for s in text.split(",") if s.strip())
+    unknown = schemes - {"https", "http", "ssh"}
+    if unknown:
+        raise InvalidInput(
+            f"SLIPWAY_GIT_SCHEMES: {', '.join(sorted(unknown))} is not a git transport Slipway "
+            "clones with: use a comma-separated subset of https, ssh, http"
+        )
+    return schemes

@@ -26,7 +26,7 @@ from pipeline.build.builders import (
     choose_builder,
     service_settings,
 )
-from pipeline.build.dockerfile import mask
+from pipeline.build.masking import mask
 from pipeline.build.queue import BuildQueue
 from pipeline.core import names
 from pipeline.core.errors import BuildCancelled, Conflict, SlipwayError

@@ -47,6 +47,7 @@ class Deployer:
     ) -> None:
         self._registry = registry
         self._reconciler = reconciler
+        self._git_schemes = settings.git_schemes
         self._locks = ServiceLocks()
         self._builds = BuildRuns(store=store, builders=builders, settings=settings)
         self._edits = Edits(store=store, reconciler=reconciler, settings=settings)
@@ -95,9 +96,9 @@ class Deployer:
     ) -> Outcome:
         """Clone `url` at `ref` and deploy it like a push of that commit to the deploy branch."""
         names.validate_service_name(service)
-        sha = gitsources.resolve_ref(url, ref)
+        sha = gitsources.resolve_ref(url, ref, schemes=self._git_schemes)
         emit(stage(f"Cloning {url} at {sha[:7]} ({ref})"))
-        source = gitsources.clone_at(url, sha)
+        source = gitsources.clone_at(url, sha, schemes=self._git_schemes)
         return self.deploy_source(
             service, source=source, env=env, emit=emit, commit=Commit(sha=sha, branch=ref),
             build=build,

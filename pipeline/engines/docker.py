@@ -3,6 +3,13 @@
 `container_kwargs` is the pure builder (revision config in, docker-py arguments out); the
 `DockerEngine` methods apply it. Ownership is by label: only containers carrying this platform's
 labels are ever listed, stopped or removed.
+
+Instances are untrusted. The network is a bridge with inter-container traffic off
+(`enable_icc=false`): an instance reaches the host side of the bridge (the gateway, where the
+resolver, the metadata server and the internal listener are) and nothing else on the network, so
+a private service's container cannot be called around HAProxy's token check. Every instance also
+gets the defaults below: a memory and a pids limit, `no-new-privileges`, and Docker's default
+capabilities minus those a web server never needs.
 """
 
 from __future__ import annotations
@@ -24,6 +31,17 @@ _FACTORS = {
     None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
 }  # fmt: skip
+
+
+ISOLATION_OPTION = "com.docker.network.bridge.enable_icc"
+DEFAULT_MEMORY = "512Mi"  # Cloud Run's default; `resources.limits.memory` overrides it
+PIDS_LIMIT = 1024  # a fork bomb stops here instead of exhausting the host
+# Of Docker's default set: raw sockets (ARP/ICMP spoofing on the bridge), device nodes, audit
+# writes, file capabilities, capability transfer, chroot and setgid-bit keeping. Kept: CHOWN,
+# DAC_OVERRIDE, FOWNER, SETUID/SETGID (entrypoints that drop root), KILL, NET_BIND_SERVICE.
+DROPPED_CAPABILITIES = (
+    "NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SETPCAP", "SYS_CHROOT", "FSETID",
+)  # fmt: skip
 
 
 def memory_bytes(quantity: str) -> int:
@@ -71,6 +89,10 @@ def container_kwargs(
         "init": True,
         "restart_policy": {"Name": "no"},  # the reconciler replaces instances, not dockerd
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
+        "mem_limit": memory_bytes(config.memory_limit or DEFAULT_MEMORY),
+        "pids_limit": PIDS_LIMIT,
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": list(DROPPED_CAPABILITIES),
     }
     if dns:
         # Names under Slipway's domain resolve to the internal listener
@@ -82,11 +104,14 @@ def container_kwargs(
         kwargs["command"] = list(config.args)
     if config.working_dir:
         kwargs["working_dir"] = config.working_dir
-    if config.memory_limit:
-        kwargs["mem_limit"] = memory_bytes(config.memory_limit)
     if config.cpu_limit:
         kwargs["nano_cpus"] = nano_cpus(config.cpu_limit)
     return kwargs
+
+
+def is_isolated(attrs: dict[str, Any]) -> bool:
+    """Whether a network's inspect data has inter-container traffic switched off."""
+    return (attrs.get("Options") or {}).get(ISOLATION_OPTION) == "false"
 
 
 class DockerEngine:
@@ -100,28 +125,72 @@ class DockerEngine:
         self.dns = ""  # the internal resolver's address, once the network is known
 
     def ensure_network(self) -> None:
+        """The platform's isolated bridge, created if missing; one made before isolation existed
+        is replaced (its instances are removed first; the reconciler starts them again)."""
         try:
-            if not self._client.networks.list(names=[self._network]):
+            network = self._network_or_none()
+            if network is not None and not is_isolated(network.attrs):
+                self._replace_unisolated(network)
+                network = None
+            if network is None:
                 self._client.networks.create(
                     self._network,
                     driver="bridge",
+                    options={ISOLATION_OPTION: "false"},
                     labels={names.LABEL_MANAGED: "true", names.LABEL_PLATFORM: self._platform},
                 )
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot create Docker network {self._network}: {e}") from e
 
+    def _network_or_none(self) -> Any:
+        """The network with exactly this name: docker's `names` filter matches substrings, so
+        another network whose name merely contains ours must not be taken for it."""
+        found = [n for n in self._client.networks.list(names=[self._network])
+                 if n.name == self._network]  # fmt: skip
+        if not found:
+            return None
+        found[0].reload()
+        return found[0]
+
+    def _replace_unisolated(self, network: Any) -> None:
+        attached = (network.attrs.get("Containers") or {}).keys()
+        strangers = []
+        for cid in attached:
+            container = self._client.containers.get(cid)
+            if (container.labels or {}).get(names.LABEL_PLATFORM) != self._platform:
+                strangers.append(container.name)
+        if strangers:
+            raise Unavailable(
+                f"Docker network {self._network} predates instance isolation and has containers "
+                f"Slipway does not own attached ({', '.join(sorted(strangers))}): disconnect them "
+                f"(docker network disconnect {self._network} NAME) and start Slipway again"
+            )
+        for cid in attached:
+            self._client.containers.get(cid).remove(force=True)
+        network.remove()
+
     def gateway(self) -> str:
         """The bridge network's gateway: the host as instances see it."""
         try:
-            (network,) = self._client.networks.list(names=[self._network])
-            network.reload()
+            network = self._network_or_none()
+            if network is None:
+                raise Unavailable(f"Docker network {self._network} does not exist")
             configs = network.attrs.get("IPAM", {}).get("Config") or []
-        except (ValueError, docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot inspect Docker network {self._network}: {e}") from e
         gateways = [c["Gateway"] for c in configs if c.get("Gateway") and ":" not in c["Gateway"]]
         if not gateways:
             raise Unavailable(f"Docker network {self._network} has no IPv4 gateway")
         return str(gateways[0])
+
+    def subnet(self) -> str:
+        """The bridge network's IPv4 subnet: the only sources the internal listener accepts."""
+        network = self._network_or_none()
+        configs = (network.attrs.get("IPAM", {}).get("Config") or []) if network else []
+        subnets = [c["Subnet"] for c in configs if c.get("Subnet") and ":" not in c["Subnet"]]
+        if not subnets:
+            raise Unavailable(f"Docker network {self._network} has no IPv4 subnet")
+        return str(subnets[0])
 
     def list_instances(self) -> list[Instance]:
         filters = {

@@ -4,6 +4,11 @@ A delivery id (`X-GitHub-Delivery`, `X-Gitlab-Event-UUID`) is recorded once, bef
 built; a second request with the same id is answered "duplicate" and builds nothing. The row then
 says what became of it: "accepted" while the runner works, then "ignored: …", "built: <rev>",
 "failed: <message>" (one part per service when several follow the same repository).
+
+A delivery id is not signed by GitHub, so the same signed body with a new id is a new delivery.
+What stops such a replay from rolling a service back is `deployed_refs`: the commit each tracked
+ref (a branch, or a pull request's preview tag) last deployed; the runner builds a push only if
+its commit is newer than that one.
 """
 
 from __future__ import annotations
@@ -34,6 +39,15 @@ class DeliveryRow(Base):
     action: Mapped[str] = mapped_column(Text, default="")
     outcome: Mapped[str] = mapped_column(Text, default="accepted")
     build_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class DeployedRefRow(Base):
+    __tablename__ = "deployed_refs"
+
+    service: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(40))
+    deployed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,3 +134,17 @@ class Deliveries:
                 select(DeliveryRow).order_by(DeliveryRow.received_at.desc()).limit(limit)
             )
             return [_delivery(r) for r in rows]
+
+    def deployed_sha(self, *, service: str, ref: str) -> str | None:
+        """The commit `ref` last deployed to `service` through a webhook, if any."""
+        with self._sessions() as s:
+            row = s.get(DeployedRefRow, (service, ref))
+            return row.sha if row is not None else None
+
+    def set_deployed(self, *, service: str, ref: str, sha: str) -> None:
+        with self._sessions.begin() as s:
+            row = s.get(DeployedRefRow, (service, ref))
+            if row is None:
+                s.add(DeployedRefRow(service=service, ref=ref, sha=sha))
+            else:
+                row.sha, row.deployed_at = sha, utcnow()

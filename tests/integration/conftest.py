@@ -260,7 +260,7 @@ class Slipway:
         daemons.stop(self.data_dir / "run" / "metadata.pid")
         for c in self.containers(client):
             c.remove(force=True)
-        for n in client.networks.list(names=[self.network]):
+        for n in [n for n in client.networks.list(names=[self.network]) if n.name == self.network]:
             n.remove()
 
 
@@ -301,6 +301,9 @@ def running_slipway(
         "SLIPWAY_REVISIONS_KEPT": "3",
         "SLIPWAY_ACTIVATOR_PORT": str(free_port()),
         "SLIPWAY_SCALE_TO_ZERO_GRACE": "5",
+        # Repositories are served over plain HTTP on loopback (tests/gitserver.py stands for
+        # GitHub); a real Slipway clones https only.
+        "SLIPWAY_GIT_SCHEMES": "https,http",
         **(extra_env or {}),
     }
     env.pop("SLIPWAY_URL", None)

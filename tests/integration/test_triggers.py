@@ -2,7 +2,8 @@
 
 GitHub itself cannot be reached from here: the webhook is the recorded real payload from
 shared/fixtures, signed in the test the way GitHub signs, with its clone_url pointing at a real
-local git repository (dulwich clones it as it would clone github.com over HTTPS).
+git repository served over git's smart HTTP on loopback (tests/gitserver.py stands for GitHub;
+dulwich clones it as it would clone github.com, over HTTP instead of HTTPS).
 """
 
 from __future__ import annotations
@@ -13,13 +14,22 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import httpx
 import pytest
 
-from tests.integration.conftest import ROOT, WEBHOOK_SECRET, Slipway, push_image, write_app
+from tests.gitserver import serving
+from tests.integration.conftest import (
+    ROOT,
+    WEBHOOK_SECRET,
+    Slipway,
+    push_image,
+    running_slipway,
+    write_app,
+)
 
 pytestmark = pytest.mark.integration
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "github-webhooks"
@@ -38,20 +48,43 @@ def repo_with(path: Path, body: str) -> str:
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
 
 
-def test_deploy_from_a_git_url(slipway: Slipway, tmp_path: Path) -> None:
-    sha = repo_with(tmp_path / "repo", "from git\n")
+@pytest.fixture(scope="module")
+def git_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("git")
 
-    out = slipway.cli("deploy", "fromgit", "--git", str(tmp_path / "repo"), "--ref", "main")
+
+@pytest.fixture(scope="module")
+def git_base(git_root: Path) -> Iterator[str]:
+    """The repositories under git_root over smart HTTP: this module's GitHub."""
+    with serving(git_root) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def slipway(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient,
+    registry: str, busybox_image: str, git_base: str,
+) -> Iterator[Slipway]:  # fmt: skip
+    """A platform whose GitHub is the local git server (SLIPWAY_GITHUB_URL)."""
+    env = {"SLIPWAY_GITHUB_URL": git_base}
+    with running_slipway(tmp_path_factory, docker_client, registry, extra_env=env) as sw:
+        yield sw
+
+
+def test_deploy_from_a_git_url(slipway: Slipway, git_root: Path, git_base: str) -> None:
+    sha = repo_with(git_root / "repo", "from git\n")
+
+    out = slipway.cli("deploy", "fromgit", "--git", f"{git_base}/repo", "--ref", "main")
+    missing = slipway.cli("deploy", "fromgit", "--git", f"{git_base}/repo", "--ref", "nope",
+                          check=False)  # fmt: skip
 
     assert f"at {sha[:7]} (main)" in out.stdout and "fromgit-00001 ready" in out.stdout
     assert slipway.get(f"commit-{sha[:7]}--fromgit.localhost").text == "from git\n"
-    missing = slipway.cli("deploy", "fromgit", "--git", str(tmp_path / "repo"), "--ref", "nope",
-                          check=False)  # fmt: skip
     assert missing.returncode == 1 and "no branch or tag 'nope'" in missing.stderr
 
 
 def test_signed_github_push_builds_and_deploys(
-    slipway: Slipway, tmp_path: Path, docker_client: docker.DockerClient
+    slipway: Slipway, tmp_path: Path, git_root: Path, docker_client: docker.DockerClient
 ) -> None:
     # A service that tracks the repository (annotation), first deployed from an image.
     ref = f"{slipway.env['SLIPWAY_REGISTRY']}/hooked/app"
@@ -65,11 +98,14 @@ def test_signed_github_push_builds_and_deploys(
     )
     slipway.cli("services", "replace", str(doc))
 
-    sha = repo_with(tmp_path / "repo", "from a webhook\n")
+    # Slipway clones SLIPWAY_GITHUB_URL/<full_name>.git; the payload's clone_url (here another
+    # repository, which serves something else) is not followed.
+    tracked = git_root / "Codertocat" / "Hello-World.git"
+    sha = repo_with(tracked, "from a webhook\n")
     payload = json.loads((FIXTURES / "push_with-new-branch.payload.json").read_text())
     payload["after"] = sha
-    payload["repository"]["clone_url"] = str(tmp_path / "repo")
-    subprocess.run(["git", "branch", "-m", "master"], cwd=tmp_path / "repo", check=True)
+    payload["repository"]["clone_url"] = str(git_root / "repo")
+    subprocess.run(["git", "branch", "-m", "master"], cwd=tracked, check=True)
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
     delivery = str(uuid.uuid4())

@@ -3,8 +3,9 @@ the background runner and a real dulwich clone of a real git repository.
 
 What is real: the routes on a FastAPI app served by uvicorn on a loopback port, requests signed
 over the exact bytes sent, the migrated SQLite store and deliveries table, and
-`gitsources.clone_at` cloning a repository made with the `git` CLI in tmp_path (its path is the
-payload's clone_url). What is a stand-in: the deployer (`RecordingDeployer`), which records what
+`gitsources.clone_at` cloning, over git's smart HTTP, a repository made with the `git` CLI in
+tmp_path (tests/gitserver.py serves it in GitHub's place; its URL is the payload's clone_url).
+What is a stand-in: the deployer (`RecordingDeployer`), which records what
 it is asked to deploy instead of building it. The real build → revision → traffic pipeline is
 covered by tests/integration/test_spine.py and the git push tests; this file covers the webhook
 boundary up to the `Deployer` call.
@@ -12,7 +13,9 @@ boundary up to the `Deployer` call.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import io
 import json
 import socket
@@ -32,12 +35,15 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from pipeline.build import gitsources
 from pipeline.core.records import Revision
 from pipeline.deploy.manifests import Commit
 from pipeline.deploy.rollout import Outcome
 from pipeline.store.db import make_engine, migrate, session_factory
 from pipeline.store.deliveries import Deliveries
 from pipeline.store.state import Store
+from tests.gitserver import serving
+from webhooks.hosts import GitHosts
 from webhooks.routes import MAX_PAYLOAD_BYTES, create_router
 from webhooks.runner import Runner
 from webhooks.signatures import github_signature
@@ -52,6 +58,8 @@ if not FIXTURES.is_dir():
 SECRET = b"webhook-test-secret"
 GITLAB_TOKEN = b"gitlab-test-token"
 REPO = "slipway-test/app"
+# The served repository is plain HTTP on loopback (tests/gitserver.py), so this runner allows it.
+CLONE_OVER_HTTP = functools.partial(gitsources.clone_at, schemes=frozenset({"https", "http"}))
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -110,6 +118,7 @@ def git(cwd: Path, *args: str) -> str:
 class Hooks:
     url: str
     repo: Path
+    clone_url: str  # the repository as served over smart HTTP
     sha: str
     first_sha: str
     deployer: RecordingDeployer
@@ -144,11 +153,17 @@ class Hooks:
         payload = copy.deepcopy(fixture("push_with-new-branch.payload"))
         payload.update(ref=ref, after=sha, **extra)
         payload["repository"]["full_name"] = REPO
-        payload["repository"]["clone_url"] = str(self.repo)
+        payload["repository"]["clone_url"] = self.clone_url
         return json.dumps(payload).encode()
 
     def settle(self) -> None:
         assert self.runner.wait_idle(60), "webhook actions still running after 60 s"
+
+    def commit(self, page: str) -> str:
+        """A new commit on main (index.html = `page`): a push nothing has deployed yet."""
+        (self.repo / "index.html").write_text(page)
+        git(self.repo, "commit", "-q", "-am", page.strip())
+        return git(self.repo, "rev-parse", "HEAD")
 
 
 def free_port() -> int:
@@ -160,8 +175,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
     tmp = tmp_path_factory.mktemp("webhooks")
-    repo = tmp / "app"
-    repo.mkdir()
+    repo = tmp / f"{REPO}.git"  # where the git server serves the tracked repository from
+    repo.mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
     (repo / "Dockerfile").write_text("FROM slipway/busybox:1.35-bookworm\nCOPY . /www\n")
     (repo / "index.html").write_text("first\n")
@@ -198,8 +213,10 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
     )
     deliveries = Deliveries(sessions)
     deployer = RecordingDeployer()
-    runner = Runner(deployer, deliveries)
+    runner = Runner(deployer, deliveries, clone=CLONE_OVER_HTTP)
     secrets: dict[str, bytes | None] = {"github": SECRET, "gitlab": GITLAB_TOKEN}
+    stack = contextlib.ExitStack()
+    git_base = stack.enter_context(serving(tmp))
     app = FastAPI()
     app.include_router(
         create_router(
@@ -208,6 +225,8 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
             store=store,
             deliveries=deliveries,
             runner=runner,
+            # SLIPWAY_GITHUB_URL / SLIPWAY_GITLAB_URL: the local server stands for both hosts.
+            hosts=GitHosts(github=git_base, gitlab=git_base),
         )
     )
     port = free_port()
@@ -222,13 +241,15 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
         time.sleep(0.05)
     try:
         yield Hooks(
-            url=f"http://127.0.0.1:{port}", repo=repo, sha=sha, first_sha=first_sha,
+            url=f"http://127.0.0.1:{port}", repo=repo, clone_url=f"{git_base}/{REPO}.git",
+            sha=sha, first_sha=first_sha,
             deployer=deployer, deliveries=deliveries, runner=runner, secrets=secrets,
         )  # fmt: skip
         runner.wait_idle(30)
     finally:
         server.should_exit = True
         thread.join(10)
+        stack.close()
         engine.dispose()
 
 
@@ -270,11 +291,11 @@ def test_push_clones_the_commit_and_deploys_it(hooks: Hooks) -> None:
 
 def test_replayed_delivery_is_not_built_again(hooks: Hooks) -> None:
     delivery = str(uuid.uuid4())
-    body = hooks.push(sha=hooks.sha)
+    body = hooks.push(sha=hooks.commit("third\n"))
     assert hooks.post(body, event="push", delivery=delivery).status_code == 202
     hooks.settle()
     built = len(hooks.deployer.deploys)
-    assert files_in(hooks.deployer.deploys[-1][1])["index.html"] == b"second\n"
+    assert files_in(hooks.deployer.deploys[-1][1])["index.html"] == b"third\n"
     again = hooks.post(body, event="push", delivery=delivery)
     assert again.status_code == 200
     assert again.json()["message"] == "duplicate delivery, not built again"
@@ -290,7 +311,8 @@ def test_commit_not_in_repository_fails_with_the_reason(hooks: Hooks) -> None:
     hooks.settle()
     assert len(hooks.deployer.deploys) == built
     outcome = hooks.deliveries.get(delivery).outcome
-    assert outcome.startswith(f"failed: cloning {hooks.repo} at 1234567 failed: commit {missing}")
+    expected = f"failed: cloning {hooks.clone_url} at 1234567 failed: commit {missing}"
+    assert outcome.startswith(expected)
     assert "is not in the repository" in outcome
 
 
@@ -378,7 +400,7 @@ def test_pull_request_opened_previews_and_closed_removes_tag(hooks: Hooks) -> No
     opened = fixture("pull_request_opened.payload")
     opened["repository"]["full_name"] = REPO
     opened["pull_request"]["head"]["repo"]["full_name"] = REPO
-    opened["pull_request"]["head"]["repo"]["clone_url"] = str(hooks.repo)
+    opened["pull_request"]["head"]["repo"]["clone_url"] = hooks.clone_url
     opened["pull_request"]["head"]["sha"] = hooks.sha
     r = hooks.post(json.dumps(opened).encode(), event="pull_request")
     assert r.status_code == 202, r.text
@@ -396,12 +418,13 @@ def test_pull_request_opened_previews_and_closed_removes_tag(hooks: Hooks) -> No
 
 
 def test_gitlab_push_with_token(hooks: Hooks) -> None:
+    sha = hooks.commit("from gitlab\n")
     payload = {
         "object_kind": "push",
         "ref": "refs/heads/main",
-        "after": hooks.sha,
-        "checkout_sha": hooks.sha,
-        "project": {"path_with_namespace": REPO, "git_http_url": str(hooks.repo)},
+        "after": sha,
+        "checkout_sha": sha,
+        "project": {"path_with_namespace": REPO, "git_http_url": hooks.clone_url},
     }
     body = json.dumps(payload).encode()
     delivery = str(uuid.uuid4())
@@ -417,7 +440,7 @@ def test_gitlab_push_with_token(hooks: Hooks) -> None:
     )  # fmt: skip
     assert r.status_code == 202, r.text
     hooks.settle()
-    assert hooks.deployer.deploys[-1][2] == Commit(sha=hooks.sha, branch="main", preview_tag="")
+    assert hooks.deployer.deploys[-1][2] == Commit(sha=sha, branch="main", preview_tag="")
     assert hooks.deliveries.get(delivery).provider == "gitlab"
 
 

@@ -23,7 +23,8 @@ from pipeline.build.builders import (
     service_settings,
 )
 from pipeline.build.buildpacks import PackBuilder, pack_argv, project_builder
-from pipeline.build.dockerfile import from_images, has_registry_host, mask, read_files, with_files
+from pipeline.build.dockerfile import from_images, has_registry_host, read_files, with_files
+from pipeline.build.masking import mask
 from pipeline.build.processes import BuildControl
 from pipeline.build.queue import BuildQueue
 from pipeline.build.sources import SourceInfo

@@ -21,6 +21,7 @@ from pipeline.core.records import Service
 from webhooks.actions import Deploy, Ignore, RemoveTag
 from webhooks.github import github_actions
 from webhooks.gitlab import gitlab_actions
+from webhooks.hosts import GitHosts
 from webhooks.signatures import SignatureError, github_signature, verify_github, verify_gitlab
 from webhooks.tracking import Tracking, tracking_of
 
@@ -154,7 +155,12 @@ CASES = [
         "push",
         edited(PUSH, **{"repository.full_name": "codertocat/hello-world"}),
         [HELLO],
-        [Deploy(service="hello", clone_url=CLONE, sha=PUSH_SHA, branch="master", preview_tag="")],
+        [
+            Deploy(
+                service="hello", clone_url=CLONE.lower(), sha=PUSH_SHA, branch="master",
+                preview_tag="",
+            )
+        ],
         id="push-repo-name-case-insensitive",
     ),
     pytest.param(
@@ -312,6 +318,7 @@ def test_github_malformed_payloads(event: str, payload: dict[str, Any], says: st
 LAB = service("lab", gitlab="Group/App")
 GL_SHA = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
 GL_CLONE = "https://gitlab.example.com/group/app.git"
+SELF_HOSTED = GitHosts(gitlab="https://gitlab.example.com")  # SLIPWAY_GITLAB_URL
 
 
 def gl_push(ref: str = "refs/heads/main", after: str = GL_SHA) -> dict[str, Any]:
@@ -442,4 +449,4 @@ GITLAB_CASES = [
 
 @pytest.mark.parametrize(("event", "payload", "expected"), GITLAB_CASES)
 def test_gitlab_actions(event: str, payload: dict[str, Any], expected: list[object]) -> None:
-    assert gitlab_actions(event, payload, [LAB, HELLO]) == expected
+    assert gitlab_actions(event, payload, [LAB, HELLO], hosts=SELF_HOSTED) == expected
