@@ -49,10 +49,11 @@ class EngineParts:
     source_token_key: bytes = b""  # signs build source downloads (Knative build Jobs)
 
 
-def site_of(settings: Settings, *, internal: str = "") -> Site:
+def site_of(settings: Settings, *, internal: str = "", subnet: str = "") -> Site:
     return Site(
         bind=f"{settings.ingress_host}:{settings.ingress_port}",
         internal_bind=f"{internal}:{settings.ingress_port}" if internal else "",
+        internal_sources=subnet,
         activator=f"{settings.api_host}:{settings.activator_port}",
         domain=settings.domain,
         api_server=f"{settings.api_host}:{settings.api_port}",
@@ -79,7 +80,10 @@ def docker_parts(
     gateway = engine.gateway()
     _start_daemons(settings, engine=engine, gateway=gateway)
     dataplane = HAProxyDataPlane(
-        HAProxyManager(site=site_of(settings, internal=gateway), binary=settings.haproxy_bin)
+        HAProxyManager(
+            site=site_of(settings, internal=gateway, subnet=engine.subnet()),
+            binary=settings.haproxy_bin,
+        )
     )
     reconciler = Reconciler(
         store=store,

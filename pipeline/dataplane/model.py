@@ -74,6 +74,9 @@ class Site:
     bind: str  # "127.0.0.1:8080"
     # The listener instances reach (bridge gateway): every service, cluster-local ones too.
     internal_bind: str = ""
+    # Who may connect to it (a CIDR: Slipway's bridge subnet): the gateway address is the host's,
+    # so a container on another Docker network could otherwise reach it too.
+    internal_sources: str = ""
     # The activator (host:port): every revision backend's backup server, so a revision at zero
     # instances still takes requests; "" renders no activator.
     activator: str = ""

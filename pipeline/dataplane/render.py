@@ -189,6 +189,9 @@ def _frontend(
     ]
     if internal:
         rules = []
+        if site.internal_sources:
+            only = f"tcp-request connection reject unless {{ src {site.internal_sources} }}"
+            lines.insert(1, only)
     ranges: set[tuple[int, int]] = set()
     for route in routes:
         lines.append(f"acl host:{route.host} var(txn.host) -m str {route.host}")

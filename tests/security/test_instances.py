@@ -103,3 +103,21 @@ def test_a_decoy_network_name_does_not_stop_a_restart(
         assert slipway.get("intruder").text == "intruder says hi\n"
     finally:
         decoy.remove()
+
+
+def test_the_internal_listener_answers_the_bridge_and_refuses_other_networks(
+    slipway: Slipway, docker_client: docker.DockerClient, private_target: str
+) -> None:
+    network = docker_client.networks.get(slipway.network)
+    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    url = f"http://{gateway}:{slipway.ingress_port}/"
+    fetch = f"wget -q -T 3 -O- --header 'Host: intruder.localhost' {url}; echo exit=$?"
+
+    def from_network(name: str) -> str:
+        return docker_client.containers.run(
+            BUSYBOX, ["sh", "-c", fetch], network=name, remove=True
+        ).decode()
+
+    assert "intruder says hi" in from_network(slipway.network)  # control: instances get through
+    refused = from_network("bridge")  # Docker's default bridge: another tenant's container
+    assert "intruder says hi" not in refused and "exit=0" not in refused, refused

@@ -60,6 +60,18 @@ def test_cluster_local_routes_only_on_the_internal_listener(tmp_path: Path) -> N
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_internal_listener_refuses_connections_from_outside_the_bridge(tmp_path: Path) -> None:
+    site = replace(SITE, run_dir=tmp_path, internal_sources="172.30.0.0/16")
+    text = render(PLANE, site=site)
+    internal = _frontends(text)["internal"]
+    assert "tcp-request connection reject unless { src 172.30.0.0/16 }" in internal
+    assert "reject" not in _frontends(text)["ingress"]
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text)
+    check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_no_internal_listener_without_a_gateway() -> None:
     assert "frontend internal" not in render(PLANE, site=replace(SITE, internal_bind=""))
 
