@@ -9,10 +9,10 @@ the token as the password (any user name), or a bearer token.
 from __future__ import annotations
 
 import base64
-import gzip
 import hmac
 import queue
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from io import BytesIO
 from typing import Any, cast
@@ -41,6 +41,9 @@ from pipeline.deploy.gitpush import PushHandler
 
 SERVICES = ("git-upload-pack", "git-receive-pack")
 MAX_PUSH_BYTES = 512 * 1024 * 1024
+# git gzips only fetch negotiation (have/want lines), never pack data: this is far above any
+# real request and far below what an inflation bomb would take.
+MAX_INFLATED_BYTES = 128 * 1024 * 1024
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="Slipway"'}
 
 
@@ -93,7 +96,7 @@ async def _rpc(platform: Platform, name: str, request: Request, kind: str) -> St
         raise HTTPException(415, f"expected Content-Type application/x-{kind}-request")
     body = await _read_limited(request, MAX_PUSH_BYTES)
     if request.headers.get("content-encoding") == "gzip":
-        body = gzip.decompress(body)
+        body = _gunzip_capped(body, MAX_INFLATED_BYTES)
     get_log(component="git").info("git_rpc", service=svc, rpc=kind, bytes=len(body))
     cls = _handler_class(platform, svc, kind, repo)
     return StreamingResponse(
@@ -135,6 +138,23 @@ def _handler_class(
 def _backend(repo: Repo) -> DictBackend:
     repos: dict[str, BackendRepo] = {"/": cast(BackendRepo, repo)}
     return DictBackend(repos)
+
+
+def _gunzip_capped(body: bytes, limit: int) -> bytes:
+    """Inflate a gzip body a bounded chunk at a time, refusing it as soon as it passes `limit`:
+    600 KB of gzip can inflate to gigabytes, and `gzip.decompress` would hold them all."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = bytearray()
+    data = body
+    try:
+        while data and not inflater.eof:
+            out += inflater.decompress(data, limit + 1 - len(out))
+            if len(out) > limit:
+                raise HTTPException(413, f"the gzip body inflates past the {limit} byte limit")
+            data = inflater.unconsumed_tail
+    except zlib.error as e:
+        raise HTTPException(400, f"the gzip body does not inflate: {e}") from e
+    return bytes(out)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -80,9 +80,16 @@ class BuildRuns:
         log_path = self._keep_source(record.id, plan.source)
         emit({"event": "build", "build": record.id, "builder": plan.choice.name})
         started = time.monotonic()
-        with BuildLog(log_path, secrets=[v for _, v in plan.settings.secrets], emit=emit) as out:
-            out.line(f"-----> Builder: {plan.choice.name} ({plan.choice.reason})")
-            image = self._build(service, record.id, plan, out)
+        try:
+            with BuildLog(
+                log_path, secrets=[v for _, v in plan.settings.secrets], emit=emit
+            ) as out:
+                out.line(f"-----> Builder: {plan.choice.name} ({plan.choice.reason})")
+                image = self._build(service, record.id, plan, out)
+        finally:
+            # Kept only while a build may fetch it (in-cluster Jobs do): sources are the
+            # user's code, and stored forever they would fill the disk.
+            self._source_path(record.id).unlink(missing_ok=True)
         emit(stage(f"Built and pushed {image}", seconds=round(time.monotonic() - started, 1)))
         get_log(service=service, build=record.id).info("build_succeeded", image=image)
         return Built(build_id=record.id, image=image)
@@ -104,8 +111,11 @@ class BuildRuns:
         log_path = self._settings.builds_dir / f"{build_id}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._settings.sources_dir.mkdir(parents=True, exist_ok=True)
-        (self._settings.sources_dir / f"{build_id}.tar.gz").write_bytes(source)
+        self._source_path(build_id).write_bytes(source)
         return log_path
+
+    def _source_path(self, build_id: str) -> Path:
+        return self._settings.sources_dir / f"{build_id}.tar.gz"
 
     def _build(self, service: str, build_id: str, plan: BuildPlan, out: BuildLog) -> str:
         def queued(ahead: int) -> None:

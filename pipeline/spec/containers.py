@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from pipeline.core.pairs import is_env_name
 from pipeline.spec.base import NOT_YET, SpecModel, SpecProblem, not_yet
 from pipeline.spec.quantities import is_quantity, parse_quantity
 
@@ -73,8 +74,11 @@ class EnvVar(SpecModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
-        if not name or "=" in name:
-            raise SpecProblem(f"invalid variable name {name!r}: it must be non-empty, without '='")
+        if not is_env_name(name):
+            raise SpecProblem(
+                f"invalid variable name {name!r}: use letters, digits and _, not starting with a "
+                "digit (no '=', spaces or newlines: the name must reach the process as written)"
+            )
         if name in RESERVED_ENV:
             raise SpecProblem(
                 f"{name} is set by the platform on every instance (Knative's container "

@@ -24,6 +24,7 @@ from pipeline.core.annotations import (
     is_cluster_local,
 )
 from pipeline.core.errors import InvalidSpec
+from pipeline.spec import yamlload
 from pipeline.spec.autoscaling import AutoscalingAnnotations
 from pipeline.spec.base import SpecModel, SpecProblem, not_yet, show, to_invalid_spec
 from pipeline.spec.containers import Container
@@ -237,7 +238,7 @@ def _load(source: str | bytes) -> object:
                 f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"
             ) from None
     try:
-        documents = [doc for doc in yaml.safe_load_all(source) if doc is not None]
+        documents = [doc for doc in yamlload.load_all(source) if doc is not None]
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
