@@ -1,11 +1,11 @@
 # Rendered by Slipway from buildtemplates/python (requirements.txt found).
 FROM slipway/python:3.11-bookworm
+RUN python3 -m venv /opt/venv
 ARG PIP_PRE
 WORKDIR /app
 COPY requirements.txt ./
 RUN --mount=type=cache,id=slipway-0123456789abcdef0123-pip,target=/root/.cache/pip --mount=type=secret,id=PIP_INDEX_URL --mount=type=secret,id=PIP_EXTRA_INDEX_URL \
-    export PIP_INDEX_URL="$(cat /run/secrets/PIP_INDEX_URL)" && export PIP_EXTRA_INDEX_URL="$(cat /run/secrets/PIP_EXTRA_INDEX_URL)" && python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip download --disable-pip-version-check --cache-dir /root/.cache/pip --dest /root/.cache/pip/files -r requirements.txt \
+    export PIP_INDEX_URL="$(cat /run/secrets/PIP_INDEX_URL)" && export PIP_EXTRA_INDEX_URL="$(cat /run/secrets/PIP_EXTRA_INDEX_URL)" && /opt/venv/bin/pip download --disable-pip-version-check --cache-dir /root/.cache/pip --dest /root/.cache/pip/files -r requirements.txt \
     && /opt/venv/bin/pip install --disable-pip-version-check --no-index --find-links /root/.cache/pip/files -r requirements.txt
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PORT=8080 HOME=/tmp PYTHONUNBUFFERED=1
 COPY --chown=10001:10001 . /app
