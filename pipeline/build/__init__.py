@@ -11,7 +11,11 @@
     queue        at most N builds at once, the rest wait in order
     processes    build processes: run, stream, cancel, time out
     logfiles     build logs on disk, read whole or followed
-    dockerfile   Dockerfile and template builds on the Docker Engine, then the push
+    dockerfile   Dockerfile and template builds on the Docker Engine (BuildKit), then the push
+    preflight    checks on a Dockerfile's text before the build (base images, secrets as ARG)
+    contexts     files read from a source archive; the context folder a build runs in
+    buildkit     which docker CLI builds with BuildKit, its argv and env, failure messages
+    progress     BuildKit's plain progress turned into the build log's lines
     buildpacks   Cloud Native Buildpacks through `pack`, then the push
     registry     image references and the registry's HTTP API
 """

@@ -1,9 +1,9 @@
 """Build processes (`docker build`, `pack build`): run, stream, cancel, time out.
 
 Every build runs as a subprocess in its own process group, so a cancel or a timeout kills the
-whole build (SIGTERM, then SIGKILL): when the `docker` CLI dies the engine cancels the build and
-removes its intermediate container. Output is read line by line and handed on as it comes; the
-last lines are kept for the error message.
+whole build (SIGTERM, then SIGKILL): when the `docker` CLI dies, its BuildKit session ends and the
+engine cancels the build, RUN step included (for a context folder; see `buildkit`). Output is
+read line by line and handed on as it comes; the last lines are kept for the error message.
 """
 
 from __future__ import annotations

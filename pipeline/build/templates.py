@@ -2,8 +2,8 @@
 
 `load` reads `buildtemplates/<name>/detect.toml` and `Dockerfile.j2`; everything after that is
 pure: `detect` picks the template from the file list, `render` turns the template, a few of the
-source's files (`wanted_files`) and the settings into Dockerfile text. The template builder adds
-that text to the build context and builds it like any Dockerfile.
+source's files (`wanted_files`) and the settings into Dockerfile text. The template builder
+builds that text like any Dockerfile, from outside the build context (it never lands in the image).
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from pipeline.build.basecatalog import STANDARD_PATH
 from pipeline.core.errors import InvalidInput, InvalidSource
 from pipeline.core.packagedata import buildtemplates_dir
 
-# Where the rendered Dockerfile goes in the context; the generated .dockerignore keeps it out of
-# the image (the daemon still reads it).
-RENDERED_PATH = ".slipway/Dockerfile"
 LOCKFILES = ("package-lock.json", "npm-shrinkwrap.json")
 APP_MODULES = ("app.py", "main.py", "wsgi.py", "asgi.py", "server.py")
 ASGI = ("FastAPI", "Starlette", "Quart", "Litestar")
@@ -94,14 +91,20 @@ def render(
     contents: Mapping[str, str],
     base: str = "",
     args: Sequence[str] = (),
+    secrets: Sequence[str] = (),
+    cache_id: str = "slipway",
 ) -> str:
-    """The Dockerfile for this source. `args`: build arg names the install step may use."""
-    for name in args:
+    """The Dockerfile for this source. `args`: build arg names the install step may use;
+    `secrets`: build secret names it reads from secret mounts; `cache_id`: the prefix of its
+    package cache mounts (one per service, see `buildkit.cache_id`)."""
+    for name in [*args, *secrets]:
         if not _NAME.match(name):
             raise InvalidInput(f"build arg name {name!r} is not a valid variable name")
     context: dict[str, object] = {
         "base": base or template.base,
         "args": list(args),
+        "secrets": list(secrets),
+        "cache_id": cache_id,
         "path": STANDARD_PATH,
         "reason": _matched(template, files),
     }

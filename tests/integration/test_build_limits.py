@@ -11,6 +11,7 @@ so the push and deploy path after it is exercised for real.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import subprocess
 import sys
@@ -97,6 +98,20 @@ def deploying(sw: Slipway, name: str, app: Path) -> Iterator[subprocess.Popen[st
         yield proc
 
 
+def running_step(marker: str, *, within_s: float, gone: bool = True) -> bool:
+    """Whether a process whose command line holds `marker` runs on this machine, polled until
+    it is gone (or, with gone=False, until it shows up) or `within_s` passed."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = False
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                found = found or marker.encode() in cmdline.read_bytes()
+        if found != gone or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def wait_build(sw: Slipway, service: str, status: str, timeout_s: float = 60) -> dict[str, str]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -126,18 +141,21 @@ def test_builds_queue_in_order_one_at_a_time(limited: Slipway, tmp_path: Path) -
 def test_cancel_a_running_build(
     limited: Slipway, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
-    with deploying(limited, "cancelme", slow_app(tmp_path / "cancelme", 60)) as proc:
+    app = slow_app(tmp_path / "cancelme", 60)
+    marker = re.search(r"start-[0-9a-f]+", (app / "Dockerfile").read_text()).group(0)  # type: ignore[union-attr]
+    with deploying(limited, "cancelme", app) as proc:
         build = wait_build(limited, "cancelme", "running")
-        time.sleep(1)  # into the RUN step
+        assert running_step(marker, within_s=30, gone=False)  # into the RUN step
 
         said = limited.cli("builds", "cancel", build["id"]).stdout
 
         assert proc.wait(timeout=30) == 1
         assert "build cancelled" in proc.stderr.read()  # type: ignore[union-attr]
     assert said.strip() == f"Build {build['id']} cancelled"
-    # The engine dropped the build: its RUN container is gone.
+    # The engine dropped the build: its RUN step (a BuildKit process, not a container) is gone.
+    assert not running_step(marker, within_s=10)
     running = [" ".join(c.attrs["Config"]["Cmd"] or []) for c in docker_client.containers.list()]
-    assert not [cmd for cmd in running if "sleep 60 && echo end" in cmd]
+    assert not [cmd for cmd in running if marker in cmd]
     assert wait_build(limited, "cancelme", "cancelled")["error"] == "build cancelled"
     assert limited.api_get("/v1/services/cancelme").status_code == 404  # no revision
     again = limited.cli("builds", "cancel", build["id"], check=False)

@@ -23,8 +23,8 @@ from pipeline.build.builders import (
     service_settings,
 )
 from pipeline.build.buildpacks import PackBuilder, pack_argv, project_builder
-from pipeline.build.dockerfile import from_images, has_registry_host, read_files, with_files
 from pipeline.build.masking import mask
+from pipeline.build.preflight import from_images, has_registry_host
 from pipeline.build.processes import BuildControl
 from pipeline.build.queue import BuildQueue
 from pipeline.build.sources import SourceInfo
@@ -118,30 +118,31 @@ def test_build_args_must_be_name_value(bad: str) -> None:
 WSGI_APP = "def application(environ, start_response):\n    ...\n"
 CASES = {
     "python-requirements-wsgi": (
-        "python", {"requirements.txt": "six==1.16.0\n", "app.py": WSGI_APP}, ()
+        "python", {"requirements.txt": "six==1.16.0\n", "app.py": WSGI_APP}, (), ()
     ),
     "python-procfile-with-args": (
         "python",
         {"requirements.txt": "flask\ngunicorn\n", "Procfile": "web: gunicorn -b :$PORT app:app\n"},
-        ("PIP_INDEX_URL",),
+        ("PIP_PRE",), ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"),
     ),
     "python-pyproject-fastapi": (
         "python",
         {"pyproject.toml": '[project]\nname = "x"\ndependencies = ["fastapi>=0.110", "httpx"]\n',
          "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"},
-        (),
+        (), (),
     ),
     "node-lockfile": ("node", {"package.json": '{"scripts": {"start": "node server.js"}}',
-                               "package-lock.json": "{}", "server.js": ""}, ()),
-    "node-no-lockfile": ("node", {"package.json": '{"scripts": {"start": "node i.js"}}'}, ()),
-    "static": ("static", {"index.html": "<h1>hi</h1>"}, ()),
-    "procfile": ("procfile", {"Procfile": "release: true\nweb: ./serve --port $PORT\n"}, ()),
+                               "package-lock.json": "{}", "server.js": ""}, (), ()),
+    "node-no-lockfile": ("node", {"package.json": '{"scripts": {"start": "node i.js"}}'},
+                         ("NPM_CONFIG_LOGLEVEL",), ("NPM_TOKEN",)),
+    "static": ("static", {"index.html": "<h1>hi</h1>"}, (), ()),
+    "procfile": ("procfile", {"Procfile": "release: true\nweb: ./serve --port $PORT\n"}, (), ()),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_template_renders_golden_dockerfile(case: str) -> None:
-    name, contents, args = CASES[case]
+    name, contents, args, secrets = CASES[case]
     template = buildtemplates.find(TEMPLATES, name)
     files = sorted(contents)
     text = buildtemplates.render(
@@ -149,6 +150,8 @@ def test_template_renders_golden_dockerfile(case: str) -> None:
         files=files,
         contents={f: contents[f] for f in buildtemplates.wanted_files(files)},
         args=args,
+        secrets=secrets,
+        cache_id="slipway-0123456789abcdef0123",
     )
     golden = GOLDEN / f"{case}.Dockerfile"
     if os.environ.get("SLIPWAY_UPDATE_GOLDEN"):
@@ -157,13 +160,32 @@ def test_template_renders_golden_dockerfile(case: str) -> None:
     assert text == golden.read_text()
 
 
-def test_dependency_manifests_are_copied_before_the_source() -> None:
-    for case in ("python-requirements-wsgi", "node-lockfile"):
-        text = (GOLDEN / f"{case}.Dockerfile").read_text()
-        final = text.split("\nFROM ", 2)[2]  # the stage the image is made of
-        assert "RUN " not in final and "ARG " not in final, "installs belong in the deps stage"
-        assert text.index("RUN ") < text.index("COPY --chown=10001:10001 . /app")
-        assert "USER 10001:10001" in final
+@pytest.mark.parametrize(
+    ("case", "cache"),
+    [
+        pytest.param("python-requirements-wsgi", "-pip,target=/root/.cache/pip", id="python"),
+        pytest.param("python-procfile-with-args", "-pip,target=/root/.cache/pip", id="py-secrets"),
+        pytest.param("node-lockfile", "-npm,target=/root/.npm", id="node"),
+        pytest.param("node-no-lockfile", "-npm,target=/root/.npm", id="node-secrets"),
+    ],
+)
+def test_installs_come_before_the_source_with_a_cache_and_secret_mounts(
+    case: str, cache: str
+) -> None:
+    _, _, args, secrets = CASES[case]
+    text = (GOLDEN / f"{case}.Dockerfile").read_text()
+    install = text.index("RUN --mount=type=cache")
+    source = text.index("COPY --chown=10001:10001 . /app")
+    assert install < source, "a code change must reuse the install layer"
+    assert "RUN " not in text[source:] and text.count("FROM ") == 1
+    assert f"RUN --mount=type=cache,id=slipway-0123456789abcdef0123{cache}" in text
+    for name in secrets:  # a mount for the install step only, never an ARG
+        assert f"--mount=type=secret,id={name}" in text[install:source]
+        assert f'export {name}="$(cat /run/secrets/{name})" && ' in text[install:source]
+        assert f"ARG {name}" not in text
+    for name in args:
+        assert text.index(f"ARG {name}\n") < install
+    assert "USER 10001:10001" in text[source:] and "PORT=8080" in text
 
 
 def test_base_image_is_configurable() -> None:
@@ -211,19 +233,6 @@ def test_from_images(dockerfile: str, args: dict[str, str], expected: list[str])
 def test_registry_host() -> None:
     assert has_registry_host("127.0.0.1:5000/x") and has_registry_host("ghcr.io/a/b")
     assert not has_registry_host("python:3.12") and not has_registry_host("slipway/busybox:1")
-
-
-def test_context_gets_rendered_files(tmp_path: Path) -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        data = b"<h1>x</h1>"
-        info = tarfile.TarInfo("index.html")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    out = with_files(buf.getvalue(), {".slipway/Dockerfile": "FROM x\n", ".dockerignore": "a\n"})
-    assert read_files(out, ["index.html", ".slipway/Dockerfile", ".dockerignore"]) == {
-        "index.html": "<h1>x</h1>", ".slipway/Dockerfile": "FROM x\n", ".dockerignore": "a\n",
-    }  # fmt: skip
 
 
 def test_mask_hides_secret_values() -> None:

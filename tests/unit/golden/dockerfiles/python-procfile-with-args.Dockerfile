@@ -1,14 +1,13 @@
 # Rendered by Slipway from buildtemplates/python (requirements.txt found).
-FROM slipway/python:3.11-bookworm AS deps
-ARG PIP_INDEX_URL
+FROM slipway/python:3.11-bookworm
+RUN python3 -m venv /opt/venv
+ARG PIP_PRE
 WORKDIR /app
 COPY requirements.txt ./
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
-
-FROM slipway/python:3.11-bookworm
-COPY --from=deps /opt/venv /opt/venv
+RUN --mount=type=cache,id=slipway-0123456789abcdef0123-pip,target=/root/.cache/pip --mount=type=secret,id=PIP_INDEX_URL --mount=type=secret,id=PIP_EXTRA_INDEX_URL \
+    export PIP_INDEX_URL="$(cat /run/secrets/PIP_INDEX_URL)" && export PIP_EXTRA_INDEX_URL="$(cat /run/secrets/PIP_EXTRA_INDEX_URL)" && /opt/venv/bin/pip download --disable-pip-version-check --cache-dir /root/.cache/pip --dest /root/.cache/pip/files -r requirements.txt \
+    && /opt/venv/bin/pip install --disable-pip-version-check --no-index --find-links /root/.cache/pip/files -r requirements.txt
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PORT=8080 HOME=/tmp PYTHONUNBUFFERED=1
-WORKDIR /app
 COPY --chown=10001:10001 . /app
 USER 10001:10001
 CMD ["sh", "-c", "exec gunicorn -b :$PORT app:app"]
