@@ -7,7 +7,7 @@
       > an error that lists what was looked for
 
 `choose_builder` is pure: the file list and settings in, the decision (and why) out. The
-builders themselves live in `dockerbuilds` (Dockerfile and templates) and `packbuilds`.
+builders themselves live in `dockerfile` (Dockerfile and templates) and `buildpacks`.
 """
 
 from __future__ import annotations
