@@ -216,7 +216,7 @@ class DockerEngineBuilder:
                 if text.strip().startswith(_LEGACY_BANNER):
                     return  # the CLI's advice to install buildx, which this engine cannot use
                 text = mask(text, secrets)
-                m = _STEP.match(text)
+                m = _STEP.fullmatch(text)
                 if m:
                     step[0] = f"step {m.group(1)} `{m.group(2)}`"
                 on_line(text)

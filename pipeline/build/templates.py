@@ -97,7 +97,7 @@ def render(
 ) -> str:
     """The Dockerfile for this source. `args`: build arg names the install step may use."""
     for name in args:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise InvalidInput(f"build arg name {name!r} is not a valid variable name")
     context: dict[str, object] = {
         "base": base or template.base,
