@@ -106,9 +106,11 @@ class Rollout:
         previous = self._store.list_revisions(service) if existing else []
         serving = _serving(existing, previous)
         placed = _placed(pinned, placement, previous=previous)
+        # Before anything is written: the tags too, which point at the revision once it exists.
         refuse_shared_hosts(
-            placed, services=self._store.list_services(), domain=self._settings.domain
-        )
+            placed, services=self._store.list_services(), domain=self._settings.domain,
+            tags=placement.tags,
+        )  # fmt: skip
         self._store.put_service(service, spec=placed)
         latest = previous[-1] if previous else None
         if latest is not None and latest.template_hash == digest and latest.status != "Failed":

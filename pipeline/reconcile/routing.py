@@ -41,15 +41,19 @@ def _traffic(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def refuse_shared_hosts(
-    manifest: Mapping[str, Any], *, services: Iterable[Service], domain: str
+    manifest: Mapping[str, Any],
+    *,
+    services: Iterable[Service],
+    domain: str,
+    tags: Iterable[str] = (),
 ) -> None:
-    """Raise InvalidName if the service this manifest writes, or one of its tags, would answer
-    on a host another service already answers on: called before the write, so a collision is
-    refused with both names rather than found by the data plane later."""
+    """Raise InvalidName if the service this manifest writes, or one of its tags (`tags`: more
+    that are about to point at it), would answer on a host another service already answers on.
+    Called before the write, so a collision is refused with both names rather than found by the
+    data plane later."""
     others = {s.name: _tags(s.spec) for s in services}
-    names.refuse_shared_hosts(
-        str(manifest["metadata"]["name"]), _tags(manifest), others=others, domain=domain
-    )
+    mine = [*_tags(manifest), *tags]
+    names.refuse_shared_hosts(str(manifest["metadata"]["name"]), mine, others=others, domain=domain)
 
 
 def _tags(manifest: Mapping[str, Any]) -> list[str]:

@@ -95,6 +95,13 @@ def test_users_and_services_of_one_name_are_different_identities() -> None:
     assert svc.member != user.member and svc.email != user.email
 
 
+@pytest.mark.parametrize("name", ["alice\n", "alice\nbob", "Alice"])
+def test_user_names_are_matched_whole(name: str) -> None:
+    # `$` would match before a trailing newline: the whole name must fit the grammar.
+    with pytest.raises(InvalidInput, match="invalid user name"):
+        tokens.user_identity(name, domain="localhost")
+
+
 # -- keys -------------------------------------------------------------------------------------
 
 
@@ -321,14 +328,22 @@ def test_invokers_map_and_structure() -> None:
         pytest.param(
             replace(PRIVATE, jwt=replace(POLICY, keys=(("k", Path('/x/"y.pub')),))), id="path"
         ),
-        pytest.param(
-            replace(PRIVATE, routes=(replace(PRIVATE.routes[0], service=""),)), id="no-service"
-        ),
     ],
 )
 def test_render_refuses_injection(plane: DataPlane) -> None:
     with pytest.raises(InvalidSpec):
         render(plane, site=SITE)
+
+
+def test_render_leaves_out_a_private_route_without_its_service() -> None:
+    # No service, no invoker check to put in front of the host: it gets no route (fail closed),
+    # and the other routes still render.
+    plane = replace(PRIVATE, routes=(replace(PRIVATE.routes[0], service=""), PRIVATE.routes[2]))
+
+    text = render(plane, site=SITE)
+
+    assert "host:target.localhost" not in text
+    assert "use_backend rev-pub-00001 if host:pub.localhost" in text
 
 
 # -- metadata protocol ------------------------------------------------------------------------
