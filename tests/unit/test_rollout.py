@@ -126,7 +126,7 @@ def test_a_tag_whose_host_is_another_service_is_refused_before_any_write(
 ) -> None:
     deploys.legacy("t--web")
 
-    with pytest.raises(InvalidName, match="tag 't' of service 'web'.*service 't--web'"):
+    with pytest.raises(InvalidName, match=r"tag 't' of service 'web'.*service 't--web'"):
         deploys.deploy("web", tags=("t",))
 
     assert deploys.store.find_service("web") is None
@@ -138,7 +138,7 @@ def test_a_traffic_tag_whose_host_is_another_service_is_refused(deploys: Deploys
     deploys.legacy("t--web")
     before = deploys.store.get_service("web").spec
 
-    with pytest.raises(InvalidName, match="tag 't' of service 'web'.*service 't--web'"):
+    with pytest.raises(InvalidName, match=r"tag 't' of service 'web'.*service 't--web'"):
         deploys.edits.set_traffic("web", traffic.Change(set_tags={"t": "web-00001"}))
     with pytest.raises(InvalidName, match="service 't--web'"):
         deploys.edits.retag("web", revision="web-00001", tags=("t",), promote=False)

@@ -132,7 +132,7 @@ def test_branch_tags_fit_the_host_label(branch: str, service: str, tag: str) -> 
 
 
 def test_a_double_dash_service_name_says_whose_url_it_would_take() -> None:
-    with pytest.raises(InvalidName, match="tag 't' of service 'web'.*e.g. 't-web'"):
+    with pytest.raises(InvalidName, match=r"tag 't' of service 'web'.*e\.g\. 't-web'"):
         names.validate_service_name("t--web")
     assert not names.is_service_name("t--web")
 
