@@ -275,6 +275,32 @@ def test_private_rules_are_valid_haproxy(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_a_private_service_with_many_tags_still_makes_a_valid_config(tmp_path: Path) -> None:
+    # HAProxy reads at most 64 words a line and rejects the whole file past that: no rule may
+    # grow with the number of a service's hosts.
+    store = keys.KeyStore(tmp_path / "keys")
+    key = store.ensure()
+    tags = tuple(
+        Route(host=f"branch-{i}--target.localhost", service="target", private=True,
+              splits=(Split(backend="rev-target-00001", percent=100),))
+        for i in range(40)
+    )  # fmt: skip
+    plane = replace(
+        PRIVATE,
+        routes=(*PRIVATE.routes, *tags),
+        jwt=replace(POLICY, keys=((key.kid, key.public_path),)),
+    )
+    site = replace(SITE, run_dir=tmp_path)
+    site.invokers_map.write_text(jwt.map_text(jwt.invokers_map(plane.invokers)))
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render(plane, site=site))
+
+    check = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True)
+
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert max(len(line.split()) for line in config.read_text().splitlines()) < 64
+
+
 def test_both_listeners_check_tokens_and_public_configs_have_no_rules() -> None:
     text = render(PRIVATE, site=SITE)
     ingress, internal = text.split("frontend internal")
