@@ -1,10 +1,12 @@
 """Rollout: an image and a manifest in; a ready revision placed in the traffic (or a clear
 failure) out.
 
-The push path's last steps: pin the secret versions, write the service, create the revision if
-the template changed, point its tags at it, wait until the reconciler reports it Ready, move the
-traffic, collect garbage. It writes desired state and lets the reconciler converge; it only
-waits and reports. A failure leaves the serving revision serving. The caller holds the service
+The push path's last steps: pin the secret versions, refuse hosts another service answers on,
+write the service, create the revision if the template changed, point its tags at it, wait until
+the reconciler reports it Ready, move the traffic, check that the data plane applied its route,
+collect garbage. It writes desired state and lets the reconciler converge; it only waits and
+reports. A failure before the traffic moves leaves the serving revision serving; a route that did
+not reach the data plane fails the deploy saying why, never "ready". The caller holds the service
 lock.
 """
 
@@ -176,9 +178,9 @@ class Rollout:
         "ready" would be a lie."""
         if not self._reconciler.wait_for_pass(timeout_s=ROUTE_TIMEOUT_S):
             raise RevisionFailed(
-                f"revision {revision} is ready, but the data plane did not apply its route "
-                f"within {ROUTE_TIMEOUT_S}s, so its URL may not answer yet: the control plane's "
-                "log says why (event reconcile_failed)",
+                f"revision {revision} is ready and has its traffic, but the data plane did not "
+                f"apply its route within {ROUTE_TIMEOUT_S}s, so its URL may not answer yet: the "
+                "control plane's log says why (event reconcile_failed)",
                 reason=ROUTE_NOT_APPLIED,
             )
         rev = self._store.get_revision(revision)

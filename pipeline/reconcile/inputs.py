@@ -3,9 +3,8 @@
 `Observed` is what the loop read from the world at the start of the pass (containers, probes,
 HAProxy's figures, the deployer's holds); `Memory` is what the loop carries from one pass to the
 next (which instances proved ready, which drain, crash counts, the autoscaler's tracks, the hosts
-left out of the data plane); `Rules`
-is the loop's fixed configuration. `planner.plan` takes them and returns the next `Memory` inside
-its `Plan`; nothing here changes in place.
+left out of the data plane); `Rules` is the loop's fixed configuration. `planner.plan` takes them
+and returns the next `Memory` inside its `Plan`; nothing here changes in place.
 """
 
 from __future__ import annotations
