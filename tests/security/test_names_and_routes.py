@@ -163,8 +163,16 @@ def test_a_route_the_data_plane_cannot_take_never_freezes_the_others(
         store.put_service("api", spec=json.loads(_document("api", image, newline)))
 
     def rejected(service: str) -> dict[str, Any]:
-        (rev,) = [r for r in slipway.api_get(f"/v1/services/{service}").json()["revisions"]
-                  if r["reason"] == REASON] or [{}]  # fmt: skip
+        answer = slipway.api_get(f"/v1/services/{service}")
+        for _ in range(10):
+            if answer.status_code != 503:
+                break
+            # Docker lists containers by inspecting each: one removed meanwhile (the deleted
+            # service's) makes the listing fail, and describe answers 503. Ask again.
+            time.sleep(0.3)
+            answer = slipway.api_get(f"/v1/services/{service}")
+        assert answer.status_code == 200, answer.text
+        (rev,) = [r for r in answer.json()["revisions"] if r["reason"] == REASON] or [{}]
         return rev
 
     # The legacy revision turns Ready (its instance started), then all three conditions show.
