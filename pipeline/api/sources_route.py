@@ -45,7 +45,7 @@ def build_source(
         )
     admin_token = platform.token
     admin = bool(admin_token) and hmac.compare_digest(token.encode(), admin_token.encode())
-    if not _BUILD_ID.match(build_id):
+    if not _BUILD_ID.fullmatch(build_id):
         raise HTTPException(status_code=404, detail=f"build {build_id!r} not found")
     key = platform.source_token_key
     if not admin and not sourcetokens.verify(key, build_id, token, now=clock):

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.errors import BuildFailed, InvalidInput, Unavailable
+from pipeline.core.pairs import is_env_name
 
 DEBIAN_DOCKER = Path("/usr/bin/docker")
 SECRET_ENV_PREFIX = "SLIPWAY_BUILD_SECRET_"
@@ -46,7 +47,6 @@ NEEDS_BUILDX = (
     "plugin): apt-get install docker.io, whose 20.10 CLI at /usr/bin/docker builds with BuildKit, "
     "or install docker-buildx"
 )
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EXIT_CODE = re.compile(r"executor failed running \[(.*)\]: exit code: (\d+)$")
 _SYNTAX = ("dockerfile parse error", "unknown instruction", "failed to create LLB definition")
 _PREFIXES = (
@@ -91,7 +91,7 @@ def build_invocation(
 ) -> Invocation:
     """`docker build` with BuildKit and plain progress, values only in the environment."""
     for name in [*build_args, *secrets]:
-        if not _NAME.match(name):
+        if not is_env_name(name):
             raise InvalidInput(f"build arg or secret name {name!r} is not a valid variable name")
     secret_env = {f"{SECRET_ENV_PREFIX}{i}": v for i, v in enumerate(secrets.values())}
     argv = [

@@ -58,7 +58,7 @@ def parse(reference: str) -> ImageRef:
     digest = ""
     if "@" in ref:
         ref, digest = ref.split("@", 1)
-        if not _DIGEST.match(digest):
+        if not _DIGEST.fullmatch(digest):
             raise InvalidInput(f"image {reference!r}: digest must look like sha256:<64 hex>")
     first, _, rest = ref.partition("/")
     if not rest or not ("." in first or ":" in first or first == "localhost"):
@@ -70,9 +70,9 @@ def parse(reference: str) -> ImageRef:
     last = rest.rsplit("/", 1)[-1]
     if ":" in last:
         repo, tag = rest.rsplit(":", 1)
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise InvalidInput(f"image {reference!r}: invalid tag {tag!r}")
-    if not _REPO.match(repo):
+    if not _REPO.fullmatch(repo):
         raise InvalidInput(f"image {reference!r}: invalid repository name {repo!r}")
     if not tag and not digest:
         tag = "latest"
@@ -133,7 +133,7 @@ class RegistryClient:
         if resp.status_code >= 400:
             raise Unavailable(f"registry {ref.registry} answered {resp.status_code} for {url}")
         digest = resp.headers.get("Docker-Content-Digest", "") or ref.digest
-        if not _DIGEST.match(digest):
+        if not _DIGEST.fullmatch(digest):
             raise Unavailable(f"registry {ref.registry} gave no digest for {reference}")
         return ref.pinned(digest)
 

@@ -98,7 +98,7 @@ def render(
     `secrets`: build secret names it reads from secret mounts; `cache_id`: the prefix of its
     package cache mounts (one per service, see `buildkit.cache_id`)."""
     for name in [*args, *secrets]:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise InvalidInput(f"build arg name {name!r} is not a valid variable name")
     context: dict[str, object] = {
         "base": base or template.base,

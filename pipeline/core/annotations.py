@@ -136,7 +136,7 @@ _USER = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 
 
 def is_user_name(name: str) -> bool:
-    return bool(_USER.match(name))
+    return bool(_USER.fullmatch(name))
 
 
 def parse_member(member: str) -> str:

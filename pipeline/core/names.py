@@ -8,14 +8,17 @@ reconciler can recognise what it owns after a restart.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 
 from pipeline.core.errors import InvalidName
 
-# Knative tags a revision as `<tag>--<svc>`; the longest tag Slipway makes itself is
-# `commit-<sha7>` (14 characters), and a hostname label is at most 63 characters.
+# Knative tags a revision as `<tag>--<svc>`; a service name never holds the separator, so a
+# service host never equals a tag host. The longest tag Slipway makes itself is `commit-<sha7>`
+# (14 characters), and a hostname label is at most 63 characters.
+TAG_SEPARATOR = "--"
 DNS_LABEL_MAX = 63
 LONGEST_OWN_TAG = len("commit-0000000")
-SERVICE_NAME_MAX = DNS_LABEL_MAX - LONGEST_OWN_TAG - len("--")  # 47
+SERVICE_NAME_MAX = DNS_LABEL_MAX - LONGEST_OWN_TAG - len(TAG_SEPARATOR)  # 47
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -28,19 +31,30 @@ LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
 
 
 def is_dns1035_label(value: str) -> bool:
-    return len(value) <= DNS_LABEL_MAX and bool(_DNS1035.match(value))
+    return len(value) <= DNS_LABEL_MAX and bool(_DNS1035.fullmatch(value))
 
 
 def is_service_name(value: str) -> bool:
-    return len(value) <= SERVICE_NAME_MAX and bool(_DNS1035.match(value))
+    return (
+        len(value) <= SERVICE_NAME_MAX
+        and bool(_DNS1035.fullmatch(value))
+        and TAG_SEPARATOR not in value
+    )
 
 
 def validate_service_name(name: str) -> str:
     """Return `name` if it can name a service, else raise InvalidName saying how to fix it."""
-    if not _DNS1035.match(name):
+    if not _DNS1035.fullmatch(name):
         raise InvalidName(
             f"invalid service name {name!r}: use lowercase letters, digits and '-', starting "
             "with a letter and ending with a letter or digit (a DNS-1035 label), e.g. 'hello-api'"
+        )
+    if TAG_SEPARATOR in name:
+        tag, _, service = name.rpartition(TAG_SEPARATOR)
+        raise InvalidName(
+            f"invalid service name {name!r}: '{TAG_SEPARATOR}' separates a tag from its service "
+            f"in a host, so '{name}' would take the URL of tag {tag!r} of service {service!r}; "
+            "use a single '-', e.g. " + repr(name.replace(TAG_SEPARATOR, "-"))
         )
     if len(name) > SERVICE_NAME_MAX:
         raise InvalidName(
@@ -52,7 +66,7 @@ def validate_service_name(name: str) -> str:
 
 def validate_tag(tag: str, *, service: str = "") -> str:
     """A tag names the host `<tag>--<svc>`: a DNS-1035 label that fits with the service name."""
-    room = DNS_LABEL_MAX - len("--") - max(len(service), 1)
+    room = DNS_LABEL_MAX - len(TAG_SEPARATOR) - max(len(service), 1)
     if not is_dns1035_label(tag):
         raise InvalidName(
             f"invalid traffic tag {tag!r}: use a DNS-1035 label (lowercase letters, digits, '-', "
@@ -74,7 +88,7 @@ def commit_tag(sha: str) -> str:
 def branch_tag(branch: str, *, service: str) -> str:
     """`branch-<slug>`, cut to fit the host label next to the service name."""
     slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-") or "x"
-    room = DNS_LABEL_MAX - len("--") - len(service)
+    room = DNS_LABEL_MAX - len(TAG_SEPARATOR) - len(service)
     return f"branch-{slug}"[:room].rstrip("-")
 
 
@@ -87,7 +101,34 @@ def service_host(service: str, domain: str) -> str:
 
 
 def tag_host(tag: str, service: str, domain: str) -> str:
-    return f"{tag}--{service}.{domain}"
+    return f"{tag}{TAG_SEPARATOR}{service}.{domain}"
+
+
+def hosts(service: str, tags: Iterable[str], *, domain: str) -> dict[str, str]:
+    """Every host `service` answers on (its own, then one per tag), each with who claims it."""
+    claims = {service_host(service, domain): f"service {service!r}"}
+    for tag in tags:
+        claims[tag_host(tag, service, domain)] = f"tag {tag!r} of service {service!r}"
+    return claims
+
+
+def refuse_shared_hosts(
+    service: str, tags: Iterable[str], *, others: Mapping[str, Iterable[str]], domain: str
+) -> None:
+    """Raise InvalidName if a host of `service` or of one of its tags is already a host of
+    another service (`others`: service -> its tags). HAProxy can route a host to one place only,
+    so the second claim is refused when it is written rather than shadowing the first."""
+    mine = hosts(service, tags, domain=domain)
+    for other, their_tags in sorted(others.items()):
+        if other == service:
+            continue
+        theirs = hosts(other, their_tags, domain=domain)
+        for host in sorted(mine.keys() & theirs.keys()):
+            raise InvalidName(
+                f"{mine[host]} would answer on {host!r}, which is already the host of "
+                f"{theirs[host]}: pick another tag or service name, or delete service {other!r} "
+                "first"
+            )
 
 
 def service_url(service: str, domain: str, port: int) -> str:

@@ -2,6 +2,7 @@
 
     model        the data plane's desired state, as plain values
     jwt          the identity check of private services, as HAProxy rules (pure)
+    checks       what may enter the config: bad routes sifted out, the rest checked (pure)
     render       the model as haproxy.cfg text (pure)
     runtime      HAProxy's runtime API (admin and master sockets)
     changes      the runtime commands that bring a running HAProxy to a plane (pure)

@@ -41,11 +41,14 @@ def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | N
     for route in private:
         hosts.setdefault(route.service or route.host, []).append(route.host)
     port = int(site.bind.rsplit(":", 1)[1])
+    # One line per host, never one per service: HAProxy reads at most 64 words a line and
+    # rejects the whole file past that, so a private service with many tags would freeze the
+    # data plane for every service.
     lines = [
         *(
-            f"http-request set-var(txn.svc) str({svc}) if "
-            + " || ".join(f"host:{h}" for h in sorted(hs))
+            f"http-request set-var(txn.svc) str({svc}) if host:{h}"
             for svc, hs in sorted(hosts.items())
+            for h in sorted(hs)
         ),
         "acl private var(txn.svc) -m found",
         "http-request set-var(txn.jwt) http_auth_bearer if private",
@@ -69,8 +72,9 @@ def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | N
         ),
         *(
             f"http-request set-var(txn.aud_svc) str({svc}) if private jwt_signed "
-            f"{{ var(txn.aud) -m str {' '.join(audiences(hs, port=port))} }}"
+            f"{{ var(txn.aud) -m str {' '.join(audiences([h], port=port))} }}"
             for svc, hs in sorted(hosts.items())
+            for h in sorted(hs)
         ),
         f"acl jwt_iss var(txn.iss) -m str {_issuer(policy)}",
         "acl jwt_live var(txn.exp),sub(txn.now) -m int gt 0",

@@ -4,7 +4,9 @@ The reconciler builds a `DataPlane`; `render` turns it into the whole configurat
 manager (`process.py`) writes it, validates it and reloads HAProxy when `structure` changed, or
 pushes only the server changes through the runtime API (`runtime.py`) when it did not. Pure: the
 same plane and site give the same text, byte for byte (everything is sorted), so golden files
-stay stable and the structure key is a plain hash.
+stay stable and the structure key is a plain hash. Every name is checked first (`checks`): a
+route HAProxy would reject is left out and the rest renders, so one bad name never freezes the
+data plane.
 
 Shape of the file, and why:
 
@@ -27,16 +29,13 @@ Shape of the file, and why:
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import replace
 
-from pipeline.core.errors import InvalidSpec
 from pipeline.dataplane import jwt
+from pipeline.dataplane.checks import API_BACKEND, NO_ROUTE_BACKEND, check, sift
+from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # for the manager
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site
 
-API_BACKEND = "slipway-api"
-NO_ROUTE_BACKEND = "slipway-no-route"
-RESERVED_BACKENDS = frozenset({API_BACKEND, NO_ROUTE_BACKEND})
 STRUCTURE_MARKER = "# slipway-structure "
 # HAProxy's own exporter, on the bare domain; `/metrics` itself is Slipway's (pipeline.api.metrics).
 HAPROXY_METRICS_PATH = "/metrics/haproxy"
@@ -47,12 +46,6 @@ API_TIMEOUT_S = 3600
 # An old worker left behind by a reload keeps serving its in-flight requests, at most this long
 # past the longest server timeout, then it is stopped so old processes cannot pile up.
 HARD_STOP_MARGIN_S = 30
-
-_HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.:-]+$")
-_ISSUER = re.compile(r"^https?://[A-Za-z0-9.:/_-]+$")
-_PATH = re.compile(r"^/[A-Za-z0-9._/+-]+$")
 
 
 def render(plane: DataPlane, *, site: Site) -> str:
@@ -101,7 +94,9 @@ def server_args(server: Server) -> str:
 
 
 def _body(plane: DataPlane, *, site: Site) -> str:
-    _check(plane, site=site)
+    # A route HAProxy would reject is left out, never the whole file (`checks.sift`).
+    plane = sift(plane, domain=site.domain).plane
+    check(plane, site=site)
     backends = sorted(plane.backends, key=lambda b: b.name)
     longest = max([API_TIMEOUT_S, *(b.timeout_s for b in backends)])
     sections = [
@@ -269,50 +264,3 @@ def _backend(backend: Backend, *, activator: str = "") -> str:
 
 def _section(header: str, *lines: str) -> str:
     return "".join([f"{header}\n", *(f"    {line}\n" for line in lines)])
-
-
-def _check(plane: DataPlane, *, site: Site) -> None:
-    """Refuse planes that would render a broken or injected config: names end up unquoted."""
-    if not _HOST.match(site.domain):
-        raise InvalidSpec(f"invalid domain {site.domain!r}: use a lowercase DNS name")
-    names = [b.name for b in plane.backends]
-    for name in names:
-        if not _NAME.match(name) or name in RESERVED_BACKENDS:
-            raise InvalidSpec(f"invalid backend name {name!r}: use names.backend_name(revision)")
-        if names.count(name) > 1:
-            raise InvalidSpec(f"backend {name!r} appears twice in the data plane")
-    for backend in plane.backends:
-        servers = [s.name for s in backend.servers]
-        for server in backend.servers:
-            if not _NAME.match(server.name) or servers.count(server.name) > 1:
-                raise InvalidSpec(
-                    f"invalid or duplicate server name {server.name!r} in backend {backend.name!r}"
-                )
-            if not _ADDRESS.match(server.address) or not 0 < server.port < 65536:
-                raise InvalidSpec(
-                    f"invalid address {server.address}:{server.port} for server {server.name!r}"
-                )
-    for route in plane.routes:
-        if route.private and not _NAME.match(route.service):
-            raise InvalidSpec(f"private host {route.host!r} needs the name of its service")
-    if plane.jwt is not None:
-        if not plane.jwt.issuer or not _ISSUER.match(plane.jwt.issuer):
-            raise InvalidSpec(f"invalid token issuer {plane.jwt.issuer!r}: a URL without spaces")
-        for kid, path in plane.jwt.keys:
-            if not _NAME.match(kid) or not _PATH.match(str(path)):
-                raise InvalidSpec(f"invalid signing key {kid!r} at {str(path)!r}")
-    hosts = [r.host for r in plane.routes]
-    for route in plane.routes:
-        if not _HOST.match(route.host) or route.host == site.domain or hosts.count(route.host) > 1:
-            raise InvalidSpec(
-                f"invalid route host {route.host!r}: a lowercase DNS name, once, and not the bare "
-                f"domain {site.domain!r} (that one serves Slipway's API)"
-            )
-        if sum(s.percent for s in route.splits) != 100 or any(s.percent < 0 for s in route.splits):
-            raise InvalidSpec(f"traffic for host {route.host!r} must add up to 100 percent")
-        for split in route.splits:
-            if split.backend not in names:
-                raise InvalidSpec(
-                    f"host {route.host!r} sends traffic to backend {split.backend!r}, "
-                    "which is not in the data plane"
-                )

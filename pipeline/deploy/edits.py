@@ -15,7 +15,7 @@ from pipeline.core.records import Revision, Service
 from pipeline.core.settings import Settings
 from pipeline.deploy.waker import Waker
 from pipeline.identity import access
-from pipeline.reconcile.routing import resolve_traffic
+from pipeline.reconcile.routing import refuse_shared_hosts, resolve_traffic
 from pipeline.store.state import Store
 
 
@@ -72,6 +72,9 @@ class Edits:
         revision ownership."""
         manifest = traffic.with_entries(svc.spec, entries)
         manifest = spec.parse_service(manifest, require_image=False).to_manifest()
+        refuse_shared_hosts(
+            manifest, services=self._store.list_services(), domain=self._settings.domain
+        )
         self._store.put_service(svc.name, spec=manifest)
         self._reconciler.wake()
 
@@ -87,8 +90,12 @@ class Edits:
         self, svc: Service, updated: list[traffic.Entry], revisions: list[Revision]
     ) -> None:
         probe = traffic.with_entries(svc.spec, updated)
-        # Validate first (percents, tags, host lengths): a bad edit changes nothing.
+        # Validate first (percents, tags, host lengths, hosts of other services): a bad edit
+        # changes nothing.
         spec.parse_service(probe, require_image=False)
+        refuse_shared_hosts(
+            probe, services=self._store.list_services(), domain=self._settings.domain
+        )
         wanted = {t.revision for t in resolve_traffic(
             Service(name=svc.name, spec=probe, generation=svc.generation,
                     created_at=svc.created_at),

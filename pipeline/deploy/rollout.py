@@ -1,10 +1,12 @@
 """Rollout: an image and a manifest in; a ready revision placed in the traffic (or a clear
 failure) out.
 
-The push path's last steps: pin the secret versions, write the service, create the revision if
-the template changed, point its tags at it, wait until the reconciler reports it Ready, move the
-traffic, collect garbage. It writes desired state and lets the reconciler converge; it only
-waits and reports. A failure leaves the serving revision serving. The caller holds the service
+The push path's last steps: pin the secret versions, refuse hosts another service answers on,
+write the service, create the revision if the template changed, point its tags at it, wait until
+the reconciler reports it Ready, move the traffic, check that the data plane applied its route,
+collect garbage. It writes desired state and lets the reconciler converge; it only waits and
+reports. A failure before the traffic moves leaves the serving revision serving; a route that did
+not reach the data plane fails the deploy saying why, never "ready". The caller holds the service
 lock.
 """
 
@@ -29,9 +31,14 @@ from pipeline.deploy.events import Emit, stage
 from pipeline.deploy.garbage import Garbage
 from pipeline.deploy.manifests import Flags, Placement, edit_template
 from pipeline.deploy.waker import Waker
-from pipeline.reconcile.routing import latest_ready, resolve_traffic
+from pipeline.reconcile import rejections
+from pipeline.reconcile.routing import latest_ready, refuse_shared_hosts, resolve_traffic
 from pipeline.store.secrets import SecretStore
 from pipeline.store.state import Store
+
+# How long a ready revision's route may take to reach the data plane (two reconcile passes).
+ROUTE_TIMEOUT_S = 30
+ROUTE_NOT_APPLIED = "RouteNotApplied"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +107,13 @@ class Rollout:
         existing = self._store.find_service(service)
         previous = self._store.list_revisions(service) if existing else []
         serving = _serving(existing, previous)
-        self._store.put_service(service, spec=_placed(pinned, placement, previous=previous))
+        placed = _placed(pinned, placement, previous=previous)
+        # Before anything is written: the tags too, which point at the revision once it exists.
+        refuse_shared_hosts(
+            placed, services=self._store.list_services(), domain=self._settings.domain,
+            tags=placement.tags,
+        )  # fmt: skip
+        self._store.put_service(service, spec=placed)
         latest = previous[-1] if previous else None
         if latest is not None and latest.template_hash == digest and latest.status != "Failed":
             return self._unchanged(latest, emit=emit, placement=placement)
@@ -149,13 +162,33 @@ class Rollout:
         now = traffic.entries_of(self._store.get_service(service).spec)
         if placement.promotes and not traffic.follows_latest(now):
             self._edits.retag(service, revision=rev.name, tags=placement.tags, promote=True)
-        # The pass that marked it Ready also moved the route; one more pass proves it applied.
-        self._reconciler.wait_for_pass(timeout_s=30)
+        self._check_routed(rev.name)
         self._garbage.collect(service)
         urls = self._urls(service)
         seconds = round(time.monotonic() - started, 1)
         emit({"event": "ready", "revision": rev.name, "seconds": seconds, "urls": urls})
         return Outcome(service=service, revision=rev, created=True, urls=urls)
+
+    def _check_routed(self, revision: str) -> None:
+        """Fail, saying why, unless the data plane now routes to the revision as asked.
+
+        The pass that marked it Ready also moved the route; one more pass proves it applied. A
+        pass that cannot finish (HAProxy refused the config, the engine is down) or a route the
+        data plane left out (`reconcile.rejections`) means the URL does not answer yet, so
+        "ready" would be a lie."""
+        if not self._reconciler.wait_for_pass(timeout_s=ROUTE_TIMEOUT_S):
+            raise RevisionFailed(
+                f"revision {revision} is ready and has its traffic, but the data plane did not "
+                f"apply its route within {ROUTE_TIMEOUT_S}s, so its URL may not answer yet: the "
+                "control plane's log says why (event reconcile_failed)",
+                reason=ROUTE_NOT_APPLIED,
+            )
+        rev = self._store.get_revision(revision)
+        if rev.reason == rejections.REASON:
+            raise RevisionFailed(
+                f"revision {revision} is ready, but its route was not applied: {rev.message}",
+                reason=rejections.REASON,
+            )
 
     def _pin_secrets(self, ks: spec.KService) -> spec.KService:
         """Record the current version of every secret the template uses, in the template:

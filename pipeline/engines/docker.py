@@ -45,7 +45,7 @@ DROPPED_CAPABILITIES = (
 
 
 def memory_bytes(quantity: str) -> int:
-    m = _QUANTITY.match(quantity.strip())
+    m = _QUANTITY.fullmatch(quantity.strip())
     if not m:
         raise ValueError(f"not a memory quantity: {quantity!r}")
     return int(float(m.group(1)) * _FACTORS[m.group(2)])

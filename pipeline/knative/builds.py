@@ -85,7 +85,7 @@ def render_build_job(
     registry = destination.split("/", 1)[0]
     insecure_flag = ""
     if settings.insecure_registry:
-        if not _REGISTRY_HOST.match(registry):
+        if not _REGISTRY_HOST.fullmatch(registry):
             raise ValueError(f"{registry!r} is not a registry host[:port]")
         insecure_flag = shlex.quote(f"-insecure-registry={registry}") + " "
     values = {
@@ -156,7 +156,7 @@ def pushed_digest(pod: dict[str, Any]) -> str:
             continue
         terminated = (container.get("state") or {}).get("terminated") or {}
         message = str(terminated.get("message") or "").strip()
-        if _DIGEST.match(message):
+        if _DIGEST.fullmatch(message):
             return message
     return ""
 

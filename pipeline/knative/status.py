@@ -49,7 +49,7 @@ def condition(conditions: Iterable[Condition] | None, kind: str = "Ready") -> Co
 
 def slipway_reason(reason: str, message: str) -> tuple[str, str]:
     """A Knative condition reason and message as Slipway's (reason, message)."""
-    exit_code = _EXIT_CODE.match(reason)
+    exit_code = _EXIT_CODE.fullmatch(reason)
     if exit_code:
         text = f"the container exited with code {exit_code.group(1)}"
         return "ExitCode", f"{text}: {message}" if message else text

@@ -6,6 +6,7 @@
     statuses     Pending revisions -> Ready or Failed marks (pure)
     healing      crash-loop back-off, recovery, instances HAProxy holds down (pure)
     scaling      instances per revision (autoscaler included) -> starts, drains, collection (pure)
+    rejections   routes HAProxy could not take -> left out, a condition on their revisions (pure)
     planner      plan(snapshot, observed, memory, now, rules) -> Plan: the phases in order (pure)
     probes       readiness probes: TCP connect on $PORT or an HTTP GET
     stops        instance stops on worker threads, each waiting out its grace period

@@ -2,9 +2,9 @@
 
 `Observed` is what the loop read from the world at the start of the pass (containers, probes,
 HAProxy's figures, the deployer's holds); `Memory` is what the loop carries from one pass to the
-next (which instances proved ready, which drain, crash counts, the autoscaler's tracks); `Rules`
-is the loop's fixed configuration. `planner.plan` takes them and returns the next `Memory` inside
-its `Plan`; nothing here changes in place.
+next (which instances proved ready, which drain, crash counts, the autoscaler's tracks, the hosts
+left out of the data plane); `Rules` is the loop's fixed configuration. `planner.plan` takes them
+and returns the next `Memory` inside its `Plan`; nothing here changes in place.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Memory:
     down_passes: Mapping[str, int] = field(default_factory=dict)  # instance id -> passes down
     tracks: Mapping[str, Track] = field(default_factory=dict)  # the autoscaler's, per revision
     decided: Mapping[str, int] = field(default_factory=dict)  # last decision per revision (logs)
+    rejected: frozenset[str] = frozenset()  # hosts the data plane left out (logged once)
 
     def settled(self, *, instances: Iterable[Instance], passed: frozenset[str]) -> Memory:
         """Forget instances that are gone; remember the ones whose probe passed."""

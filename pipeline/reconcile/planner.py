@@ -7,10 +7,11 @@ pass. Nothing is read or written here, so a table of "state in → actions out" 
 running it on the same state twice decides the same.
 
 The phases, in order: revision status (`statuses`), recovery from crash loops and sick instances
-(`healing`), scale (`scaling`), then the data plane (`routing.build_plane`) and the drains it
-lets end. Order matters for zero downtime: a revision turns Ready in the same plan that puts its
-instance into HAProxy and moves the route; the old revision's instances only drain then, and
-stop once HAProxy has no request in flight on them (or the grace period is over).
+(`healing`), scale (`scaling`), then the data plane (`routing.build_plane`, less the routes HAProxy
+could not take: `rejections`) and the drains it lets end. Order matters for zero downtime: a
+revision turns Ready in the same plan that puts its instance into HAProxy and moves the route;
+the old revision's instances only drain then, and stop once HAProxy has no request in flight on
+them (or the grace period is over).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pipeline.core import names
 from pipeline.core.records import Snapshot
 from pipeline.core.revisions import config_of
 from pipeline.engines.base import Instance
-from pipeline.reconcile import healing, scaling, statuses
+from pipeline.reconcile import healing, rejections, scaling, statuses
 from pipeline.reconcile.actions import Plan, Stop
 from pipeline.reconcile.inputs import Memory, Observed, Rules
 from pipeline.reconcile.routing import build_plane
@@ -57,23 +58,26 @@ def plan(
 
     scaled = scaling.scaled(snapshot, observed, memory, now=now, rules=rules)
     memory = scaled.memory
+    plane = build_plane(
+        snapshot,
+        instances=scaled.running,
+        ready=set(memory.ready),
+        draining=set(memory.draining),
+        domain=rules.domain,
+        jwt=observed.jwt,
+    )
+    served = rejections.served(plane, snapshot, domain=rules.domain, before=memory.rejected)
+    memory = replace(memory, rejected=served.rejected)
     return Plan(
         marks=tuple(marks),
-        notes=(*notes, *scaled.notes),
+        notes=(*notes, *scaled.notes, *served.notes),
         stops=scaled.stops,
         starts=scaled.starts,
-        plane=build_plane(
-            snapshot,
-            instances=scaled.running,
-            ready=set(memory.ready),
-            draining=set(memory.draining),
-            domain=rules.domain,
-            jwt=observed.jwt,
-        ),
+        plane=served.plane,
         drained=tuple(_drained(scaled.running, observed, memory, now=now, rules=rules)),
         serving=_serving(snapshot, scaled.running, memory),
         unready=unready,
-        events=(*events, *sick_events, *scaled.events),
+        events=(*events, *sick_events, *scaled.events, *served.events),
         memory=memory,
     )
 

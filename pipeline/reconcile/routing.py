@@ -3,11 +3,13 @@
 `resolve_traffic` applies Knative's traffic semantics (latestRevision follows the newest *ready*
 revision), `desired_scale` says how many instances each revision should have, and `build_plane`
 turns services, revisions and the instances that are ready into the `DataPlane` HAProxy serves.
+`refuse_shared_hosts` is the deployer's check, before it writes a service, that no two services
+answer on one host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +32,32 @@ class Target:
 
 
 def traffic_of(service: Service) -> list[dict[str, Any]]:
-    spec: dict[str, Any] = service.spec.get("spec") or {}
+    return _traffic(service.spec)
+
+
+def _traffic(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    spec: Mapping[str, Any] = manifest.get("spec") or {}
     return list(spec.get("traffic") or DEFAULT_TRAFFIC)
+
+
+def refuse_shared_hosts(
+    manifest: Mapping[str, Any],
+    *,
+    services: Iterable[Service],
+    domain: str,
+    tags: Iterable[str] = (),
+) -> None:
+    """Raise InvalidName if the service this manifest writes, or one of its tags (`tags`: more
+    that are about to point at it), would answer on a host another service already answers on.
+    Called before the write, so a collision is refused with both names rather than found by the
+    data plane later."""
+    others = {s.name: _tags(s.spec) for s in services}
+    mine = [*_tags(manifest), *tags]
+    names.refuse_shared_hosts(str(manifest["metadata"]["name"]), mine, others=others, domain=domain)
+
+
+def _tags(manifest: Mapping[str, Any]) -> list[str]:
+    return [str(e["tag"]) for e in _traffic(manifest) if e.get("tag")]
 
 
 def latest_ready(revisions: Iterable[Revision]) -> Revision | None:

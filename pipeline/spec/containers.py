@@ -46,7 +46,7 @@ class SecretKeyRef(SpecModel):
     @field_validator("name")
     @classmethod
     def _check_secret_name(cls, name: str) -> str:
-        if not _DNS1123_LABEL.match(name):
+        if not _DNS1123_LABEL.fullmatch(name):
             raise SpecProblem(f"invalid secret name {name!r}: lowercase letters, digits and '-'")
         return name
 
@@ -238,7 +238,7 @@ class Container(SpecModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str | None) -> str | None:
-        if name is not None and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
+        if name is not None and (len(name) > 63 or not _DNS1123_LABEL.fullmatch(name)):
             raise SpecProblem(
                 f"invalid container name {name!r}: use lowercase letters, digits and '-' "
                 "(a DNS-1123 label), e.g. 'user-container'"
@@ -248,7 +248,7 @@ class Container(SpecModel):
     @field_validator("image")
     @classmethod
     def _check_image(cls, image: str | None) -> str | None:
-        if image is not None and not IMAGE_REFERENCE.match(image):
+        if image is not None and not IMAGE_REFERENCE.fullmatch(image):
             raise SpecProblem(
                 f"{image!r} is not an image reference; write e.g. "
                 "'registry.example.com/team/hello:1.0' or 'hello@sha256:<digest>'"

@@ -48,7 +48,7 @@ _LABEL_VALUE = re.compile(rf"^({_NAME_PART})?$")
 def _check_keys(mapping: dict[str, str], what: str) -> None:
     for key in mapping:
         prefix, _, name = key.rpartition("/")
-        if not _KEY.match(key) or len(name) > 63 or len(prefix) > 253:
+        if not _KEY.fullmatch(key) or len(name) > 63 or len(prefix) > 253:
             raise SpecProblem(
                 f"invalid {what} key {key!r}: use an optional DNS prefix and '/', then up to 63 "
                 "letters, digits, '-', '_' or '.', e.g. 'example.com/team'",
@@ -59,7 +59,7 @@ def _check_keys(mapping: dict[str, str], what: str) -> None:
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:
     _check_keys(labels, "label")
     for key, value in labels.items():
-        if len(value) > 63 or not _LABEL_VALUE.match(value):
+        if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
             raise SpecProblem(
                 f"invalid label value {value!r}: up to 63 letters, digits, '-', '_' or '.', "
                 "starting and ending with a letter or digit",

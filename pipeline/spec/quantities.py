@@ -30,12 +30,12 @@ _NUMBER = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)$")
 
 
 def is_quantity(value: str) -> bool:
-    return bool(QUANTITY.match(value))
+    return bool(QUANTITY.fullmatch(value))
 
 
 def parse_quantity(value: str) -> Decimal:
     """The quantity's value in base units (cores, bytes); ValueError if it is not a quantity."""
-    match = _NUMBER.match(value)
+    match = _NUMBER.fullmatch(value)
     if not is_quantity(value) or match is None:
         raise ValueError(f"{value!r} is not a Kubernetes quantity, e.g. '500m', '1', '256Mi'")
     number, suffix = Decimal(match.group(1)), match.group(2)

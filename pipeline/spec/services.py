@@ -168,7 +168,7 @@ class KService(SpecModel):
     @model_validator(mode="after")
     def _belongs_to_service(self) -> KService:
         revision = self.spec.template.metadata.name
-        if revision is not None and not revision_pattern(self.name).match(revision):
+        if revision is not None and not revision_pattern(self.name).fullmatch(revision):
             raise SpecProblem(
                 f"revision name {revision!r} does not fit service {self.name!r}: use "
                 f"'{self.name}-00001' style (a number of 5 or more digits), or omit it and "

@@ -104,7 +104,7 @@ def check_ownership(service_name: str, targets: Sequence[TrafficTarget]) -> None
             except InvalidName as exc:
                 raise SpecProblem(exc.message, path=f"[{index}].tag") from None
         name = target.revision_name
-        if name is not None and not pattern.match(name):
+        if name is not None and not pattern.fullmatch(name):
             raise SpecProblem(
                 f"{name!r} is not a revision of service {service_name!r}; its revisions are "
                 f"named '{service_name}-00001', '{service_name}-00002', ...",

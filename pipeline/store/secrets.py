@@ -44,7 +44,7 @@ class SecretStore:
         return Fernet(self._key_file.read_bytes().strip())
 
     def _dir(self, name: str) -> Path:
-        if not _NAME.match(name) or len(name) > 63:
+        if not _NAME.fullmatch(name) or len(name) > 63:
             raise InvalidInput(
                 f"invalid secret name {name!r}: lowercase letters, digits and '-' (a DNS label)"
             )
@@ -61,7 +61,7 @@ class SecretStore:
         if not data:
             raise InvalidInput("a secret needs at least one KEY=VALUE")
         for key in data:
-            if not _KEY.match(key):
+            if not _KEY.fullmatch(key):
                 raise InvalidInput(f"invalid secret key {key!r}: letters, digits, '-', '_', '.'")
         folder = self._dir(name)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -12,10 +12,12 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.core.errors import InvalidSpec
+from pipeline.dataplane.checks import sift
 from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
 from pipeline.dataplane.render import render, structure, structure_of_config
 
@@ -173,38 +175,71 @@ def test_structure_is_recorded_in_the_config() -> None:
     assert structure_of_config("global\n") is None
 
 
+def route(host: str, backend: str = "rev-x", percent: int = 100, **more: Any) -> Route:
+    return Route(host=host, splits=(Split(backend=backend, percent=percent),), **more)
+
+
+# A plane with one route that would break the config; `ONE`'s route must still render.
+BROKEN_ROUTES = [
+    pytest.param((route("x.localhost"),), (), id="split-to-unknown-backend"),
+    pytest.param((route("x.localhost", percent=90),), ("rev-x",), id="percents-not-100"),
+    pytest.param((route("x.localhost bad"),), ("rev-x",), id="host-with-space"),
+    pytest.param((route("t\n--hello.localhost"),), ("rev-x",), id="host-with-newline"),
+    pytest.param((route("localhost"),), ("rev-x",), id="route-on-bare-domain"),
+    pytest.param(
+        (route("t--web.localhost", service="t--web"), route("t--web.localhost", service="web")),
+        ("rev-x",),
+        id="host-claimed-twice",
+    ),
+    pytest.param(
+        (route("p.localhost", private=True, service="p q"),), ("rev-x",), id="private-bad-service"
+    ),
+    pytest.param(
+        (route("nl.localhost", backend="rev-nl\n-00001"),),
+        ("rev-nl\n-00001",),
+        id="backend-name-with-newline",
+    ),
+]
+
+
+@pytest.mark.parametrize(("routes", "backends"), BROKEN_ROUTES)
+def test_render_leaves_out_a_broken_route_and_keeps_the_rest(
+    routes: tuple[Route, ...], backends: tuple[str, ...], tmp_path: Path
+) -> None:
+    plane = DataPlane(
+        routes=(*ONE.routes, *routes),
+        backends=(*ONE.backends, *(Backend(name=b) for b in backends)),
+    )
+    site = replace(SITE, run_dir=tmp_path)
+
+    text = render(plane, site=site)
+    sifted = sift(plane, domain=SITE.domain)
+
+    assert [r.route for r in sifted.rejected] == list(routes)
+    assert sifted.plane.routes == ONE.routes
+    served = replace(plane, routes=ONE.routes, backends=sifted.plane.backends)
+    assert text == render(served, site=site)
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text)
+    result = subprocess.run(
+        [HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_host_claimed_twice_names_the_other_service() -> None:
+    twice = (route("t--web.localhost", service="t--web"), route("t--web.localhost", service="web"))
+    plane = DataPlane(routes=twice, backends=(Backend(name="rev-x"),))
+
+    whys = {r.route.service: r.why for r in sift(plane, domain="localhost").rejected}
+
+    assert "service 't--web' answers on it too" in whys["web"]
+    assert "service 'web' answers on it too" in whys["t--web"]
+
+
 @pytest.mark.parametrize(
     "plane",
     [
-        pytest.param(
-            DataPlane(
-                routes=(Route(host="x.localhost", splits=(Split(backend="rev-x", percent=100),)),)
-            ),
-            id="split-to-unknown-backend",
-        ),
-        pytest.param(
-            DataPlane(
-                routes=(Route(host="x.localhost", splits=(Split(backend="rev-x", percent=90),)),),
-                backends=(Backend(name="rev-x"),),
-            ),
-            id="percents-not-100",
-        ),
-        pytest.param(
-            DataPlane(
-                routes=(
-                    Route(host="x.localhost bad", splits=(Split(backend="rev-x", percent=100),)),
-                ),
-                backends=(Backend(name="rev-x"),),
-            ),
-            id="host-with-space",
-        ),
-        pytest.param(
-            DataPlane(
-                routes=(Route(host="localhost", splits=(Split(backend="rev-x", percent=100),)),),
-                backends=(Backend(name="rev-x"),),
-            ),
-            id="route-on-bare-domain",
-        ),
         pytest.param(DataPlane(backends=(Backend(name="slipway-api"),)), id="reserved-backend"),
         pytest.param(
             DataPlane(

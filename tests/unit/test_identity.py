@@ -95,6 +95,13 @@ def test_users_and_services_of_one_name_are_different_identities() -> None:
     assert svc.member != user.member and svc.email != user.email
 
 
+@pytest.mark.parametrize("name", ["alice\n", "alice\nbob", "Alice"])
+def test_user_names_are_matched_whole(name: str) -> None:
+    # `$` would match before a trailing newline: the whole name must fit the grammar.
+    with pytest.raises(InvalidInput, match="invalid user name"):
+        tokens.user_identity(name, domain="localhost")
+
+
 # -- keys -------------------------------------------------------------------------------------
 
 
@@ -268,6 +275,32 @@ def test_private_rules_are_valid_haproxy(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_a_private_service_with_many_tags_still_makes_a_valid_config(tmp_path: Path) -> None:
+    # HAProxy reads at most 64 words a line and rejects the whole file past that: no rule may
+    # grow with the number of a service's hosts.
+    store = keys.KeyStore(tmp_path / "keys")
+    key = store.ensure()
+    tags = tuple(
+        Route(host=f"branch-{i}--target.localhost", service="target", private=True,
+              splits=(Split(backend="rev-target-00001", percent=100),))
+        for i in range(40)
+    )  # fmt: skip
+    plane = replace(
+        PRIVATE,
+        routes=(*PRIVATE.routes, *tags),
+        jwt=replace(POLICY, keys=((key.kid, key.public_path),)),
+    )
+    site = replace(SITE, run_dir=tmp_path)
+    site.invokers_map.write_text(jwt.map_text(jwt.invokers_map(plane.invokers)))
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render(plane, site=site))
+
+    check = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True)
+
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert max(len(line.split()) for line in config.read_text().splitlines()) < 64
+
+
 def test_both_listeners_check_tokens_and_public_configs_have_no_rules() -> None:
     text = render(PRIVATE, site=SITE)
     ingress, internal = text.split("frontend internal")
@@ -321,14 +354,22 @@ def test_invokers_map_and_structure() -> None:
         pytest.param(
             replace(PRIVATE, jwt=replace(POLICY, keys=(("k", Path('/x/"y.pub')),))), id="path"
         ),
-        pytest.param(
-            replace(PRIVATE, routes=(replace(PRIVATE.routes[0], service=""),)), id="no-service"
-        ),
     ],
 )
 def test_render_refuses_injection(plane: DataPlane) -> None:
     with pytest.raises(InvalidSpec):
         render(plane, site=SITE)
+
+
+def test_render_leaves_out_a_private_route_without_its_service() -> None:
+    # No service, no invoker check to put in front of the host: it gets no route (fail closed),
+    # and the other routes still render.
+    plane = replace(PRIVATE, routes=(replace(PRIVATE.routes[0], service=""), PRIVATE.routes[2]))
+
+    text = render(plane, site=SITE)
+
+    assert "host:target.localhost" not in text
+    assert "use_backend rev-pub-00001 if host:pub.localhost" in text
 
 
 # -- metadata protocol ------------------------------------------------------------------------

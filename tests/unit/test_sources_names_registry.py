@@ -69,6 +69,8 @@ def test_inspect_refuses_bad_archives(data: bytes, message: str) -> None:
         pytest.param("1abc", False, id="leading-digit"),
         pytest.param("abc-", False, id="trailing-dash"),
         pytest.param("a_b", False, id="underscore"),
+        pytest.param("sec-nl\n", False, id="trailing-newline"),
+        pytest.param("t--web", False, id="tag-separator"),
     ],
 )
 def test_service_names(name: str, ok: bool) -> None:
@@ -127,6 +129,41 @@ def test_branch_tags_fit_the_host_label(branch: str, service: str, tag: str) -> 
     got = names.branch_tag(branch, service=service)
     assert got == tag
     assert names.validate_tag(got, service=service) == got
+
+
+def test_a_double_dash_service_name_says_whose_url_it_would_take() -> None:
+    with pytest.raises(InvalidName, match=r"tag 't' of service 'web'.*e\.g\. 't-web'"):
+        names.validate_service_name("t--web")
+    assert not names.is_service_name("t--web")
+
+
+@pytest.mark.parametrize("tag", ["t\n", "canary\n", "\ncanary", "Canary"])
+def test_tags_refuse_what_a_host_cannot_hold(tag: str) -> None:
+    with pytest.raises(InvalidName):
+        names.validate_tag(tag, service="web")
+
+
+@pytest.mark.parametrize(
+    ("service", "tags", "others", "clash"),
+    [
+        pytest.param("web", ["t"], {"t--web": []}, "tag 't' of service 'web'.*service 't--web'",
+                     id="tag-host-is-a-service-host"),
+        pytest.param("t--web", [], {"web": ["t"]}, "service 't--web'.*tag 't' of service 'web'",
+                     id="service-host-is-a-tag-host"),
+        pytest.param("b", ["a--x"], {"a--x--b": []}, "tag 'a--x' of service 'b'",
+                     id="tag-with-separator"),
+        pytest.param("web", ["t"], {"web": ["t"], "api": ["t"]}, None, id="own-hosts-are-fine"),
+    ],
+)  # fmt: skip
+def test_shared_hosts_are_refused_naming_both(
+    service: str, tags: list[str], others: dict[str, list[str]], clash: str | None
+) -> None:
+    if clash is None:
+        names.refuse_shared_hosts(service, tags, others=others, domain="localhost")
+        return
+    with pytest.raises(InvalidName, match=clash) as refused:
+        names.refuse_shared_hosts(service, tags, others=others, domain="localhost")
+    assert "pick another tag or service name" in refused.value.message
 
 
 def test_tag_too_long_for_its_service_is_refused() -> None:
