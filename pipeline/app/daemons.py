@@ -14,6 +14,7 @@ from pathlib import Path
 from dnslib import DNSRecord
 
 from pipeline.core.logs import get as get_log
+from pipeline.store import permissions
 
 
 def _alive(pid_file: Path) -> int | None:
@@ -84,6 +85,7 @@ def _ensure(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # not in the control plane's process group
+            umask=permissions.UMASK,  # as the control plane's: what it writes is private
         )
     pid_file.write_text(" ".join([str(proc.pid), *record]) + "\n")
     for _ in range(tries):
