@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from pipeline.api.secrets import in_use, readers
-from pipeline.cli.client import ClientError
 from pipeline.core.records import Revision
 from tests.unit.clirecorder import Recorder, install, run
 from tests.unit.factories import instance, revision, service, snapshot
@@ -100,11 +99,3 @@ def test_secrets_delete_force_says_which_revisions_break(recorder: Recorder) -> 
         "fails): web-00001, web-00002; deploy their services without db.",
     ]
 
-
-def test_secrets_delete_refused_prints_the_api_reason(recorder: Recorder) -> None:
-    recorder.replies[("DELETE", "/v1/secrets/db")] = ClientError("secret 'db' is read by ...")
-
-    refused = run("secrets", "delete", "db")
-
-    assert refused.exit_code == 1
-    assert refused.stderr == "error: secret 'db' is read by ...\n"
