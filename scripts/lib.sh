@@ -76,13 +76,28 @@ install_venv() {
 
 docker_answers() { docker info >/dev/null 2>&1; }
 
+# The data dir holds the database (with --env values), sources, repositories, keys and logs:
+# its owner's alone (the control plane keeps it so too). The processes started here get umask
+# 077, so their files (logs, pid files, registry storage) are private as well; the umask is set
+# per process, not for these scripts, which also make the venv and base images for everyone.
+# What an older version left readable, the control plane tightens when it starts.
+private_dirs() {
+  (umask 077 && mkdir -p "$SLIPWAY_DATA_DIR" "$RUN" "$LOGS")
+  chmod 700 "$SLIPWAY_DATA_DIR" "$RUN" "$LOGS"
+}
+
+private_pid() { # file, pid: the pid file, 0600
+  (umask 077 && rm -f "$1" && echo "$2" >"$1")
+}
+
 start_dockerd() {
   docker_answers && return 0
   command -v dockerd >/dev/null || die "no Docker Engine answers and dockerd is not installed"
-  mkdir -p "$RUN" "$LOGS"
+  private_dirs
   say "starting dockerd"
+  (umask 077 && : >"$LOGS/dockerd.log")  # created private; dockerd (root) only writes it
   as_root nohup dockerd >"$LOGS/dockerd.log" 2>&1 &
-  echo $! >"$RUN/dockerd.pid"
+  private_pid "$RUN/dockerd.pid" $!
   for _ in $(seq 1 60); do docker_answers && return 0; sleep 0.5; done
   tail -20 "$LOGS/dockerd.log" >&2
   die "dockerd did not come up; its log is $LOGS/dockerd.log"
@@ -101,7 +116,8 @@ start_registry() {
   registry_is_local || return 0
   local cfg="$SLIPWAY_DATA_DIR/registry.yml" addr="$SLIPWAY_REGISTRY"
   curl -fsS -o /dev/null "http://$addr/v2/" 2>/dev/null && return 0
-  mkdir -p "$SLIPWAY_DATA_DIR/registry" "$RUN" "$LOGS"
+  private_dirs
+  (umask 077 && mkdir -p "$SLIPWAY_DATA_DIR/registry" && touch "$cfg")
   cat >"$cfg" <<YAML
 version: 0.1
 log: {level: warn}
@@ -114,22 +130,22 @@ YAML
   # are freed here, while the registry is stopped (garbage collection is unsafe during pushes).
   # Not --delete-untagged: revisions pin images by digest, not by tag.
   if [ -d "$SLIPWAY_DATA_DIR/registry/docker/registry/v2/repositories" ]; then
-    docker-registry garbage-collect "$cfg" >"$LOGS/registry-gc.log" 2>&1 ||
+    (umask 077 && exec docker-registry garbage-collect "$cfg" >"$LOGS/registry-gc.log" 2>&1) ||
       warn "registry garbage collection failed (see $LOGS/registry-gc.log); starting it anyway"
   fi
   say "starting the registry on $addr"
-  nohup docker-registry serve "$cfg" >"$LOGS/registry.log" 2>&1 &
-  echo $! >"$RUN/registry.pid"
+  (umask 077 && exec nohup docker-registry serve "$cfg" >"$LOGS/registry.log" 2>&1) &
+  private_pid "$RUN/registry.pid" $!
   wait_http "http://$addr/v2/" registry 30 || die "registry did not start; see $LOGS/registry.log"
 }
 
 start_control_plane() {
   local api="http://127.0.0.1:$SLIPWAY_API_PORT/healthz"
   if ! curl -fsS -o /dev/null "$api" 2>/dev/null; then
-    mkdir -p "$RUN" "$LOGS"
+    private_dirs
     say "starting the control plane on 127.0.0.1:$SLIPWAY_API_PORT"
-    nohup "$VENV/bin/slipway" server >>"$LOGS/control-plane.log" 2>&1 &
-    echo $! >"$RUN/control-plane.pid"
+    (umask 077 && exec nohup "$VENV/bin/slipway" server >>"$LOGS/control-plane.log" 2>&1) &
+    private_pid "$RUN/control-plane.pid" $!
     wait_http "$api" control-plane 60 || { tail -20 "$LOGS/control-plane.log" >&2;
       die "control plane did not start; its log is $LOGS/control-plane.log"; }
   fi

@@ -1,4 +1,10 @@
-"""`/v1/secrets`: versioned secrets that revisions read as env vars. Values go in, never out."""
+"""`/v1/secrets`: versioned secrets that revisions read as env vars. Values go in, never out.
+
+A secret is read when an instance starts, not when its revision is made: deleting one that a
+serving revision reads leaves that revision unable to start another instance (a scale-up, a
+restart, a crash). So `DELETE` is refused (409, naming those revisions) unless `?force=true`,
+and a forced delete answers with the revisions it breaks.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.api.dependencies import ADMIN, PlatformDep
+from pipeline.core.errors import Conflict, NotFound
 from pipeline.core.logs import get as get_log
+from pipeline.core.records import Snapshot
+from pipeline.core.revisions import config_of
+from pipeline.engines.base import Instance
+from pipeline.reconcile.routing import routed_revisions
 
 router = APIRouter(prefix="/v1/secrets", tags=["secrets"], dependencies=ADMIN)
 
@@ -17,6 +28,31 @@ class SecretBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data: dict[str, str]
+
+
+def readers(snapshot: Snapshot, instances: list[Instance], secret: str) -> dict[str, list[str]]:
+    """Pure: the revisions that read `secret` and serve (traffic, a tag URL or an instance),
+    each with the env vars it fills from it."""
+    live = routed_revisions(snapshot) | {i.revision for i in instances}
+    found: dict[str, list[str]] = {}
+    for rev in sorted(snapshot.revisions, key=lambda r: r.name):
+        if rev.name in live:
+            refs = config_of(rev.template, image=rev.image).secret_env
+            env = [var for var, name, _key, _version in refs if name == secret]
+            if env:
+                found[rev.name] = env
+    return found
+
+
+def in_use(secret: str, found: dict[str, list[str]]) -> str:
+    """The refusal: which revisions break, and the two ways on."""
+    listed = "; ".join(f"{rev} (env {', '.join(env)})" for rev, env in found.items())
+    return (
+        f"secret {secret!r} is read by revisions that serve: {listed}. Without it they cannot "
+        "start another instance (a scale-up, a restart, a crash). Deploy their services without "
+        f"it first (`slipway deploy SERVICE --remove-env VAR`), or delete it anyway with "
+        f"`slipway secrets delete {secret} --force`"
+    )
 
 
 @router.get("")
@@ -39,6 +75,15 @@ def put_secret(name: str, body: SecretBody, platform: PlatformDep) -> dict[str, 
 
 
 @router.delete("/{name}")
-def delete_secret(name: str, platform: PlatformDep) -> dict[str, str]:
+def delete_secret(name: str, platform: PlatformDep, force: bool = False) -> dict[str, Any]:
+    """Refused (409) while a serving revision reads it, unless `force`; `breaks` names the
+    revisions that can no longer start an instance."""
+    if not platform.secrets.versions(name):
+        raise NotFound(f"secret {name!r} does not exist")
+    found = readers(platform.store.snapshot(), platform.engine.list_instances(), name)
+    if found and not force:
+        raise Conflict(in_use(name, found))
     platform.secrets.delete(name)
-    return {"deleted": name}
+    if found:
+        get_log(component="api").warning("secret_deleted_in_use", secret=name, breaks=list(found))
+    return {"deleted": name, "breaks": list(found)}

@@ -14,6 +14,12 @@ from pathlib import Path
 from dnslib import DNSRecord
 
 from pipeline.core.logs import get as get_log
+from pipeline.store import permissions
+
+# Recorded with each daemon's options: a running daemon whose record matches is reused across
+# control-plane restarts and upgrades, so bump this when running daemons must be replaced by new
+# code. 2: the metadata server bounds its connections (issue 13).
+GENERATION = "2"
 
 
 def _alive(pid_file: Path) -> int | None:
@@ -65,6 +71,7 @@ def _ensure(
     """Reuse the running helper if it was started with `record` and answers; else (re)start it
     in its own session, so it outlives the control plane."""
     log = get_log(component=name)
+    record = [*record, f"generation={GENERATION}"]
     pid_file = run_dir / f"{name}.pid"
     pid = _alive(pid_file)
     if pid is not None and pid_file.read_text().split()[1:] == record and answers():
@@ -84,6 +91,7 @@ def _ensure(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # not in the control plane's process group
+            umask=permissions.UMASK,  # as the control plane's: what it writes is private
         )
     pid_file.write_text(" ".join([str(proc.pid), *record]) + "\n")
     for _ in range(tries):

@@ -26,7 +26,7 @@ from pipeline.identity.keys import KeyStore
 from pipeline.knative.engine import KnativeEngine
 from pipeline.knative.reconciler import KnativeReconciler
 from pipeline.reconcile.loop import Reconciler
-from pipeline.store import db
+from pipeline.store import db, permissions
 from pipeline.store.deliveries import Deliveries
 from pipeline.store.repos import Repositories
 from pipeline.store.secrets import SecretStore
@@ -85,7 +85,14 @@ def ensure_token(path: Path) -> str:
 
 
 def build(settings: Settings) -> Platform:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Before anything is written: the data dir holds env values, sources, keys and logs.
+    refused = permissions.private_data_dir(settings.data_dir)
+    if refused:
+        get_log(component="platform").warning(
+            "data_dir_not_private",
+            paths=refused[:10],
+            reason="owned by another user: chmod go-rwx them by hand",
+        )
     engine_db = db.make_engine(settings.db_url)
     db.migrate(engine_db)
     sessions = db.session_factory(engine_db)

@@ -1,4 +1,5 @@
-"""`slipway secrets`: set (a new version of every key), list and delete secrets.
+"""`slipway secrets`: set (a new version of every key), list and delete secrets (refused while a
+serving revision reads one, unless --force).
 
 `KEY=VALUE` here is not `core.pairs`: secret keys may hold `-` and `.` (file names such as
 `tls.crt`; the store checks them), and no error may echo a value.
@@ -31,9 +32,21 @@ def list_secrets() -> None:
     out.print(table)
 
 
-def delete(name: str) -> None:
-    call("DELETE", f"/v1/secrets/{name}")
-    out.print(f"Deleted secret {name}")
+def delete(
+    name: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even if serving revisions read it.")
+    ] = False,
+) -> None:
+    """Delete a secret; refused while a serving revision reads it, unless --force."""
+    done = call("DELETE", f"/v1/secrets/{name}", params={"force": "true"} if force else None)
+    out.print(f"Deleted secret {name}", highlight=False)
+    if done.get("breaks"):
+        out.print(
+            "These revisions cannot start new instances now (a scale-up, a restart or a crash "
+            f"fails): {', '.join(done['breaks'])}; deploy their services without {name}.",
+            highlight=False,
+        )
 
 
 def _data(pairs: list[str]) -> dict[str, str]:

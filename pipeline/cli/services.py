@@ -41,8 +41,9 @@ def describe(
         )
     out.print(table)
     for r in view["revisions"]:
-        if r["status"] == "Failed":
-            out.print(f"[red]{r['name']}[/]: {r['message']}", highlight=False)
+        if r["status"] == "Failed" or r["reason"]:  # a Ready one backing off says why too
+            color = "red" if r["status"] == "Failed" else "yellow"
+            out.print(f"[{color}]{r['name']}[/]: {r['message']}", highlight=False)
 
 
 def delete(name: str) -> None:

@@ -6,4 +6,5 @@ access         who may call a service: the private/invokers annotations, read an
 callers        the Caller a source address stands for, and the CallerLookup Protocol
 dockercallers  who is calling, next to Docker: source address -> owned instance
 metadata       the metadata server instances reach at $GCE_METADATA_HOST
+connections    the metadata server's connections, bounded in time and number per caller
 """

@@ -124,7 +124,7 @@ class KeyStore:
         )
         public_pem = _public_pem(private)
         # Public part first: a reader that sees the private file can rely on the public one.
-        _write(self.directory / f"{kid}.pub", public_pem, mode=0o644)
+        _write(self.directory / f"{kid}.pub", public_pem, mode=0o600)  # the data dir is private
         _write(self.directory / f"{kid}.key", private_pem, mode=0o600)
         return self._load(kid)
 

@@ -12,9 +12,11 @@ Slipway's bridge network (`identity.dockercallers`); on Kubernetes, the running 
 that pod IP (`knative.callers`). `app.metadataserver` picks one and starts the server.
 
 `answer` is the whole protocol as a function of the request, the lookup and the issuer, so it is
-tested without sockets; `serve` puts it behind a threading HTTP server. The server runs as its
-own daemon (started like the internal resolver, see `app.daemons`), not in the control plane: a
-control-plane restart must not fail every service-to-service call in the meantime. On Kubernetes
+tested without sockets; `serve` puts it behind a threading HTTP server whose connections are
+bounded in time and number (`identity.connections`), so no caller can starve the others. The
+server runs as its own daemon (started like the internal resolver, see `app.daemons`), not in
+the control plane: a control-plane restart must not fail every service-to-service call in the
+meantime. On Kubernetes
 it is the second container of the control-plane pod behind its own Service (the Helm chart), for
 the same reason.
 """
@@ -25,17 +27,18 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from pipeline.core.errors import SlipwayError
 from pipeline.identity import tokens
 from pipeline.identity.callers import Caller, CallerLookup
+from pipeline.identity.connections import BoundedHandler, BoundedServer, Limits
 from pipeline.identity.keys import KeyStore
 
 FLAVOR = ("Metadata-Flavor", "Google")
 PREFIX = "/computeMetadata/v1/"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,8 +132,12 @@ def answer(
     return Reply(status=404, body=f"no metadata at {path}\n")
 
 
-def serve(*, bind: str, port: int, lookup: CallerLookup, issuer: Issuer) -> None:
-    class Handler(BaseHTTPRequestHandler):
+def make_server(
+    *, bind: str, port: int, lookup: CallerLookup, issuer: Issuer, limits: Limits = DEFAULT_LIMITS
+) -> BoundedServer:
+    """The server, bound and not yet serving (`serve_forever`); port 0 picks a free one."""
+
+    class Handler(BoundedHandler):
         protocol_version = "HTTP/1.1"
         server_version = "Metadata Server for Slipway"
 
@@ -164,6 +171,8 @@ def serve(*, bind: str, port: int, lookup: CallerLookup, issuer: Issuer) -> None
         def log_message(self, format: str, *args: object) -> None:
             pass  # no access log: a line per token request says nothing the caller does not
 
-    server = ThreadingHTTPServer((bind, port), Handler)
-    server.daemon_threads = True
-    server.serve_forever()
+    return BoundedServer((bind, port), Handler, limits=limits)
+
+
+def serve(*, bind: str, port: int, lookup: CallerLookup, issuer: Issuer) -> None:
+    make_server(bind=bind, port=port, lookup=lookup, issuer=issuer).serve_forever()

@@ -9,8 +9,8 @@ once HAProxy, already told they drain, reports them idle or their grace period i
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline.autoscale.scaler import Load
@@ -38,6 +38,9 @@ class DataPlaneApplier(Protocol):
 class Applied:
     dataplane: str  # what the data plane did: "unchanged", "reloaded", ...
     started: int  # instances started
+    # Starts that failed without failing their revision (it was Ready): revision -> why. The
+    # next pass backs off on them (`healing.start_failed`).
+    failed: Mapping[str, str] = field(default_factory=dict)
 
 
 class Applier:
@@ -72,21 +75,29 @@ class Applier:
             emit(event.name, **event.fields)
         for stop in plan.stops:
             self._stopper.stop(stop.instance)
-        started = sum(1 for start in plan.starts if self._start(start))
+        failed: dict[str, str] = {}
+        started = 0
+        for start in plan.starts:
+            error = self._start(start)
+            if error is None:
+                started += 1
+            elif not start.fails_revision:
+                failed[start.revision.name] = error
         applied = self._dataplane.apply(plan.plane)
         if applied != "unchanged":
             self._log.info("dataplane_applied", result=applied)
         for stop in plan.drained:
             if not (stop.unless_busy and self._dataplane.busy(stop.backend, stop.server)):
                 self._stopper.stop(stop.instance)
-        return Applied(dataplane=applied, started=started)
+        return Applied(dataplane=applied, started=started, failed=failed)
 
     def _logs(self, tail: LogTail | None) -> str:
         if tail is None:
             return ""
         return with_logs(self._engine.logs_tail(tail.instance, lines=tail.lines))
 
-    def _start(self, start: Start) -> bool:
+    def _start(self, start: Start) -> str | None:
+        """Start one instance; why it failed, or None."""
         rev = start.revision
         log = self._log.bind(service=rev.service, revision=rev.name, build=rev.build_id)
         try:
@@ -102,6 +113,6 @@ class Applier:
                 self._store.mark_revision(
                     rev.name, status="Failed", reason="ContainerCreateFailed", message=e.message
                 )
-            return False
+            return e.message
         log.info("instance_started", instance=inst.name, address=inst.address)
-        return True
+        return None

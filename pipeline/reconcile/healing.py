@@ -2,9 +2,12 @@
 
 A Ready revision's instance that exits is a crash: it is counted, the revision gets a
 CrashLoopBackOff condition quoting the logs, and its replacement waits 1 s, 2 s, 4 s ... (capped),
-like Kubernetes; a minute of health clears both. An instance HAProxy's checks hold down for
+like Kubernetes; a minute of health clears both. An instance that cannot even be started (its
+image is gone, a secret it reads was deleted, the runtime refuses it) backs off the same way, as
+StartBackOff with the reason. An instance HAProxy's checks hold down for
 `DOWN_PASSES` passes in a row is drained at once (no wait: nothing reaches it) and so replaced.
-`planner.plan` calls `recover` before scaling and `crashed` as scaling collects exited instances.
+`planner.plan` calls `recover` before scaling, and `crashed` and `start_failed` as scaling
+collects exited instances and the starts that failed last pass.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pipeline.reconcile.actions import Event, LogTail, Note
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
 HEALTHY_RESET_S = 60.0
+# The conditions a back-off sets on a Ready revision, cleared by a healthy minute.
+BACKOFF_REASONS = ("CrashLoopBackOff", "StartBackOff")
 # An instance HAProxy holds down this many passes in a row is replaced.
 DOWN_PASSES = 3
 
@@ -43,8 +48,9 @@ def crashed(
         return crashes, [], []
     count = crashes.get(rev.name, (0, 0.0))[0] + 1
     wait = backoff_s(count)
+    why = f": {inst.error}" if inst.error else ""  # the runtime's own words (e.g. exec failed)
     message = (
-        f"an instance exited with code {inst.exit_code} ({count} in a row); "
+        f"an instance exited with code {inst.exit_code}{why} ({count} in a row); "
         f"restarting in {wait:.0f}s"
     )
     note = Note(
@@ -58,6 +64,25 @@ def crashed(
         fields={"service": rev.service, "revision": rev.name, "instance": inst.name,
                 "exit_code": inst.exit_code, "crashes": count, "backoff_s": wait},
     )  # fmt: skip
+    return {**crashes, rev.name: (count, now)}, [note], [event]
+
+
+def start_failed(
+    crashes: Crashes, rev: Revision | None, error: str, *, now: float
+) -> tuple[Crashes, list[Note], list[Event]]:
+    """A start of a Ready revision's instance that failed: counted and backed off like a crash,
+    the reason on the revision (a Pending revision's failed start fails it instead)."""
+    if rev is None or rev.status != "Ready":
+        return crashes, [], []
+    count = crashes.get(rev.name, (0, 0.0))[0] + 1
+    wait = backoff_s(count)
+    message = f"an instance could not start ({count} in a row): {error}; retrying in {wait:.0f}s"
+    event = Event(
+        name="instance_start_backoff", level="warning",
+        fields={"service": rev.service, "revision": rev.name, "error": error,
+                "failures": count, "backoff_s": wait},
+    )  # fmt: skip
+    note = Note(revision=rev.name, reason="StartBackOff", message=message)
     return {**crashes, rev.name: (count, now)}, [note], [event]
 
 
@@ -79,7 +104,7 @@ def recover(
             kept[name] = (count, last)
             continue
         rev = revisions.get(name)
-        if rev is not None and rev.reason == "CrashLoopBackOff":
+        if rev is not None and rev.reason in BACKOFF_REASONS:
             notes.append(Note(revision=name, reason="", message=""))
     return kept, notes
 

@@ -27,6 +27,8 @@ class Observed:
     # Per backend with ready instances, the servers HAProxy's checks hold down.
     down: Mapping[str, frozenset[str]] = field(default_factory=dict)
     jwt: JwtPolicy | None = None  # issuer and live keys for private services
+    # Starts of Ready revisions' instances that failed last pass: revision -> why.
+    failed_starts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

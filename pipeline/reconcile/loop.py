@@ -75,6 +75,7 @@ class Reconciler:
             store=store, engine=engine, dataplane=dataplane, stopper=self._stopper, resolve=resolve
         )
         self._memory = Memory()
+        self._failed_starts: dict[str, str] = {}  # last pass's, observed by the next one
         self._wake = threading.Event()
         self._cond = threading.Condition()
         self._passes = 0
@@ -165,6 +166,7 @@ class Reconciler:
         self._memory = decided.memory
         self._unready = decided.unready
         applied = self._applier.apply(decided)
+        self._failed_starts = dict(applied.failed)
         self._unready = decided.unready or applied.started > 0
         with self._cond:
             self._serving = dict(decided.serving)
@@ -195,4 +197,5 @@ class Reconciler:
             load=self._dataplane.load(),
             down={b: frozenset(self._dataplane.down(b)) for b in checked},
             jwt=self._jwt_policy(),
+            failed_starts=self._failed_starts,
         )

@@ -3,8 +3,8 @@
 Decided purely in `planner.plan`, after revision status and healing. A revision routed (or
 Pending, or held by the deployer ahead of a traffic move) wants instances: a Pending one its
 initial scale, a Ready one the KPA's decision on HAProxy's figures. Surplus instances drain, the
-not-ready ones first; missing ones start, unless the revision is backing off a crash loop.
-Exited instances are collected (a crash, if their revision was Ready).
+not-ready ones first; missing ones start, unless the revision is backing off a crash loop or
+failed starts. Exited instances are collected (a crash, if their revision was Ready).
 """
 
 from __future__ import annotations
@@ -93,12 +93,18 @@ def scaled(
         # Exited: collected here; a routed revision gets a fresh instance below.
         if inst.id in observed.stopping:
             continue
-        if inst.id not in draining:
+        # A container whose start failed is counted once, as the failed start below.
+        if inst.id not in draining and inst.revision not in observed.failed_starts:
             rev = revisions.get(inst.revision)
             crashes, crash_notes, crash_events = healing.crashed(crashes, rev, inst, now=now)
             notes += crash_notes
             events += crash_events
         stops.append(Stop(instance=inst))
+    for rev_name, error in observed.failed_starts.items():
+        rev = revisions.get(rev_name)
+        crashes, failure_notes, failure_events = healing.start_failed(crashes, rev, error, now=now)
+        notes += failure_notes
+        events += failure_events
     for rev_name, own in by_revision.items():
         active = [i for i in own if i.id not in draining]
         # Prefer keeping ready instances; surplus ones drain.

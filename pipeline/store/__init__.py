@@ -6,4 +6,5 @@
     deliveries   webhook delivery ids (replay protection)
     secrets      key/value sets, versioned, encrypted at rest
     repos        one bare git repository per service
+    permissions  the data dir is its owner's alone: umask 077, what exists tightened
 """

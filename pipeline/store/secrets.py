@@ -85,6 +85,8 @@ class SecretStore:
     def get(self, name: str, version: int) -> dict[str, str]:
         path = self._dir(name) / f"{version}.enc"
         if not path.exists():
+            if not self.versions(name):  # deleted (with --force) while a revision still reads it
+                raise NotFound(f"secret {name!r} does not exist")
             raise NotFound(f"secret {name!r} has no version {version}")
         try:
             data: dict[str, str] = json.loads(self._fernet().decrypt(path.read_bytes()))
