@@ -6,4 +6,5 @@
     deliveries   webhook delivery ids (replay protection)
     secrets      key/value sets, versioned, encrypted at rest
     repos        one bare git repository per service
+    backups      the database and the files beside it, in one archive, and back
 """
