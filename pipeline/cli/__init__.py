@@ -12,5 +12,6 @@
     secrets      `secrets set|list|delete`
     images       `images ensure`: base images from the OS package archive
     servers      `server`, and the hidden `dns` and `metadata` the control plane starts
+    backups      `backup` and `restore`, on the Slipway machine (the data dir directly)
     main         the table of commands and groups; `slipway` and `python -m pipeline.cli.main`
 """

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import typer
 
 from pipeline.cli import (
+    backups,
     builds,
     deployments,
     identity,
@@ -40,6 +41,8 @@ COMMANDS: tuple[tuple[str, Command, bool], ...] = (
     ("traffic", traffic.traffic, False),
     ("rollback", traffic.rollback, False),
     ("server", servers.server, False),
+    ("backup", backups.backup, False),
+    ("restore", backups.restore, False),
     ("dns", servers.dns, True),
     ("metadata", servers.metadata, True),
     ("version", version, False),

@@ -7,4 +7,5 @@
     secrets      key/value sets, versioned, encrypted at rest
     repos        one bare git repository per service
     permissions  the data dir is its owner's alone: umask 077, what exists tightened
+    backups      the database and the files beside it, in one archive, and back
 """
