@@ -25,13 +25,14 @@ from pipeline.core.logs import get as get_log
 from pipeline.core.records import Service
 from pipeline.store.deliveries import DELIVERY_ID_MAX, Deliveries
 from pipeline.store.state import Store
-from webhooks import signatures
+from webhooks import keys, signatures
 from webhooks.actions import Action, Deploy, Ignore, RemoveTag, describe, summary
 from webhooks.github import github_actions
 from webhooks.gitlab import gitlab_actions
 from webhooks.hosts import PUBLIC_HOSTS, GitHosts
 from webhooks.runner import Runner
 from webhooks.signatures import SignatureError
+from webhooks.tracking import tracking_of
 
 # GitHub caps webhook payloads at 25 MB; anything bigger is not from GitHub.
 MAX_PAYLOAD_BYTES = 25 * 1024 * 1024
@@ -65,8 +66,9 @@ GITHUB = _Provider(
     ),
     unconfigured=(
         "GitHub webhooks are off: no secret is configured. Set "
-        "SLIPWAY_GITHUB_WEBHOOK_SECRET or write it to <data dir>/github-webhook-secret, "
-        "and give GitHub the same secret"
+        "SLIPWAY_GITHUB_WEBHOOK_SECRET or write it to <data dir>/github-webhook-secret (or "
+        "give a service its own with the annotation slipway.dev/webhook-secret), and give "
+        "GitHub the same secret"
     ),
 )
 GITLAB = _Provider(
@@ -79,8 +81,9 @@ GITLAB = _Provider(
     ),
     unconfigured=(
         "GitLab webhooks are off: no secret token is configured. Set "
-        "SLIPWAY_GITLAB_WEBHOOK_SECRET or write it to <data dir>/gitlab-webhook-secret, "
-        "and give GitLab the same secret token"
+        "SLIPWAY_GITLAB_WEBHOOK_SECRET or write it to <data dir>/gitlab-webhook-secret (or "
+        "give a service its own with the annotation slipway.dev/webhook-secret), and give "
+        "GitLab the same secret token"
     ),
 )
 
@@ -93,6 +96,7 @@ class _Sinks:
     deliveries: Deliveries
     runner: Runner
     hosts: GitHosts  # where tracked repositories are cloned from
+    secret_of: keys.SecretLookup  # a service's own webhook secret (slipway.dev/webhook-secret)
 
 
 class _Refused(Exception):
@@ -112,9 +116,12 @@ def create_router(
     deliveries: Deliveries,
     runner: Runner,
     hosts: GitHosts = PUBLIC_HOSTS,
+    secret_of: keys.SecretLookup = lambda _secret, _key: None,
 ) -> APIRouter:
     router = APIRouter()
-    sinks = _Sinks(store=store, deliveries=deliveries, runner=runner, hosts=hosts)
+    sinks = _Sinks(
+        store=store, deliveries=deliveries, runner=runner, hosts=hosts, secret_of=secret_of
+    )
 
     @router.post("/hooks/github")
     async def github_hook(request: Request) -> JSONResponse:
@@ -132,15 +139,18 @@ async def _handle(
 ) -> JSONResponse:
     log = get_log(component="webhooks", provider=provider.name)
     try:
-        body = await _authentic_body(provider, secret, request, log=log)
+        services = await run_in_threadpool(sinks.store.list_services)
+        trackers = [tracking_of(s) for s in services]
+        candidates = await run_in_threadpool(keys.signers, secret, trackers, sinks.secret_of)
+        body, matched = await _authentic_body(provider, candidates, request, log=log)
         event, delivery, payload = _delivery(provider, request, body)
         log = log.bind(delivery=delivery, event=event)
-        services = await run_in_threadpool(sinks.store.list_services)
         try:
             actions = provider.classify(event, payload, services, hosts=sinks.hosts)
         except InvalidInput as e:
             log.warning("webhook_payload_invalid", reason=e.message)
             raise _Refused(400, e.message) from e
+        actions = keys.screened(actions, trackers=trackers, matched=matched)
     except _Refused as refused:
         return _error(refused.status, refused.message)
     return await _record_and_run(
@@ -149,24 +159,34 @@ async def _handle(
 
 
 async def _authentic_body(
-    provider: _Provider, secret: bytes | None, request: Request, *, log: FilteringBoundLogger
-) -> bytes:
-    """The raw body, size-capped before it is read whole, its signature checked before any
-    parsing."""
+    provider: _Provider,
+    candidates: list[keys.Signer],
+    request: Request,
+    *,
+    log: FilteringBoundLogger,
+) -> tuple[bytes, list[keys.Signer]]:
+    """The raw body, size-capped before it is read whole, and the secrets whose signature over
+    it checks out (at least one), found before any parsing."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_PAYLOAD_BYTES):
         raise _too_large() if declared.isdigit() else _Refused(400, "bad Content-Length header")
     body = await _read_capped(request)
     if body is None:
         raise _too_large()
-    if not secret:
+    if not candidates:
         raise _Refused(503, provider.unconfigured)
-    try:
-        provider.verify(secret, body, request)
-    except SignatureError as e:
-        log.warning("webhook_refused", reason=e.message)
-        raise _Refused(401, e.message) from e
-    return body
+    matched, refusals = [], []
+    for signer in candidates:
+        try:
+            provider.verify(signer.secret, body, request)
+        except SignatureError as e:
+            refusals.append(e.message)
+        else:
+            matched.append(signer)
+    if not matched:
+        log.warning("webhook_refused", reason=refusals[0])
+        raise _Refused(401, refusals[0])
+    return body, matched
 
 
 def _delivery(

@@ -6,6 +6,8 @@
         slipway.dev/gitlab-project: group/name        # pushes and merge requests from GitLab
         slipway.dev/deploy-branch: main               # this branch serves; others are previews
         slipway.dev/preview-forks: "true"             # build pull requests from forks too
+        slipway.dev/webhook-secret: shop-hook         # its own secret (`slipway secrets set
+                                                      # shop-hook token=…`), not the platform's
 
 The keys and their parsers are `core.annotations` (`git push` reads the deploy branch there
 too). Pull requests from forks are off by default: their code is not the repository owner's, and
@@ -22,6 +24,7 @@ from pipeline.core.annotations import (
     github_repository,
     gitlab_project,
     preview_forks,
+    webhook_secret,
 )
 from pipeline.core.records import Service
 
@@ -33,6 +36,7 @@ class Tracking:
     gitlab: str = ""  # group/name, lowercased
     branch: str = DEFAULT_DEPLOY_BRANCH
     preview_forks: bool = False
+    secret: tuple[str, str] | None = None  # (secret, key): its own webhook secret
 
 
 def tracking_of(service: Service) -> Tracking:
@@ -44,4 +48,5 @@ def tracking_of(service: Service) -> Tracking:
         gitlab=gitlab_project(found),
         branch=deploy_branch(found),
         preview_forks=preview_forks(found),
+        secret=webhook_secret(found),
     )

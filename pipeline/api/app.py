@@ -55,6 +55,7 @@ def create_app(platform: Platform) -> FastAPI:
             hosts=GitHosts(
                 github=platform.settings.github_url, gitlab=platform.settings.gitlab_url
             ),
+            secret_of=lambda secret, key: platform.secrets.latest_value(secret, key),
         )
     )
     app.add_api_route("/healthz", healthz, include_in_schema=False)

@@ -37,6 +37,9 @@ GITHUB_REPOSITORY_ANNOTATION = "slipway.dev/github-repository"
 GITLAB_PROJECT_ANNOTATION = "slipway.dev/gitlab-project"
 DEPLOY_BRANCH_ANNOTATION = "slipway.dev/deploy-branch"
 PREVIEW_FORKS_ANNOTATION = "slipway.dev/preview-forks"
+# `SECRET[:KEY]`: the Slipway secret whose key (default `token`) signs this service's webhooks.
+WEBHOOK_SECRET_ANNOTATION = "slipway.dev/webhook-secret"
+DEFAULT_WEBHOOK_SECRET_KEY = "token"
 BUILDER_ANNOTATION = "slipway.dev/builder"
 DOCKERFILE_ANNOTATION = "slipway.dev/dockerfile"
 BUILD_ENV_ANNOTATION = "slipway.dev/build-env"
@@ -130,6 +133,15 @@ def gitlab_project(annotations: Mapping[str, object]) -> str:
 
 def preview_forks(annotations: Mapping[str, object]) -> bool:
     return text(annotations, PREVIEW_FORKS_ANNOTATION).lower() == "true"
+
+
+def webhook_secret(annotations: Mapping[str, object]) -> tuple[str, str] | None:
+    """(secret, key) of the service's own webhook secret; None: the platform's applies."""
+    raw = text(annotations, WEBHOOK_SECRET_ANNOTATION)
+    if not raw:
+        return None
+    secret, _, key = raw.partition(":")
+    return secret.strip(), key.strip() or DEFAULT_WEBHOOK_SECRET_KEY
 
 
 _USER = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")

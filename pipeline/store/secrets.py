@@ -105,6 +105,14 @@ class SecretStore:
             )
         return data[key]
 
+    def latest_value(self, name: str, key: str) -> bytes | None:
+        """The newest version's value of `key`, or None when the secret or key is missing (a
+        webhook secret that was never set signs nothing)."""
+        try:
+            return self.value(name, key, self.latest(name)).encode()
+        except (NotFound, InvalidInput):
+            return None
+
     def list(self) -> list[SecretInfo]:
         folder = self._root / "secrets"
         out = []

@@ -58,6 +58,18 @@ if not FIXTURES.is_dir():
 SECRET = b"webhook-test-secret"
 GITLAB_TOKEN = b"gitlab-test-token"
 REPO = "slipway-test/app"
+VAULT_REPO = "slipway-test/vault"
+VAULT_SECRET = b"vault-only-secret"
+SERVICE_SECRETS = {("vault-hook", "token"): VAULT_SECRET}  # Slipway secrets, as the store holds
+
+
+def vault_service() -> dict[str, Any]:
+    """A service whose webhooks must be signed with its own secret, not the platform's."""
+    annotations = {"slipway.dev/github-repository": VAULT_REPO,
+                   "slipway.dev/webhook-secret": "vault-hook"}  # fmt: skip
+    return {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": "vault", "annotations": annotations},
+            "spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}}  # fmt: skip
 # The served repository is plain HTTP on loopback (tests/gitserver.py), so this runner allows it.
 CLONE_OVER_HTTP = functools.partial(gitsources.clone_at, schemes=frozenset({"https", "http"}))
 
@@ -211,6 +223,14 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
             "spec": {"template": {"spec": {"containers": [{"image": "x"}]}}},
         },
     )
+    # A second service with its own webhook secret (tests/security/test_webhook_secrets.py).
+    store.put_service("vault", spec=vault_service())
+    vault_repo = tmp / f"{VAULT_REPO}.git"
+    vault_repo.mkdir(parents=True)
+    git(vault_repo, "init", "-q", "-b", "main")
+    (vault_repo / "Dockerfile").write_text("FROM slipway/busybox:1.35-bookworm\n")
+    git(vault_repo, "add", "-A")
+    git(vault_repo, "commit", "-q", "-m", "vault")
     deliveries = Deliveries(sessions)
     deployer = RecordingDeployer()
     runner = Runner(deployer, deliveries, clone=CLONE_OVER_HTTP)
@@ -227,6 +247,7 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
             runner=runner,
             # SLIPWAY_GITHUB_URL / SLIPWAY_GITLAB_URL: the local server stands for both hosts.
             hosts=GitHosts(github=git_base, gitlab=git_base),
+            secret_of=lambda secret, key: SERVICE_SECRETS.get((secret, key)),
         )
     )
     port = free_port()
@@ -446,9 +467,12 @@ def test_gitlab_push_with_token(hooks: Hooks) -> None:
 
 def test_no_secret_configured_503(hooks: Hooks) -> None:
     hooks.secrets["github"] = None
+    own = dict(SERVICE_SECRETS)
+    SERVICE_SECRETS.clear()  # nor any service's own
     try:
         r = hooks.post(b"{}", event="ping")
     finally:
         hooks.secrets["github"] = SECRET
+        SERVICE_SECRETS.update(own)
     assert r.status_code == 503
     assert "SLIPWAY_GITHUB_WEBHOOK_SECRET" in r.json()["detail"]
