@@ -5,5 +5,7 @@
     state        Store: every read and write of desired state
     deliveries   webhook delivery ids (replay protection)
     secrets      key/value sets, versioned, encrypted at rest
+    domains      domain mappings: a custom host -> a service (Knative's DomainMapping)
+    certificates the certificates HAProxy serves, their chains and order outcomes (keys on disk)
     repos        one bare git repository per service
 """
