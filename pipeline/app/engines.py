@@ -161,7 +161,9 @@ def source_token_key(settings: Settings) -> bytes:
     return sourcetokens.ensure_key(settings.data_dir / "source-token-key")
 
 
-def knative_parts(settings: Settings, *, store: Store, domains: DomainMappings) -> EngineParts:
+def knative_parts(
+    settings: Settings, *, store: Store, domains: DomainMappings | None = None
+) -> EngineParts:
     """SLIPWAY_ENGINE=knative: Knative runs revisions, builds are Kubernetes Jobs."""
     api = KubeApi(
         kube_connect(kubeconfig=settings.kubeconfig),
@@ -186,7 +188,7 @@ def knative_parts(settings: Settings, *, store: Store, domains: DomainMappings) 
         engine=engine,
         readiness_timeout_s=settings.readiness_timeout_s,
         clock=time.time,
-        mappings=DomainMappingSync(api, mappings=domains.list),
+        mappings=DomainMappingSync(api, mappings=domains.list) if domains else None,
     )
     return EngineParts(
         engine=engine,

@@ -15,6 +15,7 @@ import typer
 from pipeline.cli import (
     builds,
     deployments,
+    domains,
     identity,
     images,
     revisions,
@@ -54,6 +55,14 @@ GROUPS: tuple[tuple[str, str, tuple[tuple[str, Command], ...]], ...] = (
         ("replace", services.replace),
         ("add-invoker", identity.add_invoker),
         ("remove-invoker", identity.remove_invoker),
+    )),
+    ("domains", "Custom domains (Knative DomainMappings) and certificates.", (
+        ("map", domains.map_domain),
+        ("unmap", domains.unmap),
+        ("list", domains.list_domains),
+        ("replace", domains.replace),
+        ("certs", domains.certificates),
+        ("renew", domains.renew),
     )),
     ("revisions", "Inspect revisions.", (
         ("list", revisions.list_revisions),
