@@ -123,7 +123,7 @@ def test_local_ca_serves_new_service_and_tag_hosts(local: Slipway, tmp_path: Pat
 
 
 def test_plain_http_redirects_except_challenges_and_internal_listener(
-    local: Slipway, tmp_path: Path, docker_client: docker.DockerClient
+    local: Slipway, tmp_path: Path, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
     https = int(local.env["SLIPWAY_HTTPS_PORT"])
     local.cli("deploy", "hello", "--source", str(write_app(tmp_path / "h", body="plain\n")))
@@ -136,12 +136,13 @@ def test_plain_http_redirects_except_challenges_and_internal_listener(
     # Instances call each other on the internal listener (bridge gateway): plain HTTP, served.
     network = docker_client.networks.get(local.network)
     gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
-    internal = httpx.get(
-        f"http://{gateway}:{local.ingress_port}/",
-        headers={"Host": f"hello.localhost:{local.ingress_port}"},
-        timeout=10,
-    )
-    assert (internal.status_code, internal.text) == (200, "plain\n")
+    host = f"hello.localhost:{local.ingress_port}"
+    url = f"http://{gateway}:{local.ingress_port}/"
+    out = docker_client.containers.run(
+        busybox_image, ["wget", "-qO-", "--header", f"Host: {host}", url],
+        network=local.network, remove=True,
+    )  # fmt: skip
+    assert out == b"plain\n"
 
 
 # --- Pebble -------------------------------------------------------------------------------------
@@ -172,7 +173,7 @@ class Pebble:
         resp = httpx.post(
             f"{self.management}/set-renewal-info/",
             json={"Certificate": chain_pem, "ARIResponse": info},
-            verify=str(self.minica),
+            verify=ssl.create_default_context(cafile=str(self.minica)),
             timeout=10,
         )
         assert resp.status_code == 200, resp.text
@@ -204,24 +205,25 @@ def start_pebble(
         "keyAlgorithm": "ecdsa",
     }}))  # fmt: skip
     env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
-    log = (folder / "pebble.log").open("ab")
-    procs = [
-        subprocess.Popen(
-            [f"{bin_dir}/pebble-challtestsrv", "-dnsserver", f"127.0.0.1:{dns}",
-             "-management", f"127.0.0.1:{dns_manage}", "-defaultIPv4", "127.0.0.1",
-             "-defaultIPv6", "", "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", ""],
-            stdout=log, stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [f"{bin_dir}/pebble", "-config", str(config), "-dnsserver", f"127.0.0.1:{dns}"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
-        ),
-    ]  # fmt: skip
+    with (folder / "pebble.log").open("ab") as log:  # each child keeps its own copy
+        procs = [
+            subprocess.Popen(
+                [f"{bin_dir}/pebble-challtestsrv", "-dnsserver", f"127.0.0.1:{dns}",
+                 "-management", f"127.0.0.1:{dns_manage}", "-defaultIPv4", "127.0.0.1",
+                 "-defaultIPv6", "", "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", ""],
+                stdout=log, stderr=subprocess.STDOUT,
+            ),
+            subprocess.Popen(
+                [f"{bin_dir}/pebble", "-config", str(config), "-dnsserver", f"127.0.0.1:{dns}"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
+            ),
+        ]  # fmt: skip
     minica = module / "test/certs/pebble.minica.pem"
     root = folder / "pebble-root.pem"
 
     def fetch_root() -> bool:
-        resp = httpx.get(f"https://127.0.0.1:{manage}/roots/0", verify=str(minica), timeout=2)
+        trusted = ssl.create_default_context(cafile=str(minica))
+        resp = httpx.get(f"https://127.0.0.1:{manage}/roots/0", verify=trusted, timeout=2)
         root.write_text(resp.text)
         return resp.status_code == 200
 
