@@ -15,8 +15,10 @@ from dataclasses import replace
 
 from pipeline.autoscale.scaler import Load
 from pipeline.core import names
+from pipeline.core.errors import SlipwayError
+from pipeline.core.logs import get as get_log
 from pipeline.dataplane.drains import HAProxyDataPlane
-from pipeline.dataplane.model import DataPlane, Route
+from pipeline.dataplane.model import DataPlane, Route, Tls
 from pipeline.store.domains import DomainMapping
 from pipeline.tls.issuance import Certificates
 
@@ -54,12 +56,26 @@ class ServingPlane:
         self._domain = domain
         self._mappings = mappings
         self._certificates = certificates
+        self._tls: Tls | None = None  # the last certificates HAProxy was given
+        self._log = get_log(component="tls")
 
     def apply(self, plane: DataPlane) -> str:
         plane = with_mappings(plane, self._mappings(), domain=self._domain)
         if self._certificates is not None:
-            plane = replace(plane, tls=self._certificates.tls_for(public_hosts(plane)))
+            plane = replace(plane, tls=self._tls_for(public_hosts(plane)))
         return self.inner.apply(plane)
+
+    def _tls_for(self, hosts: list[str]) -> Tls:
+        """This pass's certificates; a certificate that cannot be issued now (a full disk) must
+        not hold routing back, so the last ones serve on while there are any."""
+        assert self._certificates is not None
+        try:
+            self._tls = self._certificates.tls_for(hosts)
+        except (SlipwayError, OSError) as exc:
+            if self._tls is None:
+                raise
+            self._log.warning("certificates_not_updated", error=str(exc))
+        return self._tls
 
     def busy(self, backend: str, server: str) -> bool:
         return self.inner.busy(backend, server)

@@ -11,12 +11,14 @@ for Let's Encrypt because no public CA is reachable here (DESIGN.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -243,14 +245,13 @@ class Acme:
     sw: Slipway
     pebble: Pebble
     https: int
+    domain: str = DOMAIN
 
     def host(self, service: str, tag: str = "") -> str:
-        return f"{tag}--{service}.{DOMAIN}" if tag else f"{service}.{DOMAIN}"
+        return f"{tag}--{service}.{self.domain}" if tag else f"{service}.{self.domain}"
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The CLI straight at the API port: the platform domain is not `localhost` here."""
-        import sys
-
         env = {**self.sw.env, "SLIPWAY_URL": f"http://127.0.0.1:{self.sw.api_port}",
                "SLIPWAY_TOKEN": self.sw.token, "COLUMNS": "200"}  # fmt: skip
         result = subprocess.run(
@@ -277,6 +278,40 @@ class Acme:
         return found
 
 
+@contextlib.contextmanager
+def pebble_platform(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: docker.DockerClient,
+    registry: str,
+    *,
+    domain: str,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Acme]:
+    """A Slipway whose ACME directory is a Pebble of its own."""
+    folder = tmp_path_factory.mktemp("pebble")
+    https, acme_port = free_port(), free_port()
+    # Slipway is told where Pebble will listen and starts first: Pebble's httpPort is Slipway's
+    # plain listener, whose port is known only then. Its first orders meet "CA unreachable" and
+    # are retried a few seconds later.
+    env = {
+        "SLIPWAY_DOMAIN": domain,
+        "SLIPWAY_HTTPS_PORT": str(https),
+        "SLIPWAY_ACME_DIRECTORY": f"https://127.0.0.1:{acme_port}/dir",
+        "SLIPWAY_ACME_EMAIL": "ops@example.com",
+        "SLIPWAY_ACME_CA_BUNDLE": str(pebble_module() / "test/certs/pebble.minica.pem"),
+        "SLIPWAY_TLS_CHECK_INTERVAL": "1",
+        **(extra_env or {}),
+    }
+    with running_slipway(tmp_path_factory, docker_client, registry, extra_env=env) as sw:
+        pebble, procs = start_pebble(folder, acme=acme_port, http_port=sw.ingress_port)
+        try:
+            yield Acme(sw=sw, pebble=pebble, https=https, domain=domain)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def acme(
     tmp_path_factory: pytest.TempPathFactory,
@@ -284,27 +319,8 @@ def acme(
     registry: str,
     busybox_image: str,
 ) -> Iterator[Acme]:
-    folder = tmp_path_factory.mktemp("pebble")
-    https, acme_port = free_port(), free_port()
-    # Slipway is told where Pebble will listen and starts first: Pebble's httpPort is Slipway's
-    # plain listener, whose port is known only then. Its first orders meet "CA unreachable" and
-    # are retried a few seconds later.
-    env = {
-        "SLIPWAY_DOMAIN": DOMAIN,
-        "SLIPWAY_HTTPS_PORT": str(https),
-        "SLIPWAY_ACME_DIRECTORY": f"https://127.0.0.1:{acme_port}/dir",
-        "SLIPWAY_ACME_EMAIL": "ops@example.com",
-        "SLIPWAY_ACME_CA_BUNDLE": str(pebble_module() / "test/certs/pebble.minica.pem"),
-        "SLIPWAY_TLS_CHECK_INTERVAL": "1",
-    }
-    with running_slipway(tmp_path_factory, docker_client, registry, extra_env=env) as sw:
-        pebble, procs = start_pebble(folder, acme=acme_port, http_port=sw.ingress_port)
-        try:
-            yield Acme(sw=sw, pebble=pebble, https=https)
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=10)
+    with pebble_platform(tmp_path_factory, docker_client, registry, domain=DOMAIN) as platform:
+        yield platform
 
 
 @pytest.fixture(scope="module")
@@ -449,3 +465,45 @@ def test_failed_order_keeps_the_old_certificate_and_says_why(acme: Acme, hello: 
         assert https_get(client, acme.https, hello).status_code == 200
     described = acme.cli("services", "describe", "hello").stdout
     assert "ChallengeFailed" in described and "127.0.0.2" in described
+
+
+# --- DNS-01: one wildcard certificate ------------------------------------------------------------
+
+DNS_HOOK = """
+import json, sys, urllib.request
+verb, fqdn, value = sys.argv[2:5]
+body = {"host": fqdn + ".", "value": value} if verb == "set" else {"host": fqdn + "."}
+url = open(sys.argv[1]).read().strip() + ("/set-txt" if verb == "set" else "/clear-txt")
+request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+urllib.request.urlopen(request, timeout=10).read()
+"""
+
+
+def test_dns01_hook_gives_one_wildcard_for_every_service_and_tag_host(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: docker.DockerClient,
+    registry: str,
+    busybox_image: str,
+) -> None:
+    folder = tmp_path_factory.mktemp("dns-hook")
+    hook, where = folder / "hook.py", folder / "challtestsrv-url"
+    hook.write_text(DNS_HOOK)  # the operator's hook: here, Pebble's DNS takes the TXT records
+    command = f"{sys.executable} {hook} {where}"
+    env = {"SLIPWAY_ACME_DNS_HOOK": command}
+    with pebble_platform(
+        tmp_path_factory, docker_client, registry, domain="wild.example.com", extra_env=env
+    ) as wild:
+        where.write_text(wild.pebble.challtestsrv)
+        app = write_app(folder / "app", body="wild\n")
+        wild.cli("deploy", "hello", "--source", str(app), "--tag", "blue")
+        for host in (wild.host("hello"), wild.host("hello", tag="blue"), "wild.example.com"):
+            cert = wait_for(lambda h=host: wild.serving(h), what=f"the wildcard for {host}")
+            assert isinstance(cert, x509.Certificate)
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert sorted(names.get_values_for_type(x509.DNSName)) == [
+                "*.wild.example.com", "wild.example.com",
+            ]  # fmt: skip
+        with https_client(wild.pebble.root) as client:
+            assert https_get(client, wild.https, wild.host("hello", tag="blue")).text == "wild\n"
+        names = {c["name"] for c in wild.sw.api_get("/v1/certificates").json()}
+        assert names == {"*.wild.example.com", "fallback.slipway.invalid"}
