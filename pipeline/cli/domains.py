@@ -35,10 +35,9 @@ def replace(
     """Create a mapping from a Knative DomainMapping document."""
     try:
         text = file.read_text()
+        host = parse_domain_mapping(text).host
     except OSError as e:
         raise fail(f"cannot read {file}: {e.strerror}") from e
-    try:
-        host = parse_domain_mapping(text).host
     except SlipwayError as e:
         raise fail(f"{file}: {e.message}") from e
     done = call(

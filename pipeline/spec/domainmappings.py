@@ -9,6 +9,7 @@ included: server-written fields are dropped). What Slipway cannot honour is refu
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import yaml
@@ -40,10 +41,26 @@ def validate_host(host: str) -> str:
     return host
 
 
-def _expect(value: str, wanted: str, *, why: str) -> str:
-    if value != wanted:
-        raise SpecProblem(f"expected {wanted!r} ({why}), got {value!r}")
-    return value
+def _checked(field: str, check: Callable[[Any], Any]) -> Any:
+    """A validator of `field` running `check`; an InvalidName it raises is said as a problem of
+    that field."""
+
+    def validate(cls: type, value: Any) -> Any:
+        try:
+            return check(value)
+        except InvalidName as exc:
+            raise SpecProblem(exc.message) from None
+
+    return field_validator(field)(validate)
+
+
+def _fixed(field: str, wanted: str, *, why: str) -> Any:
+    def check(value: str) -> str:
+        if value != wanted:
+            raise SpecProblem(f"expected {wanted!r} ({why}), got {value!r}")
+        return value
+
+    return _checked(field, check)
 
 
 def _one_namespace(namespace: str | None) -> str | None:
@@ -58,18 +75,8 @@ class MappingMeta(SpecModel):
     name: str  # the host
     namespace: str | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _check_host(cls, name: str) -> str:
-        try:
-            return validate_host(name)
-        except InvalidName as exc:
-            raise SpecProblem(exc.message) from None
-
-    @field_validator("namespace")
-    @classmethod
-    def _check_namespace(cls, namespace: str | None) -> str | None:
-        return _one_namespace(namespace)
+    _check_host = _checked("name", validate_host)
+    _check_namespace = _checked("namespace", _one_namespace)
 
 
 class MappingRef(SpecModel):
@@ -83,28 +90,12 @@ class MappingRef(SpecModel):
     api_version: str = Field(default=SERVING_API_VERSION, alias="apiVersion")
     namespace: str | None = None
 
-    @field_validator("kind")
-    @classmethod
-    def _check_kind(cls, kind: str) -> str:
-        return _expect(kind, "Service", why="Slipway maps domains to Knative Services only")
-
-    @field_validator("api_version")
-    @classmethod
-    def _check_api_version(cls, api_version: str) -> str:
-        return _expect(api_version, SERVING_API_VERSION, why="a Knative Service's apiVersion")
-
-    @field_validator("name")
-    @classmethod
-    def _check_service(cls, name: str) -> str:
-        try:
-            return validate_service_name(name)
-        except InvalidName as exc:
-            raise SpecProblem(exc.message) from None
-
-    @field_validator("namespace")
-    @classmethod
-    def _check_namespace(cls, namespace: str | None) -> str | None:
-        return _one_namespace(namespace)
+    _check_kind = _fixed("kind", "Service", why="Slipway maps domains to Knative Services only")
+    _check_api_version = _fixed(
+        "api_version", SERVING_API_VERSION, why="a Knative Service's apiVersion"
+    )
+    _check_service = _checked("name", validate_service_name)
+    _check_namespace = _checked("namespace", _one_namespace)
 
 
 class MappingSpec(SpecModel):
@@ -123,15 +114,10 @@ class DomainMapping(SpecModel):
     metadata: MappingMeta
     spec: MappingSpec
 
-    @field_validator("api_version")
-    @classmethod
-    def _check_api_version(cls, api_version: str) -> str:
-        return _expect(api_version, DOMAIN_MAPPING_API_VERSION, why="Knative's DomainMapping")
-
-    @field_validator("kind")
-    @classmethod
-    def _check_kind(cls, kind: str) -> str:
-        return _expect(kind, "DomainMapping", why="this document maps a domain")
+    _check_api_version = _fixed(
+        "api_version", DOMAIN_MAPPING_API_VERSION, why="Knative's DomainMapping"
+    )
+    _check_kind = _fixed("kind", "DomainMapping", why="this document maps a domain")
 
     @property
     def host(self) -> str:
