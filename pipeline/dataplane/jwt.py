@@ -69,7 +69,7 @@ def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | N
         ),
         *(
             f"http-request set-var(txn.aud_svc) str({svc}) if private jwt_signed "
-            f"{{ var(txn.aud) -m str {' '.join(audiences(hs, port=port))} }}"
+            f"{{ var(txn.aud) -m str {' '.join(audiences(hs, port=port, https=site.https_port))} }}"
             for svc, hs in sorted(hosts.items())
         ),
         f"acl jwt_iss var(txn.iss) -m str {_issuer(policy)}",
@@ -93,12 +93,16 @@ def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | N
     return lines
 
 
-def audiences(hosts: Iterable[str], *, port: int) -> list[str]:
-    """The `aud` values a token for these hosts may carry: each URL, with and without '/'."""
+def audiences(hosts: Iterable[str], *, port: int, https: int = 0) -> list[str]:
+    """The `aud` values a token for these hosts may carry: each URL, with and without '/' (and
+    its HTTPS URL too when the ingress has an HTTPS port)."""
     out = []
     for host in sorted(hosts):
         for authority in [host, f"{host}:{port}"] if port == 80 else [f"{host}:{port}"]:
             out += [f"http://{authority}", f"http://{authority}/"]
+        if https:
+            authority = host if https == 443 else f"{host}:{https}"
+            out += [f"https://{authority}", f"https://{authority}/"]
     return out
 
 

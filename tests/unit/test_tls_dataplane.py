@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.errors import InvalidSpec
+from pipeline.dataplane import jwt
 from pipeline.dataplane.challenges import HAProxyChallenges
 from pipeline.dataplane.model import Backend, CertFile, DataPlane, Route, Site, Split, Tls
 from pipeline.dataplane.render import render, structure
@@ -80,6 +81,17 @@ def test_plain_listener_redirects_and_answers_challenges_first() -> None:
     https = text.split("frontend https\n")[1].split("\nfrontend ")[0]
     assert "X-Forwarded-Proto https" in https and "redirect" not in https
     assert "db.localhost" not in https  # cluster-local stays internal
+
+
+def test_private_services_take_tokens_for_their_https_urls() -> None:
+    private = replace(PLANE, routes=tuple(replace(r, private=True) for r in PLANE.routes))
+    https = render(private, site=SITE).split("frontend https\n")[1]
+    audiences = next(line for line in https.splitlines() if "var(txn.aud) -m str" in line)
+    assert "https://hello.localhost:8443 https://hello.localhost:8443/" in audiences
+    assert "http://shop.example.com:8080" in audiences  # the plain URL's tokens still pass
+    assert jwt.audiences(["a.example.com"], port=8080, https=443)[2:] == [
+        "https://a.example.com", "https://a.example.com/",
+    ]  # fmt: skip
 
 
 def test_port_443_redirects_without_a_port() -> None:
