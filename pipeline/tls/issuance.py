@@ -56,7 +56,10 @@ class Certificates:
         self._wildcard = wildcard and acme is not None and not hostnames.is_local(domain)
         self._check_interval = check_interval
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the maps below
+        # Changes made from a row read earlier (renew, renewal info) hold this from the read to
+        # the write, so they never write back an older chain over one just issued.
+        self._writes = threading.RLock()
         self._wanted: dict[str, tuple[str, ...]] = {}
         self._have = {c.name: c for c in store.list()}
         self._files: dict[tuple[str, str], CertFile] = {}
@@ -96,10 +99,11 @@ class Certificates:
 
     def renew(self, name: str) -> Certificate:
         """Order a new certificate for `name` now (`slipway domains renew`)."""
-        with self._lock:
-            cert = self._have.get(name) or self._store.get(name)
-        cert = replace(cert, renew_at=self._clock(), retry_at=None)
-        self._save(cert)
+        with self._writes:
+            with self._lock:
+                cert = self._have.get(name) or self._store.get(name)
+            cert = replace(cert, renew_at=self._clock(), retry_at=None)
+            self._save(cert)
         self._signal.set()
         self.on_change()
         return cert
@@ -181,10 +185,18 @@ class Certificates:
         try:
             renew_at, again = self._acme.renewal_info(cert.chain_pem)
         except OrderFailed as exc:
-            delay = renewals.retry_delay(1, reachable=False) * 12
-            self._save(replace(cert, check_at=now + delay))
+            renew_at, again = None, now + renewals.retry_delay(1, reachable=False) * 12
             self._log.info("renewal_info_unavailable", certificate=cert.name, error=exc.message)
-            return
+        with self._writes:
+            with self._lock:
+                current = self._have.get(cert.name)
+            if current is None or current.serial != cert.serial:
+                return  # renewed meanwhile: this answer was about the old certificate
+            self._checked(current, renew_at=renew_at, again=again, now=now)
+
+    def _checked(
+        self, cert: Certificate, *, renew_at: datetime | None, again: datetime, now: datetime
+    ) -> None:
         checked = replace(cert, check_at=min(again, now + self._check_interval))
         if renew_at is not None and renew_at <= now:
             checked = replace(
@@ -201,9 +213,10 @@ class Certificates:
             self._signal.set()
 
     def _save(self, cert: Certificate, *, key_pem: str = "") -> None:
-        self._store.save(cert, key_pem=key_pem)
-        with self._lock:
-            self._have[cert.name] = cert
+        with self._writes:
+            self._store.save(cert, key_pem=key_pem)
+            with self._lock:
+                self._have[cert.name] = cert
 
     def _file(self, cert: Certificate) -> CertFile:
         key = (cert.name, cert.serial)
