@@ -229,7 +229,13 @@ def start_pebble(
         root.write_text(resp.text)
         return resp.status_code == 200
 
-    wait_for(fetch_root, what="Pebble's management interface", timeout_s=30)
+    try:
+        wait_for(fetch_root, what="Pebble's management interface", timeout_s=30)
+    except BaseException:
+        for proc in procs:  # never left running behind a failed start
+            proc.terminate()
+            proc.wait(timeout=10)
+        raise
     pebble = Pebble(
         directory=f"https://127.0.0.1:{acme}/dir",
         management=f"https://127.0.0.1:{manage}",
