@@ -11,6 +11,7 @@
     deployments    /v1/services/{name}/deployments (query: `pipeline.deploy.params`)
     builds         /v1/builds: list, get, cancel, log
     secrets        /v1/secrets
+    domains        /v1/domainmappings (Knative DomainMapping YAML) and /v1/certificates
     deliveries     /v1/deliveries: webhook deliveries and their outcomes
     git            smart HTTP git at /git/<svc>.git
     identity       OIDC discovery, JWKS, keys, invokers, user tokens

@@ -13,6 +13,7 @@ from pipeline.api import (
     builds,
     deliveries,
     deployments,
+    domains,
     errors,
     git,
     identity,
@@ -33,6 +34,8 @@ V1_ROUTERS = (
     secrets.router,
     deliveries.router,
     builds.router,
+    domains.router,
+    domains.certificates_router,
 )
 
 

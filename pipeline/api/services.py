@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from pipeline.api import views
+from pipeline.api import domains, views
 from pipeline.api.dependencies import ADMIN, PlatformDep
 from pipeline.api.streams import STREAMED, stream
 from pipeline.app.platform import Platform
@@ -42,7 +42,8 @@ def describe(platform: Platform, name: str) -> dict[str, Any]:
     autoscaler = getattr(platform.reconciler, "autoscaler_view", None)
     for rev in view["revisions"]:
         rev["autoscaler"] = autoscaler(rev["name"]) if autoscaler else None
-    return views.with_published_urls(view, platform.deployer.urls(name))
+    view = views.with_published_urls(view, platform.deployer.urls(name))
+    return {**view, **domains.tls_view(platform, view)}
 
 
 @router.get("")

@@ -4,8 +4,10 @@ secrets) and asks here for the rest, once, so the two engines are wired side by 
 place.
 
     docker    Docker Engine + HAProxy + Slipway's reconciler; Docker/BuildKit and `pack` builds;
-              the resolver and metadata daemons next to the bridge network
-    knative   Knative Serving runs revisions (its ingress is the data plane); build Jobs
+              the resolver and metadata daemons next to the bridge network; mapped domains and
+              (with SLIPWAY_HTTPS_PORT) certificates from `pipeline.tls`
+    knative   Knative Serving runs revisions (its ingress is the data plane); build Jobs;
+              domain mappings as Knative DomainMappings
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.app import daemons
+from pipeline.app.certificates import certificates_of
 from pipeline.build import sourcetokens
 from pipeline.build.builders import Builder, Kind
 from pipeline.build.buildpacks import PackBuilder
@@ -29,14 +32,19 @@ from pipeline.identity.keys import KeyStore
 from pipeline.knative.apply import KubeApi
 from pipeline.knative.apply import connect as kube_connect
 from pipeline.knative.builds import ClusterBuildSettings
+from pipeline.knative.domainmappings import DomainMappingSync
 from pipeline.knative.engine import KnativeEngine
 from pipeline.knative.jobs import ClusterBuilder
 from pipeline.knative.reconciler import KnativeReconciler
 from pipeline.reconcile.loop import Reconciler
 from pipeline.reconcile.policies import KeyPolicy
+from pipeline.store.certificates import CertificateStore
+from pipeline.store.domains import DomainMappings
 from pipeline.store.secrets import SecretStore
 from pipeline.store.secrets import resolve as resolve_secrets
 from pipeline.store.state import Store
+from pipeline.tls.issuance import Certificates
+from pipeline.tls.plane import ServingPlane
 
 
 @dataclass(kw_only=True)
@@ -47,6 +55,7 @@ class EngineParts:
     builders: Callable[[Kind], Builder]
     published_urls: Callable[[str], list[str]] | None = None  # Knative publishes its own URLs
     source_token_key: bytes = b""  # signs build source downloads (Knative build Jobs)
+    certificates: Certificates | None = None  # HTTPS on the embedded engine
 
 
 def site_of(settings: Settings, *, internal: str = "", subnet: str = "") -> Site:
@@ -55,6 +64,7 @@ def site_of(settings: Settings, *, internal: str = "", subnet: str = "") -> Site
         internal_bind=f"{internal}:{settings.ingress_port}" if internal else "",
         internal_sources=subnet,
         activator=f"{settings.api_host}:{settings.activator_port}",
+        https_bind=f"{settings.ingress_host}:{settings.https_port}" if settings.https_port else "",
         domain=settings.domain,
         api_server=f"{settings.api_host}:{settings.api_port}",
         run_dir=settings.haproxy_dir,
@@ -71,7 +81,13 @@ def metadata_args(settings: Settings) -> list[str]:
 
 
 def docker_parts(
-    settings: Settings, *, store: Store, keys: KeyStore, secrets: SecretStore
+    settings: Settings,
+    *,
+    store: Store,
+    keys: KeyStore,
+    secrets: SecretStore,
+    domains: DomainMappings,
+    certificates: CertificateStore,
 ) -> EngineParts:
     """SLIPWAY_ENGINE=docker: containers on Slipway's bridge network behind HAProxy."""
     client = docker_connect()
@@ -79,16 +95,22 @@ def docker_parts(
     engine.ensure_network()
     gateway = engine.gateway()
     _start_daemons(settings, engine=engine, gateway=gateway)
-    dataplane = HAProxyDataPlane(
-        HAProxyManager(
-            site=site_of(settings, internal=gateway, subnet=engine.subnet()),
-            binary=settings.haproxy_bin,
-        )
+    manager = HAProxyManager(
+        site=site_of(settings, internal=gateway, subnet=engine.subnet()),
+        binary=settings.haproxy_bin,
+    )
+    dataplane = HAProxyDataPlane(manager)
+    issued = (
+        certificates_of(settings, store=certificates, manager=manager)
+        if settings.https_port
+        else None
     )
     reconciler = Reconciler(
         store=store,
         engine=engine,
-        dataplane=dataplane,
+        dataplane=ServingPlane(
+            dataplane, domain=settings.domain, mappings=domains.list, certificates=issued
+        ),
         domain=settings.domain,
         readiness_timeout_s=settings.readiness_timeout_s,
         grace_period_s=settings.grace_period_s,
@@ -105,7 +127,15 @@ def docker_parts(
     def builders(kind: Kind) -> Builder:
         return pack_builder if kind == "pack" else docker_builder
 
-    return EngineParts(engine=engine, dataplane=dataplane, reconciler=reconciler, builders=builders)
+    if issued is not None:
+        issued.on_change = reconciler.wake  # a new certificate reaches HAProxy on the next pass
+    return EngineParts(
+        engine=engine,
+        dataplane=dataplane,
+        reconciler=reconciler,
+        builders=builders,
+        certificates=issued,
+    )
 
 
 def _start_daemons(settings: Settings, *, engine: DockerEngine, gateway: str) -> None:
@@ -131,7 +161,9 @@ def source_token_key(settings: Settings) -> bytes:
     return sourcetokens.ensure_key(settings.data_dir / "source-token-key")
 
 
-def knative_parts(settings: Settings, *, store: Store) -> EngineParts:
+def knative_parts(
+    settings: Settings, *, store: Store, domains: DomainMappings | None = None
+) -> EngineParts:
     """SLIPWAY_ENGINE=knative: Knative runs revisions, builds are Kubernetes Jobs."""
     api = KubeApi(
         kube_connect(kubeconfig=settings.kubeconfig),
@@ -156,6 +188,7 @@ def knative_parts(settings: Settings, *, store: Store) -> EngineParts:
         engine=engine,
         readiness_timeout_s=settings.readiness_timeout_s,
         clock=time.time,
+        mappings=DomainMappingSync(api, mappings=domains.list) if domains else None,
     )
     return EngineParts(
         engine=engine,

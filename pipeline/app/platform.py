@@ -27,10 +27,13 @@ from pipeline.knative.engine import KnativeEngine
 from pipeline.knative.reconciler import KnativeReconciler
 from pipeline.reconcile.loop import Reconciler
 from pipeline.store import db, permissions
+from pipeline.store.certificates import CertificateStore
 from pipeline.store.deliveries import Deliveries
+from pipeline.store.domains import DomainMappings
 from pipeline.store.repos import Repositories
 from pipeline.store.secrets import SecretStore
 from pipeline.store.state import Store
+from pipeline.tls.issuance import Certificates
 from webhooks.runner import Runner
 
 
@@ -49,6 +52,8 @@ class Platform:
     keys: KeyStore
     runner: Runner
     stop: threading.Event
+    domains: DomainMappings
+    certificates: Certificates | None = None  # None while HTTPS is off (or on Knative)
     source_token_key: bytes = b""  # signs build source downloads (Knative build Jobs)
 
     def start_loops(self) -> threading.Thread:
@@ -60,6 +65,11 @@ class Platform:
             daemon=True,
         )
         thread.start()
+        if self.certificates is not None:
+            # ACME orders take seconds: they run beside the reconciler, never inside its pass.
+            threading.Thread(
+                target=self.certificates.run, args=(self.stop,), name="certificates", daemon=True
+            ).start()
         return thread
 
 
@@ -103,10 +113,18 @@ def build(settings: Settings) -> Platform:
     keys = KeyStore(settings.keys_dir)  # HAProxy (or Istio) verifies tokens against these
     keys.ensure(seed=signing_seed(settings))
     secret_store = SecretStore(settings.data_dir)
+    domains = DomainMappings(sessions)
     parts = (
-        knative_parts(settings, store=store)
+        knative_parts(settings, store=store, domains=domains)
         if settings.engine == "knative"
-        else docker_parts(settings, store=store, keys=keys, secrets=secret_store)
+        else docker_parts(
+            settings,
+            store=store,
+            keys=keys,
+            secrets=secret_store,
+            domains=domains,
+            certificates=CertificateStore(sessions, key_dir=settings.tls_dir / "keys"),
+        )
     )
     deployer = Deployer(
         store=store,
@@ -136,5 +154,7 @@ def build(settings: Settings) -> Platform:
             clone=functools.partial(gitsources.clone_at, schemes=settings.git_schemes),
         ),
         stop=threading.Event(),
+        domains=domains,
+        certificates=parts.certificates,
         source_token_key=parts.source_token_key,
     )

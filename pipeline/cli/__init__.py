@@ -10,6 +10,7 @@
     revisions    `revisions list`
     builds       `builds list|cancel|log`
     secrets      `secrets set|list|delete`
+    domains      `domains map|unmap|list|replace|certs|renew`; the TLS part of `describe`
     images       `images ensure`: base images from the OS package archive
     servers      `server`, and the hidden `dns` and `metadata` the control plane starts
     backups      `backup` and `restore`, on the Slipway machine (the data dir directly)

@@ -1,15 +1,22 @@
-"""HTTP client for the Slipway API, used by the CLI (and by tests, as a user would)."""
+"""HTTP client for the Slipway API, used by the CLI (and by tests, as a user would).
+
+Once HTTPS is on, the plain listener redirects to it: the client then moves to the HTTPS origin
+(same host) and repeats the request, trusting the system's CAs and Slipway's local CA.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
 from pipeline.core.settings import Settings
+from pipeline.tls import trust
 
 
 class ClientError(Exception):
@@ -20,7 +27,7 @@ class ClientError(Exception):
 
 
 def default_url(settings: Settings) -> str:
-    return os.environ.get("SLIPWAY_URL", settings.ingress_url)
+    return os.environ.get("SLIPWAY_URL", settings.https_url or settings.ingress_url)
 
 
 def default_token(settings: Settings) -> str:
@@ -34,34 +41,61 @@ def default_token(settings: Settings) -> str:
 
 
 class Client:
-    def __init__(self, *, url: str, token: str, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        timeout_s: float = 30.0,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}"} if token else {},
             timeout=httpx.Timeout(timeout_s, read=None),
+            verify=verify,
         )
 
     @classmethod
     def from_env(cls) -> Client:
         settings = Settings.from_env()
-        return cls(url=default_url(settings), token=default_token(settings))
+        return cls(
+            url=default_url(settings),
+            token=default_token(settings),
+            verify=trust.client_context(settings.local_ca_file),
+        )
 
     def close(self) -> None:
         self._http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            resp = self._http.request(method, path, **kwargs)
+            with self._open(method, path, **kwargs) as resp:
+                resp.read()
         except httpx.HTTPError as e:
             raise self._unreachable(e) from e
         self._raise_for(resp)
         return resp.json()
 
+    @contextlib.contextmanager
+    def _open(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """The response, after following the plain listener's redirect to HTTPS (once)."""
+        with self._http.stream(method, path, **kwargs) as resp:
+            location = resp.headers.get("location", "") if resp.is_redirect else ""
+            origin = trust.upgraded(self.url, location) if location else ""
+            if not origin:
+                yield resp
+                return
+        self.url = origin
+        self._http.base_url = httpx.URL(origin)
+        with self._http.stream(method, path, **kwargs) as resp:
+            yield resp
+
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """NDJSON events from a streaming endpoint, as they arrive."""
         try:
-            with self._http.stream(method, path, **kwargs) as resp:
+            with self._open(method, path, **kwargs) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     self._raise_for(resp)
@@ -74,7 +108,7 @@ class Client:
     def stream_text(self, path: str, **kwargs: Any) -> Iterator[str]:
         """Text from a streaming endpoint, chunk by chunk as it arrives."""
         try:
-            with self._http.stream("GET", path, **kwargs) as resp:
+            with self._open("GET", path, **kwargs) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     self._raise_for(resp)

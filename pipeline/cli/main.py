@@ -16,6 +16,7 @@ from pipeline.cli import (
     backups,
     builds,
     deployments,
+    domains,
     identity,
     images,
     revisions,
@@ -57,6 +58,14 @@ GROUPS: tuple[tuple[str, str, tuple[tuple[str, Command], ...]], ...] = (
         ("replace", services.replace),
         ("add-invoker", identity.add_invoker),
         ("remove-invoker", identity.remove_invoker),
+    )),
+    ("domains", "Custom domains (Knative DomainMappings) and certificates.", (
+        ("map", domains.map_domain),
+        ("unmap", domains.unmap),
+        ("list", domains.list_domains),
+        ("replace", domains.replace),
+        ("certs", domains.certificates),
+        ("renew", domains.renew),
     )),
     ("revisions", "Inspect revisions.", (
         ("list", revisions.list_revisions),

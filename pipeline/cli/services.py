@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pipeline.cli.domains import print_tls
 from pipeline.cli.output import call, fail, follow_stream, out, print_traffic
 from pipeline.core.errors import SlipwayError
 
@@ -34,6 +35,7 @@ def describe(
         out.print(f"Private; invokers: {', '.join(view['invokers']) or '-'}", highlight=False)
     out.print("Traffic:")
     print_traffic(view, header=False)
+    print_tls(view)
     table = Table("REVISION", "STATUS", "INSTANCES", "IMAGE", "REASON", box=None)
     for r in view["revisions"]:
         table.add_row(

@@ -1,8 +1,9 @@
 """Platform settings, read once from the environment (SLIPWAY_*) with one-machine defaults.
 
 Everything a process needs to find the others lives here: the data dir (state, git repos, build
-logs, HAProxy files, the admin token), the ingress and API ports, the registry, the Docker network
-and the platform id that scopes which containers this Slipway owns.
+logs, HAProxy files, the admin token, the local CA), the ingress, HTTPS and API ports, the
+registry, the Docker network, the ACME directory and the platform id that scopes which
+containers this Slipway owns.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pipeline.core.errors import InvalidInput
 from pipeline.core.packagedata import buildtemplates_dir
 
 _BASE_PREFIX = "SLIPWAY_TEMPLATE_BASE_"
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
 
 def default_data_dir() -> Path:
@@ -82,6 +84,15 @@ class Settings:
     # Where webhook-tracked repositories are cloned from (self-hosted GitHub/GitLab: their URL).
     github_url: str = "https://github.com"
     gitlab_url: str = "https://gitlab.com"
+    # HTTPS on the ingress (docs/https.md): 0 = off. Certificates come from the ACME directory
+    # ("" = none: the local CA signs every name), or the local CA for names no public CA signs.
+    https_port: int = 0
+    acme_directory: str = LETS_ENCRYPT
+    acme_email: str = ""
+    acme_ca_bundle: str = ""  # CA file the ACME directory's own HTTPS is checked against
+    acme_dns_hook: str = ""  # a command that sets DNS-01 TXT records: one wildcard certificate
+    # Longest wait between two ACME renewal-info (ARI) checks of one certificate.
+    tls_check_interval_s: float = 6 * 3600.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -134,6 +145,14 @@ class Settings:
             git_schemes=_git_schemes(e.get("SLIPWAY_GIT_SCHEMES", "")) or base.git_schemes,
             github_url=e.get("SLIPWAY_GITHUB_URL", base.github_url).rstrip("/"),
             gitlab_url=e.get("SLIPWAY_GITLAB_URL", base.gitlab_url).rstrip("/"),
+            https_port=int(e.get("SLIPWAY_HTTPS_PORT", base.https_port)),
+            acme_directory=e.get("SLIPWAY_ACME_DIRECTORY", base.acme_directory).strip(),
+            acme_email=e.get("SLIPWAY_ACME_EMAIL", base.acme_email),
+            acme_ca_bundle=e.get("SLIPWAY_ACME_CA_BUNDLE", base.acme_ca_bundle),
+            acme_dns_hook=e.get("SLIPWAY_ACME_DNS_HOOK", base.acme_dns_hook),
+            tls_check_interval_s=float(
+                e.get("SLIPWAY_TLS_CHECK_INTERVAL", base.tls_check_interval_s)
+            ),
         )
 
     @property
@@ -147,6 +166,16 @@ class Settings:
     @property
     def haproxy_dir(self) -> Path:
         return self.data_dir / "haproxy"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The local CA, certificate keys and the ACME account (0700)."""
+        return self.data_dir / "tls"
+
+    @property
+    def local_ca_file(self) -> Path:
+        """The local CA's root certificate: `curl --cacert` it, or trust it in a browser."""
+        return self.tls_dir / "ca.pem"
 
     @property
     def keys_dir(self) -> Path:
@@ -178,6 +207,14 @@ class Settings:
     def ingress_url(self) -> str:
         port = "" if self.ingress_port == 80 else f":{self.ingress_port}"
         return f"http://{self.domain}{port}"
+
+    @property
+    def https_url(self) -> str:
+        """The bare domain over HTTPS; "" while HTTPS is off."""
+        if not self.https_port:
+            return ""
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.domain}{port}"
 
 
 ENGINES = ("docker", "knative")

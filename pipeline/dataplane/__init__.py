@@ -4,8 +4,12 @@
     jwt          the identity check of private services, as HAProxy rules (pure)
     checks       what may enter the config: bad routes sifted out, the rest checked (pure)
     render       the model as haproxy.cfg text (pure)
+    tlsrender    HTTPS in that text: the TLS listener, ACME challenges, the redirect (pure)
     runtime      HAProxy's runtime API (admin and master sockets)
     changes      the runtime commands that bring a running HAProxy to a plane (pure)
+    tlschanges   the same for its certificates: ssl cert transactions, crt-list (pure)
+    tlssync      certificate files for a reload, and those commands for the running worker
+    challenges   ACME HTTP-01 tokens HAProxy answers itself, from a map changed at runtime
     procs        the master's `show proc`: current worker, refused reloads, old workers (pure)
     process      run HAProxy and bring it to a rendered plane: start, reload, runtime changes
     drains       what the reconciler asks HAProxy: may a draining instance stop

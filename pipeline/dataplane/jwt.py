@@ -63,6 +63,7 @@ def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | N
             f'http-request set-var(txn.sig) var(txn.jwt),jwt_verify("{ALGORITHM}","{path}") '
             f"if private {{ var(txn.alg) -m str {ALGORITHM} }} {{ var(txn.kid) -m str {kid} }}"
         )
+    https = site.https_port
     lines += [
         "acl jwt_signed var(txn.sig) -m int 1",
         *(
@@ -72,7 +73,7 @@ def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | N
         ),
         *(
             f"http-request set-var(txn.aud_svc) str({svc}) if private jwt_signed "
-            f"{{ var(txn.aud) -m str {' '.join(audiences([h], port=port))} }}"
+            f"{{ var(txn.aud) -m str {' '.join(audiences([h], port=port, https=https))} }}"
             for svc, hs in sorted(hosts.items())
             for h in sorted(hs)
         ),
@@ -97,12 +98,16 @@ def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | N
     return lines
 
 
-def audiences(hosts: Iterable[str], *, port: int) -> list[str]:
-    """The `aud` values a token for these hosts may carry: each URL, with and without '/'."""
+def audiences(hosts: Iterable[str], *, port: int, https: int = 0) -> list[str]:
+    """The `aud` values a token for these hosts may carry: each URL, with and without '/' (and
+    its HTTPS URL too when the ingress has an HTTPS port)."""
     out = []
     for host in sorted(hosts):
         for authority in [host, f"{host}:{port}"] if port == 80 else [f"{host}:{port}"]:
             out += [f"http://{authority}", f"http://{authority}/"]
+        if https:
+            authority = host if https == 443 else f"{host}:{https}"
+            out += [f"https://{authority}", f"https://{authority}/"]
     return out
 
 

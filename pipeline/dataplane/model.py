@@ -58,6 +58,23 @@ class JwtPolicy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CertFile:
+    """One certificate HAProxy serves: a host's, or a wildcard's (`*.<domain>`)."""
+
+    name: str
+    pem: str  # the chain, then its key (pipeline.tls.pems.bundle)
+    serial: str  # lowercase hex: what a running HAProxy is compared by
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tls:
+    """The certificates of the HTTPS listener (dataplane.tlsrender)."""
+
+    fallback: CertFile  # served when no certificate matches the client's SNI
+    certificates: tuple[CertFile, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataPlane:
     routes: tuple[Route, ...] = ()
     backends: tuple[Backend, ...] = ()
@@ -65,6 +82,8 @@ class DataPlane:
     # (service, member) pairs allowed to call private services, e.g. ("target", "service:caller").
     # Not part of the config text: HAProxy reads them from a map file changed at runtime.
     invokers: tuple[tuple[str, str], ...] = ()
+    # Not part of the config text either: files, and the runtime API's ssl commands.
+    tls: Tls | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +99,9 @@ class Site:
     # The activator (host:port): every revision backend's backup server, so a revision at zero
     # instances still takes requests; "" renders no activator.
     activator: str = ""
+    # HTTPS ("127.0.0.1:8443"); "" = none. With it, the plain listener answers ACME challenges
+    # and redirects everything else there.
+    https_bind: str = ""
     domain: str  # "localhost": the bare domain serves Slipway's API
     api_server: str  # "127.0.0.1:8081": the control plane behind the bare domain
     run_dir: Path = field(default=Path("/var/lib/slipway/haproxy"))
@@ -103,3 +125,27 @@ class Site:
     @property
     def invokers_map(self) -> Path:
         return self.run_dir / "invokers.map"
+
+    @property
+    def https_port(self) -> int:
+        return int(self.https_bind.rsplit(":", 1)[1]) if self.https_bind else 0
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.run_dir / "tls"
+
+    @property
+    def crt_list(self) -> Path:
+        return self.tls_dir / "certificates.list"
+
+    @property
+    def fallback_cert(self) -> Path:
+        return self.tls_dir / "fallback.pem"
+
+    @property
+    def challenges_map(self) -> Path:
+        return self.run_dir / "acme-challenges.map"
+
+    def cert_file(self, name: str) -> Path:
+        """Where certificate `name` is kept for HAProxy (`*` is no character for a file name)."""
+        return self.tls_dir / f"{name.replace('*', '_wildcard')}.pem"

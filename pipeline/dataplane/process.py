@@ -4,9 +4,10 @@ The reconciler calls `HAProxyManager.apply(plane)` whenever routes or instances 
 manager always writes the full config (so a later reload or restart sees every current server),
 then does the least it can: start HAProxy if it is not running; reload it hitlessly through the
 master when the structure changed (routes, backends, timeouts); otherwise add, drain, ready and
-delete servers through the runtime API. Which runtime commands is decided purely in `changes`,
-against what HAProxy itself reports, so a restarted control plane adopts a running HAProxy
-instead of trusting its own memory; this module only reads, sends and waits.
+delete servers, and swap certificates (`tlssync`), through the runtime API. Which runtime
+commands is decided purely in `changes` and `tlschanges`, against what HAProxy itself reports,
+so a restarted control plane adopts a running HAProxy instead of trusting its own memory; this
+module only reads, sends and waits.
 
 HAProxy runs as its own daemon in master-worker mode (-W -D): it keeps serving when the Python
 process that started it exits, and the master hands the listening sockets to each new worker.
@@ -29,6 +30,7 @@ from pipeline.dataplane.model import DataPlane, Site
 from pipeline.dataplane.procs import Procs
 from pipeline.dataplane.render import ACTIVATOR_SERVER, RESERVED_BACKENDS, render, structure
 from pipeline.dataplane.runtime import CommandRejected, Runtime, Socket
+from pipeline.dataplane.tlssync import TlsSync
 
 _START_TIMEOUT_S = 10.0
 _POLL_S = 0.05
@@ -40,6 +42,7 @@ class HAProxyManager:
         self.binary = binary
         self.runtime = Runtime(site.admin_socket)
         self.master = Socket(site.master_socket)
+        self.tls = TlsSync(site=site, runtime=self.runtime)  # certificates: files, runtime API
         # What the running HAProxy loaded, as a structure key. Read back from run_dir when
         # HAProxy is already running, so a restarted control plane does not reload for nothing;
         # checked against the live backends in `_loaded_structure`.
@@ -79,24 +82,27 @@ class HAProxyManager:
         "runtime: N changes" or "unchanged"."""
         text = render(plane, site=self.site)
         wanted = structure(plane, site=self.site)
-        # Before any check or reload: the config refers to it, and a new worker loads it.
+        # Before any check or reload: the config refers to them, and a new worker loads them.
         self._write_invokers(plane)
+        self.tls.write(plane)
         if not self.is_running():
             self._install(text)
             self._start()
             self._remember(wanted)
+            self.tls.loaded(plane)
             return "started"
         if self._loaded_structure(plane) != wanted:
             self._install(text)
             self._reload(plane)
             self._remember(wanted)
+            self.tls.loaded(plane)
             return "reloaded"
         # Same structure: only server lines differ. The file is still checked (about 40 ms), as
         # the next reload or restart will load it.
         if _read(self.site.config_file) != text:
             self._install(text)
         changes, pending = self._sync_servers(plane)
-        changes += self._sync_invokers(plane)
+        changes += self._sync_invokers(plane) + self.tls.sync(plane)
         if not changes and not pending:
             return "unchanged"
         summary = f"runtime: {changes} changes"

@@ -24,6 +24,8 @@ Shape of the file, and why:
 - Every backend carries its "no ready instance" 503 whether or not it has servers, so adding or
   removing servers never changes anything but `server` lines: that is what lets scaling go
   through the runtime API without a reload.
+- HTTPS (`Site.https_bind`): a TLS frontend routing like the public one, and ACME challenges
+  plus a redirect on the plain one; the lines come from `dataplane.tlsrender`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from pipeline.dataplane import jwt
+from pipeline.dataplane import jwt, tlsrender
 from pipeline.dataplane.checks import API_BACKEND, NO_ROUTE_BACKEND, check, sift
 from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # for the manager
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site
@@ -97,12 +99,16 @@ def _body(plane: DataPlane, *, site: Site) -> str:
     # A route HAProxy would reject is left out, never the whole file (`checks.sift`).
     plane = sift(plane, domain=site.domain).plane
     check(plane, site=site)
+    if plane.tls is not None:
+        tlsrender.check([plane.tls.fallback, *plane.tls.certificates])
     backends = sorted(plane.backends, key=lambda b: b.name)
     longest = max([API_TIMEOUT_S, *(b.timeout_s for b in backends)])
+    routes = sorted(plane.routes, key=lambda r: r.host)
     sections = [
         _global(site, hard_stop_after_s=longest + HARD_STOP_MARGIN_S),
         _defaults(),
-        _frontend(sorted(plane.routes, key=lambda r: r.host), site=site, policy=plane.jwt),
+        _frontend(routes, site=site, policy=plane.jwt),
+        *([_frontend(routes, site=site, tls=True, policy=plane.jwt)] if site.https_bind else []),
         *(
             [
                 _frontend(
@@ -162,19 +168,27 @@ def _defaults() -> str:
 
 
 def _frontend(
-    routes: list[Route], *, site: Site, internal: bool = False, policy: JwtPolicy | None = None
+    routes: list[Route],
+    *,
+    site: Site,
+    internal: bool = False,
+    tls: bool = False,
+    policy: JwtPolicy | None = None,
 ) -> str:
-    """The public ingress, or (internal=True) the listener instances reach on the bridge
-    gateway: there every service answers, cluster-local ones too, and the API does not."""
+    """The public ingress (plain, or `tls` on the HTTPS port), or (internal=True) the listener
+    instances reach on the bridge gateway: there every service answers, cluster-local ones too,
+    and the API does not."""
     if not internal:
         routes = [r for r in routes if not r.internal_only]
+    bind = tlsrender.bind(site) if tls else site.internal_bind if internal else site.bind
     lines = [
-        f"bind {site.internal_bind if internal else site.bind}",
+        f"bind {bind}",
         "option forwardfor",
-        "http-request set-header X-Forwarded-Proto http",
+        f"http-request set-header X-Forwarded-Proto {'https' if tls else 'http'}",
         "http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
         # Drawn for every request, so a split holds per request even on one keep-alive connection.
         "http-request set-var(txn.pick) rand(100)",
+        *(tlsrender.plain_lines(site) if site.https_bind and not (tls or internal) else []),
         f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
     ]
     rules = [
@@ -205,7 +219,8 @@ def _frontend(
     lines += jwt.frontend_lines(routes, site=site, policy=policy)
     lines += rules
     lines.append(f"default_backend {NO_ROUTE_BACKEND}")
-    return _section("frontend internal" if internal else "frontend ingress", *lines)
+    name = "internal" if internal else "https" if tls else "ingress"
+    return _section(f"frontend {name}", *lines)
 
 
 def _api_backend(site: Site) -> str:

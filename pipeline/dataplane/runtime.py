@@ -54,14 +54,18 @@ class Socket:
         self.path = path
         self.timeout_s = timeout_s
 
-    def command(self, line: str) -> str:
+    def command(self, line: str, *, payload: str = "") -> str:
+        """Send one command (with `payload`: `<line> <<`, its lines, then an empty line)."""
         if "\n" in line or ";" in line:
             raise ValueError(f"one runtime command per call, got {line!r}")
+        if payload and any(not part.strip() for part in payload.rstrip("\n").split("\n")):
+            raise ValueError("a runtime payload ends at its first empty line: drop blank lines")
+        data = f"{line} <<\n{payload.rstrip()}\n\n" if payload else f"{line}\n"
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(self.timeout_s)
                 conn.connect(str(self.path))
-                conn.sendall(line.encode() + b"\n")
+                conn.sendall(data.encode())
                 # The master CLI answers only once it sees the end of our input.
                 conn.shutdown(socket.SHUT_WR)
                 chunks = []
@@ -197,6 +201,55 @@ class Runtime:
     def del_map(self, path: Path, key: str) -> None:
         self._expect(f"del map {path} {key}")
 
+    # -- TLS certificates (HAProxy's "ssl cert" transactions and crt-lists) -------------------
+
+    def ssl_certs(self) -> tuple[set[str], set[str]]:
+        """(certificate files loaded, files with an uncommitted transaction)."""
+        loaded: set[str] = set()
+        pending: set[str] = set()
+        for line in self.socket.command("show ssl cert").splitlines():
+            name = line.strip()
+            if name and not name.startswith("#"):
+                (pending if name.startswith("*") else loaded).add(name.lstrip("*"))
+        return loaded, pending
+
+    def ssl_cert_serial(self, path: str) -> str:
+        """The serial of a loaded certificate as `show ssl cert <file>` prints it ("" if none)."""
+        for line in self.socket.command(f"show ssl cert {path}").splitlines():
+            if line.startswith("Serial:"):
+                return line.split(":", 1)[1].strip()
+        return ""
+
+    def crt_list(self, crt_list: str) -> set[str]:
+        """The certificate files a crt-list names."""
+        out = self.socket.command(f"show ssl crt-list {crt_list}")
+        if not out.startswith("#"):
+            raise CommandRejected(f"HAProxy has no crt-list {crt_list}: {out.strip()}")
+        return {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
+
+    def new_ssl_cert(self, path: str) -> None:
+        self._expect_in(f"new ssl cert {path}", "New empty certificate store")
+
+    def set_ssl_cert(self, path: str, pem: str) -> None:
+        out = self.socket.command(f"set ssl cert {path}", payload=pem)
+        if "Transaction created" not in out and "Transaction updated" not in out:
+            raise CommandRejected(f"HAProxy refused the certificate for {path}: {out.strip()}")
+
+    def commit_ssl_cert(self, path: str) -> None:
+        self._expect_in(f"commit ssl cert {path}", "Success!")
+
+    def abort_ssl_cert(self, path: str) -> None:
+        self._expect_in(f"abort ssl cert {path}", "Transaction aborted")
+
+    def add_crt_list(self, crt_list: str, path: str) -> None:
+        self._expect_in(f"add ssl crt-list {crt_list} {path}", "Success!")
+
+    def del_crt_list(self, crt_list: str, path: str) -> None:
+        self._expect_in(f"del ssl crt-list {crt_list} {path}", "deleted in crtlist")
+
+    def del_ssl_cert(self, path: str) -> None:
+        self._expect_in(f"del ssl cert {path}", "deleted!")
+
     def _servers_state(self, backend: str) -> list[list[str]]:
         out = self.socket.command(f"show servers state {backend}")
         lines = out.splitlines()
@@ -210,6 +263,11 @@ class Runtime:
         if not out.startswith("# "):
             raise CommandRejected(f"HAProxy has no backend {backend!r}: {out.strip()}")
         return list(csv.DictReader(io.StringIO(out[2:])))
+
+    def _expect_in(self, command: str, success: str) -> None:
+        out = self.socket.command(command)
+        if success not in out:
+            raise CommandRejected(f"HAProxy refused {command!r}: {out.strip() or 'no answer'}")
 
     def _expect(self, command: str, success: str = "") -> None:
         out = self.socket.command(command).strip()

@@ -51,6 +51,7 @@ class Resource:
 
 KSERVICES = Resource(SERVING_GROUP, "v1", "services", "Knative Serving")
 KREVISIONS = Resource(SERVING_GROUP, "v1", "revisions", "Knative Serving")
+DOMAIN_MAPPINGS = Resource(SERVING_GROUP, "v1beta1", "domainmappings", "Knative Serving")
 REQUEST_AUTHENTICATIONS = Resource("security.istio.io", "v1", "requestauthentications", "Istio")
 AUTHORIZATION_POLICIES = Resource("security.istio.io", "v1", "authorizationpolicies", "Istio")
 JOBS = Resource("batch", "v1", "jobs", "Kubernetes")  # same URL shape as custom objects

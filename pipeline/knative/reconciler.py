@@ -22,6 +22,7 @@ from pipeline.core.logs import get as get_log
 from pipeline.core.records import Revision, Service
 from pipeline.engines.base import ServiceState
 from pipeline.knative import render
+from pipeline.knative.domainmappings import DomainMappingSync
 from pipeline.knative.status import slipway_reason
 from pipeline.reconcile.actions import Mark  # the same store update as the embedded engine's
 from pipeline.store.state import Store
@@ -116,8 +117,10 @@ class KnativeReconciler:
         engine: KnativeServices,
         readiness_timeout_s: float,
         clock: Callable[[], float],
+        mappings: DomainMappingSync | None = None,
     ) -> None:
         self._store = store
+        self._mappings = mappings  # custom domains, as Knative DomainMappings
         self._engine = engine
         self._readiness_timeout_s = readiness_timeout_s
         self._clock = clock
@@ -170,6 +173,8 @@ class KnativeReconciler:
             for svc in snapshot.services:
                 self._service(svc, snapshot.revisions_of(svc.name))
             self._delete_unwanted(wanted)
+            if self._mappings is not None:
+                self._mappings.sync()
         finally:
             with self._pass_done:
                 self._passes += 1

@@ -11,6 +11,7 @@ silently dropped. Modules, in the order a document flows through them:
     traffic       spec.traffic rules (validate_traffic, reused by the traffic CLI)
     quantities    resource quantities and Go durations as numbers
     services      KService, parse_service, to_manifest, template_hash, default_service
+    domainmappings  Knative's DomainMapping (serving.knative.dev/v1beta1): a custom host
 """
 
 from pipeline.spec.autoscaling import AutoscalingAnnotations

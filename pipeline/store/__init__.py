@@ -5,6 +5,8 @@
     state        Store: every read and write of desired state
     deliveries   webhook delivery ids (replay protection)
     secrets      key/value sets, versioned, encrypted at rest
+    domains      domain mappings: a custom host -> a service (Knative's DomainMapping)
+    certificates the certificates HAProxy serves, their chains and order outcomes (keys on disk)
     repos        one bare git repository per service
     permissions  the data dir is its owner's alone: umask 077, what exists tightened
     backups      the database and the files beside it, in one archive, and back

@@ -3,7 +3,7 @@ sideways, and no module imports itself back through others.
 
 Ranks, lowest first (DESIGN.md, "Layout"); a package may import its own rank or below:
 
-    core -> spec -> store -> {autoscale, engines, dataplane, identity, build}
+    core -> spec -> store -> {autoscale, engines, dataplane, identity, build, tls}
          -> {reconcile, deploy, knative} -> webhooks -> app -> api -> cli
 
 Every import counts: at module level, inside functions (a deferred import is still a
@@ -28,7 +28,7 @@ _ORDER: tuple[tuple[str, ...], ...] = (
     ("core",),
     ("spec",),
     ("store",),
-    ("autoscale", "engines", "dataplane", "identity", "build"),
+    ("autoscale", "engines", "dataplane", "identity", "build", "tls"),
     ("reconcile", "deploy", "knative"),
     ("webhooks",),
     ("app",),

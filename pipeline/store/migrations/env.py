@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-import pipeline.store.deliveries  # noqa: F401  (its table joins Base.metadata)
+# Imported for their tables: each joins Base.metadata.
+import pipeline.store.certificates
+import pipeline.store.deliveries
+import pipeline.store.domains  # noqa: F401
 from pipeline.store.models import Base
 
 connection = context.config.attributes["connection"]
