@@ -25,7 +25,14 @@ RUN set -eux; \
     groupadd --gid "${CNB_GID}" cnb; \
     useradd --uid "${CNB_UID}" --gid "${CNB_GID}" --create-home --shell /bin/bash cnb
 
-ENV CNB_USER_ID=${CNB_UID} \
+# The lifecycle (v0.21: Docker's Go client v29, API 1.44-1.52) exports into the Docker Engine
+# that pack mounts. With an older engine (Debian bookworm's docker.io 20.10 speaks API 1.41)
+# it must be told the engine's API version, or every build fails with "client version 1.52 is too
+# new". scripts/builder sets this from `docker version` when the engine is older than API 1.44;
+# empty = negotiate.
+ARG DOCKER_API_VERSION=
+ENV DOCKER_API_VERSION=${DOCKER_API_VERSION} \
+    CNB_USER_ID=${CNB_UID} \
     CNB_GROUP_ID=${CNB_GID} \
     CNB_STACK_ID=${STACK_ID} \
     LANG=C.UTF-8 \
