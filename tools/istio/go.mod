@@ -1,5 +1,5 @@
 module slipway.local/tools/istio
 
-go 1.25.0
+go 1.24
 
 require istio.io/istio v0.0.0-20260827124520-eed52ebb66ad

@@ -1,6 +1,6 @@
 module slipway.local/tools/knative
 
-go 1.26.8
+go 1.25.0
 
 tool (
 	knative.dev/serving/cmd/activator

@@ -1,6 +1,6 @@
 module slipway.local/tools/kubernetes
 
-go 1.26.8
+go 1.25.0
 
 // Upstream's own go.mod sets this; the main module's godebug applies to the binaries.
 godebug default=go1.24

@@ -1,6 +1,6 @@
 module slipway.local/tools/lifecycle
 
-go 1.26.8
+go 1.25.5
 
 tool (
 	github.com/buildpacks/lifecycle/cmd/launcher

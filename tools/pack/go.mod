@@ -1,6 +1,6 @@
 module slipway.local/tools/pack
 
-go 1.26.8
+go 1.25.12
 
 replace github.com/BurntSushi/toml => github.com/BurntSushi/toml v1.3.2
 
