@@ -25,7 +25,7 @@ ref="$REG/slipway/smoke/hello:1"
 s=$(t)
 docker image inspect slipway/busybox:1.35-bookworm >/dev/null 2>&1 ||
   fail "no slipway/busybox:1.35-bookworm in Docker (./scripts/up makes it)"
-DOCKER_BUILDKIT=0 docker build -q -t "$ref" "$ctx" >/dev/null
+DOCKER_BUILDKIT=0 docker build -q -t "$ref" "$ctx" >/dev/null 2>&1 || fail "docker build failed"
 digest="$(docker push "$ref" | sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p')"
 [ -n "$digest" ] || fail "push of $ref gave no digest"
 image="$REG/slipway/smoke/hello@$digest"
