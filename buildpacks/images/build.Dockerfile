@@ -1,8 +1,8 @@
 # slipway/cnb-build:bookworm — the build-time base image of Slipway's CNB builder.
 #
 # Debian bookworm (slipway/debian:bookworm: debootstrap minbase + the host's CA bundle, made by
-# `python -m pipeline.baseimages`) plus what Slipway's buildpacks run at build time: Python 3.11
-# with venv/pip, Node.js 18 with npm. Nothing is pulled from a container registry: every package
+# `python -m pipeline.build.baseimages`) plus what Slipway's buildpacks run at build time:
+# Python 3.11 with venv/pip, Node.js 18 with npm. Nothing is pulled from a container registry: every package
 # comes from Debian's archive through the host's proxy.
 #
 # pip and npm reach PyPI and the npm registry through the same TLS proxy, so they are pointed at

@@ -12,6 +12,7 @@
     processes    build processes: run, stream, cancel, time out
     logfiles     build logs on disk, read whole or followed
     dockerfile   Dockerfile and template builds on the Docker Engine, then the push
-    buildpacks   Cloud Native Buildpacks through `pack`, then the push
+    buildpacks   Cloud Native Buildpacks through the real `pack`, then the push
+    packerrors   what a failed `pack build` means, in words that name the fix
     registry     image references and the registry's HTTP API
 """
