@@ -189,7 +189,9 @@ def test_git_push_of_a_project_toml_app_deploys(slipway: Slipway, tmp_path: Path
     out = checkout.push("main").stderr
 
     assert f"remote: -----> Building cnb@{sha[:7]} (no Dockerfile)" in out
-    assert "remote:        -----> Builder: pack (project.toml found" in out or "(pack)" in out
+    assert "remote: -----> Builder: pack (project.toml found" in out
+    assert f"(pack), builder {DEFAULT_PACK_BUILDER} (from Slipway's default, trusted)" in out
+    assert "remote:        slipway/static 0.1.0" in out  # pack's detect phase
     assert "remote: -----> cnb-00001 ready" in out
     assert slipway.get("cnb").text == "pushed with pack\n"
     assert slipway.get(f"commit-{sha[:7]}--cnb.localhost").text == "pushed with pack\n"
