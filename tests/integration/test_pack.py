@@ -15,60 +15,49 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import docker
-import docker.errors
 import pytest
 
 from pipeline.core.settings import DEFAULT_PACK_BUILDER
 from tests.integration.conftest import ROOT, Slipway, running_slipway
+from tests.integration.packs import ensure_builder, ensure_pack, removing_pack_caches
+from tests.integration.test_builders import PROJECT, build_of, log_of, write
 from tests.integration.test_git_push import Checkout
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES = ROOT / "buildpacks" / "examples"
 BUILD_IMAGE = "slipway/cnb-build:bookworm"
-PROJECT = '[_]\nschema-version = "0.2"\n'
 
 
 @pytest.fixture(scope="module")
 def pack() -> str:
-    """scripts/tools' pack (compiled from source on a machine that has none yet)."""
-    done = subprocess.run([str(ROOT / "scripts" / "tools"), "--dir", "pack"],
-                          capture_output=True, text=True)  # fmt: skip
-    assert done.returncode == 0, f"scripts/tools could not build pack:\n{done.stderr}"
-    return str(Path(done.stdout.strip()) / "pack")
+    return ensure_pack()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def builder(pack: str, docker_client: docker.DockerClient) -> str:
-    """Slipway's builder, made by scripts/builder when this machine has none. Only when missing:
-    other tests remake slipway/debian:bookworm, which would remake all three images (minutes);
-    ./scripts/test runs scripts/builder itself, so an outdated builder is remade there."""
-    try:
-        docker_client.images.get(DEFAULT_PACK_BUILDER)
-    except docker.errors.ImageNotFound:
-        env = {**os.environ, "SLIPWAY_PACK": pack, "SLIPWAY_VENV": sys.prefix}
-        subprocess.run([str(ROOT / "scripts" / "builder")], env=env, check=True)
-    return DEFAULT_PACK_BUILDER
+def builder(docker_client: docker.DockerClient) -> str:
+    return ensure_builder(docker_client)
+
+
+SERVICES = ("py", "node", "cnb", "sec", "nopack")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def pack_leftovers(docker_client: docker.DockerClient, registry: str) -> Iterator[None]:
     """pack's cache volumes and the images of this module's services go afterwards."""
-    yield
-    port = registry.rsplit(":", 1)[1]
-    for volume in docker_client.volumes.list(filters={"name": "pack-cache-"}):
-        if f"_{port}_" in volume.name or f"-{port}_" in volume.name:
-            volume.remove(force=True)
-    for image in docker_client.images.list(name=f"{registry}/*"):
-        for tag in image.tags:
-            docker_client.images.remove(tag, force=True)
+    with removing_pack_caches(docker_client, *SERVICES):
+        yield
+    for service in SERVICES:
+        for image in docker_client.images.list(name=f"{registry}/{service}"):
+            for tag in image.tags:
+                docker_client.images.remove(tag, force=True)
 
 
 def app_from(example: str, folder: Path, *, project: str = PROJECT) -> Path:
@@ -77,20 +66,8 @@ def app_from(example: str, folder: Path, *, project: str = PROJECT) -> Path:
     return folder
 
 
-def write(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    return folder
-
-
-def last_build(slipway: Slipway, service: str) -> dict[str, str]:
-    builds: list[dict[str, str]] = slipway.api_get(f"/v1/builds?service={service}").json()
-    return builds[0]
-
-
-def build_log(slipway: Slipway, service: str) -> str:
-    return slipway.api_get(f"/v1/builds/{last_build(slipway, service)['id']}/log").text
+def last_log(slipway: Slipway, service: str) -> str:
+    return log_of(slipway, build_of(slipway, service)["id"])
 
 
 def deploy(slipway: Slipway, service: str, app: Path, what: str) -> str:
@@ -98,8 +75,10 @@ def deploy(slipway: Slipway, service: str, app: Path, what: str) -> str:
     started = time.monotonic()
     out = slipway.cli("deploy", service, "--source", str(app), timeout=600).stdout
     wall = time.monotonic() - started
-    build = last_build(slipway, service)
-    secs = datetime.fromisoformat(build["finished"]) - datetime.fromisoformat(build["started"])
+    build = build_of(slipway, service)
+    secs = datetime.fromisoformat(str(build["finished"])) - datetime.fromisoformat(
+        str(build["started"])
+    )
     print(f"\n[pack timing] {service} {what}: build {secs.total_seconds():.1f} s, "
           f"deploy {wall:.1f} s")  # fmt: skip
     return out
@@ -112,58 +91,13 @@ def test_builder_carries_lifecycle_0_21_0(pack: str, builder: str) -> None:
     assert re.search(r"Run Images:\n\s+slipway/cnb-run:bookworm\n", out), out
 
 
-def test_python_app_code_change_reuses_dependencies_and_a_new_one_reinstalls(
-    slipway: Slipway, tmp_path: Path
-) -> None:
-    app = app_from("python-flask", tmp_path / "py")
-
-    out = deploy(slipway, "py", app, "first build")
-
-    assert "Builder: pack (project.toml found (Cloud Native Buildpacks))" in out
-    assert f"builder {DEFAULT_PACK_BUILDER} (from Slipway's default, trusted)" in out
-    assert "Adding layer 'slipway/python:deps'" in out
-    assert slipway.get("py").text.startswith("Hello from Flask on ")
-    assert last_build(slipway, "py")["builder"] == "pack"
-
-    main = app / "app.py"
-    main.write_text(main.read_text().replace("Hello from Flask", "Hello again from Flask"))
-    deploy(slipway, "py", app, "one-line code change")
-
-    log = build_log(slipway, "py")
-    assert "Dependencies from requirements.txt unchanged: reusing the virtualenv" in log
-    assert "Reusing layer 'slipway/python:deps'" in log
-    assert slipway.get("py").text.startswith("Hello again from Flask on ")
-
+def add_six(app: Path) -> None:
     with (app / "requirements.txt").open("a") as fh:
         fh.write("six==1.16.0\n")
-    deploy(slipway, "py", app, "dependency change")
-
-    log = build_log(slipway, "py")
-    assert "Dependencies from requirements.txt changed" in log and "six-1.16.0" in log
-    assert "Adding layer 'slipway/python:deps'" in log
-    assert slipway.get("py").text.startswith("Hello again from Flask on ")
 
 
-def test_node_app_code_change_reuses_dependencies_and_a_new_one_reinstalls(
-    slipway: Slipway, tmp_path: Path
-) -> None:
-    app = app_from("node-express", tmp_path / "node")
-
-    out = deploy(slipway, "node", app, "first build")
-
-    assert "npm ci --omit=dev" in out and "Adding layer 'slipway/node:deps'" in out
-    assert slipway.get("node").text.startswith("Hello from Express on ")
-
-    server = app / "server.js"
-    server.write_text(server.read_text().replace("Hello from Express", "Hello again from Express"))
-    deploy(slipway, "node", app, "one-line code change")
-
-    log = build_log(slipway, "node")
-    assert "Dependencies unchanged: reusing node_modules" in log
-    assert "Reusing layer 'slipway/node:deps'" in log
-    assert slipway.get("node").text.startswith("Hello again from Express on ")
-
-    # A new dependency: package.json and its lockfile change together, as `npm install ms` would.
+def add_ms(app: Path) -> None:
+    """package.json and its lockfile change together, as `npm install ms` would."""
     package = json.loads((app / "package.json").read_text())
     package["dependencies"]["ms"] = "2.1.3"
     (app / "package.json").write_text(json.dumps(package, indent=2) + "\n")
@@ -173,11 +107,63 @@ def test_node_app_code_change_reuses_dependencies_and_a_new_one_reinstalls(
          "npm", "install", "--package-lock-only", "--no-audit", "--no-fund"],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    deploy(slipway, "node", app, "dependency change")
 
-    log = build_log(slipway, "node")
-    assert "Dependencies changed" in log and "Adding layer 'slipway/node:deps'" in log
-    assert slipway.get("node").text.startswith("Hello again from Express on ")
+
+@dataclass(frozen=True, kw_only=True)
+class App:
+    example: str
+    service: str
+    code: str  # the file a one-line change edits
+    greeting: str  # what it answers, before the change
+    layer: str  # the buildpack's dependency layer
+    reused: str  # what the buildpack says when it keeps the layer
+    add_dependency: Callable[[Path], None]
+    reinstalled: str  # what the log says after add_dependency
+
+
+@pytest.mark.parametrize(
+    "app",
+    [
+        pytest.param(App(example="python-flask", service="py", code="app.py",
+                         greeting="Hello from Flask", layer="slipway/python:deps",
+                         reused="Dependencies from requirements.txt unchanged: reusing the "
+                                "virtualenv", add_dependency=add_six,
+                         reinstalled="six-1.16.0"), id="python"),
+        pytest.param(App(example="node-express", service="node", code="server.js",
+                         greeting="Hello from Express", layer="slipway/node:deps",
+                         reused="Dependencies unchanged: reusing node_modules",
+                         add_dependency=add_ms, reinstalled="npm ci --omit=dev"), id="node"),
+    ],
+)  # fmt: skip
+def test_a_code_change_reuses_the_dependency_layer_and_a_new_dependency_reinstalls(
+    slipway: Slipway, tmp_path: Path, app: App
+) -> None:
+    folder = app_from(app.example, tmp_path / app.service)
+    again = app.greeting.replace("Hello", "Hello again")
+
+    out = deploy(slipway, app.service, folder, "first build")
+
+    assert "Builder: pack (project.toml found (Cloud Native Buildpacks))" in out
+    assert f"builder {DEFAULT_PACK_BUILDER} (from Slipway's default, trusted)" in out
+    assert f"Adding layer '{app.layer}'" in out
+    assert slipway.get(app.service).text.startswith(f"{app.greeting} on ")
+    assert build_of(slipway, app.service)["builder"] == "pack"
+
+    code = folder / app.code
+    code.write_text(code.read_text().replace(app.greeting, again))
+    deploy(slipway, app.service, folder, "one-line code change")
+
+    log = last_log(slipway, app.service)
+    assert app.reused in log and f"Reusing layer '{app.layer}'" in log
+    assert slipway.get(app.service).text.startswith(f"{again} on ")
+
+    app.add_dependency(folder)
+    deploy(slipway, app.service, folder, "dependency change")
+
+    log = last_log(slipway, app.service)
+    assert "Dependencies" in log and "changed" in log and app.reinstalled in log
+    assert f"Adding layer '{app.layer}'" in log
+    assert slipway.get(app.service).text.startswith(f"{again} on ")
 
 
 def test_git_push_of_a_project_toml_app_deploys(slipway: Slipway, tmp_path: Path) -> None:
@@ -217,44 +203,10 @@ def test_build_secrets_reach_buildpacks_masked_and_stay_out_of_the_image(
 
     assert slipway.get("sec").text == "sec\n"
     assert "token is ****" in out and secret not in out
-    build = last_build(slipway, "sec")
-    assert secret not in build_log(slipway, "sec")
-    image = docker_client.images.get(build["image"])  # CNB build env is not in the image
+    build = build_of(slipway, "sec")
+    assert secret not in log_of(slipway, build["id"])
+    image = docker_client.images.get(str(build["image"]))  # CNB build env is not in the image
     assert secret not in json.dumps(image.attrs) and "TOKEN" not in str(image.attrs["Config"])
-
-
-@pytest.mark.parametrize(
-    ("files", "says"),
-    [
-        pytest.param(
-            {"project.toml": PROJECT + '[io.buildpacks]\nbuilder = "slipway/nope:bookworm"\n',
-             "index.html": "x\n"},
-            "the builder image slipway/nope:bookworm is not on this machine, and Slipway never "
-            "pulls slipway/ images: name an existing builder with the annotation "
-            "slipway.dev/pack-builder, `[io.buildpacks] builder = ...` in project.toml, or "
-            f"SLIPWAY_PACK_BUILDER (Slipway's own is {DEFAULT_PACK_BUILDER}: make it with "
-            "./scripts/builder", id="builder-missing"),
-        pytest.param(
-            {"project.toml": PROJECT, "README.md": "nothing to run\n"},
-            f"no buildpack of {DEFAULT_PACK_BUILDER} detects this app: Slipway's builder builds "
-            "a Python app (requirements.txt or pyproject.toml), a Node.js app (package.json)",
-            id="nothing-detects"),
-        pytest.param(
-            {"project.toml": PROJECT, "requirements.txt": "six==1.16.0\n"},
-            "a buildpack failed: slipway/python: no web process: add a Procfile with a "
-            "`web: <command>` line, or a main.py or app.py that listens on $PORT",
-            id="buildpack-fails"),
-    ],
-)  # fmt: skip
-def test_pack_failures_name_the_fix(
-    slipway: Slipway, tmp_path: Path, files: dict[str, str], says: str
-) -> None:
-    result = slipway.cli("deploy", "bad", "--source", str(write(tmp_path / "bad", files)),
-                         check=False)  # fmt: skip
-
-    assert result.returncode == 1
-    assert says in result.stderr, result.stderr
-    assert slipway.api_get("/v1/services/bad").status_code == 404
 
 
 def test_without_pack_then_without_a_builder(
