@@ -74,6 +74,17 @@ install_venv() {
   fi
 }
 
+# Cloud Native Buildpacks: pack and the CNB lifecycle, built from source at their pinned versions
+# by scripts/tools into its cache (/var/cache/slipway/tools; only the first run compiles), then
+# Slipway's builder image slipway/builder:bookworm by scripts/builder (idempotent: it remakes
+# only what changed, and makes slipway/debian:bookworm first if it is missing). The control plane
+# finds pack in that cache (SLIPWAY_PACK overrides).
+install_buildpacks() {
+  say "pack and the CNB lifecycle (compiled on the first run), then Slipway's builder image"
+  "$ROOT/scripts/tools" pack lifecycle >/dev/null
+  SLIPWAY_VENV="$VENV" "$ROOT/scripts/builder"
+}
+
 docker_answers() { docker info >/dev/null 2>&1; }
 
 # The data dir holds the database (with --env values), sources, repositories, keys and logs:

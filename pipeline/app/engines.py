@@ -120,9 +120,7 @@ def docker_parts(
         jwt_policy=KeyPolicy(keys=keys, issuer=settings.ingress_url),
     )
     docker_builder = DockerEngineBuilder(client, template_bases=settings.template_bases)
-    pack_builder = PackBuilder(
-        client, pack_bin=settings.pack_bin, default_builder=settings.pack_builder
-    )
+    pack_builder = PackBuilder.from_settings(client, settings)
 
     def builders(kind: Kind) -> Builder:
         return pack_builder if kind == "pack" else docker_builder

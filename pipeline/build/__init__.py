@@ -16,6 +16,7 @@
     contexts     files read from a source archive; the context folder a build runs in
     buildkit     which docker CLI builds with BuildKit, its argv and env, failure messages
     progress     BuildKit's plain progress turned into the build log's lines
-    buildpacks   Cloud Native Buildpacks through `pack`, then the push
+    buildpacks   Cloud Native Buildpacks through the real `pack`, then the push
+    packerrors   what a failed `pack build` means, in words that name the fix
     registry     image references and the registry's HTTP API
 """

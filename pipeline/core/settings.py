@@ -17,6 +17,22 @@ from pipeline.core.packagedata import buildtemplates_dir
 
 _BASE_PREFIX = "SLIPWAY_TEMPLATE_BASE_"
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+# Slipway's own Cloud Native Buildpacks builder, made on this machine by scripts/builder.
+DEFAULT_PACK_BUILDER = "slipway/builder:bookworm"
+# Where scripts/tools builds pinned Go tools: <cache>/<group>-<version>/bin (SLIPWAY_TOOLS_CACHE).
+TOOLS_CACHE = Path("/var/cache/slipway/tools")
+
+
+def default_pack_bin(tools_cache: Path = TOOLS_CACHE) -> str:
+    """The newest pack scripts/tools built (`pack-v<version>/bin/pack`), else `pack` on PATH."""
+    built = [p for p in tools_cache.glob("pack-v*/bin/pack") if os.access(p, os.X_OK)]
+    if not built:
+        return "pack"
+    return str(max(built, key=lambda p: _version_key(p.parent.parent.name.removeprefix("pack-v"))))
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
 
 
 def default_data_dir() -> Path:
@@ -75,8 +91,11 @@ class Settings:
     buildtemplates_dir: Path = field(default_factory=buildtemplates_dir)
     # Per-template base image overrides: SLIPWAY_TEMPLATE_BASE_<NAME>=image (e.g. _PYTHON).
     template_bases: dict[str, str] = field(default_factory=dict)
-    pack_bin: str = "pack"
-    pack_builder: str = ""
+    pack_bin: str = field(default_factory=default_pack_bin)
+    pack_builder: str = DEFAULT_PACK_BUILDER  # "": pack's own (`pack config default-builder`)
+    # Builders pack may run as one trusted container (`--trust-builder`): Slipway's own and
+    # SLIPWAY_PACK_BUILDER always; a builder a user names only when listed here.
+    pack_trusted_builders: frozenset[str] = frozenset()
     # The metadata server listens on the bridge gateway at this port (GCE's own is 80).
     metadata_port: int = 80
     # What `deploy --git` and webhooks may clone from: https only unless the operator says.
@@ -139,8 +158,10 @@ class Settings:
                 for key, value in e.items()
                 if key.startswith(_BASE_PREFIX) and value
             },
-            pack_bin=e.get("SLIPWAY_PACK", base.pack_bin),
-            pack_builder=e.get("SLIPWAY_PACK_BUILDER", base.pack_builder),
+            pack_bin=e.get("SLIPWAY_PACK")
+            or default_pack_bin(Path(e.get("SLIPWAY_TOOLS_CACHE", str(TOOLS_CACHE)))),
+            pack_builder=e.get("SLIPWAY_PACK_BUILDER", base.pack_builder).strip(),
+            pack_trusted_builders=_names(e.get("SLIPWAY_PACK_TRUSTED_BUILDERS", "")),
             metadata_port=int(e.get("SLIPWAY_METADATA_PORT", base.metadata_port)),
             git_schemes=_git_schemes(e.get("SLIPWAY_GIT_SCHEMES", "")) or base.git_schemes,
             github_url=e.get("SLIPWAY_GITHUB_URL", base.github_url).rstrip("/"),
@@ -229,8 +250,13 @@ def _engine(value: str) -> str:
     return value
 
 
+def _names(text: str) -> frozenset[str]:
+    """A comma-separated list, blanks dropped."""
+    return frozenset(name.strip() for name in text.split(",") if name.strip())
+
+
 def _git_schemes(text: str) -> frozenset[str]:
-    schemes = frozenset(s.strip().lower() for s in text.split(",") if s.strip())
+    schemes = _names(text.lower())
     unknown = schemes - {"https", "http", "ssh"}
     if unknown:
         raise InvalidInput(

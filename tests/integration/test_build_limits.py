@@ -1,11 +1,6 @@
-"""Build limits and `pack`, against a control plane of its own: one build at a time
-(SLIPWAY_BUILD_CONCURRENCY=1), a short timeout (SLIPWAY_BUILD_TIMEOUT), and a STAND-IN `pack`.
-
-`pack` cannot be installed on these machines. The `pack` first on this platform's PATH is a
-stand-in written below: it checks the argv Slipway gives it, prints lines, exits with the code
-the sample app asks for (file `standin-exit`) and, on success, makes the requested image with
-`docker build` from the local busybox base, as a real `pack build` would leave it in the engine,
-so the push and deploy path after it is exercised for real.
+"""Build limits, against a control plane of its own: one build at a time
+(SLIPWAY_BUILD_CONCURRENCY=1) and a short timeout (SLIPWAY_BUILD_TIMEOUT). The real `pack` is
+tested in test_pack.py.
 """
 
 from __future__ import annotations
@@ -27,33 +22,6 @@ from tests.integration.conftest import BUSYBOX, ROOT, Slipway, running_slipway, 
 pytestmark = pytest.mark.integration
 TIMEOUT_S = 12
 
-PACK_STANDIN = f"""#!/bin/sh
-# STAND-IN for the pack CLI (see the test module docstring).
-set -e
-[ "$1" = build ] || {{ echo "stand-in: expected 'build', got $*"; exit 64; }}
-image="$2"; shift 2
-builder=""; path=""; process=""; envs=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --builder) builder="$2"; shift 2;;
-    --path) path="$2"; shift 2;;
-    --default-process) process="$2"; shift 2;;
-    --env) envs="$envs $2"; shift 2;;
-    *) echo "stand-in: unexpected argument $1"; exit 64;;
-  esac
-done
-[ -d "$path" ] && [ "$process" = web ] || {{ echo "stand-in: bad --path/--process"; exit 64; }}
-echo "===> DETECTING (stand-in) builder=$builder env=$envs"
-echo "===> BUILDING"
-code=$(cat "$path/standin-exit" 2>/dev/null || echo 0)
-[ "$code" = 0 ] || {{ echo "ERROR: failing as asked ($code)"; exit "$code"; }}
-{{ echo 'FROM {BUSYBOX}'; echo 'ARG BUILDER'
-  echo 'RUN mkdir -p /www && echo "built by pack ($BUILDER)" > /www/index.html'
-  echo 'USER app'; echo 'CMD ["sh", "-c", "exec httpd -f -p $PORT -h /www"]'
-}} | docker build -q --build-arg BUILDER="$builder" -t "$image" - >/dev/null
-echo "Successfully built image $image"
-"""
-
 
 @pytest.fixture(scope="module")
 def limited(
@@ -62,17 +30,7 @@ def limited(
     registry: str,
     busybox_image: str,
 ) -> Iterator[Slipway]:
-    bin_dir = tmp_path_factory.mktemp("standin-bin")
-    (bin_dir / "pack").write_text(PACK_STANDIN)
-    (bin_dir / "pack").chmod(0o755)
-    import os
-
-    extra = {
-        "SLIPWAY_BUILD_CONCURRENCY": "1",
-        "SLIPWAY_BUILD_TIMEOUT": str(TIMEOUT_S),
-        "SLIPWAY_PACK_BUILDER": "example/builder:config",
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-    }
+    extra = {"SLIPWAY_BUILD_CONCURRENCY": "1", "SLIPWAY_BUILD_TIMEOUT": str(TIMEOUT_S)}
     with running_slipway(tmp_path_factory, docker_client, registry, extra) as sw:
         yield sw
 
@@ -179,36 +137,3 @@ def test_restart_marks_an_unfinished_build_failed(limited: Slipway, tmp_path: Pa
     after = limited.api_get(f"/v1/builds/{build['id']}").json()
     assert after["status"] == "failed"
     assert after["error"] == "control plane restarted during the build"
-
-
-# --- pack (stand-in) -------------------------------------------------------------------------
-
-
-def test_pack_builds_pushes_and_deploys(limited: Slipway, tmp_path: Path) -> None:
-    app = tmp_path / "packed"
-    app.mkdir()
-    (app / "project.toml").write_text(
-        '[_]\nschema-version = "0.2"\n[io.buildpacks]\nbuilder = "example/builder:project"\n'
-    )
-    out = limited.cli("deploy", "packed", "--source", str(app), "--build-arg", "BP_X=1").stdout
-
-    assert "(pack)" in out
-    assert "builder example/builder:project (from project.toml)" in out
-    assert "===> DETECTING (stand-in) builder=example/builder:project env= BP_X=1" in out
-    assert limited.get("packed").text == "built by pack (example/builder:project)\n"
-    assert wait_build(limited, "packed", "succeeded")["builder"] == "pack"
-
-
-def test_pack_without_a_builder_and_pack_failures(limited: Slipway, tmp_path: Path) -> None:
-    app = tmp_path / "nob"
-    app.mkdir()
-    (app / "index.html").write_text("x")
-    (app / "standin-exit").write_text("2")
-    result = limited.cli("deploy", "nob", "--source", str(app), "--builder", "pack", check=False)
-    assert result.returncode == 1
-    assert "pack has no builder configured" in result.stderr
-    assert "builder example/builder:config (from SLIPWAY_PACK_BUILDER)" in result.stdout
-
-    (app / "standin-exit").write_text("1")
-    result = limited.cli("deploy", "nob", "--source", str(app), "--builder", "pack", check=False)
-    assert "pack build exited 1: ERROR: failing as asked (1)" in result.stderr

@@ -16,9 +16,12 @@ import pytest
 
 from pipeline.build import baseimages
 from pipeline.build.basecatalog import DEBIAN, NODE, PYTHON
+from pipeline.core.settings import DEFAULT_PACK_BUILDER
 from tests.integration.conftest import BUSYBOX, Slipway
+from tests.integration.packs import ensure_builder, removing_pack_caches
 
 pytestmark = pytest.mark.integration
+PROJECT = '[_]\nschema-version = "0.2"\n'  # a project.toml: Cloud Native Buildpacks
 
 WSGI = """\
 import os
@@ -197,14 +200,36 @@ def test_secrets_are_mounts_that_stay_out_of_the_log_and_the_image_history(
         pytest.param({"README.md": "hi"},
                      "no Dockerfile in the source folder (looked for: Dockerfile, project.toml",
                      id="nothing-to-build"),
+        # pack (the real one, with Slipway's builder): each failure names its fix.
+        pytest.param({"project.toml": PROJECT + '[io.buildpacks]\nbuilder = "slipway/no:pe"\n',
+                      "index.html": "x\n"},
+                     "the builder image slipway/no:pe is not on this machine, and Slipway never "
+                     "pulls slipway/ images: name an existing builder with the annotation "
+                     "slipway.dev/pack-builder, `[io.buildpacks] builder = ...` in project.toml, "
+                     f"or SLIPWAY_PACK_BUILDER (Slipway's own is {DEFAULT_PACK_BUILDER}: make it "
+                     "with ./scripts/builder", id="pack-builder-missing"),
+        pytest.param({"project.toml": PROJECT, "README.md": "nothing to run\n"},
+                     f"no buildpack of {DEFAULT_PACK_BUILDER} detects this app: Slipway's builder "
+                     "builds a Python app", id="pack-nothing-detects"),
+        pytest.param({"project.toml": PROJECT, "requirements.txt": "six==1.16.0\n"},
+                     "a buildpack failed: slipway/python: no web process: add a Procfile with a "
+                     "`web: <command>` line, or a main.py or app.py that listens on $PORT",
+                     id="pack-buildpack-fails"),
     ],
 )  # fmt: skip
 def test_bad_input_fails_with_the_step_and_makes_no_revision(
-    slipway: Slipway, tmp_path: Path, files: dict[str, str], says: str
+    slipway: Slipway,
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    files: dict[str, str],
+    says: str,
 ) -> None:
+    if "project.toml" in files:
+        ensure_builder(docker_client)
     app = write(tmp_path / "bad", files)
 
-    result = slipway.cli("deploy", "bad", "--source", str(app), check=False)
+    with removing_pack_caches(docker_client, "bad"):
+        result = slipway.cli("deploy", "bad", "--source", str(app), check=False)
 
     assert result.returncode == 1
     assert says in result.stderr, result.stderr

@@ -1,4 +1,4 @@
-"""Builder choice, build templates, FROM checks, pack argv and the build queue: pure, as tables.
+"""Builder choice, build templates, FROM checks and the build queue: pure, as tables.
 
 Regenerate the golden Dockerfiles after an intended template change with
 `SLIPWAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_builds.py` and review the diff.
@@ -6,9 +6,7 @@ Regenerate the golden Dockerfiles after an intended template change with
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -17,17 +15,13 @@ import pytest
 
 from pipeline.build import templates as buildtemplates
 from pipeline.build.builders import (
-    BuildRequest,
     BuildSettings,
     choose_builder,
     service_settings,
 )
-from pipeline.build.buildpacks import PackBuilder, pack_argv, project_builder
 from pipeline.build.masking import mask
 from pipeline.build.preflight import from_images, has_registry_host
-from pipeline.build.processes import BuildControl
 from pipeline.build.queue import BuildQueue
-from pipeline.build.sources import SourceInfo
 from pipeline.core.errors import BuildCancelled, BuildFailed, InvalidInput, InvalidSource
 from pipeline.core.pairs import parse_pairs
 
@@ -239,35 +233,6 @@ def test_mask_hides_secret_values() -> None:
     assert mask("token=s3cr3t and s3cr3t", ["s3cr3t", ""]) == "token=**** and ****"
 
 
-# --- pack ------------------------------------------------------------------------------------
-
-
-def test_pack_argv() -> None:
-    argv = pack_argv(
-        pack="pack", image="r/app:build-1", builder="paketo", path=Path("/src"),
-        env=[("A", "1")], env_file=Path("/tmp/s.env"),
-    )  # fmt: skip
-    assert argv == [
-        "pack", "build", "r/app:build-1", "--builder", "paketo", "--path", "/src",
-        "--default-process", "web", "--env", "A=1", "--env-file", "/tmp/s.env",
-    ]  # fmt: skip
-    assert "--builder" not in pack_argv(
-        pack="pack", image="i", builder="", path=Path("/s"), env=[], env_file=None
-    )
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ('[_]\nschema-version = "0.2"\n[io.buildpacks]\nbuilder = "paketo/b:1"\n', "paketo/b:1"),
-        ("[project]\nid = 'x'\n", ""),
-        ("not toml [", ""),
-    ],
-)
-def test_project_builder(text: str, expected: str) -> None:
-    assert project_builder(text) == expected
-
-
 # --- queue -----------------------------------------------------------------------------------
 
 
@@ -307,17 +272,3 @@ def test_queue_times_out_a_running_build() -> None:
         assert control.changed.wait(5)
     with pytest.raises(BuildFailed, match=r"timed out after 0.2s"):
         control.check()
-
-
-def test_pack_not_installed_says_how_to_install_it() -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("project.toml")
-        tar.addfile(info, io.BytesIO(b""))
-    builder = PackBuilder(None, pack_bin="/nonexistent/pack")  # fails before Docker is used
-    req = BuildRequest(
-        build_id="b1", source=buf.getvalue(), info=SourceInfo(files=("project.toml",)),
-        repository="r/app",
-    )  # fmt: skip
-    with pytest.raises(BuildFailed, match="pack is not installed on the Slipway machine"):
-        builder.build(req, on_line=lambda _line: None, control=BuildControl("b1"))
