@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import os
-import tarfile
 import tempfile
 import threading
 import tomllib
@@ -30,6 +28,7 @@ from pathlib import Path
 
 import docker
 
+from pipeline.build import contexts
 from pipeline.build import dockerfile as dockerbuilds
 from pipeline.build import processes as buildprocs
 from pipeline.build.builders import BuildRequest, BuildResult, LineSink
@@ -164,9 +163,7 @@ class PackBuilder:
             self._one_build_of(req.repository, on_line=on_line, control=control),
             tempfile.TemporaryDirectory(prefix="slipway-pack-") as tmp,
         ):
-            src = Path(tmp) / "src"
-            with tarfile.open(fileobj=io.BytesIO(req.source), mode="r:*") as tar:
-                tar.extractall(src, filter="data")
+            src = contexts.unpack(req.source, Path(tmp) / "src")
             argv = pack_argv(
                 pack=self._pack, image=req.repository, tag=req.tag, builder=builder, trust=trust,
                 path=src, env=req.settings.build_args,

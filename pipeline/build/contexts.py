@@ -43,15 +43,28 @@ def unpack(source: bytes, into: Path) -> Path:
     into.mkdir(mode=0o700)
     try:
         with tarfile.open(fileobj=io.BytesIO(source), mode="r:*") as tar:
+            listed = {_norm(m.name) for m in tar.getmembers() if m.isdir()}
             tar.extractall(into, filter="data")
     except tarfile.FilterError as e:
         raise InvalidSource(
             f"source archive entry is refused: {e} (links must stay inside the source folder)"
         ) from e
+    _open_implicit_folders(into, listed=listed)
     ignore = into / DOCKERIGNORE
     if ignore.is_symlink():
         ignore.unlink()
     return into
+
+
+def _open_implicit_folders(root: Path, *, listed: set[str]) -> None:
+    """Folders the archive only implies (`slipway deploy --source` lists files, not folders) are
+    made by tarfile under the process umask, 077 in the control plane: copied into an image they
+    would be unreadable by the app's user. They get 0755, what git or a plain `mkdir` would
+    give; folders the archive lists keep their own mode. `root` itself stays private."""
+    for folder in root.rglob("*"):
+        implicit = folder.relative_to(root).as_posix() not in listed
+        if implicit and folder.is_dir() and not folder.is_symlink():
+            folder.chmod(0o755)
 
 
 def write_dockerfile(text: str, *, folder: Path) -> Path:
