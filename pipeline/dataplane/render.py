@@ -31,7 +31,7 @@ import re
 from dataclasses import replace
 
 from pipeline.core.errors import InvalidSpec
-from pipeline.dataplane import jwt
+from pipeline.dataplane import jwt, requestlogs
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site
 
 API_BACKEND = "slipway-api"
@@ -182,6 +182,7 @@ def _frontend(
         "http-request set-var(txn.pick) rand(100)",
         f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
     ]
+    lines += requestlogs.frontend_lines(site)  # a line per request for `slipway logs`
     rules = [
         f"http-request use-service prometheus-exporter if host:{site.domain} "
         f"{{ path {HAPROXY_METRICS_PATH} }}",
