@@ -16,6 +16,7 @@ from pipeline.api import (
     errors,
     git,
     identity,
+    logs,
     metrics_route,
     revisions,
     secrets,
@@ -33,6 +34,7 @@ V1_ROUTERS = (
     secrets.router,
     deliveries.router,
     builds.router,
+    logs.router,
 )
 
 

@@ -9,6 +9,7 @@
     identity     invokers (`services add-invoker|remove-invoker`), `keys`, `auth`
     revisions    `revisions list`
     builds       `builds list|cancel|log`
+    logs         `logs`: app logs or request logs, merged, followed
     secrets      `secrets set|list|delete`
     images       `images ensure`: base images from the OS package archive
     servers      `server`, and the hidden `dns` and `metadata` the control plane starts
