@@ -111,12 +111,11 @@ def frame_lines(frames: Iterable[bytes]) -> Iterator[tuple[int, str]]:
     """`<time> <text>` frames as lines; a message split over frames is joined (cut at
     LINE_MAX), a frame without a readable time continues the line before it."""
     pending: tuple[int, str] | None = None
+    last_ns = 0
     for frame in frames:
         raw = frame.decode("utf-8", errors="replace")
-        parsed = split_stamp(raw)
-        if parsed is None:
-            parsed = (pending[0] if pending else 0, raw)
-        time_ns, text = parsed
+        time_ns, text = split_stamp(raw) or (last_ns, raw)
+        last_ns = time_ns
         if pending is not None:
             time_ns, text = pending[0], _joined(pending[1], text)
         if text.endswith("\n"):

@@ -14,6 +14,7 @@ its log, as a removed container is on the embedded engine.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -121,9 +122,10 @@ class PodLog:
             if self._closed or self._response is None:
                 return
             self._closed = True
-        # shutdown() wakes a read blocked in another thread; release_conn() hands the
-        # connection back (closed) to the pool.
+        # shutdown() (urllib3 2.3+) wakes a read blocked in another thread; it refuses once the
+        # response was read to its end and its connection went back to the pool.
         shutdown = getattr(self._response, "shutdown", None)
         if shutdown is not None:
-            shutdown()
+            with contextlib.suppress(ValueError, RuntimeError, OSError):
+                shutdown()
         self._response.release_conn()
