@@ -260,6 +260,23 @@ def assert_status(got: int, want: int) -> None:
     assert got == want
 
 
+def test_request_lines_survive_a_control_plane_restart(slipway: Slipway, chatty: str) -> None:
+    """HAProxy outlives the control plane: a request served while it is down waits in HAProxy's
+    ring, and the forwarder reconnects to the new control plane's socket."""
+    slipway.stop()
+    try:
+        assert slipway.get(SERVICE, "/while-down").status_code == 404
+    finally:
+        slipway.start()
+    assert slipway.get(SERVICE, "/after-restart").status_code == 404
+
+    def both() -> bool:
+        out = slipway.cli("logs", chatty, "--requests").stdout
+        return " GET /while-down 404 " in out and " GET /after-restart 404 " in out
+
+    until(both, what="both requests in the request log after the restart", timeout_s=30)
+
+
 def test_follow_picks_up_an_instance_that_starts_while_following(
     slipway: Slipway,
     chatty: str,

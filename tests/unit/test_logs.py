@@ -202,10 +202,19 @@ def test_frame_lines_replaces_bad_utf8() -> None:
 # --- request logs -----------------------------------------------------------------------------
 
 
-def request(t: int, *, revision: str = "hello-00001", path: str = "/") -> RequestLine:
+def request(
+    t: int,
+    *,
+    revision: str = "hello-00001",
+    path: str = "/",
+    instance: str = "i-ab12",
+    method: str = "GET",
+    status: int = 200,
+    duration_ms: int = 3,
+) -> RequestLine:
     return RequestLine(
-        time_ms=t, revision=revision, instance="i-ab12", method="GET", path=path, status=200,
-        duration_ms=3,
+        time_ms=t, revision=revision, instance=instance, method=method, path=path,
+        status=status, duration_ms=duration_ms,
     )  # fmt: skip
 
 
@@ -214,50 +223,19 @@ def request(t: int, *, revision: str = "hello-00001", path: str = "/") -> Reques
     [
         pytest.param(
             b"1796040000123 rev-hello-00002 i-ab12 200 12 GET /api/items\n",
-            (
-                "hello",
-                RequestLine(
-                    time_ms=1796040000123,
-                    revision="hello-00002",
-                    instance="i-ab12",
-                    method="GET",
-                    path="/api/items",
-                    status=200,
-                    duration_ms=12,
-                ),
-            ),
+            ("hello", request(1796040000123, revision="hello-00002", path="/api/items",
+                              duration_ms=12)),
             id="request",
         ),
         pytest.param(
             b"1 rev-hello-api-00001 <NOSRV> 503 0 POST /a b\n",
-            (
-                "hello-api",
-                RequestLine(
-                    time_ms=1,
-                    revision="hello-api-00001",
-                    instance="",
-                    method="POST",
-                    path="/a b",
-                    status=503,
-                    duration_ms=0,
-                ),
-            ),
+            ("hello-api", request(1, revision="hello-api-00001", instance="", method="POST",
+                                  path="/a b", status=503, duration_ms=0)),
             id="answered-by-haproxy-dashed-service-space-in-path",
         ),
         pytest.param(
             b"1 rev-hello-00001 activator -1 -1 GET /\n",
-            (
-                "hello",
-                RequestLine(
-                    time_ms=1,
-                    revision="hello-00001",
-                    instance="activator",
-                    method="GET",
-                    path="/",
-                    status=-1,
-                    duration_ms=-1,
-                ),
-            ),
+            ("hello", request(1, instance="activator", status=-1, duration_ms=-1)),
             id="aborted-while-at-zero",
         ),
         pytest.param(b"1 slipway-api api 200 1 GET /v1/services\n", None, id="the-api"),
@@ -276,17 +254,26 @@ def test_frontend_lines_name_the_socket_in_the_run_dir() -> None:
     site = Site(bind="127.0.0.1:8080", domain="localhost", api_server="127.0.0.1:8081",
                 run_dir=Path("/run/slipway"))  # fmt: skip
     lines = requestlogs.frontend_lines(site)
-    assert lines[0] == "log /run/slipway/requests.sock len 2048 format raw local0 info"
+    assert lines[0] == "log uxst@/run/slipway/requests.sock len 2048 format raw local0 info"
     assert any(x.startswith("log-format ") and "%HPO" in x for x in lines), "path, no query"
+
+
+def datagram(line: RequestLine) -> bytes:
+    """What HAProxy sends for `line` (requestlogs.LOG_FORMAT)."""
+    server = line.instance or "<NOSRV>"
+    return (
+        f"{line.time_ms} rev-{line.revision} {server} {line.status} {line.duration_ms} "
+        f"{line.method} {line.path}\n"
+    ).encode()
 
 
 def test_rings_are_bounded_per_service_and_in_number() -> None:
     rings = RequestLogs(kept=3, services_kept=2)
     for t in range(5):
-        rings.add("hello", request(t))
+        rings.receive(datagram(request(t)))
     assert [x.time_ms for x in rings.watch("hello")[0]] == [2, 3, 4]
-    rings.add("two", request(1, revision="two-00001"))
-    rings.add("three", request(1, revision="three-00001"))
+    rings.receive(datagram(request(1, revision="two-00001")))
+    rings.receive(datagram(request(1, revision="three-00001")))
     assert rings.watch("hello")[0] == [], "the least recently written ring went"
     assert len(rings.watch("two")[0]) == 1 and len(rings.watch("three")[0]) == 1
 
@@ -294,7 +281,7 @@ def test_rings_are_bounded_per_service_and_in_number() -> None:
 def test_watch_filters_then_tails() -> None:
     rings = RequestLogs()
     for t in range(6):
-        rings.add("hello", request(t, revision=f"hello-0000{1 + t % 2}"))
+        rings.receive(datagram(request(t, revision=f"hello-0000{1 + t % 2}")))
     kept, _ = rings.watch("hello", revision="hello-00001", since_ms=1, tail=1)
     assert [(x.time_ms, x.revision) for x in kept] == [(4, "hello-00001")]
     assert rings.watch("hello", tail=0)[0] == []
@@ -303,7 +290,7 @@ def test_watch_filters_then_tails() -> None:
 
 def test_watchers_see_later_lines_of_their_service_and_revision_until_cancelled() -> None:
     rings = RequestLogs()
-    rings.add("hello", request(1))
+    rings.receive(datagram(request(1)))
     seen: list[int] = []
     all_seen: list[int] = []
     kept, cancel = rings.watch(
@@ -311,32 +298,44 @@ def test_watchers_see_later_lines_of_their_service_and_revision_until_cancelled(
     )
     _, cancel_all = rings.watch("hello", on_line=lambda x: all_seen.append(x.time_ms))
     assert [x.time_ms for x in kept] == [1]
-    rings.add("hello", request(2))
-    rings.add("hello", request(3, revision="hello-00002"))
-    rings.add("other", request(4, revision="other-00001"))
+    rings.receive(datagram(request(2)))
+    rings.receive(datagram(request(3, revision="hello-00002")))
+    rings.receive(datagram(request(4, revision="other-00001")))
     cancel()
-    rings.add("hello", request(5))
+    rings.receive(datagram(request(5)))
     assert seen == [2] and all_seen == [2, 3, 5]
     cancel_all()
     cancel_all()  # twice is fine
 
 
+def kept_paths(rings: RequestLogs, want: int) -> list[str]:
+    deadline = time.monotonic() + 5
+    while len(rings.watch("hello")[0]) < want and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [x.path for x in rings.watch("hello")[0]]
+
+
 def test_lines_sent_to_the_socket_reach_the_rings(tmp_path: Path) -> None:
     path = tmp_path / "run" / "requests.sock"
     path.parent.mkdir()
-    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))  # left behind by a control plane that stopped
     stale.close()
     rings = RequestLogs.listen(path)
     try:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as haproxy:
-            haproxy.sendto(b"garbage", str(path))
-            haproxy.sendto(b"7 rev-hello-00001 i-a 200 1 GET /x\n", str(path))
-        deadline = time.monotonic() + 5
-        while not rings.watch("hello")[0] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [x.path for x in rings.watch("hello")[0]] == ["/x"]
+        # Two HAProxy workers (one left by a reload), a line split across two sends.
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as old,
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as new,
+        ):
+            old.connect(str(path))
+            new.connect(str(path))
+            old.sendall(b"garbage\n1 rev-hello-00001 i-a 200 1 GET /a\n2 rev-hello-0")
+            assert kept_paths(rings, 1) == ["/a"]
+            new.sendall(b"3 rev-hello-00002 i-b 200 1 GET /c\n")
+            old.sendall(b"0001 i-a 200 1 GET /b\n")
+            assert sorted(kept_paths(rings, 3)) == ["/a", "/b", "/c"]
     finally:
         rings.close()
 
@@ -346,3 +345,15 @@ def test_a_socket_that_cannot_be_bound_leaves_empty_rings(tmp_path: Path) -> Non
     rings = RequestLogs.listen(too_long)
     assert rings.watch("hello")[0] == []
     rings.close()
+
+
+def test_only_revision_backends_are_kept() -> None:
+    rings = RequestLogs()
+    for raw in (
+        b"1 slipway-api api 200 1 GET /v1/services\n",
+        b"1 slipway-no-route <NOSRV> 404 0 GET /\n",
+        b"1 rev-x i-a\n",
+        b"junk",
+    ):
+        rings.receive(raw)
+    assert rings._rings == {}

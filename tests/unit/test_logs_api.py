@@ -27,6 +27,7 @@ from pipeline.core.errors import NotFound, Unavailable
 from pipeline.dataplane.requestlogs import RequestLine, RequestLogs
 from pipeline.engines.logs import NS, Source
 from tests.unit.logfakes import FakeReader, source
+from tests.unit.test_logs import datagram
 
 TOKEN = "slw_test"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -126,8 +127,8 @@ def request(t_ms: int, path: str, *, revision: str = "hello-00001") -> RequestLi
 
 def test_request_logs_are_ndjson_lines() -> None:
     rings = RequestLogs()
-    rings.add("hello", request(1796040000123, "/old"))
-    rings.add("hello", request(1796040000456, "/new"))
+    rings.receive(datagram(request(1796040000123, "/old")))
+    rings.receive(datagram(request(1796040000456, "/new")))
     response = call(app_with(reader(), rings=rings), URL, params={"requests": "1", "tail": "1"})
     assert events(response) == [
         {"event": "request", "time": "2026-11-30T12:00:00.456000000Z", "revision": "hello-00001",
@@ -212,14 +213,14 @@ def test_a_request_follow_shows_history_then_new_requests_in_order(
     serve: Callable[[FastAPI], str],
 ) -> None:
     rings = RequestLogs()
-    rings.add("hello", request(1, "/before"))
+    rings.receive(datagram(request(1, "/before")))
     base = serve(app_with(reader(), rings=rings))
     with httpx.Client(base_url=base, headers=AUTH, timeout=5) as client:
         params = {"requests": "1", "follow": "1", "revision": "hello-00001"}
         with client.stream("GET", URL, params=params) as response:
             lines = (json.loads(x) for x in response.iter_lines() if x.strip())
             assert next(lines)["path"] == "/before"
-            rings.add("hello", request(2, "/other-revision", revision="hello-00002"))
-            rings.add("hello", request(3, "/after"))
+            rings.receive(datagram(request(2, "/other-revision", revision="hello-00002")))
+            rings.receive(datagram(request(3, "/after")))
             assert next(lines)["path"] == "/after"
     eventually(lambda: not rings._watchers, what="the watch ended with the client")
