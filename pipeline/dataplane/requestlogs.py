@@ -227,7 +227,7 @@ class _Receiver:
     """The listening socket and the thread that reads every connection to it."""
 
     def __init__(self, path: Path, *, on_lines: Callable[..., None]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # as HAProxy's run dir
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(path.lstat().st_mode):
                 path.unlink()  # left by a control plane that stopped: ours to take over
