@@ -10,6 +10,7 @@
     revisions      /v1/services/{name}/revisions, traffic, rollback
     deployments    /v1/services/{name}/deployments (query: `pipeline.deploy.params`)
     builds         /v1/builds: list, get, cancel, log
+    logs           /v1/services/{name}/logs: app and request logs as NDJSON, followed
     secrets        /v1/secrets
     domains        /v1/domainmappings (Knative DomainMapping YAML) and /v1/certificates
     deliveries     /v1/deliveries: webhook deliveries and their outcomes

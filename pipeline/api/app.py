@@ -17,6 +17,7 @@ from pipeline.api import (
     errors,
     git,
     identity,
+    logs,
     metrics_route,
     revisions,
     secrets,
@@ -36,6 +37,7 @@ V1_ROUTERS = (
     builds.router,
     domains.router,
     domains.certificates_router,
+    logs.router,
 )
 
 

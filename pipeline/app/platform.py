@@ -20,6 +20,7 @@ from pipeline.build.registry import RegistryClient
 from pipeline.core.logs import get as get_log
 from pipeline.core.settings import Settings
 from pipeline.dataplane.drains import HAProxyDataPlane
+from pipeline.dataplane.requestlogs import RequestLogs, socket_path
 from pipeline.deploy.deployer import Deployer
 from pipeline.engines.docker import DockerEngine
 from pipeline.identity.keys import KeyStore
@@ -55,6 +56,7 @@ class Platform:
     domains: DomainMappings
     certificates: Certificates | None = None  # None while HTTPS is off (or on Knative)
     source_token_key: bytes = b""  # signs build source downloads (Knative build Jobs)
+    request_logs: RequestLogs | None = None  # HAProxy's request lines (None on Knative)
 
     def start_loops(self) -> threading.Thread:
         thread = threading.Thread(
@@ -157,4 +159,7 @@ def build(settings: Settings) -> Platform:
         domains=domains,
         certificates=parts.certificates,
         source_token_key=parts.source_token_key,
+        request_logs=(
+            RequestLogs.listen(socket_path(settings.haproxy_dir)) if parts.dataplane else None
+        ),
     )

@@ -9,6 +9,7 @@
     identity     invokers (`services add-invoker|remove-invoker`), `keys`, `auth`
     revisions    `revisions list`
     builds       `builds list|cancel|log`
+    logs         `logs`: app logs or request logs, merged, followed
     secrets      `secrets set|list|delete`
     domains      `domains map|unmap|list|replace|certs|renew`; the TLS part of `describe`
     images       `images ensure`: base images from the OS package archive

@@ -13,6 +13,7 @@
     procs        the master's `show proc`: current worker, refused reloads, old workers (pure)
     process      run HAProxy and bring it to a rendered plane: start, reload, runtime changes
     drains       what the reconciler asks HAProxy: may a draining instance stop
+    requestlogs  HAProxy's line per request, into a bounded ring per service
     activator    where a request goes when its revision has no instance that can take it
     resolver     the DNS resolver instances use: `<anything>.<domain>` is the internal listener
 """

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from pipeline.dataplane import jwt, tlsrender
+from pipeline.dataplane import jwt, requestlogs, tlsrender
 from pipeline.dataplane.checks import API_BACKEND, NO_ROUTE_BACKEND, check, sift
 from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # for the manager
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site
@@ -191,6 +191,7 @@ def _frontend(
         *(tlsrender.plain_lines(site) if site.https_bind and not (tls or internal) else []),
         f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
     ]
+    lines += requestlogs.frontend_lines(site)  # a line per request for `slipway logs`
     rules = [
         f"http-request use-service prometheus-exporter if host:{site.domain} "
         f"{{ path {HAPROXY_METRICS_PATH} }}",

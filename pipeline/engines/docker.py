@@ -25,6 +25,7 @@ from pipeline.core import names
 from pipeline.core.errors import NotFound, SlipwayError, Unavailable
 from pipeline.core.revisions import RevisionConfig, contract_env
 from pipeline.engines.base import Instance
+from pipeline.engines.dockerlogs import DockerLogs
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _FACTORS = {
@@ -277,3 +278,7 @@ class DockerEngine:
         except (docker.errors.APIError, requests.exceptions.ConnectionError):
             return ""
         return raw.decode("utf-8", errors="replace").strip()
+
+    def logs_reader(self) -> DockerLogs:
+        """Instances' stdout and stderr as `slipway logs` reads them (`engines.dockerlogs`)."""
+        return DockerLogs(self._client, platform=self._platform)

@@ -13,4 +13,5 @@ revisions, traffic, identity) is shared with the embedded Docker engine. Modules
     reconciler  KnativeReconciler: the loop that copies status into revision rows
     jobs        ClusterBuilder: runs a build Job, streams its logs, returns the digest
     callers     who is calling the metadata server: source address -> Slipway pod
+    logs        the LogReader for `slipway logs`: pods/log of a service's pods
 """

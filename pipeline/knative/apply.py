@@ -263,6 +263,33 @@ class KubeApi:
         if pending:
             yield pending.decode("utf-8", errors="replace")
 
+    def open_log(
+        self,
+        pod: str,
+        *,
+        container: str,
+        follow: bool,
+        since_seconds: int | None = None,
+        tail_lines: int | None = None,
+    ) -> Any:
+        """A container's log with timestamps, as an unread urllib3 response: the caller streams
+        it and closes it (`knative.logs`)."""
+        return self._call(
+            "get",
+            POD_LOGS,
+            pod,
+            lambda: self._core.read_namespaced_pod_log(
+                pod,
+                self.namespace,
+                container=container,
+                follow=follow,
+                timestamps=True,
+                since_seconds=since_seconds,
+                tail_lines=tail_lines,
+                _preload_content=False,
+            ),
+        )
+
     # error translation ------------------------------------------------------------------------
     def _call(self, verb: str, resource: Resource, name: str, call: Callable[[], T]) -> T:
         try:

@@ -30,6 +30,7 @@ from pipeline.knative.apply import (
     REQUEST_AUTHENTICATIONS,
     KubeApi,
 )
+from pipeline.knative.logs import KnativeLogs
 
 POLICIES = (REQUEST_AUTHENTICATIONS, AUTHORIZATION_POLICIES)
 
@@ -90,6 +91,10 @@ class KnativeEngine:
     def list_instances(self) -> list[Instance]:
         """Knative owns pods and scales them; Slipway tracks no instances of its own."""
         return []
+
+    def logs_reader(self) -> KnativeLogs:
+        """Pods' logs as `slipway logs` reads them (`knative.logs`)."""
+        return KnativeLogs(self._api)
 
     def service_state(self, name: str) -> ServiceState | None:
         obj = self._api.get(KSERVICES, name)
