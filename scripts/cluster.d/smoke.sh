@@ -3,9 +3,12 @@
 #     Service's ClusterIP from the host;
 #  2. the same image as a Knative Service: the revision gets Ready with the queue-proxy sidecar
 #     and answers through the revision's private Kubernetes Service from the host;
-#  3. what the Route does without a networking layer (printed, not asserted).
-# Prints each step's time. Leaves namespace slipway-smoke in place (delete it with kubectl).
-NS=slipway-smoke
+#     and through its public Service (the activator, with the headers an ingress would set);
+#  3. scale from zero: a revision with no pod answers a request through the activator;
+#  4. what the Route does without a networking layer (printed, not asserted).
+# Prints each step's time. Leaves its namespace slipway-smoke-HHMMSS in place for a look; the
+# next run deletes it.
+NS="slipway-smoke-$(date +%H%M%S)"
 t() { date +%s.%N; }
 elapsed() { printf '%.1f' "$(echo "$(t) - $1" | bc)"; }
 ok() { printf '  ok  %-58s %6ss\n' "$1" "$2"; }
@@ -19,7 +22,9 @@ cat >"$ctx/Dockerfile" <<'DF'
 FROM slipway/busybox:1.35-bookworm
 COPY www /www
 USER 65532:65532
-CMD ["sh", "-c", "exec httpd -f -v -p ${PORT:-8080} -h /www"]
+# sh stays PID 1 and exits on SIGTERM: busybox httpd as PID 1 would ignore it, and every pod
+# would take its whole grace period (300 s for a revision) to go away.
+CMD ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p ${PORT:-8080} -h /www & wait"]
 DF
 ref="$REG/slipway/smoke/hello:1"
 s=$(t)
@@ -31,7 +36,13 @@ digest="$(docker push "$ref" | sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p')
 image="$REG/slipway/smoke/hello@$digest"
 ok "image pushed: $image" "$(elapsed "$s")"
 
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# A fresh namespace each run, so the times are those of a first deploy; earlier runs' namespaces
+# are deleted without waiting (a namespace takes a while to go).
+for old in $(kubectl get ns -l dev.slipway.smoke=true -o name); do
+  kubectl delete "$old" --wait=false >/dev/null 2>&1 || true
+done
+kubectl create namespace "$NS" >/dev/null
+kubectl label namespace "$NS" dev.slipway.smoke=true >/dev/null
 s=$(t)
 kubectl -n "$NS" apply -f - >/dev/null <<YAML
 apiVersion: apps/v1
@@ -99,12 +110,57 @@ body=""
 for _ in $(seq 1 40); do body="$(curl -fsS --max-time 2 "http://$pip/" 2>/dev/null)" && break; sleep 0.5; done
 [ "$body" = "hello from slipway-cluster" ] || fail "private Service $rev-private ($pip:80) answered '$body'"
 ok "revision's private Service $rev-private $pip:80 answers (via queue-proxy)" "$(elapsed "$s")"
+# The revision's public Service has the endpoints the SKS picks: the activator's (Proxy mode, the
+# default while target-burst-capacity exceeds the spare capacity) or the pods' (Serve). The
+# activator routes by the headers an ingress would set; without them it answers 404.
+s=$(t)
 pubip="$(kubectl -n "$NS" get svc "$rev" -o jsonpath='{.spec.clusterIP}')"
-if body="$(curl -fsS --max-time 3 "http://$pubip/" 2>/dev/null)"; then
-  ok "revision's public Service $rev $pubip:80 answers: $body" 0
-else
-  echo "  --  revision's public Service $rev ($pubip:80) does not answer"
-fi
+body="$(curl -fsS --max-time 5 --retry 20 --retry-delay 1 --retry-connrefused \
+  -H "Knative-Serving-Namespace: $NS" -H "Knative-Serving-Revision: $rev" "http://$pubip/" 2>/dev/null)" || true
+[ "$body" = "hello from slipway-cluster" ] || fail "public Service $rev ($pubip:80) answered '$body'"
+ok "revision's public Service $rev $pubip:80 answers (SKS mode $(kubectl -n "$NS" get sks "$rev" -o jsonpath='{.spec.mode}'))" "$(elapsed "$s")"
+
+# Scale from zero: a revision that starts with no pod (initial-scale 0, allowed by `up`), asked
+# through its public Service: the activator holds the request, the autoscaler scales to 1.
+s=$(t)
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: zero}
+spec:
+  template:
+    metadata:
+      annotations: {autoscaling.knative.dev/initial-scale: "0"}
+    spec:
+      containers:
+      - image: $image
+        ports: [{containerPort: 8080}]
+YAML
+zrev=""
+for _ in $(seq 1 120); do
+  zrev="$(kubectl -n "$NS" get ksvc zero -o jsonpath='{.status.latestCreatedRevisionName}' 2>/dev/null)"
+  [ -n "$zrev" ] && break; sleep 0.5
+done
+kubectl -n "$NS" wait "revision/$zrev" --for condition=Ready --timeout 180s >/dev/null ||
+  fail "revision $zrev (initial scale 0) not Ready"
+npods="$(kubectl -n "$NS" get pods -l "serving.knative.dev/revision=$zrev" --field-selector=status.phase=Running -o name | wc -l)"
+ok "revision $zrev Ready with $npods pods" "$(elapsed "$s")"
+s=$(t)
+zip="$(kubectl -n "$NS" get svc "$zrev" -o jsonpath='{.spec.clusterIP}')"
+# Retried for 30 s: right after the revision is made, kube-proxy may not have programmed its
+# Service yet (refused), and the activator may not know the revision yet; what came back before
+# the answer is printed.
+seen=""
+for _ in $(seq 1 30); do
+  code="$(curl -sS -o "$ctx/body" -w '%{http_code}' --max-time 60 -H "Knative-Serving-Namespace: $NS" \
+    -H "Knative-Serving-Revision: $zrev" "http://$zip/" 2>/dev/null)" || code="${code:-000}"
+  [ "$code" = 200 ] && break
+  seen="$seen $code:$(head -c 80 "$ctx/body" 2>/dev/null | tr '\n' ' ')"; sleep 1
+done
+[ "$code" = 200 ] && [ "$(cat "$ctx/body")" = "hello from slipway-cluster" ] ||
+  fail "cold request to $zrev ($zip:80): $code $(cat "$ctx/body" 2>/dev/null); before:$seen"
+ok "cold request through the activator to $zrev answered" "$(elapsed "$s")"
+[ -z "$seen" ] || echo "      (answers before that:$seen)"
 
 echo "Route and Ingress (no networking layer runs):"
 kubectl -n "$NS" get ksvc,route,ingresses.networking.internal.knative.dev,sks 2>&1 | sed 's/^/    /'
