@@ -80,7 +80,10 @@ def query_problem(errors: Sequence[Any]) -> str | None:
 
 async def _slipway_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SlipwayError)
-    return JSONResponse(status_code=status_of(exc), content={"detail": exc.message})
+    # Messages quote what the client sent; a path of undecodable bytes arrives as surrogates,
+    # which JSON cannot encode: escape them rather than answer 500.
+    detail = exc.message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse(status_code=status_of(exc), content={"detail": detail})
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from pipeline.core.annotations import SERVING_API_VERSION, SERVING_GROUP
 from pipeline.core.errors import InvalidName, InvalidSpec
 from pipeline.core.names import validate_service_name
+from pipeline.spec import yamlload
 from pipeline.spec.base import SpecModel, SpecProblem, show, to_invalid_spec
 from pipeline.spec.metadata import NAMESPACE, SERVER_FIELDS
 
@@ -155,7 +156,8 @@ def parse_domain_mapping(source: str | bytes | dict[str, Any]) -> DomainMapping:
 
 def _load(source: str | bytes) -> object:
     try:
-        documents = [d for d in yaml.safe_load_all(source) if d is not None]
+        text = source.decode("utf-8-sig") if isinstance(source, bytes) else source
+        documents = [d for d in yamlload.load_all(text) if d is not None]
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InvalidSpec(f"not valid YAML: {exc}") from None
     if len(documents) != 1:
