@@ -135,15 +135,18 @@ async def activate(request: Request) -> Response:
     revision = request.headers[REVISION_HEADER]
     url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     client = activation.client
+    bodyless = _bodyless(request)
     outgoing = client.build_request(
         request.method,
         f"http://{address}{url}",
         headers=forwarded_headers(list(request.headers.items())),
-        content=request.stream(),
+        content=b"" if bodyless else request.stream(),  # bytes can be sent again, a stream not
     )
     try:
-        upstream = await client.send(outgoing, stream=True)
+        upstream = await _send(client, outgoing, bodyless=bodyless)
     except httpx.HTTPError as e:
+        activation.log.warning("activation_forward_failed", revision=revision, instance=address,
+                               error=e.__class__.__name__)  # fmt: skip
         return PlainTextResponse(f"slipway: revision {revision}: {e.__class__.__name__}\n", 502)
     activation.log.info("request_activated", revision=revision, instance=address)
     response = StreamingResponse(
@@ -157,6 +160,32 @@ async def activate(request: Request) -> Response:
         for k, v in forwarded_headers(list(upstream.headers.multi_items()))
     ]
     return response
+
+
+CONNECT_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+async def _send(
+    client: httpx.AsyncClient, outgoing: httpx.Request, *, bodyless: bool
+) -> httpx.Response:
+    """Send to a freshly started instance. A burst held at zero arrives all at once, and an app
+    with a short accept backlog (busybox httpd listens with 9) refuses or resets some
+    connections before it reads them. A refused connect sent nothing, and a request without a
+    body can be sent again whole, so those are tried again; a streamed body cannot be."""
+    retryable: tuple[type[Exception], ...] = (httpx.ConnectError,)
+    if bodyless:
+        retryable += (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+    for delay in CONNECT_RETRIES:
+        try:
+            return await client.send(outgoing, stream=True)
+        except retryable:
+            await anyio.sleep(delay)
+    return await client.send(outgoing, stream=True)
+
+
+def _bodyless(request: Request) -> bool:
+    headers = request.headers
+    return "transfer-encoding" not in headers and headers.get("content-length", "0") == "0"
 
 
 async def activate_websocket(client: WebSocket) -> None:
