@@ -173,8 +173,10 @@ def test_migration_0005_upgrades_and_downgrades(tmp_path: Path) -> None:
 @functools.cache
 def domain_mapping_schema() -> dict[str, Any]:
     """Knative Serving's DomainMapping CRD: from the shared fixtures when they carry it, else
-    from the Go module cache `scripts/tools knative` fills (the version it builds)."""
+    from `scripts/tools knative-crds` (which scripts/test runs), else the Go module cache."""
     candidates = [shared_fixtures() / "knative-crds" / "domain-mapping.yaml"]
+    tools = Path(os.environ.get("SLIPWAY_TOOLS_CACHE", "/var/cache/slipway/tools"))
+    candidates += sorted(tools.glob("knative-crds-v*/config/domain-mapping.yaml"), reverse=True)
     cache = Path(os.environ.get("SLIPWAY_GO_CACHE", "/var/cache/slipway/go")) / "mod"
     candidates += sorted(
         (cache / "knative.dev").glob("serving@v*/config/core/300-resources/domain-mapping.yaml"),
@@ -185,7 +187,7 @@ def domain_mapping_schema() -> dict[str, Any]:
         pytest.skip(
             "!!! no DomainMapping CRD found, so the rendered manifest was NOT checked against it: "
             "shared/fixtures/knative-crds has no domain-mapping.yaml and the knative.dev/serving "
-            "module is not in the Go cache; `scripts/tools knative` puts it there !!!"
+            "module is not in the tools or Go cache; `scripts/tools knative-crds` puts it there !!!"
         )
     crd = yaml.safe_load(found.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
