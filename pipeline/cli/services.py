@@ -36,7 +36,7 @@ def describe(
     as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
 ) -> None:
     """A service: URL, traffic, revisions and why any failed; or its spec (-o yaml)."""
-    if as_json and output is not Format.json and output is not Format.table:
+    if as_json and output is Format.yaml:
         raise fail(f"--json and -o {output.value} disagree: use one of them")
     view = call("GET", f"/v1/services/{name}")
     if as_json or output is Format.json:
