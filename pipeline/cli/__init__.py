@@ -2,6 +2,7 @@
 
     client       HTTP client for the API (used by the CLI, the benches and the tests)
     output       consoles, `error:` and exit 1, API calls, the deployment event stream, traffic
+    formats      `-o table|json|yaml` for lists and describe; tables whole when piped
     envfiles     the `--env-file` grammar (comments, `export `, quotes)
     deployments  `deploy`: options to DeployParams, the source as the body
     traffic      `traffic` and `rollback`

@@ -9,17 +9,19 @@ import typer
 from rich.table import Table
 
 from pipeline.cli.client import Client, ClientError
+from pipeline.cli.formats import Format, Output, print_rows
 from pipeline.cli.output import call, fail, out
 
 
 def list_builds(
     service: Annotated[str | None, typer.Option("--service", help="Only this service.")] = None,
+    output: Output = Format.table,
 ) -> None:
     rows = call("GET", "/v1/builds", params={"service": service} if service else {})
     table = Table("BUILD", "SERVICE", "STATUS", "CREATED", "IMAGE / ERROR", box=None)
     for b in rows:
         table.add_row(b["id"], b["service"], b["status"], b["created"], b["error"] or b["image"])
-    out.print(table)
+    print_rows(rows, output=output, table=table)
 
 
 def cancel(build_id: str) -> None:

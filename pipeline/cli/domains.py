@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from pipeline.cli.formats import Format, Output, print_rows
 from pipeline.cli.output import call, fail, out
 from pipeline.core.errors import SlipwayError
 from pipeline.spec.domainmappings import manifest, parse_domain_mapping
@@ -55,19 +56,21 @@ def unmap(host: str) -> None:
     out.print(f"Unmapped {done['deleted']} (was {done['service']})", highlight=False)
 
 
-def list_domains() -> None:
+def list_domains(output: Output = Format.table) -> None:
+    rows = call("GET", "/v1/domainmappings")
     table = Table("HOST", "SERVICE", "URL", "CERTIFICATE", box=None)
-    for m in call("GET", "/v1/domainmappings"):
+    for m in rows:
         table.add_row(m["host"], m["service"], m["url"], _cert_state(m["certificate"]))
-    out.print(table)
+    print_rows(rows, output=output, table=table)
 
 
-def certificates() -> None:
+def certificates(output: Output = Format.table) -> None:
     """The certificates HAProxy serves, and what became of each one's last order."""
+    rows = call("GET", "/v1/certificates")
     table = Table("NAME", "ISSUER", "STATUS", "VALID UNTIL", "REASON", box=None)
-    for c in call("GET", "/v1/certificates"):
+    for c in rows:
         table.add_row(c["name"], c["issuer"], c["status"], _day(c["not_after"]), c["reason"])
-    out.print(table)
+    print_rows(rows, output=output, table=table)
 
 
 def renew(name: str) -> None:

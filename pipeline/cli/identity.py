@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pipeline.cli.formats import Format, Output, print_data
 from pipeline.cli.output import call, out
 
 Member = Annotated[str, typer.Option("--member", help="service:<name> or user:<name>.")]
@@ -28,8 +29,12 @@ def rotate_keys() -> None:
     _print_keys(call("POST", "/v1/keys/rotate"))
 
 
-def list_keys() -> None:
-    _print_keys(call("GET", "/v1/keys"))
+def list_keys(output: Output = Format.table) -> None:
+    rows = call("GET", "/v1/keys")
+    if output is Format.table:
+        _print_keys(rows)
+    else:
+        print_data(rows, output=output)
 
 
 def print_identity_token(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
@@ -30,9 +31,27 @@ from pipeline.cli.output import out
 
 
 def version() -> None:
+    """Print Slipway's version."""
     from pipeline import __version__
 
-    out.print(f"slipway {__version__}")
+    out.print(f"slipway {__version__}", highlight=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        version()
+        raise typer.Exit()
+
+
+def root_options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Slipway: source to URL."""
 
 
 Command = Callable[..., None]
@@ -95,18 +114,23 @@ GROUPS: tuple[tuple[str, str, tuple[tuple[str, Command], ...]], ...] = (
 )  # fmt: skip
 
 
+# `-h` as well as `--help`, on every command (click passes it down to subcommands).
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
 def build_app() -> typer.Typer:
     # Locals in tracebacks could include the token: never show them.
     root = typer.Typer(
         no_args_is_help=True,
-        add_completion=False,
-        help="Slipway: source to URL.",
+        add_completion=True,
+        context_settings=CONTEXT,
         pretty_exceptions_show_locals=False,
     )
+    root.callback()(root_options)
     for name, command, hidden in COMMANDS:
         root.command(name, hidden=hidden)(command)
     for group_name, group_help, commands in GROUPS:
-        group = typer.Typer(no_args_is_help=True, help=group_help)
+        group = typer.Typer(no_args_is_help=True, help=group_help, context_settings=CONTEXT)
         for name, command in commands:
             group.command(name)(command)
         root.add_typer(group, name=group_name)

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pipeline.cli.formats import Format, Output, print_rows
 from pipeline.cli.output import call, fail, out
 
 
@@ -25,11 +26,12 @@ def set_secret(
     out.print(f"{name} v{done['version']}  keys: {', '.join(done['keys'])}", highlight=False)
 
 
-def list_secrets() -> None:
+def list_secrets(output: Output = Format.table) -> None:
+    rows = call("GET", "/v1/secrets")
     table = Table("SECRET", "VERSION", "KEYS", box=None)
-    for r in call("GET", "/v1/secrets"):
+    for r in rows:
         table.add_row(r["name"], str(r["version"]), ", ".join(r["keys"]))
-    out.print(table)
+    print_rows(rows, output=output, table=table)
 
 
 def delete(

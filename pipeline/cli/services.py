@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,25 +9,43 @@ import typer
 from rich.table import Table
 
 from pipeline.cli.domains import print_tls
+from pipeline.cli.formats import Format, Output, print_data, print_rows, print_table
 from pipeline.cli.output import call, fail, follow_stream, out, print_traffic
 from pipeline.core.errors import SlipwayError
 
 
-def list_services() -> None:
+def list_services(output: Output = Format.table) -> None:
+    rows = call("GET", "/v1/services")
     table = Table("NAME", "URL", "LATEST READY", "TRAFFIC", box=None)
-    for s in call("GET", "/v1/services"):
+    for s in rows:
         split = ", ".join(f"{t['revision']}={t['percent']}%" for t in s["traffic"] if t["percent"])
         table.add_row(s["name"], s["url"], s["latest_ready_revision"] or "-", split or "-")
-    out.print(table)
+    print_rows(rows, output=output, table=table)
 
 
 def describe(
     name: str,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    output: Annotated[
+        Format,
+        typer.Option(
+            "--output", "-o", case_sensitive=False,
+            help="table (the default); json: everything below, as the API answers; yaml: the "
+            "Knative Service document, which `services replace` takes back.",
+        ),
+    ] = Format.table,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
 ) -> None:
+    """A service: URL, traffic, revisions and why any failed; or its spec (-o yaml)."""
+    if as_json and output is Format.yaml:
+        raise fail(f"--json and -o {output.value} disagree: use one of them")
     view = call("GET", f"/v1/services/{name}")
-    if as_json:
-        out.print_json(json.dumps(view))
+    if as_json or output is Format.json:
+        print_data(view, output=Format.json)
+        return
+    if output is Format.yaml:
+        # The spec the store holds: status-free, images pinned by digest, so replacing it
+        # unchanged makes no new revision.
+        print_data(view["spec"], output=Format.yaml)
         return
     out.print(f"[bold]{view['name']}[/]  {view['url']}  generation {view['generation']}")
     if view.get("private"):
@@ -41,7 +58,7 @@ def describe(
         table.add_row(
             r["name"], r["status"], str(r["instances"]["running"]), r["image"], r["reason"]
         )
-    out.print(table)
+    print_table(table)
     for r in view["revisions"]:
         if r["status"] == "Failed" or r["reason"]:  # a Ready one backing off says why too
             color = "red" if r["status"] == "Failed" else "yellow"
