@@ -72,7 +72,8 @@ def test_container_flags_reach_the_instance_and_stay_until_changed(
     kept = inspect(slipway, docker_client, "box-00002")
     assert "X=1" in kept["Config"]["Env"] and "PORT=9000" in kept["Config"]["Env"]
     assert (kept["Config"]["Entrypoint"], kept["Config"]["Cmd"]) == (["httpd"], HTTPD_FLAGS)
-    assert (kept["HostConfig"]["Memory"], kept["HostConfig"]["NanoCpus"]) == (128 * 2**20, 5 * 10**8)
+    limits = (kept["HostConfig"]["Memory"], kept["HostConfig"]["NanoCpus"])
+    assert limits == (128 * 2**20, 5 * 10**8)
 
     # Empty --command and --args clear them: the image's own CMD runs, on the new port.
     out = slipway.cli(

@@ -74,32 +74,6 @@ def test_container_flags_become_the_query(recorder: Recorder, args: str, query: 
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        pytest.param("--cpu 0.5x", "--cpu: '0.5x' is not a positive Kubernetes quantity; write "
-                     "e.g. '1', '0.5' or '500m'", id="cpu-not-a-quantity"),
-        pytest.param("--cpu 0", "--cpu: '0' is not a positive", id="cpu-zero"),
-        pytest.param("--memory 128MB", "--memory: '128MB' is not a positive Kubernetes quantity; "
-                     "write e.g. '128Mi' or '1Gi'", id="memory-not-a-quantity"),
-        pytest.param("--memory -1Gi", "--memory: '-1Gi' is not a positive", id="memory-negative"),
-        pytest.param("--port 8012", "--port: port 8012 is reserved by Knative's queue-proxy",
-                     id="port-reserved"),
-        pytest.param("--port 0", "--port: Input should be greater than or equal to 1",
-                     id="port-zero"),
-        pytest.param("--port 65536", "--port: Input should be less than or equal to 65535",
-                     id="port-too-high"),
-    ],
-)  # fmt: skip
-def test_bad_container_flags_are_refused_before_anything_is_sent(
-    recorder: Recorder, args: str, message: str
-) -> None:
-    result = run("deploy", "hello", "--image", "r/x:1", *shlex.split(args))
-    assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {message}"), result.stderr
-    assert recorder.calls == []
-
-
-@pytest.mark.parametrize(
     ("params", "flags"),
     [
         pytest.param(
