@@ -71,7 +71,7 @@ Command = Annotated[
     typer.Option(
         "--command",
         help="Entrypoint, words separated by commas: --command=python,app.py. "
-        "--command='' clears it (the image's ENTRYPOINT runs). Default: as the last revision.",
+        "--command='' clears it (the image's ENTRYPOINT runs).",
     ),
 ]
 Args = Annotated[
@@ -145,7 +145,9 @@ def deploy(
     build_secret: BuildSecret = None,
     allow_unauthenticated: AllowUnauthenticated = None,
 ) -> None:
-    """Build (or take an image) and deploy it as a new revision; traffic moves when ready."""
+    """Build (or take an image) and deploy it as a new revision; traffic moves when ready.
+
+    A flag not given keeps what the service's last revision had."""
     if sum(x is not None for x in (source, image, git)) != 1:
         raise fail("give exactly one of --source DIR, --git URL or --image REGISTRY/REPO:TAG")
     try:
