@@ -22,19 +22,26 @@ class TrafficEdit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to_revisions: dict[str, int] = Field(default_factory=dict)
-    to_tags: dict[str, int] = Field(default_factory=dict)
-    to_latest: bool = False
-    set_tags: dict[str, str] = Field(default_factory=dict)
-    remove_tags: list[str] = Field(default_factory=list)
+    to_revisions: dict[str, int] = Field(
+        default_factory=dict, description=f"REVISION: percent; {traffic.LATEST}: the latest ready."
+    )
+    to_tags: dict[str, int] = Field(default_factory=dict, description="TAG: percent.")
+    to_latest: bool = Field(False, description="The rest of the traffic follows the latest.")
+    update_tags: dict[str, str] = Field(
+        default_factory=dict, description=f"TAG: REVISION (or {traffic.LATEST}); added or moved."
+    )
+    set_tags: dict[str, str] = Field(default_factory=dict, description="Same as update_tags.")
+    remove_tags: list[str] = Field(default_factory=list, description="Tags to drop.")
+    clear_tags: bool = Field(False, description="Drop every tag (before update_tags).")
 
     def change(self) -> traffic.Change:
         return traffic.Change(
             to_revisions=self.to_revisions,
             to_tags=self.to_tags,
             to_latest=self.to_latest,
-            set_tags=self.set_tags,
+            set_tags={**self.set_tags, **self.update_tags},
             remove_tags=tuple(self.remove_tags),
+            clear_tags=self.clear_tags,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,6 +60,32 @@ MinInstances = Annotated[int | None, typer.Option("--min-instances", help="autos
 MaxInstances = Annotated[
     int | None, typer.Option("--max-instances", help="autoscaling max-scale (0: no cap).")
 ]
+Port = Annotated[
+    int | None,
+    typer.Option(
+        "--port", help="Port the container listens on, given to it as $PORT (default 8080)."
+    ),
+]
+Command = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--command",
+        help="Entrypoint, words separated by commas: --command=python,app.py. "
+        "--command='' clears it (the image's ENTRYPOINT runs).",
+    ),
+]
+Args = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--args",
+        help="Arguments to the entrypoint, separated by commas: --args=-m,http.server. "
+        "Words holding commas: --args='^|^-c|echo a,b' splits on '|'. --args='' clears them.",
+    ),
+]
+Cpu = Annotated[str | None, typer.Option("--cpu", help="CPU limit per instance: 1, 0.5 or 500m.")]
+Memory = Annotated[
+    str | None, typer.Option("--memory", help="Memory limit per instance: 128Mi, 512Mi, 1Gi.")
+]
 Env = Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=value, repeatable.")]
 Builder = Annotated[
     str | None,
@@ -105,6 +132,11 @@ def deploy(
     timeout: Timeout = None,
     min_instances: MinInstances = None,
     max_instances: MaxInstances = None,
+    port: Port = None,
+    command: Command = None,
+    args: Args = None,
+    cpu: Cpu = None,
+    memory: Memory = None,
     env: Env = None,
     builder: Builder = None,
     dockerfile: Dockerfile = None,
@@ -113,7 +145,9 @@ def deploy(
     build_secret: BuildSecret = None,
     allow_unauthenticated: AllowUnauthenticated = None,
 ) -> None:
-    """Build (or take an image) and deploy it as a new revision; traffic moves when ready."""
+    """Build (or take an image) and deploy it as a new revision; traffic moves when ready.
+
+    A flag not given keeps what the service's last revision had."""
     if sum(x is not None for x in (source, image, git)) != 1:
         raise fail("give exactly one of --source DIR, --git URL or --image REGISTRY/REPO:TAG")
     try:
@@ -123,6 +157,10 @@ def deploy(
             concurrency=concurrency, timeout=timeout, min_instances=min_instances,
             max_instances=max_instances, allow_unauthenticated=allow_unauthenticated,
             builder=builder, dockerfile=dockerfile, base_image=base_image, build_arg=build_arg,
+            container=ContainerFlags(
+                port=port, command=gcloud_list(command), args=gcloud_list(args), cpu=cpu,
+                memory=memory,
+            ),
         )  # fmt: skip
         secrets = build_secrets(build_secret or [], environ=os.environ)
         archive = sources.pack(source) if source is not None else None
@@ -155,6 +193,7 @@ def deploy_params(
     dockerfile: str | None,
     base_image: str | None,
     build_arg: list[str] | None,
+    container: ContainerFlags | None = None,
 ) -> DeployParams:
     """The deploy options as the API reads them; unset options stay unset (and off the URL)."""
     try:
@@ -164,12 +203,42 @@ def deploy_params(
             min_instances=min_instances, max_instances=max_instances,
             allow_unauthenticated=allow_unauthenticated, builder=builder or "",
             dockerfile=dockerfile or "", base_image=base_image or "", build_arg=build_arg or [],
+            **vars(container or ContainerFlags()),
         )  # fmt: skip
     except ValidationError as e:
         problem = e.errors()[0]
         field = str(problem["loc"][0])
         flag = FLAGS.get(field, "--" + field.replace("_", "-"))
-        raise InvalidInput(f"{flag}: {problem['msg']}") from e
+        raise InvalidInput(f"{flag}: {problem['msg'].removeprefix('Value error, ')}") from e
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerFlags:
+    """`--port`, `--command`, `--args`, `--cpu`, `--memory`: None keeps the last revision's."""
+
+    port: int | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    cpu: str | None = None
+    memory: str | None = None
+
+
+def gcloud_list(given: list[str] | None) -> list[str] | None:
+    """gcloud's list flag grammar: `a,b` is two words; `^|^a,b|c` splits on `|` instead (for
+    words holding commas); repeated flags add up; an empty value alone means an empty list.
+    None when the flag was not given."""
+    if given is None:
+        return None
+    words: list[str] = []
+    for value in given:
+        if not value:
+            continue
+        delimiter = ","
+        if value.startswith("^") and value.find("^", 1) > 1:
+            end = value.find("^", 1)
+            delimiter, value = value[1:end], value[end + 1 :]
+        words += value.split(delimiter)
+    return words
 
 
 def build_secrets(

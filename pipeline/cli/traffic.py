@@ -16,23 +16,40 @@ from pipeline.cli.output import call, fail, out, print_traffic
 def traffic(
     name: str,
     to_revisions: Annotated[
-        str, typer.Option("--to-revisions", help="REV=PCT,... e.g. hello-00003=90,hello-00004=10")
+        str,
+        typer.Option(
+            "--to-revisions",
+            help="REV=PCT,... e.g. hello-00003=90,hello-00004=10. LATEST=PCT gives the latest "
+            "ready revision a share that follows every later one.",
+        ),
     ] = "",
     to_tags: Annotated[str, typer.Option("--to-tags", help="TAG=PCT,...")] = "",
     to_latest: Annotated[
         bool, typer.Option("--to-latest", help="The rest (or all) follows the latest revision.")
     ] = False,
-    set_tags: Annotated[str, typer.Option("--set-tags", help="TAG=REV,...")] = "",
+    update_tags: Annotated[
+        str,
+        typer.Option(
+            "--update-tags",
+            help="TAG=REV,... adds or moves tag URLs; REV may be LATEST (follows the latest).",
+        ),
+    ] = "",
+    set_tags: Annotated[str, typer.Option("--set-tags", help="Same as --update-tags.")] = "",
     remove_tags: Annotated[str, typer.Option("--remove-tags", help="TAG,...")] = "",
+    clear_tags: Annotated[
+        bool, typer.Option("--clear-tags", help="Remove every tag (before --update-tags).")
+    ] = False,
 ) -> None:
     """Split traffic between revisions and manage tag URLs; never creates a revision."""
-    body = {
+    body: dict[str, object] = {
         "to_revisions": _percents(to_revisions, "--to-revisions"),
         "to_tags": _percents(to_tags, "--to-tags"),
         "to_latest": to_latest,
-        "set_tags": _pairs(set_tags, "--set-tags"),
+        "set_tags": {**_pairs(set_tags, "--set-tags"), **_pairs(update_tags, "--update-tags")},
         "remove_tags": [t.strip() for t in remove_tags.split(",") if t.strip()],
     }
+    if clear_tags:
+        body["clear_tags"] = True
     print_traffic(call("POST", f"/v1/services/{name}/traffic", json=body))
 
 

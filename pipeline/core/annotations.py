@@ -94,6 +94,23 @@ KNATIVE_ONLY_AUTOSCALING = tuple(
         "target-burst-capacity",
     )
 )
+# Knative's camelCase spellings from before v0.19, which it still reads (`kmap.KeyPriority` in
+# its register.go): legacy key -> current key. Each is read with the current key's parser; a
+# template giving both spellings with different values is refused (`spec.autoscaling`).
+LEGACY_AUTOSCALING = {
+    AUTOSCALING_PREFIX + legacy: AUTOSCALING_PREFIX + current
+    for legacy, current in (
+        ("minScale", "min-scale"),
+        ("maxScale", "max-scale"),
+        ("initialScale", "initial-scale"),
+        ("scaleDownDelay", "scale-down-delay"),
+        ("targetUtilizationPercentage", "target-utilization-percentage"),
+        ("panicWindowPercentage", "panic-window-percentage"),
+        ("panicThresholdPercentage", "panic-threshold-percentage"),
+        ("scaleToZeroPodRetentionPeriod", "scale-to-zero-pod-retention-period"),
+        ("targetBurstCapacity", "target-burst-capacity"),
+    )
+}
 
 
 def k8s_labels(*, platform: str, **extra: str) -> dict[str, str]:

@@ -17,6 +17,9 @@ from pipeline.core.records import Revision
 
 Entry = dict[str, Any]
 COMMIT_PREFIX = "commit-"
+# gcloud's name for the latest ready revision in --to-revisions and --update-tags: the entry
+# follows every future revision (Knative's `latestRevision: true`), it is never pinned.
+LATEST = "LATEST"
 
 
 def entries_of(manifest: Mapping[str, Any]) -> list[Entry]:
@@ -92,8 +95,9 @@ class Change:
     to_revisions: dict[str, int] = field(default_factory=dict)
     to_tags: dict[str, int] = field(default_factory=dict)
     to_latest: bool = False
-    set_tags: dict[str, str] = field(default_factory=dict)  # tag -> revision
+    set_tags: dict[str, str] = field(default_factory=dict)  # tag -> revision or LATEST
     remove_tags: tuple[str, ...] = ()
+    clear_tags: bool = False  # every tag goes, before set_tags adds any
 
     @property
     def moves_traffic(self) -> bool:
@@ -147,25 +151,39 @@ def _edited_tags(
                 "revisionName": e.get("revisionName")
             }  # fmt: skip
             tags[str(e["tag"])] = target
+    if edit.clear_tags and edit.remove_tags:
+        raise InvalidInput("--clear-tags already removes every tag: drop --remove-tags")
     for tag in edit.remove_tags:
         if tag not in tags:
             raise InvalidInput(f"--remove-tags: no tag {tag!r} (tags: {', '.join(tags) or 'none'})")
         del tags[tag]
+    if edit.clear_tags:
+        tags.clear()
     for tag, name in edit.set_tags.items():
-        tags[tag] = {"revisionName": usable(name, "--set-tags")}
+        tags[tag] = (
+            {"latestRevision": True}
+            if name == LATEST
+            else {"revisionName": usable(name, "--update-tags")}
+        )
     for tag in edit.to_tags:
         if tag not in tags:
-            raise InvalidInput(f"--to-tags: no tag {tag!r}; set it first with --set-tags")
+            raise InvalidInput(f"--to-tags: no tag {tag!r}; set it first with --update-tags")
     return tags
 
 
 def _split(edit: Change, *, usable: Callable[[str, str], str]) -> list[Entry]:
     """The untagged entries that carry traffic, from --to-revisions, --to-tags, --to-latest."""
     split: dict[str, int] = {}
-    for name, pct in edit.to_revisions.items():
+    revisions = {k: v for k, v in edit.to_revisions.items() if k != LATEST}
+    for name, pct in revisions.items():
         split[usable(name, "--to-revisions")] = split.get(name, 0) + _percent(pct)
-    total = sum(split.values()) + sum(_percent(p) for p in edit.to_tags.values())
-    latest = 0
+    latest = _percent(edit.to_revisions.get(LATEST, 0))
+    if edit.to_latest and LATEST in edit.to_revisions:
+        raise InvalidInput(
+            f"--to-latest and {LATEST}= in --to-revisions both give the latest revision its "
+            f"share: use one ({LATEST}=N for a part, --to-latest for the rest)"
+        )
+    total = sum(split.values()) + latest + sum(_percent(p) for p in edit.to_tags.values())
     if edit.to_latest:
         if total > 100:
             raise InvalidInput(f"percents sum to {total}, over 100")
@@ -176,7 +194,7 @@ def _split(edit: Change, *, usable: Callable[[str, str], str]) -> list[Entry]:
             "the latest ready revision)"
         )
     carrying: list[Entry] = []
-    if edit.to_latest and latest:
+    if latest:
         carrying.append({"latestRevision": True, "percent": latest})
     carrying.extend({"revisionName": n, "percent": p} for n, p in split.items() if p)
     return carrying

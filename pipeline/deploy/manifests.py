@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.core import names
-from pipeline.core.annotations import MAX_SCALE_ANNOTATION, MIN_SCALE_ANNOTATION
+from pipeline.core.annotations import (
+    LEGACY_AUTOSCALING,
+    MAX_SCALE_ANNOTATION,
+    MIN_SCALE_ANNOTATION,
+)
 from pipeline.identity import access
 
 
@@ -35,6 +39,12 @@ class Flags:
     timeout_s: int | None = None  # timeoutSeconds
     min_scale: int | None = None  # MIN_SCALE_ANNOTATION
     max_scale: int | None = None  # MAX_SCALE_ANNOTATION
+    port: int | None = None  # containerPort
+    # None keeps the command (args) the service had; () clears it: the image's own applies.
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    cpu: str | None = None  # resources.limits.cpu, a Kubernetes quantity
+    memory: str | None = None  # resources.limits.memory
     # --[no-]allow-unauthenticated: a Service annotation (identity.access), not a revision change.
     private: bool | None = None
 
@@ -75,27 +85,53 @@ class Placement:
 def edit_template(
     manifest: dict[str, Any], *, env: dict[str, str], flags: Flags | None
 ) -> dict[str, Any]:
-    """The service manifest with `--env`, `--remove-env`, `--concurrency`, `--timeout` applied."""
+    """The service manifest with the deploy's flags applied; an unset flag keeps what the
+    service had, as `gcloud run deploy` does."""
+    flags = flags or Flags()
     out = copy.deepcopy(manifest)
     template_spec = out["spec"]["template"]["spec"]
     container = template_spec["containers"][0]
-    container["env"] = _edited_env(container.get("env") or [], env=env, flags=flags or Flags())
-    if flags and flags.concurrency is not None:
+    container["env"] = _edited_env(container.get("env") or [], env=env, flags=flags)
+    _edit_container(container, flags=flags)
+    if flags.concurrency is not None:
         template_spec["containerConcurrency"] = flags.concurrency
-    if flags and flags.timeout_s is not None:
+    if flags.timeout_s is not None:
         template_spec["timeoutSeconds"] = flags.timeout_s
-    if flags:
-        template = out["spec"]["template"]
-        annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
-        for key, value in (
-            (MIN_SCALE_ANNOTATION, flags.min_scale),
-            (MAX_SCALE_ANNOTATION, flags.max_scale),
-        ):
-            if value is not None:
-                annotations[key] = str(value)
-    if flags and flags.private is not None:
+    template = out["spec"]["template"]
+    # `metadata:` or `annotations:` may be there and null (YAML with nothing under the key).
+    metadata = template["metadata"] = template.get("metadata") or {}
+    annotations = metadata["annotations"] = metadata.get("annotations") or {}
+    for key, value in (
+        (MIN_SCALE_ANNOTATION, flags.min_scale),
+        (MAX_SCALE_ANNOTATION, flags.max_scale),
+    ):
+        if value is not None:
+            annotations[key] = str(value)
+            for legacy in [k for k, current in LEGACY_AUTOSCALING.items() if current == key]:
+                annotations.pop(legacy, None)  # the flag wins over `minScale` too
+    if flags.private is not None:
         out = access.edited(out, private=flags.private)
     return out
+
+
+def _edit_container(container: dict[str, Any], *, flags: Flags) -> None:
+    """`--port`, `--command`, `--args`, `--cpu`, `--memory`, in place."""
+    if flags.port is not None:
+        ports = container["ports"] = container.get("ports") or [{}]
+        ports[0]["containerPort"] = flags.port
+        # A probe that names a port names the container's (the spec refuses any other): it moves.
+        for action in ("httpGet", "tcpSocket"):
+            probe = (container.get("readinessProbe") or {}).get(action) or {}
+            if probe.get("port"):
+                probe["port"] = flags.port
+    for key, words in (("command", flags.command), ("args", flags.args)):
+        if words is not None:
+            container[key] = list(words)
+    for key, quantity in (("cpu", flags.cpu), ("memory", flags.memory)):
+        if quantity is not None:
+            resources = container["resources"] = container.get("resources") or {}
+            limits = resources["limits"] = resources.get("limits") or {}
+            limits[key] = quantity
 
 
 def _edited_env(

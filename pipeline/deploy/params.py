@@ -13,12 +13,22 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.build.builders import BuildSettings
 from pipeline.core.errors import InvalidInput
 from pipeline.core.pairs import parse_pairs, parse_secret_ref
 from pipeline.deploy.manifests import Flags, Placement
+from pipeline.spec.containers import RESERVED_PORTS
+from pipeline.spec.quantities import is_quantity, parse_quantity
 
 
 class DeployParams(BaseModel):
@@ -39,6 +49,19 @@ class DeployParams(BaseModel):
     allow_unauthenticated: bool | None = Field(
         None, description="true: public; false: private (invokers with a token only)."
     )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Port requests arrive on ($PORT); default 8080."
+    )
+    command: list[str] | None = Field(
+        None,
+        description="Entrypoint, one value per word; a single empty value clears it (the "
+        "image's own then applies).",
+    )
+    args: list[str] | None = Field(
+        None, description="Arguments to the entrypoint; a single empty value clears them."
+    )
+    cpu: str | None = Field(None, description="CPU limit, a Kubernetes quantity: 1, 0.5, 500m.")
+    memory: str | None = Field(None, description="Memory limit, a Kubernetes quantity: 128Mi, 1Gi.")
     builder: str = Field("", description="dockerfile, pack or template:<name> (default: detect).")
     dockerfile: str = Field("", description="Dockerfile path in the source.")
     base_image: str = Field("", description="Base image for a build template.")
@@ -52,10 +75,35 @@ class DeployParams(BaseModel):
             return {k: v for k, v in data.items() if v != ""}
         return data
 
+    @field_validator("command", "args", mode="before")
+    @classmethod
+    def _one_blank_clears(cls, value: Any) -> Any:
+        """`?command=` (one empty value) is "no command": the image's entrypoint runs."""
+        return [] if value == [""] else value
+
+    @field_validator("port")
+    @classmethod
+    def _not_reserved(cls, port: int | None) -> int | None:
+        if port in RESERVED_PORTS:
+            raise ValueError(f"port {port} is reserved by Knative's queue-proxy; use e.g. 8080")
+        return port
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, value: str | None, info: ValidationInfo) -> str | None:
+        example = "'1', '0.5' or '500m'" if info.field_name == "cpu" else "'128Mi' or '1Gi'"
+        if value is not None and (not is_quantity(value) or parse_quantity(value) <= 0):
+            raise ValueError(
+                f"{value!r} is not a positive Kubernetes quantity; write e.g. {example}"
+            )
+        return value
+
     def to_query(self) -> list[tuple[str, str]]:
         """Query pairs, repeatable fields repeated, unset fields left out."""
         query: list[tuple[str, str]] = []
         for key, value in self.model_dump(exclude_defaults=True).items():
+            if value == []:  # an emptied --command/--args: one blank value says so
+                query.append((key, ""))
             values = value if isinstance(value, list) else [value]
             for item in values:
                 text = ("1" if item else "0") if isinstance(item, bool) else str(item)
@@ -78,6 +126,11 @@ class DeployParams(BaseModel):
             min_scale=self.min_instances,
             max_scale=self.max_instances,
             private=None if public is None else not public,
+            port=self.port,
+            command=None if self.command is None else tuple(self.command),
+            args=None if self.args is None else tuple(self.args),
+            cpu=self.cpu,
+            memory=self.memory,
         )
 
     def build_settings(self, body: DeployBody, *, secrets: Sequence[str]) -> BuildSettings:

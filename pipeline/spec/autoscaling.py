@@ -20,6 +20,7 @@ from pipeline.core.annotations import (
     INITIAL_SCALE_ANNOTATION,
     KNATIVE_ONLY_AUTOSCALING,
     KPA_CLASS,
+    LEGACY_AUTOSCALING,
     MAX_SCALE_ANNOTATION,
     METRIC_ANNOTATION,
     MIN_SCALE_ANNOTATION,
@@ -93,7 +94,15 @@ class AutoscalingAnnotations:
 
 
 def parse_autoscaling(annotations: Mapping[str, str]) -> AutoscalingAnnotations:
-    """Raise SpecProblem with the annotation key as path for the first bad one."""
+    """Raise SpecProblem with the annotation key, as spelled, as path for the first bad one."""
+    current = with_current_keys(annotations)
+    try:
+        return _parse(current)
+    except SpecProblem as problem:
+        raise SpecProblem(problem.message, path=_as_written(problem.path, annotations)) from None
+
+
+def _parse(annotations: Mapping[str, str]) -> AutoscalingAnnotations:
     for key in annotations:
         if key.startswith(AUTOSCALING_PREFIX) and key not in SUPPORTED:
             raise SpecProblem(_unknown_key(key), path=key)
@@ -123,6 +132,33 @@ def parse_autoscaling(annotations: Mapping[str, str]) -> AutoscalingAnnotations:
             path=MAX_SCALE_ANNOTATION,
         )
     return settings
+
+
+def with_current_keys(annotations: Mapping[str, str]) -> dict[str, str]:
+    """The annotations with Knative's legacy spellings (`minScale`) under their current keys
+    (`min-scale`), so one parser reads both; both spellings with different values are refused."""
+    current = dict(annotations)
+    for legacy, key in LEGACY_AUTOSCALING.items():
+        if legacy not in annotations:
+            continue
+        value = current.pop(legacy)
+        if key in annotations and annotations[key] != value:
+            raise SpecProblem(
+                f"{value!r} here but {annotations[key]!r} in {key!r}, the current spelling of "
+                f"the same setting (Knative reads {key!r}): keep {key!r} and remove this one",
+                path=legacy,
+            )
+        current[key] = value
+    return current
+
+
+def _as_written(key: str, annotations: Mapping[str, str]) -> str:
+    """The key as the user spelled it, for error paths."""
+    if key in annotations:
+        return key
+    return next(
+        (old for old, new in LEGACY_AUTOSCALING.items() if new == key and old in annotations), key
+    )
 
 
 def _unknown_key(key: str) -> str:

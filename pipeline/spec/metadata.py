@@ -56,6 +56,11 @@ def _check_keys(mapping: dict[str, str], what: str) -> None:
             )
 
 
+def _null_is_empty(value: Any) -> Any:
+    """`annotations:` with nothing under it is YAML null; Kubernetes reads it as no map."""
+    return {} if value is None else value
+
+
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:
     _check_keys(labels, "label")
     for key, value in labels.items():
@@ -120,9 +125,15 @@ class ServiceMeta(SpecModel):
     def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
         return _check_labels(labels)
 
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _null_labels(cls, value: Any) -> Any:
+        return _null_is_empty(value)
+
     @field_validator("annotations", mode="before")
     @classmethod
     def _drop_server_annotations(cls, value: Any) -> Any:
+        value = _null_is_empty(value)
         if isinstance(value, dict):
             return {k: v for k, v in value.items() if k not in SERVER_ANNOTATIONS}
         return value
@@ -166,6 +177,11 @@ class TemplateMeta(SpecModel):
     @classmethod
     def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
         return _check_labels(labels)
+
+    @field_validator("labels", "annotations", mode="before")
+    @classmethod
+    def _null_maps(cls, value: Any) -> Any:
+        return _null_is_empty(value)
 
     @field_validator("annotations")
     @classmethod

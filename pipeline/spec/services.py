@@ -114,6 +114,12 @@ class RevisionTemplate(SpecModel):
     metadata: TemplateMeta = Field(default_factory=TemplateMeta)
     spec: RevisionSpec
 
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _null_metadata(cls, value: Any) -> Any:
+        # `metadata:` with every line under it commented out is YAML null: no metadata.
+        return {} if value is None else value
+
     @property
     def autoscaling(self) -> AutoscalingAnnotations:
         return self.metadata.autoscaling

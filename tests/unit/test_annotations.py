@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt as pyjwt
 import pytest
+import yaml
 
 from pipeline.core import annotations
 from pipeline.core.annotations import Access, access_of, read_access
@@ -27,6 +28,8 @@ from pipeline.identity.callers import Caller
 from pipeline.identity.metadata import Issuer, answer
 from pipeline.knative.engine import KnativeEngine
 from pipeline.reconcile.routing import build_plane
+from pipeline.spec import parse_service
+from pipeline.spec.autoscaling import AutoscalingAnnotations
 from tests.unit.factories import revision, service, snapshot
 from webhooks.tracking import tracking_of
 
@@ -265,3 +268,106 @@ def test_k8s_labels_recognise_slipways_objects() -> None:
         "slipway.dev/platform": "prod",
         "slipway.dev/service": "hello",
     }
+
+
+# --- Knative's legacy autoscaling spellings, and empty annotations --------------------------------
+
+SCALE = "autoscaling.knative.dev/"
+
+
+def knative_service(template_metadata: Any, service_metadata: Any = None) -> str:
+    """A Knative Service as YAML, with the metadata blocks as written (None: the key is there,
+    nothing under it)."""
+    meta = {"name": "hello", **({} if service_metadata is None else service_metadata)}
+    doc = {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": meta,
+           "spec": {"template": {"metadata": template_metadata,
+                                 "spec": {"containers": [{"image": "r/x:1"}]}}}}  # fmt: skip
+    return yaml.safe_dump(doc)
+
+
+@pytest.mark.parametrize(
+    ("found", "expected"),
+    [
+        pytest.param({SCALE + "minScale": "1", SCALE + "maxScale": "5"},
+                     AutoscalingAnnotations(min_scale=1, max_scale=5), id="legacy"),
+        pytest.param({SCALE + "minScale": "2", SCALE + "min-scale": "2"},
+                     AutoscalingAnnotations(min_scale=2), id="both-spellings-agreeing"),
+        pytest.param({SCALE + "initialScale": "0", SCALE + "scaleDownDelay": "5m",
+                      SCALE + "targetUtilizationPercentage": "80"},
+                     AutoscalingAnnotations(initial_scale=0, scale_down_delay_seconds=300,
+                                            target_utilization_percentage=80), id="other-legacy"),
+    ],
+)  # fmt: skip
+def test_legacy_autoscaling_keys_read_like_the_current_ones(
+    found: dict[str, str], expected: AutoscalingAnnotations
+) -> None:
+    parsed = parse_service(knative_service({"annotations": found}))
+    assert parsed.template.autoscaling == expected
+    # Kept as written: a pasted object round-trips, and Knative reads both spellings too.
+    assert parsed.to_manifest()["spec"]["template"]["metadata"]["annotations"] == found
+
+
+@pytest.mark.parametrize(
+    ("found", "path", "message"),
+    [
+        pytest.param(
+            {SCALE + "minScale": "1", SCALE + "min-scale": "2"}, "minScale",
+            "'1' here but '2' in 'autoscaling.knative.dev/min-scale', the current spelling of the "
+            "same setting (Knative reads 'autoscaling.knative.dev/min-scale'): keep "
+            "'autoscaling.knative.dev/min-scale' and remove this one",
+            id="both-spellings-disagreeing",
+        ),
+        pytest.param({SCALE + "maxScale": "many"}, "maxScale",
+                     "expected a whole number of instances, 0 or more, got 'many'",
+                     id="legacy-bad-value-named-as-written"),
+        pytest.param({SCALE + "minScale": "5", SCALE + "maxScale": "2"}, "maxScale",
+                     "max-scale 2 is below min-scale 5", id="legacy-bounds"),
+        pytest.param({SCALE + "targetBurstCapacity": "200"}, "targetBurstCapacity",
+                     "not supported by Slipway yet", id="legacy-knative-only"),
+    ],
+)  # fmt: skip
+def test_legacy_autoscaling_keys_refused_as_written(
+    found: dict[str, str], path: str, message: str
+) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        parse_service(knative_service({"annotations": found}))
+    assert caught.value.path == f"spec.template.metadata.annotations.{SCALE}{path}"
+    assert message in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("template_metadata", "service_metadata"),
+    [
+        pytest.param({"annotations": None}, {"annotations": None}, id="null-annotations"),
+        pytest.param({"annotations": {}}, {"annotations": {}}, id="empty-annotations"),
+        pytest.param({"labels": None}, {"labels": None}, id="null-labels"),
+        pytest.param(None, None, id="null-template-metadata"),
+    ],
+)
+def test_empty_metadata_blocks_are_no_metadata(
+    template_metadata: Any, service_metadata: Any
+) -> None:
+    parsed = parse_service(knative_service(template_metadata, service_metadata))
+    assert parsed.to_manifest() == parse_service(knative_service({})).to_manifest()
+
+
+def test_annotations_keys_with_nothing_under_them_parse() -> None:
+    """What a user writes with every annotation commented out."""
+    text = """\
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+  annotations:
+    # slipway.dev/private: "true"
+spec:
+  template:
+    metadata:
+      annotations:
+        # autoscaling.knative.dev/minScale: "1"
+    spec:
+      containers:
+        - image: r/x:1
+"""
+    parsed = parse_service(text)
+    assert parsed.metadata.annotations == parsed.template.metadata.annotations == {}

@@ -92,6 +92,18 @@ def test_every_deploy_param_has_a_flag() -> None:
                      id="negative-concurrency"),
         pytest.param("--max-instances -2", "--max-instances: Input should be greater than",
                      id="negative-max"),
+        pytest.param("--cpu 0.5x", "--cpu: '0.5x' is not a positive Kubernetes quantity; write "
+                     "e.g. '1', '0.5' or '500m'", id="cpu-not-a-quantity"),
+        pytest.param("--cpu 0", "--cpu: '0' is not a positive", id="cpu-zero"),
+        pytest.param("--memory 128MB", "--memory: '128MB' is not a positive Kubernetes quantity; "
+                     "write e.g. '128Mi' or '1Gi'", id="memory-not-a-quantity"),
+        pytest.param("--memory -1Gi", "--memory: '-1Gi' is not a positive", id="memory-negative"),
+        pytest.param("--port 8012", "--port: port 8012 is reserved by Knative's queue-proxy",
+                     id="port-reserved"),
+        pytest.param("--port 0", "--port: Input should be greater than or equal to 1",
+                     id="port-zero"),
+        pytest.param("--port 65536", "--port: Input should be less than or equal to 65535",
+                     id="port-too-high"),
     ],
 )  # fmt: skip
 def test_deploy_refuses_values_out_of_range_naming_the_flag(

@@ -452,8 +452,8 @@ INVALID = [
         id="class-hpa",
     ),
     pytest.param(
-        edit((f'{SCALE}minScale"]', "1")),
-        f"{SCALE_PATH}minScale: unknown autoscaling annotation; did you mean "
+        edit((f'{SCALE}min_scale"]', "1")),
+        f"{SCALE_PATH}min_scale: unknown autoscaling annotation; did you mean "
         "'autoscaling.knative.dev/min-scale'?",
         id="unknown-autoscaling-annotation",
     ),
