@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from pipeline.api import domains, views
-from pipeline.api.dependencies import ADMIN, PlatformDep
+from pipeline.api.dependencies import ADMIN, PlatformDep, ServiceName
 from pipeline.api.streams import STREAMED, stream
 from pipeline.app.platform import Platform
 from pipeline.core.logs import get as get_log
@@ -59,12 +59,12 @@ def list_services(platform: PlatformDep) -> list[dict[str, Any]]:
 
 
 @router.get("/{name}")
-def describe_service(name: str, platform: PlatformDep) -> dict[str, Any]:
+def describe_service(name: ServiceName, platform: PlatformDep) -> dict[str, Any]:
     return describe(platform, name)
 
 
 @router.delete("/{name}")
-def delete_service(name: str, platform: PlatformDep) -> dict[str, str]:
+def delete_service(name: ServiceName, platform: PlatformDep) -> dict[str, str]:
     platform.store.delete_service(name)
     platform.reconciler.wake()
     get_log(component="api").info("service_deleted", service=name)
@@ -72,7 +72,9 @@ def delete_service(name: str, platform: PlatformDep) -> dict[str, str]:
 
 
 @router.put("/{name}", openapi_extra=SERVICE_DOCUMENT, responses=STREAMED)
-async def replace_service(name: str, request: Request, platform: PlatformDep) -> StreamingResponse:
+async def replace_service(
+    name: ServiceName, request: Request, platform: PlatformDep
+) -> StreamingResponse:
     """Deploy a Service document (`slipway services replace`); streams like a deployment."""
     body = await request.body()
     return stream(lambda emit: platform.deployer.replace(body, name=name, emit=emit))
