@@ -85,9 +85,7 @@ def test_delete_removes_images_repository_builds_and_a_new_service_starts_clean(
     slipway.cli("services", "delete", service)
 
 
-def test_delete_removes_what_a_rejected_first_push_left(
-    slipway: Slipway, tmp_path: Path
-) -> None:
+def test_delete_removes_what_a_rejected_first_push_left(slipway: Slipway, tmp_path: Path) -> None:
     service = "leftover"
     broken = checkout_for(slipway, tmp_path / "src", service, body="never\n")
     (broken.path / "Dockerfile").write_text("FROM scratch\nRUN false\n")
