@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,8 +28,8 @@ from pipeline.core.errors import NotFound, SlipwayError
 from pipeline.core.logs import get as get_log
 from pipeline.engines.dockerclient import connect as docker_connect
 
-# How long the delete waits for the reconciler to stop the service's instances: their images
-# cannot be removed from Docker while a container still uses them.
+# How long, past the grace period, the delete waits for the reconciler to remove the service's
+# instances: their images cannot be removed from Docker while a container still uses them.
 STOP_WAIT_S = 30.0
 
 
@@ -63,7 +64,7 @@ def remove_service(platform: Platform, name: str) -> Removal:
     if build_ids:
         done.removed.append(f"{len(build_ids)} build record(s)")
     if found:
-        platform.reconciler.wait_for_pass(timeout_s=STOP_WAIT_S)
+        _wait_for_instances_gone(platform, name)
     steps: list[tuple[str, Callable[[], list[str]]]] = [
         ("git repository", lambda: _remove_repo(platform, name)),
         ("build logs and sources", lambda: _remove_build_files(platform, build_ids)),
@@ -81,6 +82,18 @@ def remove_service(platform: Platform, name: str) -> Removal:
             log.warning("service_cleanup_failed", step=what, error=reason)
     log.info("service_deleted", removed=done.removed, failed=done.failed)
     return done
+
+
+def _wait_for_instances_gone(platform: Platform, name: str) -> None:
+    """Until the reconciler has stopped and removed the service's instances (they drain for the
+    grace period first), or a bound: the images they run cannot be removed before."""
+    deadline = time.monotonic() + platform.settings.grace_period_s + STOP_WAIT_S
+    platform.reconciler.wait_for_pass(timeout_s=STOP_WAIT_S)
+    while time.monotonic() < deadline:
+        if not any(i.service == name for i in platform.engine.list_instances()):
+            return
+        platform.reconciler.wake()
+        time.sleep(0.5)
 
 
 def _remove_repo(platform: Platform, name: str) -> list[str]:
