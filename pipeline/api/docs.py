@@ -42,29 +42,27 @@ def assets_dir() -> Path:
 def install(app: FastAPI) -> None:
     """Mount the assets and the two pages; `app` must be made with docs_url=redoc_url=None."""
     app.mount(ASSETS_PATH, StaticFiles(directory=assets_dir()), name="docs-assets")
-    title = f"{app.title} API"
+    spec, title = app.openapi_url or "/openapi.json", f"{app.title} API"
 
     def swagger_page() -> HTMLResponse:
+        # No validator badge: Swagger UI would fetch it from validator.swagger.io. The token
+        # typed into Authorize survives a page reload.
+        parameters = {"persistAuthorization": True, "validatorUrl": None}
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=title,
-            swagger_js_url=f"{ASSETS_PATH}/{SWAGGER_JS}",
-            swagger_css_url=f"{ASSETS_PATH}/{SWAGGER_CSS}",
-            swagger_favicon_url=f"{ASSETS_PATH}/{FAVICON}",
-            # The token typed into Authorize survives a page reload.
-            # No validator badge: Swagger UI would fetch it from validator.swagger.io.
-            swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
-        )
+            openapi_url=spec, title=title, swagger_ui_parameters=parameters, swagger_favicon_url=_at(FAVICON),
+            swagger_js_url=_at(SWAGGER_JS), swagger_css_url=_at(SWAGGER_CSS),
+        )  # fmt: skip
 
     def redoc_page() -> HTMLResponse:
+        # ReDoc's default also fetches web fonts from a CDN.
         return get_redoc_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=title,
-            redoc_js_url=f"{ASSETS_PATH}/{REDOC_JS}",
-            redoc_favicon_url=f"{ASSETS_PATH}/{FAVICON}",
-            # ReDoc's default also fetches web fonts from a CDN.
+            openapi_url=spec, title=title, redoc_js_url=_at(REDOC_JS), redoc_favicon_url=_at(FAVICON),
             with_google_fonts=False,
-        )
+        )  # fmt: skip
 
     app.add_api_route("/docs", swagger_page, include_in_schema=False)
     app.add_api_route("/redoc", redoc_page, include_in_schema=False)
+
+
+def _at(asset: str) -> str:
+    return f"{ASSETS_PATH}/{asset}"

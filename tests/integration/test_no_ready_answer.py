@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.conftest import BUSYBOX, Slipway, write_app
@@ -22,15 +23,22 @@ def app_with(folder: Path, cmd: str) -> Path:
     return write_app(folder, body="x", dockerfile=f"FROM {BUSYBOX}\nCMD {cmd}\n")
 
 
+def answer_once(slipway: Slipway, host: str, *, saying: str) -> httpx.Response:
+    """The host's answer once it says `saying`, or the last one after a bound: the data plane
+    follows a revision's status at the reconciler's next pass."""
+    deadline = time.monotonic() + 15
+    reply = slipway.get(host)
+    while saying not in reply.text and time.monotonic() < deadline:
+        time.sleep(0.3)
+        reply = slipway.get(host)
+    return reply
+
+
 def test_a_failed_first_revision_is_named_with_its_reason(slipway: Slipway, tmp_path: Path) -> None:
     result = slipway.cli("deploy", "doomed", "--source", str(app_with(tmp_path, NOISY_EXIT)),
                          check=False)  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
-    deadline = time.monotonic() + 15  # the data plane follows at the reconciler's next pass
-    reply = slipway.get("doomed")
-    while "failed" not in reply.text and time.monotonic() < deadline:
-        time.sleep(0.3)
-        reply = slipway.get("doomed")
+    reply = answer_once(slipway, "doomed", saying="failed")
 
     assert reply.status_code == 503, reply.text
     assert reply.text.startswith("slipway: service doomed exists but has no ready revision: ")
@@ -66,10 +74,6 @@ def test_a_revision_still_starting_says_so_then_why_it_failed(
     assert "revision slowpoke-00001 is still starting" in starting[0]
 
     deploy.join(timeout=120)
-    deadline = time.monotonic() + 15  # the data plane follows at the reconciler's next pass
-    reply = slipway.get("slowpoke")
-    while "failed" not in reply.text and time.monotonic() < deadline:
-        time.sleep(0.3)
-        reply = slipway.get("slowpoke")
+    reply = answer_once(slipway, "slowpoke", saying="failed")
     assert reply.status_code == 503, reply.text
     assert "revision slowpoke-00001 failed: ReadinessTimeout" in reply.text
