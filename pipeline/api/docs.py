@@ -49,15 +49,16 @@ def install(app: FastAPI) -> None:
         # typed into Authorize survives a page reload.
         parameters = {"persistAuthorization": True, "validatorUrl": None}
         return get_swagger_ui_html(
-            openapi_url=spec, title=title, swagger_ui_parameters=parameters, swagger_favicon_url=_at(FAVICON),
+            openapi_url=spec, title=title, swagger_ui_parameters=parameters,
             swagger_js_url=_at(SWAGGER_JS), swagger_css_url=_at(SWAGGER_CSS),
+            swagger_favicon_url=_at(FAVICON),
         )  # fmt: skip
 
     def redoc_page() -> HTMLResponse:
         # ReDoc's default also fetches web fonts from a CDN.
         return get_redoc_html(
-            openapi_url=spec, title=title, redoc_js_url=_at(REDOC_JS), redoc_favicon_url=_at(FAVICON),
-            with_google_fonts=False,
+            openapi_url=spec, title=title, redoc_js_url=_at(REDOC_JS),
+            redoc_favicon_url=_at(FAVICON), with_google_fonts=False,
         )  # fmt: skip
 
     app.add_api_route("/docs", swagger_page, include_in_schema=False)
