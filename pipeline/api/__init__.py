@@ -2,6 +2,7 @@
 
     app            the assembly: the FastAPI app, the platform on its state, routers, errors
     dependencies   how routes reach the platform (`PlatformDep`) and the admin-token check
+    docs           /docs and /redoc, their Swagger UI and ReDoc assets served from here
     auth           bearer-token authentication for every call; the admin token file
     errors         SlipwayError -> HTTP status, in one place; bad query parameters -> 400
     streams        deployments streamed as NDJSON events from a worker thread

@@ -13,6 +13,7 @@ from pipeline.api import (
     builds,
     deliveries,
     deployments,
+    docs,
     domains,
     errors,
     git,
@@ -42,8 +43,15 @@ V1_ROUTERS = (
 
 
 def create_app(platform: Platform) -> FastAPI:
-    app = FastAPI(title="Slipway", version="0.1.0", description="Source to URL on your machine")
+    app = FastAPI(
+        title="Slipway",
+        version="0.1.0",
+        description="Source to URL on your machine",
+        docs_url=None,  # pipeline.api.docs serves both pages with local assets
+        redoc_url=None,
+    )
     app.state.platform = platform
+    docs.install(app)  # no token, like /openapi.json
     errors.install(app)
     app.include_router(git.router)  # basic auth: the token as the git password
     app.include_router(metrics_route.router)  # no token: Prometheus scrapes

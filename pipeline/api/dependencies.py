@@ -8,9 +8,9 @@ gives the OpenAPI document its security scheme and `/docs` its Authorize button.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pipeline.api import auth
@@ -41,3 +41,14 @@ def authed(
 
 
 ADMIN = [Depends(authed)]
+
+# Path parameters several routers share, described once for the OpenAPI document.
+ServiceName = Annotated[
+    str, Path(description="The service's name: a DNS label (lowercase letters, digits, '-').")
+]
+BuildId = Annotated[str, Path(description="A build's id, as `slipway builds list` shows it.")]
+
+
+def body_described(text: str) -> dict[str, Any]:
+    """`openapi_extra` giving a route's request body its description (FastAPI gives none)."""
+    return {"requestBody": {"description": text}}

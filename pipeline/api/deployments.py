@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from pipeline.api.dependencies import ADMIN, PlatformDep
+from pipeline.api.dependencies import ADMIN, PlatformDep, ServiceName
 from pipeline.api.streams import STREAMED, stream
 from pipeline.core import names
 from pipeline.core.errors import InvalidInput
@@ -59,7 +59,7 @@ BODIES = {
 
 @router.post("/v1/services/{name}/deployments", openapi_extra=BODIES, responses=STREAMED)
 async def deploy(
-    name: str,
+    name: ServiceName,
     request: Request,
     platform: PlatformDep,
     params: Annotated[DeployParams, Query()],

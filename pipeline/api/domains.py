@@ -7,9 +7,9 @@ A mapping is refused when the host is taken: the bare domain, a name under the p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
 from pipeline.api.dependencies import ADMIN, PlatformDep
 from pipeline.app.platform import Platform
@@ -20,6 +20,11 @@ from pipeline.spec.domainmappings import manifest, parse_domain_mapping, validat
 from pipeline.store.certificates import Certificate
 from pipeline.store.domains import DomainMapping
 from pipeline.tls.hosts import mapping_refusal
+
+Host = Annotated[str, Path(description="The custom host name, e.g. app.example.com.")]
+CertificateName = Annotated[
+    str, Path(description="The certificate's name, as `slipway domains certificates` lists it.")
+]
 
 router = APIRouter(prefix="/v1/domainmappings", tags=["domains"], dependencies=ADMIN)
 certificates_router = APIRouter(prefix="/v1/certificates", tags=["domains"], dependencies=ADMIN)
@@ -101,7 +106,7 @@ def list_mappings(platform: PlatformDep) -> list[dict[str, Any]]:
 
 
 @router.get("/{host}")
-def get_mapping(host: str, platform: PlatformDep) -> dict[str, Any]:
+def get_mapping(host: Host, platform: PlatformDep) -> dict[str, Any]:
     mapping = platform.domains.find(host)
     if mapping is None:
         raise NotFound(f"host {host!r} is not mapped: `slipway domains list` shows the mappings")
@@ -109,7 +114,7 @@ def get_mapping(host: str, platform: PlatformDep) -> dict[str, Any]:
 
 
 @router.put("/{host}", openapi_extra=MAPPING_DOCUMENT)
-async def put_mapping(host: str, request: Request, platform: PlatformDep) -> dict[str, Any]:
+async def put_mapping(host: Host, request: Request, platform: PlatformDep) -> dict[str, Any]:
     """Map `host` to a service (`slipway domains map`): the DomainMapping document as body."""
     document = parse_domain_mapping(await request.body())
     if document.host != validate_host(host):
@@ -134,7 +139,7 @@ async def put_mapping(host: str, request: Request, platform: PlatformDep) -> dic
 
 
 @router.delete("/{host}")
-def delete_mapping(host: str, platform: PlatformDep) -> dict[str, str]:
+def delete_mapping(host: Host, platform: PlatformDep) -> dict[str, str]:
     mapping = platform.domains.delete(host)
     platform.reconciler.wake()
     get_log(component="api").info("domain_unmapped", host=mapping.host, service=mapping.service)
@@ -149,7 +154,7 @@ def list_certificates(platform: PlatformDep) -> list[dict[str, Any]]:
 
 
 @certificates_router.post("/{name}/renew")
-def renew_certificate(name: str, platform: PlatformDep) -> dict[str, Any]:
+def renew_certificate(name: CertificateName, platform: PlatformDep) -> dict[str, Any]:
     """Order a new certificate now (`slipway domains renew`); it replaces the old one without a
     reload once issued."""
     if platform.certificates is None:

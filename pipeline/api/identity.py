@@ -8,12 +8,12 @@ bearer token with the admin token only, so a JWT gets 401 there.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.api.dependencies import ADMIN, PlatformDep
+from pipeline.api.dependencies import ADMIN, PlatformDep, ServiceName, body_described
 from pipeline.app.platform import Platform
 from pipeline.core.annotations import parse_member
 from pipeline.identity import access, keys, tokens
@@ -78,7 +78,13 @@ def rotate(platform: PlatformDep) -> list[dict[str, Any]]:
     return list_keys(platform)
 
 
-@router.post("/v1/auth/identity-token", dependencies=ADMIN)
+@router.post(
+    "/v1/auth/identity-token",
+    dependencies=ADMIN,
+    openapi_extra=body_described(
+        "Who the token is for: the audience (a service URL), the user, the lifetime."
+    ),
+)
 def identity_token(body: TokenRequest, platform: PlatformDep) -> dict[str, Any]:
     """An identity token for a human caller (`user:<name>`), like `gcloud auth
     print-identity-token`; the admin token holder may mint it for any user name."""
@@ -97,26 +103,42 @@ def identity_token(body: TokenRequest, platform: PlatformDep) -> dict[str, Any]:
 
 
 @router.get("/v1/services/{name}/access", dependencies=ADMIN)
-def get_access(name: str, platform: PlatformDep) -> dict[str, Any]:
+def get_access(name: ServiceName, platform: PlatformDep) -> dict[str, Any]:
     return _access(platform, name)
 
 
-@router.put("/v1/services/{name}/access", dependencies=ADMIN)
-def set_access(name: str, body: AccessBody, platform: PlatformDep) -> dict[str, Any]:
+@router.put(
+    "/v1/services/{name}/access",
+    dependencies=ADMIN,
+    openapi_extra=body_described(
+        "Whether the service is private (callers need an identity token)."
+    ),
+)
+def set_access(name: ServiceName, body: AccessBody, platform: PlatformDep) -> dict[str, Any]:
     platform.deployer.update_access(name, private=body.private)
     platform.reconciler.wait_for_pass(timeout_s=30)
     return _access(platform, name)
 
 
-@router.post("/v1/services/{name}/invokers", dependencies=ADMIN)
-def add_invoker(name: str, body: MemberBody, platform: PlatformDep) -> dict[str, Any]:
+@router.post(
+    "/v1/services/{name}/invokers",
+    dependencies=ADMIN,
+    openapi_extra=body_described("The member allowed to call the private service."),
+)
+def add_invoker(name: ServiceName, body: MemberBody, platform: PlatformDep) -> dict[str, Any]:
     platform.deployer.update_access(name, add=(parse_member(body.member),))
     platform.reconciler.wait_for_pass(timeout_s=30)  # in HAProxy's map on return
     return _access(platform, name)
 
 
 @router.delete("/v1/services/{name}/invokers/{member}", dependencies=ADMIN)
-def remove_invoker(name: str, member: str, platform: PlatformDep) -> dict[str, Any]:
+def remove_invoker(
+    name: ServiceName,
+    member: Annotated[
+        str, Path(description="The invoker to remove, e.g. user:alice or service:caller.")
+    ],
+    platform: PlatformDep,
+) -> dict[str, Any]:
     platform.deployer.update_access(name, remove=(member,))
     platform.reconciler.wait_for_pass(timeout_s=30)
     return _access(platform, name)

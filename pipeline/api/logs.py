@@ -24,12 +24,12 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from pipeline.api.dependencies import ADMIN, PlatformDep
+from pipeline.api.dependencies import ADMIN, PlatformDep, ServiceName
 from pipeline.api.errors import error_event
 from pipeline.core.errors import InvalidInput, NotFound, SlipwayError
 from pipeline.core.logs import get as get_log
@@ -58,13 +58,19 @@ STREAMED_LOGS: dict[int | str, dict[str, Any]] = {
 
 @router.get("/logs", responses=STREAMED_LOGS)
 def service_logs(
-    name: str,
+    name: ServiceName,
     platform: PlatformDep,
-    revision: str = "",
-    follow: bool = False,
-    since: str = "",
-    tail: int | None = None,
-    requests: bool = False,
+    revision: Annotated[str, Query(description="Only this revision's instances.")] = "",
+    follow: Annotated[bool, Query(description="Keep streaming new lines as they come.")] = False,
+    since: Annotated[
+        str, Query(description="Only lines newer than this: a duration (10m, 2h) or a time.")
+    ] = "",
+    tail: Annotated[
+        int | None, Query(description="Only the last N lines (before following).")
+    ] = None,
+    requests: Annotated[
+        bool, Query(description="The requests HAProxy passed to the service, not app output.")
+    ] = False,
 ) -> StreamingResponse:
     """Every instance's stdout and stderr merged in time order, stopped instances included until
     they are removed; with `requests=1`, the requests HAProxy passed to the service."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.api import views
-from pipeline.api.dependencies import ADMIN, PlatformDep
+from pipeline.api.dependencies import ADMIN, PlatformDep, ServiceName, body_described
 from pipeline.api.services import describe
 from pipeline.core import traffic
 from pipeline.reconcile.routing import resolve_traffic
@@ -46,7 +46,7 @@ class TrafficEdit(BaseModel):
 
 
 @router.get("/revisions")
-def list_revisions(name: str, platform: PlatformDep) -> list[dict[str, Any]]:
+def list_revisions(name: ServiceName, platform: PlatformDep) -> list[dict[str, Any]]:
     svc = platform.store.get_service(name)
     instances = platform.engine.list_instances()
     revisions = platform.store.list_revisions(name)
@@ -54,15 +54,21 @@ def list_revisions(name: str, platform: PlatformDep) -> list[dict[str, Any]]:
     return [views.revision_view(r, instances, targets) for r in reversed(revisions)]
 
 
-@router.post("/traffic")
-def set_traffic(name: str, body: TrafficEdit, platform: PlatformDep) -> dict[str, Any]:
+@router.post(
+    "/traffic",
+    openapi_extra=body_described(
+        "The traffic edit: percents per revision or tag, the latest ready revision's share, "
+        "tags to set or remove (every field optional)."
+    ),
+)
+def set_traffic(name: ServiceName, body: TrafficEdit, platform: PlatformDep) -> dict[str, Any]:
     """Change the split and tags (gcloud/kn vocabulary). Never creates a revision."""
     platform.deployer.set_traffic(name, body.change())
     return describe(platform, name)
 
 
 @router.post("/rollback")
-def rollback(name: str, platform: PlatformDep) -> dict[str, Any]:
+def rollback(name: ServiceName, platform: PlatformDep) -> dict[str, Any]:
     """All traffic back to the revision that served before the current one."""
     target = platform.deployer.rollback(name)
     return {"rolled_back_to": target, **describe(platform, name)}

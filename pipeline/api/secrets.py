@@ -8,18 +8,20 @@ and a forced delete answers with the revisions it breaks.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.api.dependencies import ADMIN, PlatformDep
+from pipeline.api.dependencies import ADMIN, PlatformDep, body_described
 from pipeline.core.errors import Conflict, NotFound
 from pipeline.core.logs import get as get_log
 from pipeline.core.records import Snapshot
 from pipeline.core.revisions import config_of
 from pipeline.engines.base import Instance
 from pipeline.reconcile.routing import routed_revisions
+
+SecretName = Annotated[str, Path(description="The secret's name, as services refer to it.")]
 
 router = APIRouter(prefix="/v1/secrets", tags=["secrets"], dependencies=ADMIN)
 
@@ -64,8 +66,11 @@ def list_secrets(platform: PlatformDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.put("/{name}")
-def put_secret(name: str, body: SecretBody, platform: PlatformDep) -> dict[str, Any]:
+@router.put(
+    "/{name}",
+    openapi_extra=body_described("The secret's keys and values; a new version replaces them all."),
+)
+def put_secret(name: SecretName, body: SecretBody, platform: PlatformDep) -> dict[str, Any]:
     """A new version of the secret; revisions created from now on use it."""
     version = platform.secrets.put(name, body.data)
     get_log(component="api").info(
@@ -75,7 +80,13 @@ def put_secret(name: str, body: SecretBody, platform: PlatformDep) -> dict[str, 
 
 
 @router.delete("/{name}")
-def delete_secret(name: str, platform: PlatformDep, force: bool = False) -> dict[str, Any]:
+def delete_secret(
+    name: SecretName,
+    platform: PlatformDep,
+    force: Annotated[
+        bool, Query(description="Delete even while services still read the secret.")
+    ] = False,
+) -> dict[str, Any]:
     """Refused (409) while a serving revision reads it, unless `force`; `breaks` names the
     revisions that can no longer start an instance."""
     if not platform.secrets.versions(name):

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from pipeline.api import domains, views
-from pipeline.api.dependencies import ADMIN, PlatformDep
+from pipeline.api.dependencies import ADMIN, PlatformDep, ServiceName
 from pipeline.api.streams import STREAMED, stream
+from pipeline.app import removals
 from pipeline.app.platform import Platform
-from pipeline.core.logs import get as get_log
 
 router = APIRouter(prefix="/v1/services", tags=["services"], dependencies=ADMIN)
 
@@ -59,20 +59,24 @@ def list_services(platform: PlatformDep) -> list[dict[str, Any]]:
 
 
 @router.get("/{name}")
-def describe_service(name: str, platform: PlatformDep) -> dict[str, Any]:
+def describe_service(name: ServiceName, platform: PlatformDep) -> dict[str, Any]:
     return describe(platform, name)
 
 
 @router.delete("/{name}")
-def delete_service(name: str, platform: PlatformDep) -> dict[str, str]:
-    platform.store.delete_service(name)
-    platform.reconciler.wake()
-    get_log(component="api").info("service_deleted", service=name)
-    return {"deleted": name}
+def delete_service(name: ServiceName, platform: PlatformDep) -> dict[str, Any]:
+    """Delete the service and what is kept for it: revisions, builds and their logs and sources,
+    the git repository, its registry and local images, its build caches. Leftovers with no
+    service (a rejected first push's repository) are removed too; 404 only when nothing is left.
+    Webhook delivery ids stay (replay protection). `failed` lists the steps that did not finish:
+    deleting again retries them."""
+    return removals.remove_service(platform, name).view()
 
 
 @router.put("/{name}", openapi_extra=SERVICE_DOCUMENT, responses=STREAMED)
-async def replace_service(name: str, request: Request, platform: PlatformDep) -> StreamingResponse:
+async def replace_service(
+    name: ServiceName, request: Request, platform: PlatformDep
+) -> StreamingResponse:
     """Deploy a Service document (`slipway services replace`); streams like a deployment."""
     body = await request.body()
     return stream(lambda emit: platform.deployer.replace(body, name=name, emit=emit))

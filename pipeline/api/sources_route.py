@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from pipeline.api.dependencies import PlatformDep
+from pipeline.api.dependencies import BuildId, PlatformDep
 from pipeline.build import sourcetokens
 
 _BUILD_ID = re.compile(r"^[0-9a-f]{1,64}$")
@@ -28,9 +28,15 @@ def now() -> float:
     return time.time()
 
 
-@router.get("/v1/builds/{build_id}/source", response_class=FileResponse)
+# The bearer here is the build's own source token (or the admin token): declared so /docs
+# lets a user authorize the call.
+@router.get(
+    "/v1/builds/{build_id}/source",
+    response_class=FileResponse,
+    openapi_extra={"security": [{"AdminToken": []}]},
+)
 def build_source(
-    build_id: str,
+    build_id: BuildId,
     request: Request,
     platform: PlatformDep,
     clock: Annotated[float, Depends(now)],

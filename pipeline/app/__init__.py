@@ -3,6 +3,7 @@
     platform        builds the store, engine, data plane, builders, deployer and loops, once
     engines         the engine-specific parts (Docker + HAProxy, or Knative + build Jobs)
     certificates    HTTPS on the embedded engine: local CA, ACME issuer, challenge responders
+    removals        `services delete`: the service, its builds, repository, images and caches
     daemons         helper processes (resolver, metadata server) started once, left running
     metadataserver  the metadata server's own root: picks the caller lookup, serves
 """

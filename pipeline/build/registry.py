@@ -2,7 +2,8 @@
 
 Revisions pin images by digest. `resolve` turns `host/repo:tag` into `host/repo@sha256:…` by
 asking the registry (HEAD on the manifest), so a tag moving later never changes a revision.
-`delete` removes the images of garbage-collected revisions that Slipway built (`unused_images`).
+`delete` removes the images of garbage-collected revisions that Slipway built (`unused_images`);
+`tags` lists a repository's tags, for `services delete` to remove them all.
 """
 
 from __future__ import annotations
@@ -156,6 +157,18 @@ class RegistryClient:
         if resp.status_code >= 400:
             raise Unavailable(f"registry {ref.registry} answered {resp.status_code} to DELETE")
         return True
+
+    def tags(self, repository: str) -> list[str]:
+        """The tags of `registry/repository` (`services delete` removes what they point at);
+        none when the registry has no such repository."""
+        ref = parse(f"{repository}:latest")
+        url = f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/tags/list"
+        resp = self._send("GET", url, ref)
+        if resp.status_code == 404:
+            return []
+        if resp.status_code >= 400:
+            raise Unavailable(f"registry {ref.registry} answered {resp.status_code} for {url}")
+        return [str(t) for t in resp.json().get("tags") or []]
 
     def _send(
         self, method: str, url: str, ref: ImageRef, *, headers: dict[str, str] | None = None

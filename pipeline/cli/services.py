@@ -66,8 +66,16 @@ def describe(
 
 
 def delete(name: str) -> None:
-    call("DELETE", f"/v1/services/{name}")
+    """Delete the service with its revisions, builds, git repository and images."""
+    done = call("DELETE", f"/v1/services/{name}")
     out.print(f"Deleted {name}")
+    for what in done.get("removed", []):
+        out.print(f"  removed {what}", highlight=False)
+    if done.get("failed"):
+        raise fail(
+            f"some of what {name} left could not be removed ({'; '.join(done['failed'])}): "
+            f"run `slipway services delete {name}` again to retry"
+        )
 
 
 def replace(

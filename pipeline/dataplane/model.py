@@ -50,6 +50,16 @@ class Route:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Unready:
+    """A service's host while none of its revisions can serve: answered 503 with `why`, so a
+    caller learns the service exists and what it waits for (an unknown host gets 404)."""
+
+    host: str
+    service: str
+    why: str  # "revision hello-00001 failed: ...", "revision hello-00002 is still starting"
+
+
+@dataclass(frozen=True, kw_only=True)
 class JwtPolicy:
     """How HAProxy checks identity tokens: who issues them and the keys that may sign them."""
 
@@ -78,6 +88,7 @@ class Tls:
 class DataPlane:
     routes: tuple[Route, ...] = ()
     backends: tuple[Backend, ...] = ()
+    unready: tuple[Unready, ...] = ()  # hosts of services with no revision that can serve
     jwt: JwtPolicy | None = None  # None: no private service can be reached (fail closed)
     # (service, member) pairs allowed to call private services, e.g. ("target", "service:caller").
     # Not part of the config text: HAProxy reads them from a map file changed at runtime.

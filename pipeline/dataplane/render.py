@@ -31,12 +31,14 @@ Shape of the file, and why:
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Sequence
 from dataclasses import replace
 
 from pipeline.dataplane import jwt, requestlogs, tlsrender
 from pipeline.dataplane.checks import API_BACKEND, NO_ROUTE_BACKEND, check, sift
 from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # for the manager
-from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site
+from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site, Unready
 
 STRUCTURE_MARKER = "# slipway-structure "
 # HAProxy's own exporter, on the bare domain; `/metrics` itself is Slipway's (pipeline.api.metrics).
@@ -122,7 +124,7 @@ def _body(plane: DataPlane, *, site: Site) -> str:
             else []
         ),
         _api_backend(site),
-        _no_route_backend(),
+        _no_route_backend(plane.unready),
         *(_backend(b, activator=site.activator) for b in backends),
     ]
     return "\n".join(sections)
@@ -232,15 +234,36 @@ def _api_backend(site: Site) -> str:
     )
 
 
-def _no_route_backend() -> str:
+def _no_route_backend(unready: Sequence[Unready] = ()) -> str:
     message = (
         "slipway: no service answers to host '%[var(txn.host)]'; "
         "`slipway services list` shows what is deployed\\n"
     )
+    # A service that exists but has no revision able to serve: 503 and why, before the 404.
+    waiting = [
+        "http-request return status 503 content-type text/plain string "
+        f'"slipway: service {u.service} exists but has no ready revision: {quoted(u.why)}; '
+        f'`slipway services describe {u.service}` shows more\\n" '
+        f"if {{ var(txn.host) -m str {u.host} }}"
+        for u in unready
+    ]
     return _section(
         f"backend {NO_ROUTE_BACKEND}",
+        *waiting,
         f'http-request return status 404 content-type text/plain lf-string "{message}"',
     )
+
+
+# What may stand inside a double-quoted HAProxy argument as is: no quote, backslash or `$`
+# (environment expansion); a revision's failure text is the app's, so everything else goes.
+_UNQUOTED = re.compile(r"[^A-Za-z0-9 .,:;()\[\]/_+=@!?<>'-]")
+QUOTED_MAX = 300
+
+
+def quoted(text: str) -> str:
+    """`text` made safe for a double-quoted argument: one line, plain characters, bounded."""
+    flat = _UNQUOTED.sub(" ", " ".join(text.split()))
+    return flat if len(flat) <= QUOTED_MAX else flat[: QUOTED_MAX - 3] + "..."
 
 
 ACTIVATOR_SERVER = "activator"

@@ -17,7 +17,7 @@ from pipeline.core import names
 from pipeline.core.annotations import is_cluster_local as cluster_local_labels
 from pipeline.core.records import Revision, Service, Snapshot
 from pipeline.core.revisions import config_of
-from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Split
+from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Split, Unready
 from pipeline.engines.base import Instance
 from pipeline.identity import access
 
@@ -132,6 +132,7 @@ def build_plane(
     return DataPlane(
         routes=tuple(sorted(routes, key=lambda r: r.host)),
         backends=tuple(backends),
+        unready=unready_hosts(snapshot, routed={r.host for r in routes}, domain=domain),
         jwt=jwt,
         invokers=tuple(sorted(invokers)),
     )
@@ -169,6 +170,34 @@ def _routes(
             )  # fmt: skip
             needed.update(split)
     return routes, needed, invokers
+
+
+def unready_hosts(snapshot: Snapshot, *, routed: set[str], domain: str) -> tuple[Unready, ...]:
+    """The hosts of public services that no route serves, with why: the newest revision's state.
+    Cluster-local services are left out (their host must not be confirmed on the public
+    listener), and so is a private service's failure text (only that it is not ready)."""
+    out: list[Unready] = []
+    for svc in snapshot.services:
+        host = names.service_host(svc.name, domain)
+        if host in routed or is_cluster_local(svc):
+            continue
+        why = why_not_ready(snapshot.revisions_of(svc.name))
+        if access.is_private(svc.spec):
+            why = "no revision is ready"
+        out.append(Unready(host=host, service=svc.name, why=why))
+    return tuple(sorted(out, key=lambda u: u.host))
+
+
+def why_not_ready(revisions: list[Revision]) -> str:
+    if not revisions:
+        return "it has no revision yet (its first build or deploy has not finished)"
+    newest = max(revisions, key=lambda r: r.number)
+    if newest.status == "Failed":
+        detail = ": ".join(p for p in (newest.reason, newest.message) if p)
+        return f"revision {newest.name} failed" + (f": {detail}" if detail else "")
+    if newest.status == "Pending":
+        return f"revision {newest.name} is still starting"
+    return f"its traffic names no ready revision (newest: {newest.name}, {newest.status})"
 
 
 def _servers(

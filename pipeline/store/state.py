@@ -234,6 +234,14 @@ class Store:
                 query = query.where(BuildRow.service == service)
             return [_build(r) for r in s.scalars(query)]
 
+    def delete_builds(self, service: str) -> list[str]:
+        """Forget every build of `service` (`services delete`); returns their ids, whose log and
+        stored source files the caller removes."""
+        with self._sessions.begin() as s:
+            ids = list(s.scalars(select(BuildRow.id).where(BuildRow.service == service)))
+            s.execute(delete(BuildRow).where(BuildRow.service == service))
+            return ids
+
     def get_build(self, build_id: str) -> Build:
         with self._sessions() as s:
             row = s.get(BuildRow, build_id)
