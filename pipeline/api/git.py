@@ -106,9 +106,7 @@ async def _rpc(platform: Platform, name: str, request: Request, kind: str) -> St
     )
 
 
-def _repo_for(
-    platform: Platform, request: Request, name: str, *, create: bool
-) -> tuple[str, Repo]:
+def _repo_for(platform: Platform, request: Request, name: str, *, create: bool) -> tuple[str, Repo]:
     if not authorised(request, platform.token):
         raise HTTPException(
             401,

@@ -1,0 +1,59 @@
+"""How the CLI prints a deployment's event stream: one line per event (the lines
+`pipeline.deploy.events.lines` gives, the same ones `git push` shows), progress lines overwritten
+in place on a terminal, and what Ctrl-C means for a deploy whose build goes on without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from pipeline.deploy import events
+
+# Ctrl-C: the shell's convention, 128 + SIGINT.
+INTERRUPTED = 130
+
+
+class StreamPrinter:
+    """Prints events to `console`; on a terminal a progress line is replaced by the next one."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._overwrite = console.is_terminal
+        self._open = False  # a progress line is on screen without its newline
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "progress" and self._overwrite:
+            self._print("\r\x1b[2K" + events.progress_line(event).strip(), end="")
+            self._open = True
+            return
+        for line in events.lines(event):
+            self.line(line)
+
+    def line(self, text: str) -> None:
+        self.close()
+        self._print(text)
+
+    def close(self) -> None:
+        """End a progress line left open, so what comes next starts on a line of its own."""
+        if self._open:
+            self._print("")
+            self._open = False
+
+    def _print(self, text: str, *, end: str = "\n") -> None:
+        self._console.print(text, end=end, highlight=False, markup=False)
+
+
+def interrupted_lines(build: str) -> list[str]:
+    """What Ctrl-C during a deploy says: the deploy goes on on the server, and how to reach it."""
+    if not build:
+        return [
+            "Interrupted: the deploy goes on on the server.",
+            "  See how it ends: slipway revisions list SERVICE",
+        ]
+    return [
+        f"Interrupted: the deploy goes on on the server; build {build} keeps running.",
+        f"  Follow it: slipway builds log {build} --follow",
+        f"  Cancel it: slipway builds cancel {build}",
+    ]
