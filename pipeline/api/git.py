@@ -106,7 +106,9 @@ async def _rpc(platform: Platform, name: str, request: Request, kind: str) -> St
     )
 
 
-def _repo_for(platform: Platform, request: Request, name: str, *, create: bool) -> tuple[str, Repo]:
+def _repo_for(
+    platform: Platform, request: Request, name: str, *, create: bool
+) -> tuple[str, Repo]:
     if not authorised(request, platform.token):
         raise HTTPException(
             401,

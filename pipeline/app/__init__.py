@@ -1,8 +1,8 @@
 """The composition root: settings in, a wired platform out.
 
-platform        builds the store, engine, data plane, builders, deployer and loops, once
-engines         the engine-specific parts (Docker + HAProxy, or Knative + build Jobs)
-certificates    HTTPS on the embedded engine: local CA, ACME issuer, challenge responders
-daemons         helper processes (resolver, metadata server) started once, left running
-metadataserver  the metadata server's own root: picks the caller lookup, serves
+    platform        builds the store, engine, data plane, builders, deployer and loops, once
+    engines         the engine-specific parts (Docker + HAProxy, or Knative + build Jobs)
+    certificates    HTTPS on the embedded engine: local CA, ACME issuer, challenge responders
+    daemons         helper processes (resolver, metadata server) started once, left running
+    metadataserver  the metadata server's own root: picks the caller lookup, serves
 """

@@ -1,5 +1,5 @@
 """How many instances a revision wants: Knative's KPA, on HAProxy's counters.
 
-kpa          the KPA decision, pure: samples in, desired scale out
-scaler       the autoscaler's memory per revision (samples, KPA state), folded pass by pass
+    kpa          the KPA decision, pure: samples in, desired scale out
+    scaler       the autoscaler's memory per revision (samples, KPA state), folded pass by pass
 """

@@ -34,6 +34,7 @@ LineSink = Callable[[str], None]
 Kind = Literal["dockerfile", "pack", "template"]
 
 
+
 @dataclass(frozen=True, kw_only=True)
 class BuildSettings:
     """What the service (annotations) and the deploy request (flags) say about the build."""

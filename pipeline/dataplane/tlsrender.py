@@ -30,7 +30,8 @@ _CERT_NAME = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 def bind(site: Site) -> str:
     """The HTTPS listener: the fallback certificate first (the default), then the list."""
     return (
-        f"{site.https_bind} ssl crt {site.fallback_cert} crt-list {site.crt_list} alpn h2,http/1.1"
+        f"{site.https_bind} ssl crt {site.fallback_cert} crt-list {site.crt_list} "
+        "alpn h2,http/1.1"
     )
 
 

@@ -57,7 +57,8 @@ class TlsSync:
         fallback = plane.tls.fallback
         changes = cert_changes(
             wanted={
-                str(self.site.cert_file(c.name)): (c.serial, c.pem) for c in plane.tls.certificates
+                str(self.site.cert_file(c.name)): (c.serial, c.pem)
+                for c in plane.tls.certificates
             },
             fallback=(str(self.site.fallback_cert), fallback.serial, fallback.pem),
             loaded=loaded,

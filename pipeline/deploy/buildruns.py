@@ -120,7 +120,8 @@ class BuildRuns:
     def _build(self, service: str, build_id: str, plan: BuildPlan, out: BuildLog) -> str:
         def queued(ahead: int) -> None:
             out.line(
-                f"-----> Queued: {ahead} build(s) ahead (at most {self._queue.concurrency} at once)"
+                f"-----> Queued: {ahead} build(s) ahead "
+                f"(at most {self._queue.concurrency} at once)"
             )
 
         request = BuildRequest(
