@@ -25,7 +25,9 @@ class StreamPrinter:
 
     def event(self, event: dict[str, Any]) -> None:
         if event.get("event") == "progress" and self._overwrite:
-            self._print("\r\x1b[2K" + events.progress_line(event).strip(), end="")
+            # Straight to the file: rich drops the carriage return as a control code.
+            self._console.file.write("\r\x1b[2K" + events.progress_line(event).strip())
+            self._console.file.flush()
             self._open = True
             return
         for line in events.lines(event):
@@ -41,8 +43,8 @@ class StreamPrinter:
             self._print("")
             self._open = False
 
-    def _print(self, text: str, *, end: str = "\n") -> None:
-        self._console.print(text, end=end, highlight=False, markup=False)
+    def _print(self, text: str) -> None:
+        self._console.print(text, highlight=False, markup=False)
 
 
 def interrupted_lines(build: str) -> list[str]:
