@@ -5,12 +5,15 @@ while it waits, the lines `git push` and `slipway deploy` share, and what Ctrl-C
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from rich.console import Console
 
+from pipeline.cli.output import follow
 from pipeline.cli.progress import StreamPrinter, interrupted_lines
 from pipeline.core.settings import Settings
 from pipeline.deploy import events
@@ -185,3 +188,19 @@ def test_rollout_ready_event_has_only_the_new_revisions_urls_and_percent(tmp_pat
     assert ready[0]["urls"] == ["http://candidate--hello.localhost:8080"]
     assert ready[0]["percent"] == 0
     assert (outcome.urls, outcome.percent) == (ready[0]["urls"], 0)
+
+
+def test_follow_on_ctrl_c_says_the_build_goes_on_and_exits_130(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield {"event": "build", "build": "b-7", "builder": "dockerfile"}
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit) as stopped:
+        follow(stream())
+
+    assert stopped.value.exit_code == 130
+    captured = capsys.readouterr()
+    assert "-----> Build b-7 (dockerfile)" in captured.out
+    assert captured.err.splitlines() == interrupted_lines("b-7")
