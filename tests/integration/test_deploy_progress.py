@@ -11,21 +11,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
 
-from tests.integration.conftest import (
-    BUSYBOX,
-    ROOT,
-    Slipway,
-    free_port,
-    running_slipway,
-    write_app,
-)
+from tests.integration.conftest import BUSYBOX, ROOT, Slipway, write_app
 from tests.integration.test_git_push import Checkout
+
+# HTTPS on, the local CA only (no ACME directory): test_https's control plane, one of our own.
+from tests.integration.test_https import local as https_on  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -141,26 +135,14 @@ def _wait_for_build(proc: subprocess.Popen[str]) -> str:
     raise AssertionError(f"no build line: {''.join(seen)}")
 
 
-@pytest.fixture(scope="module")
-def secure(
-    tmp_path_factory: pytest.TempPathFactory,
-    docker_client: docker.DockerClient,
-    registry: str,
-    busybox_image: str,
-) -> Iterator[Slipway]:
-    """A control plane with HTTPS on (local CA only: no ACME directory)."""
-    env = {"SLIPWAY_HTTPS_PORT": str(free_port()), "SLIPWAY_ACME_DIRECTORY": ""}
-    with running_slipway(tmp_path_factory, docker_client, registry, extra_env=env) as sw:
-        yield sw
-
-
 def test_with_https_on_a_deploy_prints_https_urls_that_answer(
-    secure: Slipway, tmp_path: Path
+    https_on: Slipway,  # noqa: F811 (the imported fixture)
+    tmp_path: Path,
 ) -> None:
-    https = int(secure.env["SLIPWAY_HTTPS_PORT"])
+    https = int(https_on.env["SLIPWAY_HTTPS_PORT"])
     app = write_app(tmp_path / "tls", body="over tls\n")
 
-    result = secure.cli("deploy", "tls", "--source", str(app), "--tag", "blue")
+    result = https_on.cli("deploy", "tls", "--source", str(app), "--tag", "blue")
 
     url, tag_url = f"https://tls.localhost:{https}", f"https://blue--tls.localhost:{https}"
     end = result.stdout.split("-----> tls-00001 ready")[1].splitlines()
@@ -170,11 +152,11 @@ def test_with_https_on_a_deploy_prints_https_urls_that_answer(
     assert curl, "curl is not installed"
     for printed in (url, tag_url):
         answer = subprocess.run(
-            [curl, "-sS", "--cacert", str(secure.data_dir / "tls" / "ca.pem"), printed + "/"],
+            [curl, "-sS", "--cacert", str(https_on.data_dir / "tls" / "ca.pem"), printed + "/"],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert (answer.returncode, answer.stdout) == (0, "over tls\n"), answer.stderr
     # The services list and describe say the same URL.
-    listed = {s["name"]: s["url"] for s in secure.api_get("/v1/services").json()}
+    listed = {s["name"]: s["url"] for s in https_on.api_get("/v1/services").json()}
     assert listed["tls"] == url
-    assert secure.api_get("/v1/services/tls").json()["url"] == url
+    assert https_on.api_get("/v1/services/tls").json()["url"] == url

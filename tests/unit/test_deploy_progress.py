@@ -135,35 +135,42 @@ def test_build_and_ready_lines_are_those_git_push_and_deploy_share() -> None:
     ]
 
 
-def console(*, tty: bool) -> tuple[Console, io.StringIO]:
+def printed(*, tty: bool, instance: str, last_line: str) -> str:
+    """What the CLI prints for two progress events and the step after them."""
     buffer = io.StringIO()
-    return Console(file=buffer, force_terminal=tty, soft_wrap=True, color_system=None), buffer
-
-
-def test_progress_is_one_line_each_when_piped() -> None:
-    con, buffer = console(tty=False)
+    con = Console(file=buffer, force_terminal=tty, soft_wrap=True, color_system=None)
     printer = StreamPrinter(con)
     for s in (5, 10):
-        printer.event(events.progress("w-1", seconds=s, instance="i-1", port=8080, last_line="x"))
+        printer.event(
+            events.progress("w-1", seconds=s, instance=instance, port=8080, last_line=last_line)
+        )
     printer.event({"event": "stage", "text": "done"})
-    assert buffer.getvalue().splitlines() == [
-        "       5s  i-1 started, not accepting connections on port 8080 yet; last log line: x",
-        "       10s  i-1 started, not accepting connections on port 8080 yet; last log line: x",
-        "-----> done",
-    ]
+    return buffer.getvalue()
 
 
-def test_progress_overwrites_itself_on_a_terminal() -> None:
-    con, buffer = console(tty=True)
-    printer = StreamPrinter(con)
-    for s in (5, 10):
-        printer.event(events.progress("w-1", seconds=s, instance="", port=8080, last_line=""))
-    printer.event({"event": "stage", "text": "done"})
-    assert buffer.getvalue() == (
-        "\r\x1b[2K5s  waiting for an instance to start"
-        "\r\x1b[2K10s  waiting for an instance to start\n"
-        "-----> done\n"
-    )
+@pytest.mark.parametrize(
+    ("tty", "instance", "last_line", "text"),
+    [
+        pytest.param(
+            False, "i-1", "x",
+            "       5s  i-1 started, not accepting connections on port 8080 yet; "
+            "last log line: x\n"
+            "       10s  i-1 started, not accepting connections on port 8080 yet; "
+            "last log line: x\n"
+            "-----> done\n",
+            id="piped-one-line-each",
+        ),
+        pytest.param(
+            True, "", "",
+            "\r\x1b[2K5s  waiting for an instance to start"
+            "\r\x1b[2K10s  waiting for an instance to start\n"
+            "-----> done\n",
+            id="terminal-overwrites-in-place",
+        ),
+    ],
+)  # fmt: skip
+def test_progress_printing(tty: bool, instance: str, last_line: str, text: str) -> None:
+    assert printed(tty=tty, instance=instance, last_line=last_line) == text
 
 
 def test_ctrl_c_names_the_build_and_how_to_follow_or_cancel_it() -> None:
