@@ -50,9 +50,11 @@ class StreamPrinter:
 def interrupted_lines(build: str) -> list[str]:
     """What Ctrl-C during a deploy says: the deploy goes on on the server, and how to reach it."""
     if not build:
+        # Before a build event the request may not have reached the server (an upload cut
+        # short), and an image deploy has no build: say what is known.
         return [
-            "Interrupted: the deploy goes on on the server.",
-            "  See how it ends: slipway revisions list SERVICE",
+            "Interrupted: a deploy the server already received goes on there.",
+            "  See how it ends: slipway builds list; slipway revisions list SERVICE",
         ]
     return [
         f"Interrupted: the deploy goes on on the server; build {build} keeps running.",

@@ -179,7 +179,9 @@ def test_ctrl_c_names_the_build_and_how_to_follow_or_cancel_it() -> None:
         "  Follow it: slipway builds log b-42 --follow",
         "  Cancel it: slipway builds cancel b-42",
     ]
-    assert "goes on on the server" in interrupted_lines("")[0]
+    assert interrupted_lines("")[0] == (
+        "Interrupted: a deploy the server already received goes on there."
+    )
 
 
 def test_rollout_ready_event_has_only_the_new_revisions_urls_and_percent(tmp_path: Path) -> None:
