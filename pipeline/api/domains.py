@@ -16,6 +16,7 @@ from pipeline.app.platform import Platform
 from pipeline.core import names
 from pipeline.core.errors import Conflict, InvalidInput, NotFound
 from pipeline.core.logs import get as get_log
+from pipeline.deploy.urls import public_url
 from pipeline.spec.domainmappings import manifest, parse_domain_mapping, validate_host
 from pipeline.store.certificates import Certificate
 from pipeline.store.domains import DomainMapping
@@ -59,11 +60,7 @@ def certificate_view(cert: Certificate | None) -> dict[str, Any] | None:
 
 
 def host_url(platform: Platform, host: str) -> str:
-    settings = platform.settings
-    scheme, port = ("https", settings.https_port) if settings.https_port else ("http", 0)
-    port = port or settings.ingress_port
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" if port == default else f"{scheme}://{host}:{port}"
+    return public_url(host, platform.settings)
 
 
 def mapping_view(platform: Platform, mapping: DomainMapping) -> dict[str, Any]:

@@ -50,10 +50,10 @@ def describe(platform: Platform, name: str) -> dict[str, Any]:
 def list_services(platform: PlatformDep) -> list[dict[str, Any]]:
     instances = platform.engine.list_instances()
     return [
-        views.service_summary(views.service_view(
+        views.service_summary(views.with_published_urls(views.service_view(
             s, platform.store.list_revisions(s.name), instances,
             domain=platform.settings.domain, port=platform.settings.ingress_port,
-        ))
+        ), platform.deployer.urls(s.name)))
         for s in platform.store.list_services()
     ]  # fmt: skip
 

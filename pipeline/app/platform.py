@@ -136,6 +136,7 @@ def build(settings: Settings) -> Platform:
         settings=settings,
         secrets=secret_store,
         published_urls=parts.published_urls,
+        logs=parts.engine.logs_reader(),
     )
     deliveries = Deliveries(sessions)
     return Platform(

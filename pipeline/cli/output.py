@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pipeline.cli.client import Client, ClientError
+from pipeline.cli.progress import INTERRUPTED, StreamPrinter, interrupted_lines
 
 # soft_wrap: long lines (digests, URLs) stay whole when piped or copied.
 out = Console(soft_wrap=True)
@@ -43,30 +44,28 @@ def follow_stream(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def follow(events: Iterator[dict[str, Any]]) -> dict[str, Any]:
-    """Print deployment events as they arrive; return the final one."""
+    """Print deployment events as they arrive; return the final one. Ctrl-C stops the printing,
+    not the deploy: it says so, and how to follow or cancel the build (exit 130)."""
+    printer = StreamPrinter(out)
     last: dict[str, Any] = {}
-    for ev in events:
-        last = ev
-        kind = ev.get("event")
-        if kind == "log":
-            line = str(ev["line"])
-            indent = "" if line.startswith("----->") else "       "
-            out.print(f"{indent}{line}", highlight=False, markup=False)
-        elif kind == "build":
-            out.print(f"-----> Build {ev['build']} ({ev['builder']})", highlight=False)
-        elif kind == "stage":
-            secs = f"   {ev['seconds']}s" if ev.get("seconds") else ""
-            out.print(f"-----> {ev['text']}{secs}", highlight=False, markup=False)
-        elif kind == "revision":
-            out.print(
-                f"-----> Revision {ev['revision']} created, waiting until ready", highlight=False
-            )
-        elif kind == "ready":
-            out.print(f"-----> {ev['revision']} ready   {ev['seconds']}s", highlight=False)
-        elif kind == "error":
-            if ev.get("log_tail"):
-                err.print(ev["log_tail"], highlight=False, markup=False)
-            raise fail(ev["message"])
+    build = ""
+    try:
+        for ev in events:
+            last = ev
+            if ev.get("event") == "build":
+                build = str(ev["build"])
+            if ev.get("event") == "error":
+                printer.close()
+                if ev.get("log_tail"):
+                    err.print(ev["log_tail"], highlight=False, markup=False)
+                raise fail(ev["message"])
+            printer.event(ev)
+    except KeyboardInterrupt:
+        printer.close()
+        for line in interrupted_lines(build):
+            err.print(line, highlight=False, markup=False)
+        raise typer.Exit(code=INTERRUPTED) from None
+    printer.close()
     return last
 
 

@@ -9,8 +9,9 @@
     edits        traffic split, tags, rollback, access: edits that never make a revision
     garbage      old revisions and their images, collected after a rollout
     locks        one lock per service: deploys and edits to it run one at a time
-    urls         a service's URLs as deploys report them
-    events       the events a deploy emits while it runs
+    urls         a service's URLs as deploys report them, and those that reach one revision
+    waits        a Pending revision's instance and its last log line, for progress events
+    events       the events a deploy emits while it runs, and the lines people read for them
     waker        what the deployer needs from the reconciler
     gitpush      what a `git push` does to a service, ref by ref (receive-pack's update step)
 """

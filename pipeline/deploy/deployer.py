@@ -28,7 +28,9 @@ from pipeline.deploy.locks import ServiceLocks
 from pipeline.deploy.manifests import Commit, Flags, Placement
 from pipeline.deploy.rollout import Outcome, Rollout
 from pipeline.deploy.urls import ServiceUrls
+from pipeline.deploy.waits import InstanceWatch
 from pipeline.deploy.waker import Waker
+from pipeline.engines.logs import LogReader
 from pipeline.store.secrets import SecretStore
 from pipeline.store.state import Store
 
@@ -44,6 +46,7 @@ class Deployer:
         settings: Settings,
         secrets: SecretStore | None = None,
         published_urls: Callable[[str], list[str]] | None = None,
+        logs: LogReader | None = None,
     ) -> None:
         self._registry = registry
         self._reconciler = reconciler
@@ -55,7 +58,7 @@ class Deployer:
         self._urls = ServiceUrls(store=store, settings=settings, published=published_urls)
         self._rollout = Rollout(
             store=store, reconciler=reconciler, settings=settings, secrets=secrets,
-            edits=self._edits, urls=self._urls,
+            edits=self._edits, urls=self._urls, watch=InstanceWatch(reader=logs),
             garbage=Garbage(
                 store=store, registry=registry, reconciler=reconciler, settings=settings
             ),

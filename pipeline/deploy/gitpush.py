@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from pipeline.core.annotations import DEFAULT_DEPLOY_BRANCH
 from pipeline.core.annotations import deploy_branch as branch_of
 from pipeline.core.errors import SlipwayError
 from pipeline.core.logs import get as get_log
+from pipeline.deploy import events
 from pipeline.deploy.deployer import Deployer
 from pipeline.deploy.manifests import Commit
-from pipeline.reconcile.routing import resolve_traffic
 from pipeline.store.state import Store
 
 ZERO_SHA = b"0" * 40
@@ -114,50 +113,24 @@ class PushHandler:
         info = sources.inspect(source)
         kind = "Dockerfile" if info.has("Dockerfile") else "no Dockerfile"
         progress(f"-----> Building {self._service}@{sha[:7]} ({kind})")
-        started = time.monotonic()
         outcome = self._deployer.deploy_source(
             self._service,
             source=source,
             env={},
-            emit=_printer(progress, started),
+            emit=_printer(progress),
             commit=Commit(sha=sha, branch=branch, preview_tag=preview),
         )
-        self._report(revision=outcome.revision.name, sha=sha, preview=preview, progress=progress)
-
-    def _report(self, *, revision: str, sha: str, preview: str, progress: Progress) -> None:
-        svc = self._store.get_service(self._service)
-        share = sum(
-            t.percent
-            for t in resolve_traffic(svc, self._store.list_revisions(self._service))
-            if t.revision == revision
-        )
-        # The URLs as the engine publishes them (Knative: from its status), not rebuilt here.
-        urls = {_label(u): u for u in self._deployer.urls(self._service)}
-        for label, url in urls.items():
-            if "--" not in label:
-                progress(f"       {url}  ({share}%)")
-        for tag in filter(None, [names.commit_tag(sha), preview]):
-            tag_url = urls.get(f"{tag}--{self._service}")
-            if tag_url:
-                progress(f"       {tag_url}")
+        if not outcome.created:  # no ready step: say where the running revision answers
+            for line in events.url_lines(outcome.urls, percent=outcome.percent):
+                progress(line)
 
 
-def _label(url: str) -> str:
-    """The first label of a URL's host: `commit-abc1234--hello` in `http://commit-…--hello.x`."""
-    return url.split("//", 1)[-1].split("/", 1)[0].split(".", 1)[0]
+def _printer(progress: Progress) -> Callable[[dict[str, Any]], None]:
+    """Each deploy event as the lines `slipway deploy` prints, one `remote:` line each."""
 
-
-def _printer(progress: Progress, started: float) -> Callable[[dict[str, Any]], None]:
     def emit(event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "log":
-            line = str(event["line"])
-            progress(line if line.startswith("----->") else f"       {line}")
-        elif kind == "stage":
-            secs = f"   {event['seconds']}s" if event.get("seconds") else ""
-            progress(f"-----> {event['text']}{secs}")
-        elif kind == "ready":
-            progress(f"-----> {event['revision']} ready   {event['seconds']}s")
+        for line in events.lines(event):
+            progress(line)
 
     return emit
 

@@ -5,16 +5,16 @@ The push path's last steps: pin the secret versions, refuse hosts another servic
 write the service, create the revision if the template changed, point its tags at it, wait until
 the reconciler reports it Ready, move the traffic, check that the data plane applied its route,
 collect garbage. It writes desired state and lets the reconciler converge; it only waits and
-reports. A failure before the traffic moves leaves the serving revision serving; a route that did
-not reach the data plane fails the deploy saying why, never "ready". The caller holds the service
-lock.
+reports: progress every few seconds while the revision is Pending (`waits`), then the URLs that
+reach the new revision and its share of the traffic. A failure before the traffic moves leaves
+the serving revision serving; a route that did not reach the data plane fails the deploy saying
+why, never "ready". The caller holds the service lock.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +24,15 @@ from pipeline.core.annotations import SECRET_VERSIONS_ANNOTATION
 from pipeline.core.errors import InvalidInput, RevisionFailed
 from pipeline.core.logs import get as get_log
 from pipeline.core.records import Revision, Service
-from pipeline.core.revisions import secret_names
+from pipeline.core.revisions import config_of, secret_names
 from pipeline.core.settings import Settings
+from pipeline.deploy import events
 from pipeline.deploy.edits import Edits
 from pipeline.deploy.events import Emit, stage
 from pipeline.deploy.garbage import Garbage
 from pipeline.deploy.manifests import Flags, Placement, edit_template
+from pipeline.deploy.urls import ServiceUrls
+from pipeline.deploy.waits import PROGRESS_EVERY_S, InstanceWatch
 from pipeline.deploy.waker import Waker
 from pipeline.reconcile import rejections
 from pipeline.reconcile.routing import latest_ready, refuse_shared_hosts, resolve_traffic
@@ -46,7 +49,8 @@ class Outcome:
     service: str
     revision: Revision
     created: bool  # False when the template did not change (no new revision, as in Knative)
-    urls: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)  # those that reach `revision`, not all
+    percent: int = 0  # the revision's share of the service's traffic
 
 
 class Rollout:
@@ -59,7 +63,8 @@ class Rollout:
         secrets: SecretStore | None,
         edits: Edits,
         garbage: Garbage,
-        urls: Callable[[str], list[str]],
+        urls: ServiceUrls,
+        watch: InstanceWatch,
     ) -> None:
         self._store = store
         self._reconciler = reconciler
@@ -68,6 +73,7 @@ class Rollout:
         self._edits = edits
         self._garbage = garbage
         self._urls = urls
+        self._watch = watch
 
     def roll_out(
         self,
@@ -136,7 +142,14 @@ class Rollout:
                 service, revision=latest.name, tags=placement.tags, promote=placement.promotes
             )
         self._reconciler.wake()
-        return Outcome(service=service, revision=latest, created=False, urls=self._urls(service))
+        return self._outcome(latest, created=False)
+
+    def _outcome(self, rev: Revision, *, created: bool) -> Outcome:
+        reach = self._urls.of_revision(rev.service, rev.name)
+        return Outcome(
+            service=rev.service, revision=rev, created=created, urls=list(reach.urls),
+            percent=reach.percent,
+        )  # fmt: skip
 
     def _place_new(
         self, rev: Revision, *, emit: Emit, placement: Placement, serving: str
@@ -149,7 +162,7 @@ class Rollout:
             # instance) the moment it turns ready; its tag URLs answer 503 until then.
             self._edits.retag(service, revision=rev.name, tags=placement.tags, promote=False)
         self._reconciler.wake()
-        rev = self._await_settled(rev.name)
+        rev = self._await_settled(rev, emit=emit)
         if rev.status == "Failed":
             if placement.tags:
                 self._edits.put(before, traffic.entries_of(before.spec))
@@ -164,10 +177,10 @@ class Rollout:
             self._edits.retag(service, revision=rev.name, tags=placement.tags, promote=True)
         self._check_routed(rev.name)
         self._garbage.collect(service)
-        urls = self._urls(service)
+        outcome = self._outcome(rev, created=True)
         seconds = round(time.monotonic() - started, 1)
-        emit({"event": "ready", "revision": rev.name, "seconds": seconds, "urls": urls})
-        return Outcome(service=service, revision=rev, created=True, urls=urls)
+        emit(events.ready(rev.name, seconds=seconds, urls=outcome.urls, percent=outcome.percent))
+        return outcome
 
     def _check_routed(self, revision: str) -> None:
         """Fail, saying why, unless the data plane now routes to the revision as asked.
@@ -211,12 +224,25 @@ class Rollout:
             )
         return spec.parse_service(manifest, require_image=False)
 
-    def _await_settled(self, revision: str) -> Revision:
-        deadline = time.monotonic() + self._settings.readiness_timeout_s + 30
+    def _await_settled(self, pending: Revision, *, emit: Emit) -> Revision:
+        """The revision once the reconciler marked it Ready or Failed; meanwhile, every few
+        seconds, a progress event: how long, which instance, its last log line."""
+        started = time.monotonic()
+        deadline = started + self._settings.readiness_timeout_s + 30
+        port = config_of(pending.template, image=pending.image).port
+        say_at = started + PROGRESS_EVERY_S
         while True:
-            rev = self._store.get_revision(revision)
-            if rev.status != "Pending" or time.monotonic() > deadline:
+            rev = self._store.get_revision(pending.name)
+            now = time.monotonic()
+            if rev.status != "Pending" or now > deadline:
                 return rev
+            if now >= say_at:
+                seen = self._watch.sight(service=rev.service, revision=rev.name)
+                emit(events.progress(
+                    rev.name, seconds=now - started, instance=seen.instance, port=port,
+                    last_line=seen.last_line,
+                ))  # fmt: skip
+                say_at = now + PROGRESS_EVERY_S
             time.sleep(0.1)
 
 

@@ -75,9 +75,13 @@ def test_push_builds_deploys_and_tags_every_commit(slipway: Slipway, checkout: C
     # A branch is a 0% preview with its own URL; deleting the branch removes it.
     checkout.git("checkout", "-q", "-b", "feature/login")
     write_app(checkout.path, body="preview\n")
-    checkout.commit("preview")
+    preview = checkout.commit("preview")
     out = checkout.push("feature/login").stderr
-    assert f"http://pushy.localhost:{port}  (0%)" in out
+    # Only the preview revision's own URLs, with its share (issue 16: not the service URL).
+    tag_url = f"http://commit-{preview[:7]}--pushy.localhost:{port}"
+    assert f"remote:        {tag_url}  (0%: no traffic, its tag URL only)" in out
+    assert f"remote:        http://branch-feature-login--pushy.localhost:{port}" in out
+    assert f"http://pushy.localhost:{port}" not in out
     assert slipway.get("branch-feature-login--pushy.localhost").text == "preview\n"
     assert slipway.get("pushy").text == "push v2\n"
 

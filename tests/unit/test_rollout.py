@@ -15,6 +15,8 @@ from pipeline.core.settings import Settings
 from pipeline.deploy.edits import Edits
 from pipeline.deploy.manifests import Placement
 from pipeline.deploy.rollout import ROUTE_NOT_APPLIED, Rollout
+from pipeline.deploy.urls import ServiceUrls
+from pipeline.deploy.waits import InstanceWatch
 from pipeline.reconcile.rejections import REASON
 from pipeline.store import db
 from pipeline.store.state import Store
@@ -68,7 +70,9 @@ class Deploys:
         self.edits = Edits(store=self.store, reconciler=self.reconciler, settings=settings)
         self.rollout = Rollout(
             store=self.store, reconciler=self.reconciler, settings=settings, secrets=None,
-            edits=self.edits, garbage=NoGarbage(), urls=lambda svc: [f"http://{svc}.localhost"],
+            edits=self.edits, garbage=NoGarbage(),
+            urls=ServiceUrls(store=self.store, settings=settings),
+            watch=InstanceWatch(reader=None),
         )  # fmt: skip
         self.events: list[dict[str, Any]] = []
 
