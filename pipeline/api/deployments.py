@@ -78,11 +78,14 @@ async def deploy(
     image = body.image or params.image
     deployer = platform.deployer
     if body.git is not None and body.git.url:
-        # Like a push to the deploy branch: the commit's tag, all traffic when ready.
+        # Like a push to the deploy branch (the commit's tag, all traffic when ready), unless
+        # the query says --tag/--no-traffic; the other flags edit the revision as usual.
         url, ref = body.git.url, body.git.ref or "HEAD"
+        tag, no_traffic = params.tag, params.no_traffic
         return stream(
             lambda emit: deployer.deploy_git(
-                name, url=url, ref=ref, env=env, emit=emit, build=build
+                name, url=url, ref=ref, env=env, emit=emit, build=build, tag=tag,
+                no_traffic=no_traffic, flags=flags,
             )
         )
     if is_json and not image:

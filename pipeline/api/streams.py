@@ -59,7 +59,9 @@ def done_event(outcome: Outcome) -> dict[str, Any]:
 # For `responses=` on streaming routes: what the OpenAPI document says they answer.
 STREAMED: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "NDJSON events (build, log, stage, revision, ready), then done or error.",
+        "description": (
+            "NDJSON events (build, log, stage, revision, progress, ready), then done or error."
+        ),
         "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
     }
 }

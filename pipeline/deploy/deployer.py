@@ -96,14 +96,22 @@ class Deployer:
         env: dict[str, str],
         emit: Emit,
         build: BuildSettings | None = None,
+        tag: str = "",
+        no_traffic: bool = False,
+        flags: Flags | None = None,
     ) -> Outcome:
-        """Clone `url` at `ref` and deploy it like a push of that commit to the deploy branch."""
+        """Clone `url` at `ref` and deploy it like a push of that commit to the deploy branch;
+        `tag`, `no_traffic` and `flags` act as they do on any other deploy."""
         names.validate_service_name(service)
+        placement = Placement.of(None, tag=tag, no_traffic=no_traffic)
+        placement.check(service)  # a bad tag is refused before the clone, not after the build
         sha = gitsources.resolve_ref(url, ref, schemes=self._git_schemes)
         emit(stage(f"Cloning {url} at {sha[:7]} ({ref})"))
         source = gitsources.clone_at(url, sha, schemes=self._git_schemes)
+        commit = Commit(sha=sha, branch=ref)
         return self.deploy_source(
-            service, source=source, env=env, emit=emit, commit=Commit(sha=sha, branch=ref),
+            service, source=source, env=env, emit=emit, commit=commit,
+            placement=Placement.of(commit, tag=tag, no_traffic=no_traffic), flags=flags,
             build=build,
         )  # fmt: skip
 

@@ -83,6 +83,27 @@ def test_deploy_from_a_git_url(slipway: Slipway, git_root: Path, git_base: str) 
     assert missing.returncode == 1 and "no branch or tag 'nope'" in missing.stderr
 
 
+def test_deploy_from_a_git_url_honours_tag_no_traffic_and_flags(
+    slipway: Slipway, git_root: Path, git_base: str
+) -> None:
+    """`--git` takes the same flags as any deploy (they were once dropped on the way)."""
+    repo_with(git_root / "flagged", "first\n")
+    slipway.cli("deploy", "flagged", "--git", f"{git_base}/flagged", "--ref", "main")
+    repo_with(git_root / "flagged", "second\n")
+
+    out = slipway.cli("deploy", "flagged", "--git", f"{git_base}/flagged", "--ref", "main",
+                      "--no-traffic", "--tag", "rc", "--env", "MODE=rc",
+                      "--memory", "96Mi")  # fmt: skip
+
+    assert "(0%: no traffic" in out.stdout
+    assert slipway.get("flagged.localhost").text == "first\n"  # what served keeps serving
+    assert slipway.get("rc--flagged.localhost").text == "second\n"
+    spec = slipway.api_get("/v1/services/flagged").json()["spec"]
+    container = spec["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "MODE", "value": "rc"} in container["env"]
+    assert container["resources"]["limits"]["memory"] == "96Mi"
+
+
 def test_signed_github_push_builds_and_deploys(
     slipway: Slipway, tmp_path: Path, git_root: Path, docker_client: docker.DockerClient
 ) -> None:
