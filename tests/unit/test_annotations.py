@@ -2,9 +2,9 @@
 same on both engines.
 
 The invoker examples are read out of the README and docs/, so what the docs promise is what is
-tested: each parses next to Docker (`identity.access`, the HAProxy invoker pairs) and on Knative (the
-Knative Service and its Istio policies render), and the Istio principal is exactly the `sub` the
-metadata server mints for that caller.
+tested: each parses next to Docker (`identity.access`, the HAProxy invoker pairs) and on Knative
+(the Knative Service and its Istio policies render), and the Istio principal is exactly the `sub`
+the metadata server mints for that caller.
 """
 
 from __future__ import annotations
