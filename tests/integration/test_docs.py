@@ -36,10 +36,13 @@ import docker
 import pytest
 
 from tests.docexamples import Block, Command, blocks, explain, matches
-from tests.integration.conftest import ROOT, Slipway, running_slipway
+from tests.integration.conftest import ROOT, Slipway, free_port, running_slipway
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND_TIMEOUT_S = 300.0
+# Settings a page's examples need that the fixture's platform does not have by default. HTTPS:
+# no ACME directory, so the local CA signs every name (no CA on the internet is asked).
+PAGE_SETTINGS = {"https.md": {"SLIPWAY_HTTPS_PORT": "", "SLIPWAY_ACME_DIRECTORY": ""}}
 
 
 def runnable(page: Path) -> list[Block]:
@@ -99,7 +102,9 @@ class Shell:
 
 
 def substitutions(sw: Slipway) -> list[tuple[str, str]]:
+    https = sw.env.get("SLIPWAY_HTTPS_PORT", "")
     return [
+        *([(":8443", f":{https}")] if https else []),
         ("localhost:8080", f"localhost:{sw.ingress_port}"),
         ("127.0.0.1:8080", f"127.0.0.1:{sw.ingress_port}"),
         ("127.0.0.1:8081", f"127.0.0.1:{sw.api_port}"),
@@ -141,14 +146,18 @@ def reader_tools(bin_dir: Path) -> None:
 
 @pytest.fixture
 def shell_for(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     docker_client: docker.DockerClient, registry: str, busybox_image: str, python_image: str,
 ) -> Iterator[tuple[Slipway, Shell]]:  # fmt: skip
     work = tmp_path / "reader"
     work.mkdir()
     shutil.copytree(ROOT / "examples", work / "examples")
     reader_tools(tmp_path / "bin")
-    with running_slipway(tmp_path_factory, docker_client, registry) as sw:
+    page: Path = request.node.callspec.params["page"]
+    settings = dict(PAGE_SETTINGS.get(page.name, {}))
+    if "SLIPWAY_HTTPS_PORT" in settings:
+        settings["SLIPWAY_HTTPS_PORT"] = str(free_port())
+    with running_slipway(tmp_path_factory, docker_client, registry, settings) as sw:
         shell = Shell(cwd=work, env=reader_env(sw, tmp_path / "bin"))
         try:
             yield sw, shell
