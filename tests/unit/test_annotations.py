@@ -1,10 +1,10 @@
 """The key register (`core.annotations`): one spelling of every key, one grammar per key, the
 same on both engines.
 
-The invoker examples are read out of the README, so what the README promises is what is tested:
-each parses next to Docker (`identity.access`, the HAProxy invoker pairs) and on Knative (the
-Knative Service and its Istio policies render), and the Istio principal is exactly the `sub` the
-metadata server mints for that caller.
+The invoker examples are read out of the README and docs/, so what the docs promise is what is
+tested: each parses next to Docker (`identity.access`, the HAProxy invoker pairs) and on Knative
+(the Knative Service and its Istio policies render), and the Istio principal is exactly the `sub`
+the metadata server mints for that caller.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity"
 
 
 def readme_invoker_examples() -> list[str]:
-    """Every `slipway.dev/invokers: "..."` value the README shows."""
-    text = (ROOT / "README.md").read_text()
+    """Every `slipway.dev/invokers: "..."` value the README and docs/ show."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text() for page in pages)
     return re.findall(re.escape(INVOKERS) + r':\s*"([^"]*)"', text)
 
 

@@ -2,7 +2,7 @@
 templates the chart uses (helm is not installed here), every rendered document must parse as YAML
 and pass `kubernetes-validate` (strict, one Kubernetes version), and the Role must grant what
 pipeline/knative/apply.py calls and nothing else. `helm lint`/`helm template` themselves, and an
-install into a cluster, were not run (see README, "Kubernetes and Knative").
+install into a cluster, were not run (see docs/kubernetes.md).
 """
 
 from __future__ import annotations
