@@ -40,8 +40,14 @@ def wrk(
     """One wrk run: rps, p50_ms, p99_ms, requests, errors (non-2xx/3xx plus socket errors).
 
     `cpus` pins wrk (`taskset -c`), so it never shares a core with the proxy measured."""
-    cmd = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s",
-           "--latency"]  # fmt: skip
+    duration = max(1, round(seconds))  # wrk takes whole seconds
+    cmd = [
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+    ]
     for name, value in {**({"Host": host} if host else {}), **(headers or {})}.items():
         cmd += ["-H", f"{name}: {value}"]
     cmd.append(url)

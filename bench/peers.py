@@ -23,7 +23,7 @@ hop adds when nothing queues (`added_p50_ms`: over direct, divided by the hops).
   so here the ingress in front of it is Slipway's HAProxy: the chain a request crosses on
   Slipway's Knative engine.
 
-    .venv/bin/python bench/peers.py [--seconds 10] [--connections 16] [--quick] [--json]
+    .venv/bin/python -m bench.peers [--seconds 10] [--connections 16] [--quick] [--json]
 
 --quick: 3 s per throughput run and 2 s per latency run (about two minutes in all).
 """
@@ -35,6 +35,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -222,7 +223,7 @@ PEERS = (
     Peer(name="Knative queue-proxy alone", limit=GO_LIMIT, hops=1, launch=queue_proxy),
     Peer(
         name="Slipway ingress -> queue-proxy",
-        limit="1 core each, as above",
+        limit="both on 1 core",
         hops=2,
         launch=slipway_then_queue_proxy,
     ),
@@ -257,15 +258,25 @@ def measure(
     *, url: str, host: str, headers: dict[str, str] | None, pids: list[int], load: Load
 ) -> dict[str, float]:
     """Throughput (with the proxy's CPU seconds over it), then latency on one connection."""
-    check = httpx.get(url, headers={"Host": host, **(headers or {})}, timeout=10)
-    if check.status_code != 200 or check.text != BODY:
-        raise SystemExit(f"{url} (Host {host}) answered {check.status_code}: {check.text[:300]}")
+    wait_for_body(url, headers={"Host": host, **(headers or {})})
     on_load_core = {"host": host, "headers": headers, "cpus": proxies.LOAD_CPU, "threads": 1}
     before = cpu_seconds(pids)
     busy = wrk(url, seconds=load.seconds, connections=load.connections, **on_load_core)
     cpu = cpu_seconds(pids) - before
     idle = wrk(url, seconds=load.idle_seconds, connections=1, **on_load_core)
     return {**busy, "idle_p50_ms": idle["p50_ms"], "cpu_s": cpu}
+
+
+def wait_for_body(url: str, *, headers: dict[str, str], timeout_s: float = 15) -> None:
+    """Until the proxy serves the upstream's file: some load their routes after they listen."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reply = httpx.get(url, headers=headers, timeout=10)
+        if reply.status_code == 200 and reply.text == BODY:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} ({headers}) answered {reply.status_code}: {reply.text[:300]}")
+        time.sleep(0.2)
 
 
 def figures(name: str, *, limit: str, hops: int, got: dict[str, float], direct_idle_p50: float
@@ -275,7 +286,7 @@ def figures(name: str, *, limit: str, hops: int, got: dict[str, float], direct_i
         "name": name.strip(), "cpu": limit, "hops": hops,
         "rps": round(got["rps"]), "p50_ms": round(got["p50_ms"], 3),
         "p99_ms": round(got["p99_ms"], 3), "idle_p50_ms": round(got["idle_p50_ms"], 3),
-        "added_p50_ms": round(added_per_hop(got["idle_p50_ms"], direct_idle_p50_ms=direct_idle_p50,
+        "added_p50_ms": round(added_per_hop(got["idle_p50_ms"], direct_p50_ms=direct_idle_p50,
                                             hops=hops), 3),
         "cpu_s_per_10k": round(per_10k, 3),
         "requests_per_cpu_s": round(10_000 / per_10k) if per_10k else 0,
@@ -376,9 +387,10 @@ def main() -> int:
         return 2
     os.sched_setaffinity(0, {int(proxies.LOAD_CPU)})  # this script's log reader stays off core 1
     seconds = 3.0 if args.quick else args.seconds
-    load = Load(seconds=seconds, idle_seconds=max(1.0, seconds * 2 / 3),
+    load = Load(seconds=seconds, idle_seconds=max(1, round(seconds * 2 / 3)),
                 connections=args.connections)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="slipway-peers-") as tmp:
+        os.chmod(tmp, 0o755)  # nginx's worker runs as nobody and reads the upstream's file here
         cases = run(Path(tmp), load=load, only=args.only)
     notes = [
         f"wrk -t1 -c{load.connections} -d{load.seconds:g}s (req/s, p50, p99, CPU) and -c1 "
