@@ -32,7 +32,7 @@ from pathlib import Path
 
 import docker
 
-from pipeline.build import baseimages, buildkit
+from pipeline.build import basecatalog, baseimages, buildkit
 from pipeline.build import templates as buildtemplates
 
 # The templates as the classic builder built them (before BuildKit): the install in a `deps`
@@ -227,7 +227,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help='print {"cases": [...]}')
     opts = parser.parse_args()
     client = docker.from_env(timeout=300)
-    baseimages.ensure_base_images(client, references=[baseimages.PYTHON, baseimages.NODE])
+    baseimages.ensure_base_images(client, references=[basecatalog.PYTHON, basecatalog.NODE])
     apps = [
         App(name="python", files=python_files, code="app.py", deps=PY_DEPS[opts.quick]),
         App(name="node", files=node_files, code="server.js", deps=NODE_DEPS[opts.quick]),

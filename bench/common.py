@@ -8,11 +8,14 @@ whose name says none, so a bench cannot print a figure nobody can read.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,16 +26,30 @@ Case = dict[str, object]  # "name" and other labels are strings; figures are num
 
 # A number's name ends with its unit, is a ratio (`<a>_over_<b>`), or is one of these counts.
 UNIT_SUFFIXES = ("_ms", "_s", "_pct", "_per_10k", "_per_cpu_s")
-COUNTS = frozenset({"rps", "errors", "requests", "instances", "hops", "runs", "rounds"})
+COUNTS = frozenset(
+    {"rps", "errors", "requests", "instances", "connections", "hops", "runs", "rounds"}
+)
 
 
 # wrk ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Load:
+    """One wrk run's shape."""
+
+    seconds: int
+    connections: int
+    threads: int = 2
+
+    @property
+    def idle(self) -> Load:
+        """One connection for two thirds of the time: latency without queueing."""
+        return Load(seconds=max(1, round(self.seconds * 2 / 3)), connections=1, threads=1)
+
+
 def wrk(
     url: str,
     *,
-    seconds: float,
-    connections: int,
-    threads: int = 2,
+    load: Load,
     host: str | None = None,
     headers: dict[str, str] | None = None,
     cpus: str | None = None,
@@ -40,12 +57,11 @@ def wrk(
     """One wrk run: rps, p50_ms, p99_ms, requests, errors (non-2xx/3xx plus socket errors).
 
     `cpus` pins wrk (`taskset -c`), so it never shares a core with the proxy measured."""
-    duration = max(1, round(seconds))  # wrk takes whole seconds
     cmd = [
         "wrk",
-        f"-t{min(threads, connections)}",
-        f"-c{connections}",
-        f"-d{duration}s",
+        f"-t{min(load.threads, load.connections)}",
+        f"-c{load.connections}",
+        f"-d{load.seconds}s",
         "--latency",
     ]
     for name, value in {**({"Host": host} if host else {}), **(headers or {})}.items():
@@ -153,6 +169,30 @@ def wait_tcp(address: str, port: int, *, timeout_s: float = 30) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"{address}:{port} did not accept connections within {timeout_s}s")
+
+
+def progress(message: str) -> None:
+    """A line about what runs now: on stderr, so `--json` keeps stdout to the JSON object."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def bench_arguments(
+    doc: str, *, seconds: int | None = None, connections: int | None = None
+) -> argparse.ArgumentParser:
+    """The flags benches share: --json, and for wrk benches --seconds and --connections."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if seconds is not None:
+        parser.add_argument("--seconds", type=int, default=seconds, help="per wrk run")
+    if connections is not None:
+        parser.add_argument("--connections", type=int, default=connections)
+    parser.add_argument("--json", action="store_true", help='print only {"cases": [...]}')
+    return parser
+
+
+def require(*tools: str) -> None:
+    for tool in tools:
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed: apt-get install {tool}")
 
 
 # output -------------------------------------------------------------------------------------------

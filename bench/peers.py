@@ -30,47 +30,36 @@ hop adds when nothing queues (`added_p50_ms`: over direct, divided by the hops).
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from bench import proxies
+from bench import proxyconfigs as configs
 from bench.common import (
     Case,
     Column,
+    Load,
     added_per_hop,
+    bench_arguments,
     cpu_s_per_10k,
     cpu_seconds,
     emit,
-    free_port,
+    progress,
+    require,
     wrk,
 )
-from pipeline.core import names
-from pipeline.dataplane.requestlogs import RequestLogs, socket_path
 
-BODY = "ok\n"
 HAPROXY_LIMIT = "1 core, nbthread 1"
 NGINX_LIMIT = "1 core, 1 worker"
 GO_LIMIT = "1 core, GOMAXPROCS=1"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    """A started proxy: where wrk sends requests, and what it measures."""
-
-    running: proxies.Running
-    port: int
-    host: str = proxies.DOMAIN
-    headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,192 +67,47 @@ class Peer:
     name: str
     limit: str
     hops: int
-    launch: Callable[[Path, int], Target]  # (a fresh folder, the upstream's port) -> Target
+    launch: Callable[[Path, int], proxies.Target]  # (a fresh folder, the upstream's port) -> Target
 
 
-# Slipway's ingress --------------------------------------------------------------------------------
-def slipway(
-    *, service: str = proxies.PUBLIC, without: tuple[str, ...] = (), private: bool = True
-) -> Callable[[Path, int], Target]:
-    def launch(folder: Path, upstream: int) -> Target:
-        port = free_port()
-        ingress = proxies.slipway_plane(
-            run_dir=folder, port=port, upstream_port=upstream, private=private
-        )
-        config = proxies.write_slipway_files(
-            ingress, text=proxies.slipway_conf(ingress, without=without)
-        )
-        logs = RequestLogs.listen(socket_path(folder))  # as the control plane reads them
-        running = proxies.start(
-            [proxies.binary("haproxy"), "-db", "-f", str(config)], log=folder / "log", port=port
-        )
-        running.on_stop.append(logs.close)
-        headers = None
-        if service == proxies.PRIVATE:
-            headers = {"Authorization": f"Bearer {proxies.token(ingress)}"}
-            refuse_without_token(port, host=names.service_host(service, proxies.DOMAIN))
-        host = f"{names.service_host(service, proxies.DOMAIN)}:{port}"
-        return Target(running=running, port=port, host=host, headers=headers)
-
-    return launch
-
-
-def refuse_without_token(port: int, *, host: str) -> None:
-    """The private case measures the token check only if there is one: no token, no answer."""
-    reply = httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": f"{host}:{port}"}, timeout=10)
-    if reply.status_code != 401:
-        raise SystemExit(f"the private service answered {reply.status_code} without a token")
-
-
-def slipway_then_queue_proxy(folder: Path, upstream: int) -> Target:
-    queue = queue_proxy(folder / "queue", upstream)
-    front = slipway()(folder / "ingress", queue.port)
-    front.running.procs += queue.running.procs
-    front.running.on_stop += queue.running.on_stop
-    return front
-
-
-# the peers ----------------------------------------------------------------------------------------
-def haproxy_own(folder: Path, upstream: int) -> Target:
-    port = free_port()
-    config = folder / "haproxy.cfg"
-    config.write_text(proxies.haproxy_own_conf(port=port, upstream_port=upstream))
-    argv = [proxies.binary("haproxy"), "-db", "-f", str(config)]
-    return Target(running=proxies.start(argv, log=folder / "log", port=port), port=port)
-
-
-def nginx_proxy(folder: Path, upstream: int) -> Target:
-    port = free_port()
-    config = folder / "nginx.conf"
-    config.write_text(proxies.nginx_conf(port=port, run_dir=folder, upstream_port=upstream))
-    argv = [proxies.binary("nginx"), "-e", "stderr", "-c", str(config)]
-    return Target(running=proxies.start(argv, log=folder / "log", port=port), port=port)
-
-
-def traefik(folder: Path, upstream: int) -> Target:
-    port = free_port()
-    dynamic = folder / "dynamic.yml"
-    dynamic.write_text(proxies.traefik_dynamic(host=proxies.DOMAIN, upstream_port=upstream))
-    argv = proxies.traefik_argv(proxies.binary("traefik", group="traefik"), port=port,
-                                dynamic=dynamic)  # fmt: skip
-    running = proxies.start(argv, log=folder / "log", port=port, env=proxies.GO_ONE_THREAD)
-    return Target(running=running, port=port)
-
-
-def kamal_proxy(folder: Path, upstream: int) -> Target:
-    port, kamal = free_port(), proxies.binary("kamal-proxy", group="kamal-proxy")
-    env = {**proxies.GO_ONE_THREAD, "HOME": str(folder), "XDG_RUNTIME_DIR": str(folder)}
-    argv = [kamal, "run", f"--http-port={port}", f"--https-port={free_port()}"]
-    running = proxies.start(argv, log=folder / "log", port=port, env=env)
-    proxies.run_once(
-        [kamal, "deploy", "bench", f"--target=127.0.0.1:{upstream}", f"--host={proxies.DOMAIN}",
-         "--health-check-path=/index.html"],
-        env=env, running=running,
-    )  # fmt: skip
-    return Target(running=running, port=port)
-
-
-def queue_proxy(folder: Path, upstream: int) -> Target:
-    folder.mkdir(parents=True, exist_ok=True)
-    proxies.check_free(proxies.QUEUE_FIXED_PORTS, what="Knative's queue-proxy")
-    port = free_port()
-    env = proxies.queue_proxy_env(port=port, user_port=upstream, tls_port=free_port())
-    queue = [proxies.binary("queue", group="knative")]
-    return Target(running=proxies.start(queue, log=folder / "log", port=port, env=env), port=port)
+def ours(name: str, **slipway: Any) -> Peer:
+    """A case of Slipway's ingress: `slipway` says which service and what the config leaves out."""
+    return Peer(name=name, limit=HAPROXY_LIMIT, hops=1, launch=proxies.slipway(**slipway))
 
 
 PEERS = (
-    Peer(name="Slipway ingress: service URL", limit=HAPROXY_LIMIT, hops=1, launch=slipway()),
-    Peer(
-        name="Slipway ingress: 90/10 split",
-        limit=HAPROXY_LIMIT,
-        hops=1,
-        launch=slipway(service=proxies.SPLIT),
-    ),
-    Peer(
-        name="Slipway ingress: private + token",
-        limit=HAPROXY_LIMIT,
-        hops=1,
-        launch=slipway(service=proxies.PRIVATE),
-    ),
-    Peer(
-        name="  without request log",
-        limit=HAPROXY_LIMIT,
-        hops=1,
-        launch=slipway(without=("request log",)),
-    ),
-    Peer(
-        name="  without rand(100)",
-        limit=HAPROXY_LIMIT,
-        hops=1,
-        launch=slipway(without=("rand(100)",)),
-    ),
-    Peer(
-        name="  without private route (JWT)",
-        limit=HAPROXY_LIMIT,
-        hops=1,
-        launch=slipway(private=False),
-    ),
-    Peer(
-        name="  without forwarded headers",
-        limit=HAPROXY_LIMIT,
-        hops=1,
-        launch=slipway(without=("forwarded headers",)),
-    ),
-    Peer(
-        name="  without all four",
-        limit=HAPROXY_LIMIT,
-        hops=1,
-        launch=slipway(without=tuple(proxies.ABLATIONS), private=False),
-    ),
-    Peer(name="HAProxy, own config", limit=HAPROXY_LIMIT, hops=1, launch=haproxy_own),
-    Peer(name="nginx proxy_pass (Dokku)", limit=NGINX_LIMIT, hops=1, launch=nginx_proxy),
-    Peer(name="Traefik v3 (Coolify)", limit=GO_LIMIT, hops=1, launch=traefik),
-    Peer(name="kamal-proxy (Kamal)", limit=GO_LIMIT, hops=1, launch=kamal_proxy),
-    Peer(name="Knative queue-proxy alone", limit=GO_LIMIT, hops=1, launch=queue_proxy),
+    ours("Slipway ingress: service URL"),
+    ours("Slipway ingress: 90/10 split", service=configs.SPLIT),
+    ours("Slipway ingress: private + token", service=configs.PRIVATE),
+    ours("  without request log", without=("request log",)),
+    ours("  without rand(100)", without=("rand(100)",)),
+    ours("  without private route (JWT)", private=False),
+    ours("  without forwarded headers", without=("forwarded headers",)),
+    ours("  without all four", without=tuple(configs.ABLATIONS), private=False),
+    Peer(name="HAProxy, own config", limit=HAPROXY_LIMIT, hops=1, launch=proxies.haproxy_own),
+    Peer(name="nginx proxy_pass (Dokku)", limit=NGINX_LIMIT, hops=1, launch=proxies.nginx_proxy),
+    Peer(name="Traefik v3 (Coolify)", limit=GO_LIMIT, hops=1, launch=proxies.traefik),
+    Peer(name="kamal-proxy (Kamal)", limit=GO_LIMIT, hops=1, launch=proxies.kamal_proxy),
+    Peer(name="Knative queue-proxy alone", limit=GO_LIMIT, hops=1, launch=proxies.queue_proxy),
     Peer(
         name="Slipway ingress -> queue-proxy",
         limit="both on 1 core",
         hops=2,
-        launch=slipway_then_queue_proxy,
+        launch=proxies.slipway_then_queue_proxy,
     ),
 )
 
 
 # measuring ----------------------------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
-class Load:
-    seconds: float  # per throughput run
-    idle_seconds: float  # per one-connection run
-    connections: int
-
-
-@contextmanager
-def upstream(folder: Path) -> Iterator[int]:
-    """Debian's nginx serving BODY, on the load core: its port."""
-    (folder / "www").mkdir(parents=True)
-    (folder / "www" / "index.html").write_text(BODY)
-    port = free_port()
-    config = folder / "nginx.conf"
-    config.write_text(proxies.nginx_conf(port=port, run_dir=folder, root=folder / "www"))
-    argv = [proxies.binary("nginx"), "-e", "stderr", "-c", str(config)]
-    running = proxies.start(argv, log=folder / "log", port=port, cpu=proxies.LOAD_CPU)
-    try:
-        yield port
-    finally:
-        running.stop()
-
-
 def measure(
     *, url: str, host: str, headers: dict[str, str] | None, pids: list[int], load: Load
 ) -> dict[str, float]:
     """Throughput (with the proxy's CPU seconds over it), then latency on one connection."""
     wait_for_body(url, headers={"Host": host, **(headers or {})})
-    on_load_core = {"host": host, "headers": headers, "cpus": proxies.LOAD_CPU, "threads": 1}
     before = cpu_seconds(pids)
-    busy = wrk(url, seconds=load.seconds, connections=load.connections, **on_load_core)
+    busy = wrk(url, load=load, host=host, headers=headers, cpus=proxies.LOAD_CPU)
     cpu = cpu_seconds(pids) - before
-    idle = wrk(url, seconds=load.idle_seconds, connections=1, **on_load_core)
+    idle = wrk(url, load=load.idle, host=host, headers=headers, cpus=proxies.LOAD_CPU)
     return {**busy, "idle_p50_ms": idle["p50_ms"], "cpu_s": cpu}
 
 
@@ -272,7 +116,7 @@ def wait_for_body(url: str, *, headers: dict[str, str], timeout_s: float = 15) -
     deadline = time.monotonic() + timeout_s
     while True:
         reply = httpx.get(url, headers=headers, timeout=10)
-        if reply.status_code == 200 and reply.text == BODY:
+        if reply.status_code == 200 and reply.text == proxies.BODY:
             return
         if time.monotonic() > deadline:
             raise SystemExit(f"{url} ({headers}) answered {reply.status_code}: {reply.text[:300]}")
@@ -296,14 +140,14 @@ def figures(name: str, *, limit: str, hops: int, got: dict[str, float], direct_i
 
 def run(folder: Path, *, load: Load, only: str) -> list[Case]:
     cases: list[Case] = []
-    with upstream(folder / "upstream") as port:
+    with proxies.upstream(folder / "upstream") as port:
         url = f"http://127.0.0.1:{port}/"
-        print("wrk: direct to the upstream ...", file=sys.stderr, flush=True)
-        direct = measure(url=url, host=proxies.DOMAIN, headers=None, pids=[], load=load)
+        progress("wrk: direct to the upstream ...")
+        direct = measure(url=url, host=configs.DOMAIN, headers=None, pids=[], load=load)
         cases.append(figures("direct (no proxy)", limit="-", hops=0, got=direct,
                              direct_idle_p50=direct["idle_p50_ms"]))  # fmt: skip
         for i, peer in enumerate(p for p in PEERS if only.lower() in p.name.lower()):
-            print(f"wrk: {peer.name.strip()} ...", file=sys.stderr, flush=True)
+            progress(f"wrk: {peer.name.strip()} ...")
             (folder / str(i)).mkdir()
             target = peer.launch(folder / str(i), port)
             try:
@@ -371,30 +215,22 @@ def ratio(a: Case, b: Case, key: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10, help="per throughput run")
-    parser.add_argument("--connections", type=int, default=16)
+    parser = bench_arguments(__doc__, seconds=10, connections=16)
     parser.add_argument("--quick", action="store_true", help="3 s runs: about two minutes")
     parser.add_argument("--only", default="", help="only the cases whose name has this text")
-    parser.add_argument("--json", action="store_true", help='print {"cases": [...]}')
     args = parser.parse_args()
-    for tool in ("wrk", "taskset", "haproxy", "nginx"):
-        if not shutil.which(tool):
-            print(f"{tool} is not installed: apt-get install {tool}", file=sys.stderr)
-            return 2
-    if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
-        print("needs two cores: one for the proxy, one for wrk and the upstream", file=sys.stderr)
-        return 2
+    require("wrk", "taskset", "haproxy", "nginx")
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs two cores: one for the proxy, one for wrk and the upstream")
     os.sched_setaffinity(0, {int(proxies.LOAD_CPU)})  # this script's log reader stays off core 1
-    seconds = 3.0 if args.quick else args.seconds
-    load = Load(seconds=seconds, idle_seconds=max(1, round(seconds * 2 / 3)),
-                connections=args.connections)  # fmt: skip
+    # wrk runs on the load core, one thread: a second would only contend there.
+    load = Load(seconds=3 if args.quick else args.seconds, connections=args.connections, threads=1)
     with tempfile.TemporaryDirectory(prefix="slipway-peers-") as tmp:
         os.chmod(tmp, 0o755)  # nginx's worker runs as nobody and reads the upstream's file here
         cases = run(Path(tmp), load=load, only=args.only)
     notes = [
-        f"wrk -t1 -c{load.connections} -d{load.seconds:g}s (req/s, p50, p99, CPU) and -c1 "
-        f"-d{load.idle_seconds:g}s (1c p50, +p50/hop); proxies on core {proxies.PROXY_CPU}, wrk "
+        f"wrk -t1 -c{load.connections} -d{load.seconds}s (req/s, p50, p99, CPU) and -c1 "
+        f"-d{load.idle.seconds}s (1c p50, +p50/hop); proxies on core {proxies.PROXY_CPU}, wrk "
         f"and the upstream (nginx, one worker, 3-byte file) on core {proxies.LOAD_CPU}",
         "Slipway ingress = HAProxy with Slipway's rendered config, invokers map and request-log "
         "reader (no control plane); queue-proxy's ingress is Slipway's (Envoy is not available)",
