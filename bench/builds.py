@@ -212,12 +212,10 @@ def _mark(folder: Path, app: App, marker: str) -> None:
 
 
 COLUMNS = (
-    Column("app", "app", "<8"),
-    Column("case", "case", "<23"),
-    Column("classic_s", "classic s", ">10.2f"),
-    Column("buildkit_s", "BuildKit s", ">11.2f"),
+    Column("app", "app", "<8"), Column("case", "case", "<23"),
+    Column("classic_s", "classic s", ">10.2f"), Column("buildkit_s", "BuildKit s", ">11.2f"),
     Column("buildkit_over_classic", "BuildKit/classic", ">17.2f"),
-)
+)  # fmt: skip
 
 
 def main() -> int:

@@ -23,7 +23,7 @@ import docker
 import httpx
 import yaml
 
-from bench.common import Case, Column, bench_arguments, emit
+from bench.common import Case, Column, bench_arguments, delete_service, emit
 from bench.deploy import DOCKERFILE
 from pipeline.cli.client import Client, default_url
 from pipeline.core import names
@@ -94,12 +94,10 @@ def measure(
 
 
 COLUMNS = (
-    Column("name", "app", "<20"),
-    Column("cold_min_ms", "cold min ms", ">12.0f"),
+    Column("name", "app", "<20"), Column("cold_min_ms", "cold min ms", ">12.0f"),
     Column("cold_median_ms", "cold med ms", ">12.0f"),
-    Column("cold_max_ms", "cold max ms", ">12.0f"),
-    Column("warm_p50_ms", "warm p50 ms", ">12.1f"),
-)
+    Column("cold_max_ms", "cold max ms", ">12.0f"), Column("warm_p50_ms", "warm p50 ms", ">12.1f"),
+)  # fmt: skip
 
 
 def main() -> int:
@@ -124,10 +122,7 @@ def main() -> int:
                 ingress=ingress, host=host, client=client, rounds=args.rounds, warm=args.warm
             )
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE],
-            capture_output=True,
-        )
+        delete_service(SERVICE)
     cases: list[Case] = [
         {
             "name": label,

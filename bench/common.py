@@ -189,6 +189,14 @@ def bench_arguments(
     return parser
 
 
+def delete_service(name: str) -> None:
+    """Remove a bench's service (best effort: a bench that failed half way may have none)."""
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "services", "delete", name],
+        capture_output=True, check=False,
+    )  # fmt: skip
+
+
 def require(*tools: str) -> None:
     for tool in tools:
         if not shutil.which(tool):

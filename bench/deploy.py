@@ -20,7 +20,7 @@ from pathlib import Path
 import docker
 import httpx
 
-from bench.common import Case, Column, Load, bench_arguments, emit, require, rounded, wrk
+from bench import common
 from pipeline.cli.client import default_url
 from pipeline.core import names
 from pipeline.core.settings import Settings
@@ -48,15 +48,15 @@ def deploy_to_first_200(app: Path, *, ingress: str, host: str, expect: str) -> f
 
 
 COLUMNS = (
-    Column("name", "case", "<54"), Column("took_s", "s", ">8.2f"), Column("rps", "req/s", ">9.0f"),
-    Column("p50_ms", "p50 ms", ">9.2f"), Column("p99_ms", "p99 ms", ">9.2f"),
-    Column("errors", "errors", ">8.0f"),
+    common.Column("name", "case", "<54"), common.Column("took_s", "s", ">8.2f"),
+    common.Column("rps", "req/s", ">9.0f"), common.Column("p50_ms", "p50 ms", ">9.2f"),
+    common.Column("p99_ms", "p99 ms", ">9.2f"), common.Column("errors", "errors", ">8.0f"),
 )  # fmt: skip
 
 
 def main() -> int:
-    args = bench_arguments(__doc__, seconds=10, connections=32).parse_args()
-    require("wrk")
+    args = common.bench_arguments(__doc__, seconds=10, connections=32).parse_args()
+    common.require("wrk")
     settings = Settings.from_env()
     ingress = default_url(settings).replace("localhost", "127.0.0.1")
     host = f"{names.service_host(SERVICE, settings.domain)}:{settings.ingress_port}"
@@ -74,21 +74,19 @@ def main() -> int:
     containers = client.containers.list(filters={"label": f"{names.LABEL_SERVICE}={SERVICE}"})
     address = next(iter(containers[0].attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
 
-    load = Load(seconds=args.seconds, connections=args.connections)
-    through = wrk(ingress + "/", host=host, load=load)
-    direct = wrk(f"http://{address}:8080/", load=load)
-    cases: list[Case] = [
+    load = common.Load(seconds=args.seconds, connections=args.connections)
+    through = common.wrk(ingress + "/", host=host, load=load)
+    direct = common.wrk(f"http://{address}:8080/", load=load)
+    cases: list[common.Case] = [
         {"name": "deploy to first 200: first build", "took_s": round(first, 2)},
         {"name": "deploy to first 200: rebuild after one-line change", "took_s": round(rebuild, 2)},
-        *({"name": f"wrk, {label}", **rounded(r)} for label, r in
+        *({"name": f"wrk, {label}", **common.rounded(r)} for label, r in
           (("through HAProxy", through), ("direct to container", direct))),
     ]  # fmt: skip
     notes = [f"busybox httpd, Dockerfile; wrk -t2 -c{args.connections} -d{args.seconds}s, same "
              "instance"]  # fmt: skip
-    emit(cases, COLUMNS, as_json=args.json, notes=notes)
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE], capture_output=True
-    )
+    common.emit(cases, COLUMNS, as_json=args.json, notes=notes)
+    common.delete_service(SERVICE)
     return 0
 
 

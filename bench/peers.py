@@ -166,18 +166,12 @@ def run(folder: Path, *, load: Load, only: str) -> list[Case]:
 
 
 COLUMNS = (
-    Column("name", "case", "<34"),
-    Column("cpu", "limit", "<22"),
-    Column("hops", "hops", ">5d"),
-    Column("rps", "req/s", ">8d"),
-    Column("p50_ms", "p50 ms", ">8.3f"),
-    Column("p99_ms", "p99 ms", ">8.3f"),
-    Column("idle_p50_ms", "1c p50", ">8.3f"),
-    Column("added_p50_ms", "+p50/hop", ">9.3f"),
-    Column("cpu_s_per_10k", "cpu s/10k", ">10.3f"),
-    Column("requests_per_cpu_s", "req/cpu-s", ">10d"),
-    Column("errors", "errors", ">7d"),
-)
+    Column("name", "case", "<34"), Column("cpu", "limit", "<22"), Column("hops", "hops", ">5d"),
+    Column("rps", "req/s", ">8d"), Column("p50_ms", "p50 ms", ">8.3f"),
+    Column("p99_ms", "p99 ms", ">8.3f"), Column("idle_p50_ms", "1c p50", ">8.3f"),
+    Column("added_p50_ms", "+p50/hop", ">9.3f"), Column("cpu_s_per_10k", "cpu s/10k", ">10.3f"),
+    Column("requests_per_cpu_s", "req/cpu-s", ">10d"), Column("errors", "errors", ">7d"),
+)  # fmt: skip
 
 
 def verdict(cases: list[Case]) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import Case, Column, bench_arguments, emit
+from bench.common import Case, Column, bench_arguments, delete_service, emit
 from pipeline.cli.client import default_token
 from pipeline.core import names
 from pipeline.core.settings import Settings
@@ -79,9 +79,7 @@ def main() -> int:
     ]
     notes = ["git push to first 200 on the commit URL (examples/hello-python, Dockerfile)"]
     emit(cases, COLUMNS, as_json=args.json, notes=notes)
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE], capture_output=True
-    )
+    delete_service(SERVICE)
     return 0
 
 

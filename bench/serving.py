@@ -37,6 +37,7 @@ from bench.common import (
     Column,
     Load,
     bench_arguments,
+    delete_service,
     emit,
     free_port,
     progress,
@@ -242,11 +243,7 @@ def main() -> int:
     finally:
         _remove_bench_containers(docker_client)
         if not args.keep:
-            subprocess.run(
-                [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE],
-                capture_output=True,
-                check=False,
-            )
+            delete_service(SERVICE)
     report(figures, args=args, old=old["name"], new=new["name"])
     return 0
 
