@@ -8,7 +8,7 @@ stage, no cache mounts; kept below), BuildKit builds today's templates (`buildte
 mounts) with the argv and environment the platform uses (`pipeline.build.buildkit`). Both build
 a context folder on the local Docker Engine; the time is `docker build`'s wall clock (no push).
 
-    .venv/bin/python bench/builds.py [--quick] [--json]
+    .venv/bin/python -m bench.builds [--quick] [--json]
 
 --quick: one run per case and small dependency sets (under five minutes here); otherwise the
 median of three runs, with larger dependency sets.
@@ -16,7 +16,6 @@ median of three runs, with larger dependency sets.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -32,7 +31,8 @@ from pathlib import Path
 
 import docker
 
-from pipeline.build import baseimages, buildkit
+from bench.common import Column, bench_arguments, emit, progress, table
+from pipeline.build import basecatalog, baseimages, buildkit
 from pipeline.build import templates as buildtemplates
 
 # The templates as the classic builder built them (before BuildKit): the install in a `deps`
@@ -159,9 +159,9 @@ def run_app(app: App, *, quick: bool, cli: str, tags: list[str]) -> list[dict[st
     for case in CASES:
         classic = statistics.median(seconds[(case, "classic")])
         bk = statistics.median(seconds[(case, "buildkit")])
-        cases.append({"app": app.name, "case": case, "classic_s": round(classic, 2),
-                      "buildkit_s": round(bk, 2), "buildkit_over_classic": round(bk / classic, 2),
-                      "runs": runs})  # fmt: skip
+        cases.append({"name": f"{app.name}: {case}", "app": app.name, "case": case,
+                      "classic_s": round(classic, 2), "buildkit_s": round(bk, 2),
+                      "buildkit_over_classic": round(bk / classic, 2), "runs": runs})  # fmt: skip
     return cases
 
 
@@ -211,23 +211,19 @@ def _mark(folder: Path, app: App, marker: str) -> None:
         (folder / "package.json").write_text(json.dumps(package))
 
 
-def table(cases: list[dict[str, object]]) -> str:
-    head = f"{'app':7} {'case':22} {'classic':>9} {'BuildKit':>9} {'BuildKit/classic':>17}"
-    rows = [
-        f"{c['app']!s:7} {c['case']!s:22} {c['classic_s']:>8}s {c['buildkit_s']:>8}s "
-        f"{c['buildkit_over_classic']:>17}"
-        for c in cases
-    ]
-    return "\n".join([head, *rows])
+COLUMNS = (
+    Column("app", "app", "<8"), Column("case", "case", "<23"),
+    Column("classic_s", "classic s", ">10.2f"), Column("buildkit_s", "BuildKit s", ">11.2f"),
+    Column("buildkit_over_classic", "BuildKit/classic", ">17.2f"),
+)  # fmt: skip
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_arguments(__doc__)
     parser.add_argument("--quick", action="store_true", help="one run each, small dependency sets")
-    parser.add_argument("--json", action="store_true", help='print {"cases": [...]}')
     opts = parser.parse_args()
     client = docker.from_env(timeout=300)
-    baseimages.ensure_base_images(client, references=[baseimages.PYTHON, baseimages.NODE])
+    baseimages.ensure_base_images(client, references=[basecatalog.PYTHON, basecatalog.NODE])
     apps = [
         App(name="python", files=python_files, code="app.py", deps=PY_DEPS[opts.quick]),
         App(name="node", files=node_files, code="server.js", deps=NODE_DEPS[opts.quick]),
@@ -239,15 +235,12 @@ def main() -> int:
         for app in apps:
             cases += run_app(app, quick=opts.quick, cli=cli, tags=tags)
             if not opts.json:
-                print(table([c for c in cases if c["app"] == app.name]), flush=True)
+                progress(table([c for c in cases if c["app"] == app.name], COLUMNS))
     finally:
         for tag in dict.fromkeys(tags):  # only the images this run made
             with contextlib.suppress(docker.errors.DockerException):
                 client.images.remove(tag)
-    if opts.json:
-        print(json.dumps({"cases": cases}, indent=2))
-    else:
-        print("\n" + table(cases))
+    emit(cases, COLUMNS, as_json=opts.json)
     return 0
 
 

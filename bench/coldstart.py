@@ -7,12 +7,11 @@ goes idle quickly; then, per round, waits until the revision is at zero (the win
 SLIPWAY_SCALE_TO_ZERO_GRACE, 30 s by default), times one request through HAProxy, and times
 `--warm` sequential requests once the instance is up. Prints the figures; never asserted in tests.
 
-    .venv/bin/python -m bench.coldstart [--rounds 3] [--warm 50]
+    .venv/bin/python -m bench.coldstart [--rounds 3] [--warm 50] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import docker
 import httpx
 import yaml
 
+from bench.common import Case, Column, bench_arguments, delete_service, emit
 from bench.deploy import DOCKERFILE
 from pipeline.cli.client import Client, default_url
 from pipeline.core import names
@@ -93,8 +93,15 @@ def measure(
     return cold, warm_ms
 
 
+COLUMNS = (
+    Column("name", "app", "<20"), Column("cold_min_ms", "cold min ms", ">12.0f"),
+    Column("cold_median_ms", "cold med ms", ">12.0f"),
+    Column("cold_max_ms", "cold max ms", ">12.0f"), Column("warm_p50_ms", "warm p50 ms", ">12.1f"),
+)  # fmt: skip
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_arguments(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warm", type=int, default=50)
     args = parser.parse_args()
@@ -115,17 +122,20 @@ def main() -> int:
                 ingress=ingress, host=host, client=client, rounds=args.rounds, warm=args.warm
             )
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE],
-            capture_output=True,
-        )
-    print(f"first request at zero vs. warm, through HAProxy ({args.rounds} rounds):")
-    print(f"  {'app':<20}{'cold min':>10}{'cold med':>10}{'cold max':>10}{'warm p50':>10}")
-    for label, (cold, warm) in results.items():
-        print(
-            f"  {label:<20}{min(cold):>8.0f}ms{statistics.median(cold):>8.0f}ms"
-            f"{max(cold):>8.0f}ms{statistics.median(warm):>8.1f}ms"
-        )
+        delete_service(SERVICE)
+    cases: list[Case] = [
+        {
+            "name": label,
+            "cold_min_ms": round(min(cold)),
+            "cold_median_ms": round(statistics.median(cold)),
+            "cold_max_ms": round(max(cold)),
+            "warm_p50_ms": round(statistics.median(warm), 1),
+            "rounds": args.rounds,
+        }
+        for label, (cold, warm) in results.items()
+    ]
+    notes = [f"first request at zero vs. warm, through HAProxy ({args.rounds} rounds)"]
+    emit(cases, COLUMNS, as_json=args.json, notes=notes)
     return 0
 
 

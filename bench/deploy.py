@@ -6,14 +6,11 @@ Needs a running Slipway (`./scripts/up`) and wrk (`apt-get install wrk`). Measur
   2. requests/s and p50/p99 latency with wrk, through HAProxy vs. direct to the container, in
      the same run against the same instance.
 
-    .venv/bin/python bench/deploy.py [--seconds 10] [--connections 32]
+    .venv/bin/python -m bench.deploy [--seconds 10] [--connections 32] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
-import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +20,7 @@ from pathlib import Path
 import docker
 import httpx
 
+from bench import common
 from pipeline.cli.client import default_url
 from pipeline.core import names
 from pipeline.core.settings import Settings
@@ -49,44 +47,16 @@ def deploy_to_first_200(app: Path, *, ingress: str, host: str, expect: str) -> f
         time.sleep(0.05)
 
 
-def wrk(
-    url: str,
-    *,
-    host: str | None,
-    seconds: int,
-    connections: int,
-    headers: dict[str, str] | None = None,
-) -> dict[str, float]:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if host:
-        cmd[1:1] = ["-H", f"Host: {host}"]
-    for name, value in (headers or {}).items():
-        cmd[1:1] = ["-H", f"{name}: {value}"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def pct(p: str) -> float:
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        assert m, out
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": rps,
-        "p50": pct("50"),
-        "p99": pct("99"),
-        "non2xx": float(errors.group(1)) if errors else 0,
-    }
+COLUMNS = (
+    common.Column("name", "case", "<54"), common.Column("took_s", "s", ">8.2f"),
+    common.Column("rps", "req/s", ">9.0f"), common.Column("p50_ms", "p50 ms", ">9.2f"),
+    common.Column("p99_ms", "p99 ms", ">9.2f"), common.Column("errors", "errors", ">8.0f"),
+)  # fmt: skip
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
-        return 2
+    args = common.bench_arguments(__doc__, seconds=10, connections=32).parse_args()
+    common.require("wrk")
     settings = Settings.from_env()
     ingress = default_url(settings).replace("localhost", "127.0.0.1")
     host = f"{names.service_host(SERVICE, settings.domain)}:{settings.ingress_port}"
@@ -104,24 +74,19 @@ def main() -> int:
     containers = client.containers.list(filters={"label": f"{names.LABEL_SERVICE}={SERVICE}"})
     address = next(iter(containers[0].attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
 
-    through = wrk(ingress + "/", host=host, seconds=args.seconds, connections=args.connections)
-    direct = wrk(
-        f"http://{address}:8080/", host=None, seconds=args.seconds, connections=args.connections
-    )
-
-    print(
-        f"deploy to first 200 (busybox httpd, Dockerfile):  first build {first:.2f} s"
-        f"   rebuild after one-line change {rebuild:.2f} s"
-    )
-    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, same instance:")
-    print(f"  {'path':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
-    for label, r in (("through HAProxy", through), ("direct to container", direct)):
-        print(
-            f"  {label:<22}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['non2xx']:>10.0f}"
-        )
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE], capture_output=True
-    )
+    load = common.Load(seconds=args.seconds, connections=args.connections)
+    through = common.wrk(ingress + "/", host=host, load=load)
+    direct = common.wrk(f"http://{address}:8080/", load=load)
+    cases: list[common.Case] = [
+        {"name": "deploy to first 200: first build", "took_s": round(first, 2)},
+        {"name": "deploy to first 200: rebuild after one-line change", "took_s": round(rebuild, 2)},
+        *({"name": f"wrk, {label}", **common.rounded(r)} for label, r in
+          (("through HAProxy", through), ("direct to container", direct))),
+    ]  # fmt: skip
+    notes = [f"busybox httpd, Dockerfile; wrk -t2 -c{args.connections} -d{args.seconds}s, same "
+             "instance"]  # fmt: skip
+    common.emit(cases, COLUMNS, as_json=args.json, notes=notes)
+    common.delete_service(SERVICE)
     return 0
 
 

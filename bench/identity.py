@@ -5,19 +5,18 @@ Needs a running Slipway (`./scripts/up`) and wrk. Deploys `bench-public` and `be
 against each with the same bearer token (ignored by the public one), alternating runs so drift
 hits both alike. Prints req/s and p50/p99; never asserted in tests.
 
-    .venv/bin/python -m bench.identity [--seconds 8] [--connections 8] [--rounds 2]
+    .venv/bin/python -m bench.identity [--seconds 8] [--connections 8] [--rounds 2] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.deploy import DOCKERFILE, wrk
+from bench.common import Case, Column, Load, bench_arguments, emit, require, rounded, wrk
+from bench.deploy import DOCKERFILE
 from pipeline.cli.client import Client, default_url
 from pipeline.core import names
 from pipeline.core.settings import Settings
@@ -29,15 +28,18 @@ def slipway(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pipeline.cli", *args], check=True, capture_output=True)
 
 
+COLUMNS = (
+    Column("name", "service", "<26"), Column("rps", "req/s", ">10.0f"),
+    Column("p50_ms", "p50 ms", ">10.2f"), Column("p99_ms", "p99 ms", ">10.2f"),
+    Column("errors", "errors", ">10.0f"),
+)  # fmt: skip
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--connections", type=int, default=8)
+    parser = bench_arguments(__doc__, seconds=8, connections=8)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
-        return 2
+    require("wrk")
     settings = Settings.from_env()
     ingress = default_url(settings).replace("localhost", "127.0.0.1")
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,20 +64,18 @@ def main() -> int:
                 wrk(
                     ingress + "/",
                     host=hosts[svc],
-                    seconds=args.seconds,
-                    connections=args.connections,
+                    load=Load(seconds=args.seconds, connections=args.connections),
                     headers={"Authorization": f"Bearer {token}"},
                 )
             )
-    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s x{args.rounds}, through HAProxy:")
-    print(f"  {'service':<26}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    cases: list[Case] = []
     for svc, label in ((PUBLIC, "public"), (PRIVATE, "private (JWT + invoker)")):
         runs = results[svc]
         mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
-        print(
-            f"  {label:<26}{mean['rps']:>10.0f}{mean['p50']:>10.2f}{mean['p99']:>10.2f}"
-            f"{sum(r['non2xx'] for r in runs):>10.0f}"
-        )
+        cases.append({"name": label, **rounded(mean), "errors": sum(r["errors"] for r in runs)})
+    notes = [f"wrk -t2 -c{args.connections} -d{args.seconds}s x{args.rounds} (means), through "
+             "HAProxy"]  # fmt: skip
+    emit(cases, COLUMNS, as_json=args.json, notes=notes)
     for svc in (PUBLIC, PRIVATE):
         slipway("services", "delete", svc)
     return 0

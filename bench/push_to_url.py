@@ -3,7 +3,7 @@
 Needs a running Slipway (`./scripts/up`). Two figures: the first push (cold: new service, every
 layer built) and a one-line change pushed after it (warm: the base layers come from cache).
 
-    .venv/bin/python bench/push_to_url.py
+    .venv/bin/python -m bench.push_to_url [--json]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import Case, Column, bench_arguments, delete_service, emit
 from pipeline.cli.client import default_token
 from pipeline.core import names
 from pipeline.core.settings import Settings
@@ -52,7 +53,11 @@ def push_to_first_200(repo: Path, *, remote: str, settings: Settings, expect: st
         time.sleep(0.02)
 
 
+COLUMNS = (Column("name", "case", "<34"), Column("took_s", "s", ">8.2f"))
+
+
 def main() -> int:
+    args = bench_arguments(__doc__).parse_args()
     settings = Settings.from_env()
     token = default_token(settings)
     remote = f"http://x:{token}@localhost:{settings.ingress_port}/git/{SERVICE}.git"
@@ -68,12 +73,13 @@ def main() -> int:
         (repo / "app.py").write_text(app.replace("Hello from", "Hi from"))
         git(repo, "commit", "-q", "-am", "one-line change")
         warm = push_to_first_200(repo, remote=remote, settings=settings, expect="Hi from")
-    print("git push to first 200 on the commit URL (examples/hello-python, Dockerfile):")
-    print(f"  first push (new service)         {cold:6.2f} s")
-    print(f"  one-line change, warm cache      {warm:6.2f} s")
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE], capture_output=True
-    )
+    cases: list[Case] = [
+        {"name": "first push (new service)", "took_s": round(cold, 2)},
+        {"name": "one-line change, warm cache", "took_s": round(warm, 2)},
+    ]
+    notes = ["git push to first 200 on the commit URL (examples/hello-python, Dockerfile)"]
+    emit(cases, COLUMNS, as_json=args.json, notes=notes)
+    delete_service(SERVICE)
     return 0
 
 

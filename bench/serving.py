@@ -13,15 +13,12 @@ Needs a running Slipway (`./scripts/up`) and wrk. One run of each case, printed 
 The app is nginx (Debian's nginx-light, one worker) serving a small static file with keep-alive:
 a server that forks or closes per request (busybox httpd) would measure itself, not the proxy.
 
-    .venv/bin/python bench/serving.py [--seconds 10] [--connections 16] [--threads 2]
+    .venv/bin/python -m bench.serving [--seconds 10] [--connections 16] [--threads 2] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +32,19 @@ import docker
 import httpx
 import yaml
 
+from bench.common import (
+    Case,
+    Column,
+    Load,
+    bench_arguments,
+    delete_service,
+    emit,
+    free_port,
+    progress,
+    require,
+    wait_tcp,
+    wrk,
+)
 from pipeline.cli.client import Client, ClientError, default_token, default_url
 from pipeline.core import names
 from pipeline.core.settings import Settings
@@ -65,35 +75,6 @@ http {
     }
 }
 """
-
-
-# wrk ----------------------------------------------------------------------------------------------
-def wrk(
-    url: str, *, host: str | None, seconds: int, connections: int, threads: int
-) -> dict[str, float]:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if host:
-        cmd[1:1] = ["-H", f"Host: {host}"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert rps, out
-
-    def pct(p: str) -> float:
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        assert m, out
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return {
-        "rps": float(rps.group(1)),
-        "p50": pct("50"),
-        "p99": pct("99"),
-        "non2xx": float(bad.group(1)) if bad else 0.0,
-        "socket_errors": float(sum(int(n) for n in re.findall(r"\d+", errors.group(1))))
-        if errors
-        else 0.0,
-    }
 
 
 # the platform -------------------------------------------------------------------------------------
@@ -187,12 +168,12 @@ def start_instances(
         )
     for c in started:
         c.reload()
-        _wait_tcp(_address(c, network), 8080)
+        wait_tcp(_address(c, network), 8080)
     return started
 
 
 def standalone(run_dir: Path, addresses: list[str]) -> tuple[HAProxyManager, str]:
-    port = _free_port()
+    port = free_port()
     site = Site(
         bind=f"127.0.0.1:{port}", domain="localhost", api_server="127.0.0.1:9", run_dir=run_dir
     )
@@ -218,23 +199,6 @@ def _address(container: Any, network: str) -> str:
     return str(container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"])
 
 
-def _wait_tcp(address: str, port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((address, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{address}:{port} did not accept connections within {timeout_s}s")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _remove_bench_containers(client: docker.DockerClient) -> None:
     for c in client.containers.list(all=True, filters={"label": f"{BENCH_LABEL}=serving"}):
         c.remove(force=True)
@@ -253,23 +217,23 @@ class Figures:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=16)
+    parser = bench_arguments(__doc__, seconds=10, connections=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the bench service afterwards")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
-        return 2
+    require("wrk")
     settings = Settings.from_env()
     ingress = default_url(settings).replace("://localhost", "://127.0.0.1")
     host = f"{names.service_host(SERVICE, settings.domain)}:{settings.ingress_port}"
     api = Client(url=default_url(settings), token=default_token(settings))
     docker_client = docker.from_env(timeout=120)
-    load = {"seconds": args.seconds, "connections": args.connections, "threads": args.threads}
+    load = Load(seconds=args.seconds, connections=args.connections, threads=args.threads)
 
-    print(f"building and deploying {SERVICE} (nginx-light, two revisions) ...", flush=True)
+    print(
+        f"building and deploying {SERVICE} (nginx-light, two revisions) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     old, new = deploy_two_revisions(api)
     wait_for_bodies(ingress, host, {"v2\n"})
     try:
@@ -279,11 +243,7 @@ def main() -> int:
     finally:
         _remove_bench_containers(docker_client)
         if not args.keep:
-            subprocess.run(
-                [sys.executable, "-m", "pipeline.cli", "services", "delete", SERVICE],
-                capture_output=True,
-                check=False,
-            )
+            delete_service(SERVICE)
     report(figures, args=args, old=old["name"], new=new["name"])
     return 0
 
@@ -310,37 +270,39 @@ def measure(
     *,
     ingress: str,
     host: str,
-    load: dict[str, int],
+    load: Load,
     old: dict[str, Any],
     new: dict[str, Any],
 ) -> Figures:
     """Every case, one wrk run each, in the order they are printed."""
     results: list[tuple[str, str, Stats]] = []
     direct = f"http://{instance_address(docker_client, settings, new['name'])}:8080/"
-    print("wrk: direct to one instance ...", flush=True)
-    results.append(("direct to one instance", "1", wrk(direct, host=None, **load)))
-    print("wrk: through Slipway's HAProxy ...", flush=True)
-    results.append(("through Slipway (service URL)", "1", wrk(f"{ingress}/", host=host, **load)))
+    progress("wrk: direct to one instance ...")
+    results.append(("direct to one instance", "1", wrk(direct, host=None, load=load)))
+    progress("wrk: through Slipway's HAProxy ...")
+    results.append(("through Slipway (service URL)", "1", wrk(f"{ingress}/", host=host, load=load)))
 
     # One connection: the latency HAProxy adds when nothing is saturated.
-    probe = {"seconds": load["seconds"], "connections": 1, "threads": 1}
-    print("wrk: one connection, direct and through Slipway ...", flush=True)
+    probe = Load(seconds=load.seconds, connections=1, threads=1)
+    progress("wrk: one connection, direct and through Slipway ...")
     latency = [
-        ("direct to one instance", wrk(direct, host=None, **probe)),
-        ("through Slipway (service URL)", wrk(f"{ingress}/", host=host, **probe)),
+        ("direct to one instance", wrk(direct, host=None, load=probe)),
+        ("through Slipway (service URL)", wrk(f"{ingress}/", host=host, load=probe)),
     ]
 
     results += standalone_runs(docker_client, settings, image=new["image"], load=load)
 
     how = set_split(api, old=old["name"], new=new["name"], image=new["image"])
     split = wait_for_bodies(ingress, host, {"v1\n", "v2\n"})
-    print("wrk: through Slipway, 90/10 split ...", flush=True)
-    results.append(("through Slipway, 90/10 split", "1+1", wrk(f"{ingress}/", host=host, **load)))
+    progress("wrk: through Slipway, 90/10 split ...")
+    results.append(
+        ("through Slipway, 90/10 split", "1+1", wrk(f"{ingress}/", host=host, load=load))
+    )
     return Figures(results=results, latency=latency, how=how, split=split)
 
 
 def standalone_runs(
-    docker_client: docker.DockerClient, settings: Settings, *, image: str, load: dict[str, int]
+    docker_client: docker.DockerClient, settings: Settings, *, image: str, load: Load
 ) -> list[tuple[str, str, Stats]]:
     """A standalone HAProxy with Slipway's config in front of 1, then 3 bench instances."""
     results = []
@@ -351,8 +313,10 @@ def standalone_runs(
         for count in (1, 3):
             manager, url = standalone(Path(run_dir) / f"haproxy-{count}", addresses[:count])
             try:
-                print(f"wrk: standalone HAProxy, {count} instance(s) ...", flush=True)
-                stats = wrk(f"{url}/", host=f"{SERVICE}.localhost", **load)
+                print(
+                    f"wrk: standalone HAProxy, {count} instance(s) ...", file=sys.stderr, flush=True
+                )
+                stats = wrk(f"{url}/", host=f"{SERVICE}.localhost", load=load)
                 results.append(("standalone HAProxy, Slipway config", str(count), stats))
             finally:
                 manager.stop()
@@ -360,37 +324,42 @@ def standalone_runs(
     return results
 
 
+def cases(figures: Figures, *, connections: int) -> list[Case]:
+    """One case per row: the load runs against the first, the one-connection runs against theirs."""
+    rows: list[Case] = []
+    runs = [(label, inst, connections, r) for label, inst, r in figures.results]
+    runs += [(f"{label}, one connection", "1", 1, r) for label, r in figures.latency]
+    for label, inst, conns, r in runs:
+        base = figures.results[0][2] if conns == connections else figures.latency[0][1]
+        rows.append({
+            "name": label, "instances": sum(int(n) for n in inst.split("+")),
+            "connections": conns, "rps": round(r["rps"]),
+            "vs_direct_pct": round(100 * r["rps"] / base["rps"], 1),
+            "p50_ms": round(r["p50_ms"], 3), "added_p50_ms": round(r["p50_ms"] - base["p50_ms"], 3),
+            "p99_ms": round(r["p99_ms"], 3), "errors": int(r["errors"]),
+        })  # fmt: skip
+    return rows
+
+
+COLUMNS = (
+    Column("name", "case", "<50"), Column("instances", "inst", ">5d"),
+    Column("connections", "conns", ">6d"), Column("rps", "req/s", ">9d"),
+    Column("vs_direct_pct", "vs direct %", ">12.1f"), Column("p50_ms", "p50 ms", ">9.3f"),
+    Column("added_p50_ms", "+p50 ms", ">9.3f"), Column("p99_ms", "p99 ms", ">9.3f"),
+    Column("errors", "errors", ">8d"),
+)  # fmt: skip
+
+
 def report(figures: Figures, *, args: argparse.Namespace, old: str, new: str) -> None:
-    results, latency, split = figures.results, figures.latency, figures.split
-    base = results[0][2]
-    print()
-    print(
-        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, nginx static file "
-        "(keep-alive), one run each:"
-    )
-    print(
-        f"  {'case':<36}{'inst':>5}{'req/s':>10}{'vs direct':>11}{'p50 ms':>9}"
-        f"{'+p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-    )
-    for label, inst, r in results:
-        print(
-            f"  {label:<36}{inst:>5}{r['rps']:>10.0f}{r['rps'] / base['rps']:>10.0%} "
-            f"{r['p50']:>9.3f}{r['p50'] - base['p50']:>+9.3f}{r['p99']:>9.3f}"
-            f"{r['non2xx'] + r['socket_errors']:>8.0f}"
-        )
-    print(f"wrk -t1 -c1 -d{args.seconds}s (one connection: added latency without saturation):")
-    for label, r in latency:
-        print(
-            f"  {label:<36}{'1':>5}{r['rps']:>10.0f}{r['rps'] / latency[0][1]['rps']:>10.0%} "
-            f"{r['p50']:>9.3f}{r['p50'] - latency[0][1]['p50']:>+9.3f}{r['p99']:>9.3f}"
-            f"{r['non2xx'] + r['socket_errors']:>8.0f}"
-        )
+    split = figures.split
     total = sum(split.values())
-    print(
+    notes = [
+        f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s and -t1 -c1, nginx static "
+        "file (keep-alive), one run each",
         f"split set with {figures.how}; 1000 keep-alive requests saw "
-        f"{split['v1' + chr(10)] / total:.1%} {old} / "
-        f"{split['v2' + chr(10)] / total:.1%} {new}"
-    )
+        f"{split['v1' + chr(10)] / total:.1%} {old} / {split['v2' + chr(10)] / total:.1%} {new}",
+    ]
+    emit(cases(figures, connections=args.connections), COLUMNS, as_json=args.json, notes=notes)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,257 @@
+"""What the benches share: wrk and its parsing, a process tree's CPU time, ports, and the output.
+
+Every bench prints a table and, with `--json`, one object with the same figures:
+`{"cases": [{"name": ..., <figure>: <number>, ...}, ...]}`, one case per table row. A figure's
+name carries its unit (`rps`, `p50_ms`, `cpu_s_per_10k`, ...): `check_figures` refuses a number
+whose name says none, so a bench cannot print a figure nobody can read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+Figures = dict[str, float]
+Case = dict[str, object]  # "name" and other labels are strings; figures are numbers
+
+# A number's name ends with its unit, is a ratio (`<a>_over_<b>`), or is one of these counts.
+UNIT_SUFFIXES = ("_ms", "_s", "_pct", "_per_10k", "_per_cpu_s")
+COUNTS = frozenset(
+    {"rps", "errors", "requests", "instances", "connections", "hops", "runs", "rounds"}
+)
+
+
+# wrk ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Load:
+    """One wrk run's shape."""
+
+    seconds: int
+    connections: int
+    threads: int = 2
+
+    @property
+    def idle(self) -> Load:
+        """One connection for two thirds of the time: latency without queueing."""
+        return Load(seconds=max(1, round(self.seconds * 2 / 3)), connections=1, threads=1)
+
+
+def wrk(
+    url: str,
+    *,
+    load: Load,
+    host: str | None = None,
+    headers: dict[str, str] | None = None,
+    cpus: str | None = None,
+) -> Figures:
+    """One wrk run: rps, p50_ms, p99_ms, requests, errors (non-2xx/3xx plus socket errors).
+
+    `cpus` pins wrk (`taskset -c`), so it never shares a core with the proxy measured."""
+    cmd = [
+        "wrk",
+        f"-t{min(load.threads, load.connections)}",
+        f"-c{load.connections}",
+        f"-d{load.seconds}s",
+        "--latency",
+    ]
+    for name, value in {**({"Host": host} if host else {}), **(headers or {})}.items():
+        cmd += ["-H", f"{name}: {value}"]
+    cmd.append(url)
+    if cpus is not None:
+        cmd[:0] = ["taskset", "-c", cpus]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"wrk failed ({' '.join(cmd)}):\n{done.stdout}{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+def parse_wrk(out: str) -> Figures:
+    """wrk --latency's report as figures (pure)."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"^\s*(\d+) requests in", out, re.M)
+    if not rps or not total:
+        raise ValueError(f"not a wrk report:\n{out}")
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\b", out, re.M)
+        if not m:
+            raise ValueError(f"no {p}th percentile in wrk's report (run with --latency):\n{out}")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (
+        sum(int(n) for n in re.findall(r"\d+", sock.group(1))) if sock else 0
+    )
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "requests": float(total.group(1)),
+        "errors": float(errors),
+    }
+
+
+# arithmetic ---------------------------------------------------------------------------------------
+def added_per_hop(p50_ms: float, *, direct_p50_ms: float, hops: int) -> float:
+    """The latency one proxy adds: what the chain adds over direct, shared among its hops."""
+    if hops <= 0:
+        return 0.0
+    return (p50_ms - direct_p50_ms) / hops
+
+
+def cpu_s_per_10k(cpu_s: float, *, requests: float) -> float:
+    return cpu_s / requests * 10_000 if requests > 0 else 0.0
+
+
+# processes ----------------------------------------------------------------------------------------
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """utime + stime of these processes and all their descendants (every thread included)."""
+    total = 0.0
+    for pid in _with_descendants(set(pids)):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue  # gone: it no longer counts
+        total += proc_stat_cpu_s(stat)
+    return total
+
+
+def proc_stat_cpu_s(stat: str) -> float:
+    """utime + stime from a /proc/<pid>/stat line (pure). The command name may hold spaces and
+    parentheses, so the fields are counted from the last ')'."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of the line
+
+
+def _with_descendants(pids: set[int]) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found, grew = set(pids), True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_tcp(address: str, port: int, *, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{address}:{port} did not accept connections within {timeout_s}s")
+
+
+def progress(message: str) -> None:
+    """A line about what runs now: on stderr, so `--json` keeps stdout to the JSON object."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def bench_arguments(
+    doc: str, *, seconds: int | None = None, connections: int | None = None
+) -> argparse.ArgumentParser:
+    """The flags benches share: --json, and for wrk benches --seconds and --connections."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if seconds is not None:
+        parser.add_argument("--seconds", type=int, default=seconds, help="per wrk run")
+    if connections is not None:
+        parser.add_argument("--connections", type=int, default=connections)
+    parser.add_argument("--json", action="store_true", help='print only {"cases": [...]}')
+    return parser
+
+
+def delete_service(name: str) -> None:
+    """Remove a bench's service (best effort: a bench that failed half way may have none)."""
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "services", "delete", name],
+        capture_output=True, check=False,
+    )  # fmt: skip
+
+
+def require(*tools: str) -> None:
+    for tool in tools:
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed: apt-get install {tool}")
+
+
+# output -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    key: str  # the case's key
+    head: str  # the table's header
+    fmt: str = ">10.0f"  # the format of the value (strings: `<`-aligned to the header's width)
+
+
+def check_figures(cases: Sequence[Case]) -> None:
+    """Every case has a name; every number's name says its unit."""
+    for case in cases:
+        if not isinstance(case.get("name"), str):
+            raise ValueError(f"a case without a name: {case}")
+        for key, value in case.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if not (key in COUNTS or key.endswith(UNIT_SUFFIXES) or "_over_" in key):
+                raise ValueError(f"figure {key!r} of case {case['name']!r} names no unit")
+
+
+def table(cases: Sequence[Case], columns: Sequence[Column]) -> str:
+    def cell(column: Column, value: object) -> str:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return format(value, column.fmt)
+        return format("" if value is None else str(value), _text_format(column.fmt))
+
+    head = "".join(format(c.head, _text_format(c.fmt)) for c in columns)
+    rows = ["".join(cell(c, case.get(c.key)) for c in columns) for case in cases]
+    return "\n".join([head.rstrip(), *(r.rstrip() for r in rows)])
+
+
+def _text_format(fmt: str) -> str:
+    """A number's format as the same alignment and width for text (headers, labels)."""
+    width = re.search(r"\d+", fmt)
+    return f"{fmt[0] if fmt[0] in '<>^' else '>'}{width.group(0) if width else ''}"
+
+
+def emit(
+    cases: Sequence[Case], columns: Sequence[Column], *, as_json: bool, notes: Sequence[str] = ()
+) -> None:
+    """The table (and the notes under it), or with `as_json` only `{"cases": [...]}`."""
+    check_figures(cases)
+    if as_json:
+        print(json.dumps({"cases": list(cases)}, indent=2))
+        return
+    print(table(cases, columns))
+    for note in notes:
+        print(note)
+
+
+def rounded(figures: Figures, *, digits: int = 3) -> dict[str, object]:
+    return {k: round(v, digits) for k, v in figures.items()}

@@ -1,0 +1,174 @@
+"""Configs of the proxies `bench/peers.py` compares, as text from values (no process runs here).
+
+Slipway's ingress is the config Slipway renders (`pipeline.dataplane.render`) for a plane of three
+services on one upstream, with only `nbthread 1` added, as every proxy gets one thread; the
+ablations take named groups of its lines out, to show what each costs. The others are each
+proxy's plain reverse-proxy setup: what its users would write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.core import names
+from pipeline.dataplane import jwt
+from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site, Split
+from pipeline.dataplane.render import render
+from pipeline.identity import tokens
+from pipeline.identity.keys import KeyStore
+
+# Knative's queue-proxy always listens on these (networking.QueueAdminPort, its metrics server).
+QUEUE_FIXED_PORTS = (8022, 9090)
+
+PUBLIC, SPLIT, PRIVATE = "bench-peers", "bench-peers-split", "bench-peers-private"
+DOMAIN = "localhost"
+INVOKER = "bench"
+
+
+# nginx --------------------------------------------------------------------------------------------
+def nginx_conf(
+    *, port: int, run_dir: Path, upstream_port: int = 0, root: Path | None = None
+) -> str:
+    """One worker, no access log: a static file server (`root`), or a keep-alive reverse proxy."""
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = " ".join(f"{kind}_temp_path {run_dir};" for kind in kinds)
+    if upstream_port:
+        server = (
+            "location / { proxy_pass http://up; proxy_http_version 1.1; "
+            'proxy_set_header Connection ""; proxy_set_header Host $host; '
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }"
+        )
+        upstream = f"upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}"
+    else:
+        server, upstream = f"root {root};", ""
+    return (
+        "worker_processes 1;\ndaemon off;\n"
+        f"pid {run_dir}/nginx.pid;\nerror_log stderr warn;\n"
+        "events { worker_connections 4096; }\n"
+        f"http {{ access_log off; {temp} keepalive_requests 1000000; keepalive_timeout 75s;\n"
+        f"  {upstream}\n  server {{ listen 127.0.0.1:{port}; {server} }}\n}}\n"
+    )
+
+
+# HAProxy ------------------------------------------------------------------------------------------
+def haproxy_own_conf(*, port: int, upstream_port: int) -> str:
+    """A standalone HAProxy as its manual would set one up: one frontend, one backend."""
+    return (
+        "global\n    nbthread 1\n    maxconn 4096\n"
+        "defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n"
+        "    timeout server 60s\n    timeout http-keep-alive 10s\n"
+        f"frontend web\n    bind 127.0.0.1:{port}\n    default_backend app\n"
+        f"backend app\n    server app 127.0.0.1:{upstream_port}\n"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlipwayIngress:
+    plane: DataPlane
+    site: Site
+
+
+def slipway_plane(
+    *, run_dir: Path, port: int, upstream_port: int, private: bool = True
+) -> SlipwayIngress:
+    """Slipway's data plane for three services on one upstream: public (one revision), a 90/10
+    split between two revisions, and (`private`) a private one with one invoker."""
+    site = Site(bind=f"127.0.0.1:{port}", domain=DOMAIN, api_server="127.0.0.1:9", run_dir=run_dir)
+    revs = [names.backend_name(f"{PUBLIC}-0000{i}") for i in (1, 2)]
+    server = Server(name=names.server_name("i0"), address="127.0.0.1", port=upstream_port)
+    whole = (Split(backend=revs[0], percent=100),)
+    split = (Split(backend=revs[0], percent=90), Split(backend=revs[1], percent=10))
+    routes = [
+        Route(host=names.service_host(PUBLIC, DOMAIN), splits=whole, service=PUBLIC),
+        Route(host=names.service_host(SPLIT, DOMAIN), splits=split, service=SPLIT),
+    ]
+    policy = None
+    if private:
+        host = names.service_host(PRIVATE, DOMAIN)
+        routes.append(Route(host=host, splits=whole, service=PRIVATE, private=True))
+        key = KeyStore(run_dir / "keys").ensure()
+        policy = JwtPolicy(issuer=issuer(port), keys=((key.kid, key.public_path),))
+    plane = DataPlane(
+        routes=tuple(routes),
+        backends=tuple(Backend(name=r, servers=(server,)) for r in revs),
+        jwt=policy,
+        invokers=((PRIVATE, names.user_subject(INVOKER)),) if private else (),
+    )
+    return SlipwayIngress(plane=plane, site=site)
+
+
+def issuer(port: int) -> str:
+    return f"http://{DOMAIN}:{port}"
+
+
+def token(ingress: SlipwayIngress) -> str:
+    """An identity token the private service accepts: minted as Slipway mints them."""
+    key = KeyStore(ingress.site.run_dir / "keys").ensure()
+    port = int(ingress.site.bind.rsplit(":", 1)[1])
+    identity = tokens.user_identity(INVOKER, domain=DOMAIN)
+    audience = f"http://{names.service_host(PRIVATE, DOMAIN)}:{port}"
+    claims = tokens.claims(identity, issuer=issuer(port), audience=audience, now=int(time.time()))
+    return tokens.mint(claims, kid=key.kid, private_pem=key.private_pem())
+
+
+# What each ablation takes out of Slipway's rendered config, by the start of the line.
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    "request log": ("log uxst@", "log-format ", "option dontlognull"),
+    "rand(100)": ("http-request set-var(txn.pick) rand(100)",),
+    "forwarded headers": ("option forwardfor", "http-request set-header X-Forwarded-Proto"),
+}
+
+
+def slipway_conf(ingress: SlipwayIngress, *, without: Sequence[str] = ()) -> str:
+    """Slipway's haproxy.cfg with one thread, less the lines of the named `ABLATIONS`."""
+    text = render(ingress.plane, site=ingress.site)
+    text = text.replace("global\n", "global\n    nbthread 1\n", 1)
+    drop = tuple(prefix for name in without for prefix in ABLATIONS[name])
+    lines = text.splitlines(keepends=True)
+    return "".join(line for line in lines if not (drop and line.strip().startswith(drop)))
+
+
+def write_slipway_files(ingress: SlipwayIngress, *, text: str) -> Path:
+    """The config and the invokers map where HAProxy reads them (as the manager writes them)."""
+    site = ingress.site
+    site.run_dir.mkdir(parents=True, exist_ok=True)
+    site.invokers_map.write_text(jwt.map_text(jwt.invokers_map(ingress.plane.invokers)))
+    site.config_file.write_text(text)
+    return site.config_file
+
+
+# Go proxies ---------------------------------------------------------------------------------------
+GO_ONE_THREAD = {"GOMAXPROCS": "1"}
+
+
+def traefik_argv(traefik: str, *, port: int, dynamic: Path) -> list[str]:
+    return [traefik, f"--entryPoints.web.address=127.0.0.1:{port}",
+            f"--providers.file.filename={dynamic}", "--log.level=ERROR",
+            "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false"]  # fmt: skip
+
+
+def traefik_dynamic(*, host: str, upstream_port: int) -> str:
+    return (
+        "http:\n  routers:\n    bench:\n"
+        f'      rule: "Host(`{host}`)"\n      service: bench\n      entryPoints: [web]\n'
+        "  services:\n    bench:\n      loadBalancer:\n        servers:\n"
+        f'          - url: "http://127.0.0.1:{upstream_port}"\n'
+    )
+
+
+def queue_proxy_env(*, port: int, user_port: int, tls_port: int) -> dict[str, str]:
+    """What a Knative revision's pod gives its queue-proxy (knative.dev/serving's
+    pkg/queue/sharedmain: the `required` fields of its config), request log off (the default)."""
+    return {
+        **GO_ONE_THREAD,
+        "SERVING_NAMESPACE": "default", "SERVING_SERVICE": PUBLIC,
+        "SERVING_CONFIGURATION": PUBLIC, "SERVING_REVISION": f"{PUBLIC}-00001",
+        "SERVING_POD": f"{PUBLIC}-00001-deployment-0", "SERVING_POD_IP": "127.0.0.1",
+        "QUEUE_SERVING_PORT": str(port), "QUEUE_SERVING_TLS_PORT": str(tls_port),
+        "USER_PORT": str(user_port), "REVISION_TIMEOUT_SECONDS": "300",
+        "CONTAINER_CONCURRENCY": "0", "SERVING_LOGGING_CONFIG": "",
+        "SERVING_LOGGING_LEVEL": "error",
+    }  # fmt: skip
