@@ -115,12 +115,29 @@ def change(entries: list[Entry], edit: Change, *, revisions: list[Revision]) -> 
     if edit.moves_traffic:
         carrying = _split(edit, usable=usable)
     else:
-        carrying = [{k: v for k, v in e.items() if k != "tag"} for e in entries if e.get("percent")]
+        carrying = [_still_tagged(e, tags) for e in entries if e.get("percent")]
+    placed = {e.get("tag") for e in carrying}
     tagged = [
         {"tag": tag, **target, "percent": _percent(edit.to_tags.get(tag, 0))}
         for tag, target in tags.items()
+        if tag not in placed
     ]
     return carrying + tagged
+
+
+def _still_tagged(entry: Entry, tags: dict[str, Entry]) -> Entry:
+    """A carrying entry keeps its tag while the tag still names its target: editing another tag
+    must not split a 5% `canary` into an untagged 5% and a 0% `canary`."""
+    tag = entry.get("tag")
+    if tag is not None and tags.get(str(tag)) == _target(entry):
+        return dict(entry)
+    return {k: v for k, v in entry.items() if k != "tag"}
+
+
+def _target(entry: Entry) -> Entry:
+    if entry.get("latestRevision"):
+        return {"latestRevision": True}
+    return {"revisionName": entry.get("revisionName")}
 
 
 def _usable_check(by_name: dict[str, Revision]) -> Callable[[str, str], str]:
@@ -147,10 +164,7 @@ def _edited_tags(
     tags: dict[str, Entry] = {}
     for e in entries:
         if e.get("tag"):
-            target = {"latestRevision": True} if e.get("latestRevision") else {
-                "revisionName": e.get("revisionName")
-            }  # fmt: skip
-            tags[str(e["tag"])] = target
+            tags[str(e["tag"])] = _target(e)
     if edit.clear_tags and edit.remove_tags:
         raise InvalidInput("--clear-tags already removes every tag: drop --remove-tags")
     for tag in edit.remove_tags:
