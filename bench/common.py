@@ -1,4 +1,5 @@
-"""What the benches share: wrk and its parsing, a process tree's CPU time, ports, and the output.
+"""What the benches share: wrk and its parsing, a process tree's CPU time, ports, the output, and
+a throwaway control plane.
 
 Every bench prints a table and, with `--json`, one object with the same figures:
 `{"cases": [{"name": ..., <figure>: <number>, ...}, ...]}`, one case per table row. A figure's
@@ -9,6 +10,7 @@ whose name says none, so a bench cannot print a figure nobody can read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -16,10 +18,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 Figures = dict[str, float]
 Case = dict[str, object]  # "name" and other labels are strings; figures are numbers
@@ -255,3 +259,46 @@ def emit(
 
 def rounded(figures: Figures, *, digits: int = 3) -> dict[str, object]:
     return {k: round(v, digits) for k, v in figures.items()}
+
+
+# a throwaway control plane ------------------------------------------------------------------------
+class _TempDirs:
+    """What `running_slipway` and the registry fixture take from pytest's tmp_path_factory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def mktemp(self, name: str) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
+        return path
+
+
+@contextlib.contextmanager
+def throwaway_slipway(*, extra_env: dict[str, str] | None = None) -> Iterator[Any]:
+    """A registry and a control plane of their own on free ports, under a data dir in /tmp, as
+    the integration tests start them (tests.integration.conftest, imported, not copied); every
+    container, network and process they made is removed on the way out. Yields the tests'
+    `Slipway` (its `cli`, `get`, `api_get`, `proc`, `data_dir`, `env`)."""
+    import docker
+
+    from tests.integration import conftest
+
+    client = docker.from_env(timeout=120)
+    root = Path(tempfile.mkdtemp(prefix="slipway-bench-"))
+    dirs = _TempDirs(root)
+    try:
+        conftest.baseimages.ensure_base_images(client, references=[conftest.BUSYBOX])
+        registry = contextlib.contextmanager(conftest.registry.__wrapped__)  # the fixture's body
+        with (
+            registry(dirs) as address,
+            conftest.running_slipway(
+                dirs,
+                client,
+                address,
+                extra_env=extra_env,  # type: ignore[arg-type]
+            ) as sw,
+        ):
+            yield sw
+    finally:
+        client.close()
+        shutil.rmtree(root, ignore_errors=True)

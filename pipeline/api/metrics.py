@@ -2,7 +2,7 @@
 
 Pure: the API route (`pipeline/api/metrics_route.py`) gathers the values — HAProxy's `show stat`
 rows, a store snapshot, the builds, the instances the engine reports, the reconciler's pass count
-— and `render` turns them into the text exposition format (version 0.0.4). Labels are always
+and time — and `render` turns them into the text exposition format (version 0.0.4). Labels are always
 `service`, `revision` and, where a traffic target has one, `tag`.
 
 Where the figures come from, and what they honestly are:
@@ -53,6 +53,8 @@ class Inputs:
     instances: Sequence[Instance] | None = None
     stats: Sequence[Mapping[str, str]] | None = None
     reconcile_passes: int = 0
+    # (seconds spent in passes since start, the last pass's seconds)
+    reconcile_seconds: tuple[float, float] = (0.0, 0.0)
     # revision -> the autoscaler's view (scaling.Scaler.view): desired, averages, panic, EBC.
     autoscaler: Mapping[str, Mapping[str, float | bool]] = field(default_factory=dict)
 
@@ -77,6 +79,7 @@ def render(inputs: Inputs) -> str:
         *_build_families(inputs.builds),
         _deploy_durations(inputs.snapshot, inputs.builds),
         _reconcile_passes(inputs.reconcile_passes),
+        *_reconcile_seconds(*inputs.reconcile_seconds),
         *_autoscaler_families(inputs),
     ]
     return exposition(families)
@@ -305,6 +308,24 @@ def _reconcile_passes(passes: int) -> Family:
     )
     fam.add(passes)
     return fam
+
+
+def _reconcile_seconds(total_s: float, last_s: float) -> list[Family]:
+    """A pass's cost: the total over the passes counter is the mean pass, `rate()` of both the
+    mean over a window; the last pass's time for a glance."""
+    total = Family(
+        name="slipway_reconcile_pass_seconds_total",
+        kind="counter",
+        help="Seconds the reconciler spent in passes since the control plane started",
+    )
+    total.add(total_s)
+    last = Family(
+        name="slipway_reconcile_last_pass_seconds",
+        kind="gauge",
+        help="How long the reconciler's last finished pass took",
+    )
+    last.add(last_s)
+    return [total, last]
 
 
 AUTOSCALER_GAUGES = (

@@ -46,6 +46,7 @@ def scrape(platform: PlatformDep) -> Response:
             instances=instances,
             stats=stats,
             reconcile_passes=getattr(platform.reconciler, "passes", 0),
+            reconcile_seconds=getattr(platform.reconciler, "pass_seconds", (0.0, 0.0)),
             autoscaler=_autoscaler(platform),
         )
     )

@@ -79,6 +79,8 @@ class Reconciler:
         self._wake = threading.Event()
         self._cond = threading.Condition()
         self._passes = 0
+        self._pass_seconds = 0.0  # summed over the passes, and the last one's: see /metrics
+        self._last_pass_s = 0.0
         self._unready = False  # an instance is running but not ready yet
         self._held: set[str] = set()  # revisions kept warm ahead of a traffic change
         self._serving: dict[str, tuple[str, ...]] = {}  # revision -> host:port of ready ones
@@ -149,10 +151,22 @@ class Reconciler:
         return scaler.view(self._memory.tracks.get(revision), floor=self._rules.floor)
 
     # one pass ---------------------------------------------------------------------------------
+    @property
+    def pass_seconds(self) -> tuple[float, float]:
+        """(seconds spent in passes since start, the last pass's seconds): /metrics shows both, so
+        a pass's cost at N services is read, not guessed."""
+        return self._pass_seconds, self._last_pass_s
+
     def reconcile_once(self) -> str:
         with self._lock:
-            result = self._pass()
+            began = time.perf_counter()
+            try:
+                result = self._pass()
+            finally:
+                took = time.perf_counter() - began
         with self._cond:
+            self._pass_seconds += took
+            self._last_pass_s = took
             self._passes += 1
             self._cond.notify_all()
         return result

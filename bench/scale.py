@@ -1,0 +1,410 @@
+"""Scale on one host: hundreds of services on the embedded engine, 20 of them under light load.
+
+Starts its own registry and control plane on free ports (`bench.common.throwaway_slipway`, the
+integration tests' starter), pushes two busybox httpd images (bodies `v1` and `v2`), and creates
+`load-00`..`load-19` (min-scale 1, light load: each GET every 100 ms through HAProxy) and then
+idle services (min-scale 0, a 6 s window so they go to zero quickly) until the platform has 10,
+100 (and 500) services. At each size, once the idle ones are at zero, it measures:
+
+- `route_s`: a 100% traffic move between two warm revisions of `load-00` (`POST .../traffic`)
+  until the other body answers through HAProxy; `tag_s`: a new tag until its host answers;
+  `deploy_s`: `load-01` replaced with the other image until its body answers (a container start,
+  readiness and the route);
+- `pass_mean_ms`: the reconciler's mean pass over a quiet window, from /metrics
+  (`slipway_reconcile_pass_seconds_total` over `slipway_reconcile_passes_total`);
+- `reload_ms`/`runtime_ms`: median time of the data plane's applies that reloaded HAProxy and of
+  those that only sent runtime-API commands (the control plane's `dataplane_applied` lines);
+- `cp_rss_mb`, `haproxy_rss_mb` (master and workers), `instance_mb`: a running idle instance's
+  memory (its cgroup's, plus its containerd shim). The frozen tier is not measured here yet;
+- `failed`: requests of the load that did not get a 200 while the others were created, changed
+  (10 idle services get a new revision per size) and, at the end, deleted.
+
+Every figure depends on a shared 2-core machine: run under `nice -n 10`, read them as rough.
+
+    .venv/bin/python -m bench.scale [--quick] [--json]      # --quick: 10 and 100 services
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import yaml
+
+from bench.common import Case, Column, bench_arguments, emit, progress, throwaway_slipway
+from pipeline.cli.client import Client
+from pipeline.core import names
+
+LOADED = 20
+CHANGED = 10  # idle services given a new revision at each size
+PARALLEL = 6  # concurrent `services replace` while growing
+BODIES = ("v1", "v2")
+MIN_SCALE = "autoscaling.knative.dev/min-scale"
+
+
+def document(name: str, image: str, *, loaded: bool, env: str = "", traffic: Any = None) -> str:
+    annotations = {MIN_SCALE: "1" if loaded else "0"}
+    if not loaded:
+        annotations["autoscaling.knative.dev/window"] = "6s"
+    container: dict[str, Any] = {"image": image}
+    if env:
+        container["env"] = [{"name": "GENERATION", "value": env}]
+    spec: dict[str, Any] = {
+        "template": {"metadata": {"annotations": annotations}, "spec": {"containers": [container]}}
+    }
+    if traffic is not None:
+        spec["traffic"] = traffic
+    doc = {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+           "metadata": {"name": name}, "spec": spec}  # fmt: skip
+    return yaml.safe_dump(doc)
+
+
+class Platform:
+    """The throwaway control plane as this bench drives it: the API, HAProxy, the log."""
+
+    def __init__(self, sw: Any, images: tuple[str, str]) -> None:
+        self.sw = sw
+        self.images = images
+        self.api = Client(url=f"http://127.0.0.1:{sw.api_port}", token=sw.token, timeout_s=120)
+        self.ingress = f"http://127.0.0.1:{sw.ingress_port}/"
+
+    def replace(self, name: str, image: str, **kwargs: Any) -> None:
+        text = document(name, image, **kwargs)
+        events = self.api.stream("PUT", f"/v1/services/{name}", content=text.encode(),
+                                 headers={"Content-Type": "application/yaml"})  # fmt: skip
+        for event in events:
+            if event.get("event") == "error":
+                raise SystemExit(f"deploying {name} failed: {event.get('message')}")
+
+    def traffic(self, name: str, **body: Any) -> None:
+        self.api.request("POST", f"/v1/services/{name}/traffic", json=body)
+
+    def body(self, host: str, http: httpx.Client) -> tuple[int, str]:
+        headers = {"Host": f"{names.service_host(host, 'localhost')}:{self.sw.ingress_port}"}
+        resp = http.get(self.ingress, headers=headers)
+        return resp.status_code, resp.text.strip()
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{self.sw.api_port}/metrics", timeout=120).text
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise SystemExit(f"/metrics has no {name}: is this control plane from this tree?")
+
+    def applies(self) -> list[tuple[str, float]]:
+        """(result, seconds) of every `dataplane_applied` line so far."""
+        out = []
+        for line in self.sw.log_path.read_text().splitlines():
+            if '"dataplane_applied"' in line:
+                event = json.loads(line)
+                out.append((str(event["result"]), float(event.get("seconds", 0.0))))
+        return out
+
+    def running(self) -> int:
+        client = docker.from_env()
+        try:
+            return sum(1 for c in self.sw.containers(client) if c.status == "running")
+        finally:
+            client.close()
+
+
+class Load:
+    """A GET every 100 ms to each loaded service through HAProxy; counts what was not a 200."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.stop = threading.Event()
+        self.ok = 0
+        self.failed: list[str] = []
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def add(self, services: list[str]) -> None:
+        for service in services:
+            self._threads.append(threading.Thread(target=self._run, args=(service,)))
+            self._threads[-1].start()
+
+    def __enter__(self) -> Load:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join()
+
+    def _run(self, service: str) -> None:
+        with httpx.Client(timeout=30) as http:
+            while not self.stop.wait(0.1):
+                try:
+                    status, text = self.platform.body(service, http)
+                    problem = "" if status == 200 else f"{service}: {status} {text[:120]}"
+                except httpx.HTTPError as e:
+                    problem = f"{service}: {type(e).__name__} {e}"
+                with self._lock:
+                    if problem:
+                        self.failed.append(problem)
+                    else:
+                        self.ok += 1
+
+
+def until(check: Callable[[], bool], *, timeout_s: float, what: str, poll_s: float = 0.01) -> float:
+    """Seconds until `check()` holds."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > timeout_s:
+            raise SystemExit(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(poll_s)
+    return time.monotonic() - began
+
+
+def answers(platform: Platform, host: str, want: str, http: httpx.Client) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return platform.body(host, http) == (200, want)
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def route_changes(platform: Platform, *, size: int, rounds: int = 3) -> dict[str, float]:
+    """Median seconds: a traffic move, a new tag, a deploy — each until HAProxy serves it."""
+    move, tag, deploy = [], [], []
+    r1, r2 = names.revision_name("load-00", 1), names.revision_name("load-00", 2)
+    with httpx.Client(timeout=10) as http:
+        for k in range(rounds):
+            target, body = (r2, "v2") if k % 2 == 0 else (r1, "v1")
+            began = time.monotonic()
+            platform.traffic("load-00", to_revisions={target: 100})
+            until(answers(platform, "load-00", body, http), timeout_s=60, what=f"load-00 {body}")
+            move.append(time.monotonic() - began)
+            name = f"t{size}x{k}"
+            began = time.monotonic()
+            platform.traffic("load-00", set_tags={name: r1})
+            until(answers(platform, f"{name}{names.TAG_SEPARATOR}load-00", "v1", http),
+                  timeout_s=60, what=f"tag {name}")  # fmt: skip
+            tag.append(time.monotonic() - began)
+            platform.traffic("load-00", remove_tags=[name])
+            image, body = platform.images[(k + 1) % 2], BODIES[(k + 1) % 2]
+            began = time.monotonic()
+            platform.replace("load-01", image, loaded=True, env=f"{size}-{k}")
+            until(answers(platform, "load-01", body, http), timeout_s=120, what="load-01 deploy")
+            deploy.append(time.monotonic() - began)
+    return {"route_s": statistics.median(move), "tag_s": statistics.median(tag),
+            "deploy_s": statistics.median(deploy)}  # fmt: skip
+
+
+def pass_time(platform: Platform, *, window_s: float) -> dict[str, float]:
+    """The reconciler's mean pass over a quiet window (nothing to do but serve the load)."""
+    total0 = platform.metric("slipway_reconcile_pass_seconds_total")
+    passes0 = platform.metric("slipway_reconcile_passes_total")
+    time.sleep(window_s)
+    total = platform.metric("slipway_reconcile_pass_seconds_total") - total0
+    passes = platform.metric("slipway_reconcile_passes_total") - passes0
+    return {"pass_mean_ms": 1000 * total / max(passes, 1)}
+
+
+def rss_mb(pids: list[int]) -> float:
+    kb = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        kb += next((int(line.split()[1]) for line in status.splitlines()
+                    if line.startswith("VmRSS:")), 0)  # fmt: skip
+    return kb / 1024
+
+
+def haproxy_pids(sw: Any) -> list[int]:
+    master = int((sw.data_dir / "haproxy" / "haproxy.pid").read_text().split()[0])
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _ppid(p.name) == master]  # fmt: skip
+    return [master, *children]
+
+
+def _ppid(pid: str) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def instance_mb(sw: Any) -> float:
+    """A running instance's memory: its cgroup's (less page cache) plus its containerd shim."""
+    client = docker.from_env()
+    try:
+        running = [c for c in sw.containers(client) if c.status == "running"]
+        sizes = []
+        for c in running[:LOADED]:
+            mem = c.stats(stream=False)["memory_stats"]
+            cgroup = mem.get("usage", 0) - mem.get("stats", {}).get("inactive_file", 0)
+            shims = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
+                     and c.id.encode() in _cmdline(p.name)]  # fmt: skip
+            sizes.append(cgroup / 2**20 + rss_mb([int(p) for p in shims]))
+        return statistics.mean(sizes) if sizes else 0.0
+    finally:
+        client.close()
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+# the run ------------------------------------------------------------------------------------------
+def grow(platform: Platform, names_: list[str]) -> float:
+    """Create these idle services, PARALLEL at a time; seconds taken."""
+    began = time.monotonic()
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        list(pool.map(lambda n: platform.replace(n, platform.images[0], loaded=False), names_))
+    return time.monotonic() - began
+
+
+def settle(platform: Platform, *, timeout_s: float = 300) -> None:
+    """Wait until the idle services are at zero: only the loaded ones (and load-00's second
+    revision) keep an instance."""
+    until(lambda: platform.running() <= LOADED + 1, timeout_s=timeout_s,
+          what="idle services to scale to zero", poll_s=2)  # fmt: skip
+
+
+def measure(platform: Platform, load: Load, *, size: int, idle: list[str]) -> Case:
+    applied = len(platform.applies())
+    failed = len(load.failed)
+    progress(f"{size} services: changing {min(CHANGED, len(idle))} idle ones")
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        list(pool.map(lambda n: platform.replace(n, platform.images[1], loaded=False,
+                                                 env=str(size)), idle[:CHANGED]))  # fmt: skip
+    settle(platform)
+    progress(f"{size} services: reconcile passes, memory")
+    case: Case = {"name": f"{size} services"}
+    case.update(pass_time(platform, window_s=10))
+    progress(f"{size} services: route changes")
+    case.update(route_changes(platform, size=size))
+    runs = platform.applies()[applied:]
+    reloads = [s for r, s in runs if r == "reloaded"]
+    runtime = [s for r, s in runs if r.startswith("runtime")]
+    case.update({
+        "reload_ms": 1000 * statistics.median(reloads) if reloads else 0.0,
+        "runtime_ms": 1000 * statistics.median(runtime) if runtime else 0.0,
+        "cp_rss_mb": rss_mb([platform.sw.proc.pid]),
+        "haproxy_rss_mb": rss_mb(haproxy_pids(platform.sw)),
+        "instance_mb": instance_mb(platform.sw),
+        "frozen_mb": "TODO: frozen tier",
+        "errors": len(load.failed) - failed,
+    })  # fmt: skip
+    return case
+
+
+def images(sw: Any, work: Path) -> tuple[str, str]:
+    from tests.integration.conftest import push_image, write_app
+
+    client = docker.from_env(timeout=120)
+    try:
+        refs = []
+        for body in BODIES:
+            ref = f"{sw.env['SLIPWAY_REGISTRY']}/scale-app/app:{body}"
+            refs.append(push_image(client, write_app(work / body, body=body + "\n"), ref))
+        return refs[0], refs[1]
+    finally:
+        client.close()
+
+
+def forget_images(refs: tuple[str, str]) -> None:
+    """The local tags this run made (a new registry port each run would pile them up)."""
+    client = docker.from_env()
+    try:
+        for ref in refs:
+            # Still used by a container being removed, or already gone: left alone.
+            with suppress(docker.errors.APIError):
+                client.images.remove(ref)
+    finally:
+        client.close()
+
+
+@contextmanager
+def platform_up() -> Iterator[Platform]:
+    env = {"SLIPWAY_READINESS_TIMEOUT": "60", "SLIPWAY_GRACE_PERIOD": "2"}
+    with throwaway_slipway(extra_env=env) as sw:
+        refs = images(sw, sw.data_dir)
+        try:
+            yield Platform(sw, refs)
+        finally:
+            forget_images(refs)
+
+
+def run(sizes: tuple[int, ...]) -> tuple[list[Case], list[str]]:
+    loaded = [f"load-{i:02d}" for i in range(LOADED)]
+    idle = [f"idle-{i:03d}" for i in range(max(sizes) - LOADED)]
+    cases: list[Case] = []
+    with platform_up() as platform, Load(platform) as load:
+        made = 0
+        for size in sizes:
+            more = loaded[len(load._threads) : size]
+            progress(f"{size} services: creating {len(more)} loaded ones")
+            for name in more:
+                platform.replace(name, platform.images[0], loaded=True)
+                if name == "load-00":  # a second warm revision, tagged: traffic moves to it
+                    r1, r2 = names.revision_name(name, 1), names.revision_name(name, 2)
+                    platform.replace(name, platform.images[1], loaded=True, traffic=[
+                        {"revisionName": r1, "percent": 100, "tag": "a"},
+                        {"revisionName": r2, "percent": 0, "tag": "b"}])  # fmt: skip
+            load.add(more)
+            wanted = idle[: max(size - LOADED, 0)]
+            progress(f"{size} services: creating {len(wanted) - made} idle ones")
+            took = grow(platform, wanted[made:])
+            case = measure(platform, load, size=size, idle=wanted)
+            case["create_s"] = took / max(len(wanted) - made, 1)
+            made = len(wanted)
+            cases.append(case)
+            progress(json.dumps(case))
+        progress(f"deleting {made} idle services under load")
+        before = len(load.failed)
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            list(pool.map(lambda n: platform.api.request("DELETE", f"/v1/services/{n}"),
+                          idle[:made]))  # fmt: skip
+        time.sleep(5)
+        cases.append({"name": f"delete {made} idle", "errors": len(load.failed) - before})
+    notes = [
+        f"load: {load.ok} requests answered 200, {len(load.failed)} did not",
+        *load.failed[:10],
+    ]
+    return cases, notes
+
+
+COLUMNS = [
+    Column("name", "size", "<14"), Column("route_s", "route s", ">9.3f"),
+    Column("tag_s", "tag s", ">8.3f"), Column("deploy_s", "deploy s", ">10.2f"),
+    Column("pass_mean_ms", "pass ms", ">9.1f"), Column("reload_ms", "reload ms", ">11.0f"),
+    Column("runtime_ms", "runtime ms", ">12.1f"), Column("cp_rss_mb", "CP MB", ">8.0f"),
+    Column("haproxy_rss_mb", "HAProxy MB", ">12.0f"), Column("instance_mb", "inst MB", ">9.1f"),
+    Column("frozen_mb", "frozen MB", ">20"), Column("errors", "failed", ">8.0f"),
+]  # fmt: skip
+
+
+def main() -> None:
+    parser = bench_arguments(__doc__ or "")
+    parser.add_argument("--quick", action="store_true", help="10 and 100 services only")
+    parser.add_argument("--sizes", default="", help="e.g. 10,50: sizes to run instead")
+    args = parser.parse_args()
+    sizes = (10, 100) if args.quick else (10, 100, 500)
+    if args.sizes:
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+    cases, notes = run(sizes)
+    emit(cases, COLUMNS, as_json=args.json, notes=notes)
+
+
+if __name__ == "__main__":
+    main()
