@@ -2,8 +2,8 @@
 
 Pure: the API route (`pipeline/api/metrics_route.py`) gathers the values — HAProxy's `show stat`
 rows, a store snapshot, the builds, the instances the engine reports, the reconciler's pass count
-and time — and `render` turns them into the text exposition format (version 0.0.4). Labels are always
-`service`, `revision` and, where a traffic target has one, `tag`.
+and time — and `render` turns them into the text exposition format (version 0.0.4). Labels are
+always `service`, `revision` and, where a traffic target has one, `tag`.
 
 Where the figures come from, and what they honestly are:
 

@@ -47,11 +47,12 @@ def sift(plane: DataPlane, *, domain: str) -> Sifted:
     """The plane without the routes (and badly named backends) HAProxy cannot take."""
     backends = tuple(b for b in plane.backends if _NAME.fullmatch(b.name))
     claims = Counter(r.host for r in plane.routes)
+    known = {b.name for b in backends}
     kept: list[Route] = []
     rejected: list[Rejected] = []
     for route in plane.routes:
         why = _fault(route, domain=domain, claimants=_claimants(plane, route, claims))
-        why = why or _split_fault(route, known={b.name for b in backends})
+        why = why or _split_fault(route, known=known)
         if why is None:
             kept.append(route)
         else:
@@ -102,11 +103,11 @@ def check(plane: DataPlane, *, site: Site) -> None:
     """Raise InvalidSpec for what would break the whole config: the parts Slipway names itself."""
     if not _HOST.fullmatch(site.domain):
         raise InvalidSpec(f"invalid domain {site.domain!r}: use a lowercase DNS name")
-    names = [b.name for b in plane.backends]
+    names = Counter(b.name for b in plane.backends)  # not list.count: square in the backends
     for name in names:
         if not _NAME.fullmatch(name) or name in RESERVED_BACKENDS:
             raise InvalidSpec(f"invalid backend name {name!r}: use names.backend_name(revision)")
-        if names.count(name) > 1:
+        if names[name] > 1:
             raise InvalidSpec(f"backend {name!r} appears twice in the data plane")
     for backend in plane.backends:
         servers = [s.name for s in backend.servers]

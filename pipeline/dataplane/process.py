@@ -28,7 +28,12 @@ from pipeline.dataplane import jwt
 from pipeline.dataplane.changes import Change, invoker_changes, server_changes
 from pipeline.dataplane.model import DataPlane, Site
 from pipeline.dataplane.procs import Procs
-from pipeline.dataplane.render import ACTIVATOR_SERVER, RESERVED_BACKENDS, render, structure
+from pipeline.dataplane.render import (
+    ACTIVATOR_SERVER,
+    RESERVED_BACKENDS,
+    render,
+    structure_of_config,
+)
 from pipeline.dataplane.runtime import CommandRejected, Runtime, Socket
 from pipeline.dataplane.tlssync import TlsSync
 
@@ -47,6 +52,10 @@ class HAProxyManager:
         # HAProxy is already running, so a restarted control plane does not reload for nothing;
         # checked against the live backends in `_loaded_structure`.
         self._loaded: str | None = None
+        # The last plane rendered, its text and structure: a pass that changes nothing (most
+        # passes) renders nothing, and the config file is compared only after a change.
+        self._rendered: tuple[DataPlane, str, str] | None = None
+        self._installed = ""  # the text last written to the config file by this manager
 
     # -- state -------------------------------------------------------------------------------
 
@@ -80,8 +89,7 @@ class HAProxyManager:
     def apply(self, plane: DataPlane) -> str:
         """Bring HAProxy to `plane`; says what it did: "started", "reloaded",
         "runtime: N changes" or "unchanged"."""
-        text = render(plane, site=self.site)
-        wanted = structure(plane, site=self.site)
+        text, wanted = self._render(plane)
         # Before any check or reload: the config refers to them, and a new worker loads them.
         self._write_invokers(plane)
         self.tls.write(plane)
@@ -99,7 +107,7 @@ class HAProxyManager:
             return "reloaded"
         # Same structure: only server lines differ. The file is still checked (about 40 ms), as
         # the next reload or restart will load it.
-        if _read(self.site.config_file) != text:
+        if text != self._installed and _read(self.site.config_file) != text:
             self._install(text)
         changes, pending = self._sync_servers(plane)
         changes += self._sync_invokers(plane) + self.tls.sync(plane)
@@ -109,6 +117,13 @@ class HAProxyManager:
         if pending:
             summary += f" ({', '.join(pending)} still has connections: deleted on a later apply)"
         return summary
+
+    def _render(self, plane: DataPlane) -> tuple[str, str]:
+        """The config text and structure key of `plane`, rendered once per distinct plane."""
+        if self._rendered is None or self._rendered[0] != plane:
+            text = render(plane, site=self.site)
+            self._rendered = (plane, text, structure_of_config(text) or "")
+        return self._rendered[1], self._rendered[2]
 
     def validate(self, text: str) -> None:
         """Raise Unavailable with HAProxy's own words if `text` is not a valid config."""
@@ -146,6 +161,7 @@ class HAProxyManager:
         """Validate, then replace the config file: a config HAProxy rejects never lands."""
         self.validate(text)
         _write_atomically(self.site.config_file, text)
+        self._installed = text
 
     def _check(self, path: Path) -> None:
         # Not -q: it would silence the very errors this message must carry.
@@ -256,10 +272,11 @@ class HAProxyManager:
 
     def _sync_servers(self, plane: DataPlane) -> tuple[int, list[str]]:
         sent, pending = 0, []
+        live = self.runtime.all_servers()  # two commands, however many backends
         for backend in sorted(plane.backends, key=lambda b: b.name):
             running = {
                 s.name: s
-                for s in self.runtime.show_servers(backend.name)
+                for s in live.get(backend.name, ())
                 if s.name != ACTIVATOR_SERVER  # part of the structure, not an instance
             }
             for change in server_changes(backend, running):

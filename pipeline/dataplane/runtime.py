@@ -101,34 +101,25 @@ class Runtime:
 
     def show_servers(self, backend: str) -> list[ServerState]:
         stats = {row["svname"]: row for row in self._stat(backend, kind=4)}
-        servers = []
-        for fields in self._servers_state(backend):
-            # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight
-            # ... srv_port is the 19th field (format version 1).
-            name, address = fields[3], fields[4]
-            admin_bits = int(fields[6])
-            admin = (
-                "maint"
-                if admin_bits & _ADMIN_MAINT
-                else "drain"
-                if admin_bits & _ADMIN_DRAIN
-                else "ready"
-            )
-            row = stats.get(name, {})
-            servers.append(
-                ServerState(
-                    name=name,
-                    address=address,
-                    port=int(fields[18]),
-                    admin=admin,
-                    up=int(fields[5]) in _OP_UP,
-                    weight=int(fields[7]),
-                    maxconn=_int(row.get("slim")),
-                    sessions=_int(row.get("scur")),
-                    queued=_int(row.get("qcur")),
-                )
-            )
-        return sorted(servers, key=lambda s: s.name)
+        return _server_states(self._servers_state(backend), stats)
+
+    def all_servers(self) -> dict[str, list[ServerState]]:
+        """Every backend's servers (by backend name) in two commands, whatever the number of
+        backends: a pass that asked backend by backend grew with the services."""
+        out = self.socket.command("show servers state")
+        lines = out.splitlines()
+        if not lines or not lines[0].strip().isdigit():
+            raise CommandRejected(f"HAProxy did not answer `show servers state`: {out.strip()}")
+        rows = [line.split() for line in lines[1:] if line.strip() and not line.startswith("#")]
+        stats: dict[str, dict[str, dict[str, str]]] = {}
+        for row in self.show_stat(kind=4):
+            stats.setdefault(row["pxname"], {})[row["svname"]] = row
+        by_backend: dict[str, list[list[str]]] = {}
+        for fields in rows:
+            by_backend.setdefault(fields[1], []).append(fields)
+        return {
+            name: _server_states(states, stats.get(name, {})) for name, states in by_backend.items()
+        }
 
     def sessions(self, backend: str) -> int:
         """Current sessions on the backend, including requests queued for a free instance."""
@@ -137,13 +128,14 @@ class Runtime:
                 return _int(row.get("scur")) + _int(row.get("qcur"))
         raise CommandRejected(f"HAProxy has no backend {backend!r}")
 
-    def show_stat(self) -> list[dict[str, str]]:
-        """Every backend and server row of `show stat`, as HAProxy's CSV header names them.
+    def show_stat(self, *, kind: int = 6) -> list[dict[str, str]]:
+        """Every backend and server row of `show stat` (`kind`: 2 backends, 4 servers, 6 both),
+        as HAProxy's CSV header names them.
 
         Counters are the current worker's: a reload starts them from zero (Prometheus reads that
         as a counter reset).
         """
-        out = self.socket.command("show stat -1 6 -1")
+        out = self.socket.command(f"show stat -1 {kind} -1")
         if not out.startswith("# "):
             raise CommandRejected(f"HAProxy did not answer `show stat`: {out.strip()}")
         return list(csv.DictReader(io.StringIO(out[2:])))
@@ -273,6 +265,38 @@ class Runtime:
         out = self.socket.command(command).strip()
         if out != success:
             raise CommandRejected(f"HAProxy refused {command!r}: {out or 'no answer'}")
+
+
+def _server_states(states: list[list[str]], stats: dict[str, dict[str, str]]) -> list[ServerState]:
+    """`show servers state` rows joined with their `show stat` rows (by server name)."""
+    servers = []
+    for fields in states:
+        # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight
+        # ... srv_port is the 19th field (format version 1).
+        name, address = fields[3], fields[4]
+        admin_bits = int(fields[6])
+        admin = (
+            "maint"
+            if admin_bits & _ADMIN_MAINT
+            else "drain"
+            if admin_bits & _ADMIN_DRAIN
+            else "ready"
+        )
+        row = stats.get(name, {})
+        servers.append(
+            ServerState(
+                name=name,
+                address=address,
+                port=int(fields[18]),
+                admin=admin,
+                up=int(fields[5]) in _OP_UP,
+                weight=int(fields[7]),
+                maxconn=_int(row.get("slim")),
+                sessions=_int(row.get("scur")),
+                queued=_int(row.get("qcur")),
+            )
+        )
+    return sorted(servers, key=lambda s: s.name)
 
 
 def _int(value: str | None) -> int:
