@@ -244,14 +244,18 @@ def instance_mb(sw: Any) -> float:
     """A running instance's memory: its cgroup's (less page cache) plus its containerd shim."""
     client = docker.from_env()
     try:
-        running = [c for c in sw.containers(client) if c.status == "running"]
         sizes = []
-        for c in running[:LOADED]:
-            mem = c.stats(stream=False)["memory_stats"]
-            cgroup = mem.get("usage", 0) - mem.get("stats", {}).get("inactive_file", 0)
-            shims = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
-                     and c.id.encode() in _cmdline(p.name)]  # fmt: skip
-            sizes.append(cgroup / 2**20 + rss_mb([int(p) for p in shims]))
+        for c in sw.containers(client):
+            if c.status != "running" or not c.labels.get(names.LABEL_SERVICE, "").startswith(
+                "load"
+            ):
+                continue
+            with suppress(docker.errors.NotFound):  # replaced by a deploy since it was listed
+                mem = c.stats(stream=False)["memory_stats"]
+                cgroup = mem.get("usage", 0) - mem.get("stats", {}).get("inactive_file", 0)
+                shims = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
+                         and c.id.encode() in _cmdline(p.name)]  # fmt: skip
+                sizes.append(cgroup / 2**20 + rss_mb([int(p) for p in shims]))
         return statistics.mean(sizes) if sizes else 0.0
     finally:
         client.close()
