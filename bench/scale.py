@@ -76,14 +76,20 @@ class Platform:
         self.images = images
         self.api = Client(url=f"http://127.0.0.1:{sw.api_port}", token=sw.token, timeout_s=120)
         self.ingress = f"http://127.0.0.1:{sw.ingress_port}/"
+        self.errors: list[str] = []  # failed deploys (each tried again once)
 
     def replace(self, name: str, image: str, **kwargs: Any) -> None:
+        """Deploy; a deploy that fails is tried once more, and each failure is kept in `errors`
+        (the engine's container listing can race a removal: see the report)."""
         text = document(name, image, **kwargs)
-        events = self.api.stream("PUT", f"/v1/services/{name}", content=text.encode(),
-                                 headers={"Content-Type": "application/yaml"})  # fmt: skip
-        for event in events:
-            if event.get("event") == "error":
-                raise SystemExit(f"deploying {name} failed: {event.get('message')}")
+        for _ in range(2):
+            events = self.api.stream("PUT", f"/v1/services/{name}", content=text.encode(),
+                                     headers={"Content-Type": "application/yaml"})  # fmt: skip
+            failed = [e for e in events if e.get("event") == "error"]
+            if not failed:
+                return
+            self.errors.append(f"deploying {name}: {failed[0].get('message')}")
+        raise SystemExit(f"deploying {name} failed twice: {self.errors[-1]}")
 
     def traffic(self, name: str, **body: Any) -> None:
         self.api.request("POST", f"/v1/services/{name}/traffic", json=body)
@@ -384,6 +390,8 @@ def run(sizes: tuple[int, ...]) -> tuple[list[Case], list[str]]:
     notes = [
         f"load: {load.ok} requests answered 200, {len(load.failed)} did not",
         *load.failed[:10],
+        f"deploys that failed and were tried again: {len(platform.errors)}",
+        *platform.errors[:5],
     ]
     return cases, notes
 
