@@ -141,6 +141,18 @@ def proc_stat_cpu_s(stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of the line
 
 
+def rss_mb(pids: Iterable[int], *, descendants: bool = False) -> float:
+    """Resident memory (VmRSS) of these processes (and with `descendants`, of their children)."""
+    kb = 0
+    for pid in _with_descendants(set(pids)) if descendants else pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue  # gone
+        kb += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    return kb / 1024
+
+
 def _with_descendants(pids: set[int]) -> set[int]:
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():

@@ -1,25 +1,21 @@
 """Scale on one host: hundreds of services on the embedded engine, 20 of them under light load.
 
-Starts its own registry and control plane on free ports (`bench.common.throwaway_slipway`, the
-integration tests' starter), pushes two busybox httpd images (bodies `v1` and `v2`), and creates
-`load-00`..`load-19` (min-scale 1, light load: each GET every 100 ms through HAProxy) and then
-idle services (min-scale 0, a 6 s window so they go to zero quickly) until the platform has 10,
-100 (and 500) services. At each size, once the idle ones are at zero, it measures:
+Starts its own registry and control plane (`bench.common.throwaway_slipway`), pushes two busybox
+httpd images (bodies `v1`, `v2`), creates `load-00`..`load-19` (min-scale 1; a GET every 100 ms
+each through HAProxy) and idle services (min-scale 0, a 6 s window) up to 10, 100 (and 500)
+services. At each size, 10 idle services get a new revision; once the idle ones are at zero:
 
-- `route_s`: a 100% traffic move between two warm revisions of `load-00` (`POST .../traffic`)
-  until the other body answers through HAProxy; `tag_s`: a new tag until its host answers;
-  `deploy_s`: `load-01` replaced with the other image until its body answers (a container start,
-  readiness and the route);
-- `pass_mean_ms`: the reconciler's mean pass over a quiet window, from /metrics
-  (`slipway_reconcile_pass_seconds_total` over `slipway_reconcile_passes_total`);
-- `reload_ms`/`runtime_ms`: median time of the data plane's applies that reloaded HAProxy and of
-  those that only sent runtime-API commands (the control plane's `dataplane_applied` lines);
-- `cp_rss_mb`, `haproxy_rss_mb` (master and workers), `instance_mb`: a running idle instance's
-  memory (its cgroup's, plus its containerd shim). The frozen tier is not measured here yet;
-- `failed`: requests of the load that did not get a 200 while the others were created, changed
-  (10 idle services get a new revision per size) and, at the end, deleted.
+- `route_s`: a 100% traffic move between two warm revisions of `load-00` until the other body
+  answers through HAProxy; `tag_s`: a new tag until its host answers; `deploy_s`: `load-01`
+  replaced with the other image until its body answers (container start, readiness, route);
+- `pass_mean_ms`: the reconciler's mean pass over a quiet 10 s, from /metrics;
+- `reload_ms`/`runtime_ms`: median apply that reloaded HAProxy / only sent runtime-API commands
+  (the control plane's `dataplane_applied` lines);
+- `cp_rss_mb`, `haproxy_rss_mb` (master and workers), `instance_mb` (a running instance's
+  cgroup less page cache, plus its containerd shim); the frozen tier is not measured yet;
+- `errors`: load requests not answered 200 while the others were created, changed, deleted.
 
-Every figure depends on a shared 2-core machine: run under `nice -n 10`, read them as rough.
+A shared 2-core machine: run under `nice -n 10`, read the figures as rough.
 
     .venv/bin/python -m bench.scale [--quick] [--json]      # --quick: 10 and 100 services
 """
@@ -40,7 +36,15 @@ import docker
 import httpx
 import yaml
 
-from bench.common import Case, Column, bench_arguments, emit, progress, throwaway_slipway
+from bench.common import (
+    Case,
+    Column,
+    bench_arguments,
+    emit,
+    progress,
+    rss_mb,
+    throwaway_slipway,
+)
 from pipeline.cli.client import Client
 from pipeline.core import names
 
@@ -173,13 +177,13 @@ def until(check: Callable[[], bool], *, timeout_s: float, what: str, poll_s: flo
 
 
 def answers(platform: Platform, host: str, want: str, http: httpx.Client) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return platform.body(host, http) == (200, want)
-        except httpx.HTTPError:
-            return False
+    return lambda: _answers(platform, host, want, http)
 
-    return check
+
+def _answers(platform: Platform, host: str, want: str, http: httpx.Client) -> bool:
+    with suppress(httpx.HTTPError):
+        return platform.body(host, http) == (200, want)
+    return False
 
 
 def route_changes(platform: Platform, *, size: int, rounds: int = 3) -> dict[str, float]:
@@ -219,31 +223,8 @@ def pass_time(platform: Platform, *, window_s: float) -> dict[str, float]:
     return {"pass_mean_ms": 1000 * total / max(passes, 1)}
 
 
-def rss_mb(pids: list[int]) -> float:
-    kb = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        kb += next((int(line.split()[1]) for line in status.splitlines()
-                    if line.startswith("VmRSS:")), 0)  # fmt: skip
-    return kb / 1024
-
-
-def haproxy_pids(sw: Any) -> list[int]:
-    master = int((sw.data_dir / "haproxy" / "haproxy.pid").read_text().split()[0])
-    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                and _ppid(p.name) == master]  # fmt: skip
-    return [master, *children]
-
-
-def _ppid(pid: str) -> int:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return -1
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
+def haproxy_pid(sw: Any) -> int:
+    return int((sw.data_dir / "haproxy" / "haproxy.pid").read_text().split()[0])
 
 
 def instance_mb(sw: Any) -> float:
@@ -260,18 +241,18 @@ def instance_mb(sw: Any) -> float:
                 mem = c.stats(stream=False)["memory_stats"]
                 cgroup = mem.get("usage", 0) - mem.get("stats", {}).get("inactive_file", 0)
                 shims = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
-                         and c.id.encode() in _cmdline(p.name)]  # fmt: skip
+                         and c.id.encode() in _read(f"/proc/{p.name}/cmdline")]  # fmt: skip
                 sizes.append(cgroup / 2**20 + rss_mb([int(p) for p in shims]))
         return statistics.mean(sizes) if sizes else 0.0
     finally:
         client.close()
 
 
-def _cmdline(pid: str) -> bytes:
+def _read(path: str) -> bytes:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(path).read_bytes()
     except OSError:
-        return b""
+        return b""  # the process is gone
 
 
 # the run ------------------------------------------------------------------------------------------
@@ -310,7 +291,7 @@ def measure(platform: Platform, load: Load, *, size: int, idle: list[str]) -> Ca
         "reload_ms": 1000 * statistics.median(reloads) if reloads else 0.0,
         "runtime_ms": 1000 * statistics.median(runtime) if runtime else 0.0,
         "cp_rss_mb": rss_mb([platform.sw.proc.pid]),
-        "haproxy_rss_mb": rss_mb(haproxy_pids(platform.sw)),
+        "haproxy_rss_mb": rss_mb([haproxy_pid(platform.sw)], descendants=True),
         "instance_mb": instance_mb(platform.sw),
         "frozen_mb": "TODO: frozen tier",
         "errors": len(load.failed) - failed,
