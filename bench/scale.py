@@ -223,10 +223,6 @@ def pass_time(platform: Platform, *, window_s: float) -> dict[str, float]:
     return {"pass_mean_ms": 1000 * total / max(passes, 1)}
 
 
-def haproxy_pid(sw: Any) -> int:
-    return int((sw.data_dir / "haproxy" / "haproxy.pid").read_text().split()[0])
-
-
 def instance_mb(sw: Any) -> float:
     """A running instance's memory: its cgroup's (less page cache) plus its containerd shim."""
     client = docker.from_env()
@@ -246,6 +242,10 @@ def instance_mb(sw: Any) -> float:
         return statistics.mean(sizes) if sizes else 0.0
     finally:
         client.close()
+
+
+def _pid(sw: Any) -> int:  # HAProxy's master
+    return int((sw.data_dir / "haproxy" / "haproxy.pid").read_text().split()[0])
 
 
 def _read(path: str) -> bytes:
@@ -291,7 +291,7 @@ def measure(platform: Platform, load: Load, *, size: int, idle: list[str]) -> Ca
         "reload_ms": 1000 * statistics.median(reloads) if reloads else 0.0,
         "runtime_ms": 1000 * statistics.median(runtime) if runtime else 0.0,
         "cp_rss_mb": rss_mb([platform.sw.proc.pid]),
-        "haproxy_rss_mb": rss_mb([haproxy_pid(platform.sw)], descendants=True),
+        "haproxy_rss_mb": rss_mb([_pid(platform.sw)], descendants=True),
         "instance_mb": instance_mb(platform.sw),
         "frozen_mb": "TODO: frozen tier",
         "errors": len(load.failed) - failed,
@@ -313,18 +313,6 @@ def images(sw: Any, work: Path) -> tuple[str, str]:
         client.close()
 
 
-def forget_images(refs: tuple[str, str]) -> None:
-    """The local tags this run made (a new registry port each run would pile them up)."""
-    client = docker.from_env()
-    try:
-        for ref in refs:
-            # Still used by a container being removed, or already gone: left alone.
-            with suppress(docker.errors.APIError):
-                client.images.remove(ref)
-    finally:
-        client.close()
-
-
 @contextmanager
 def platform_up() -> Iterator[Platform]:
     env = {"SLIPWAY_READINESS_TIMEOUT": "60", "SLIPWAY_GRACE_PERIOD": "2"}
@@ -332,8 +320,12 @@ def platform_up() -> Iterator[Platform]:
         refs = images(sw, sw.data_dir)
         try:
             yield Platform(sw, refs)
-        finally:
-            forget_images(refs)
+        finally:  # the local tags this run made (each run's registry has a new port)
+            client = docker.from_env()
+            for ref in refs:
+                with suppress(docker.errors.APIError):  # still used, or already gone
+                    client.images.remove(ref)
+            client.close()
 
 
 def run(sizes: tuple[int, ...]) -> tuple[list[Case], list[str]]:
