@@ -25,9 +25,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
-from pipeline.build.registry import ImageRef, RegistryClient, parse
+from pipeline.build.registry import ImageRef, parse
 from pipeline.core.errors import InvalidInput, NotFound
 
 INDEX_TYPES = frozenset({
@@ -42,6 +42,18 @@ ROOT = "images"
 LISTING = "manifests.json"
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _MAX_DEPTH = 3  # an index of image manifests; nothing nests deeper in practice
+
+
+class Registry(Protocol):
+    """The registry calls a copy makes (`registry.RegistryClient` is the real one)."""
+
+    def manifest(self, ref: ImageRef, digest: str) -> tuple[str, bytes]: ...
+    def read_blob(self, ref: ImageRef, digest: str, into: BinaryIO) -> int: ...
+    def tags(self, repository: str) -> list[str]: ...
+    def resolve(self, reference: str) -> str: ...
+    def has_blob(self, ref: ImageRef, digest: str) -> bool: ...
+    def push_blob(self, ref: ImageRef, digest: str, source: BinaryIO, *, size: int) -> None: ...
+    def put_manifest(self, ref: ImageRef, at: str, *, media_type: str, body: bytes) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +117,7 @@ def _digests(descriptors: list[Any]) -> list[str]:
 
 
 def write_images(
-    tar: tarfile.TarFile, *, images: Sequence[str], registry: str, client: RegistryClient,
+    tar: tarfile.TarFile, *, images: Sequence[str], registry: str, client: Registry,
     scratch: Path,
 ) -> ImageSummary:  # fmt: skip
     """Copy every pinned image of `images` that lives in `registry` into `tar` under images/."""
@@ -129,7 +141,7 @@ def write_images(
 
 
 class _ArchiveWriter:
-    def __init__(self, *, tar: tarfile.TarFile, client: RegistryClient, scratch: Path) -> None:
+    def __init__(self, *, tar: tarfile.TarFile, client: Registry, scratch: Path) -> None:
         self._tar, self._client, self._scratch = tar, client, scratch
         self.blobs: set[str] = set()
         self.size = 0
@@ -188,7 +200,7 @@ def _add(tar: tarfile.TarFile, name: str, data: BinaryIO) -> int:
     return info.size
 
 
-def push_staged(folder: Path, *, registry: str, client: RegistryClient) -> PushSummary:
+def push_staged(folder: Path, *, registry: str, client: Registry) -> PushSummary:
     """Send the images a restore staged in `folder` to `registry`, then remove `folder`.
 
     Level-triggered: a blob the registry has is skipped, a manifest put twice is the same
@@ -208,7 +220,7 @@ def push_staged(folder: Path, *, registry: str, client: RegistryClient) -> PushS
 
 
 def _push_blob(
-    folder: Path, ref: ImageRef, digest: str, *, client: RegistryClient, summary: PushSummary
+    folder: Path, ref: ImageRef, digest: str, *, client: Registry, summary: PushSummary
 ) -> None:
     if client.has_blob(ref, digest):
         summary.present += 1
