@@ -10,6 +10,7 @@ restore, as on a new machine: the images come back from the archive with the sam
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -183,7 +184,8 @@ def _forget_local(client: docker.DockerClient, *refs: str) -> None:
     """Drop the test's own images from the Docker Engine: the restored platform must pull them
     from the registry, not find them cached."""
     for ref in refs:
-        client.images.remove(ref, force=True)
+        with contextlib.suppress(docker.errors.ImageNotFound):  # went with an earlier name
+            client.images.remove(ref, force=True)
     for pinned in refs:
         with pytest.raises(docker.errors.ImageNotFound):
             client.images.get(pinned)
@@ -224,9 +226,15 @@ def test_with_images_a_restore_into_an_empty_registry_runs_the_same_digests(
         assert restored.returncode == 0, restored.stderr
         assert "the control plane pushes them" in restored.stdout, restored.stdout
         assert staged_images(second.data_dir).is_dir()
+        second.start()  # the registry still down: the platform starts, the push waits
+        assert "restored_images_not_pushed" in second.log_path.read_text()
+        assert staged_images(second.data_dir).is_dir(), "kept for the next start"
+        _wait_serving(second, "elsewhere", "e\n")  # what needs no restored image serves
+        second.stop()
         emptied_registry.start()
         second.start()
 
+        assert "restored_images_pushed" in second.log_path.read_text()
         assert not staged_images(second.data_dir).exists(), second.log_path.read_text()[-2000:]
         assert all(emptied_registry.has(p) for p in pinned.values())
         assert RegistryClient().resolve(f"{ref}:1") == pinned["kept-00001"], "tag :1 is back"
