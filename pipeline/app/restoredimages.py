@@ -33,6 +33,10 @@ def push_at_start(settings: Settings, *, client: RegistryClient | None = None) -
     except OSError as e:
         log.warning("restored_images_not_pushed", reason=str(e), retry="at the next start")
         return False
+    if done.source != settings.registry:
+        log.warning("restored_images_elsewhere", backed_up_from=done.source,
+                    reason="the revisions name the registry they were copied from: set "
+                    f"SLIPWAY_REGISTRY={done.source} (and serve the registry there)")  # fmt: skip
     log.info("restored_images_pushed", manifests=done.manifests, blobs_sent=done.pushed,
              blobs_present=done.present, bytes_sent=done.size)  # fmt: skip
     return True

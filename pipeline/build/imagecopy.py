@@ -75,6 +75,7 @@ class ImageSummary:
 
 @dataclass(kw_only=True)
 class PushSummary:
+    source: str = ""  # the registry the images were copied from (revisions name its address)
     manifests: int = 0
     pushed: int = 0  # blobs sent
     present: int = 0  # blobs the registry already had
@@ -205,8 +206,8 @@ def push_staged(folder: Path, *, registry: str, client: Registry) -> PushSummary
 
     Level-triggered: a blob the registry has is skipped, a manifest put twice is the same
     manifest, so a push cut off half way is simply run again."""
-    listing = _read_listing(folder)
-    summary = PushSummary()
+    source, listing = _read_listing(folder)
+    summary = PushSummary(source=source)
     for entry in listing:
         ref = ImageRef(registry=registry, repository=entry["repository"])
         body = _read_verified(folder, entry["digest"])
@@ -235,9 +236,10 @@ def _push_blob(
     summary.size += size
 
 
-def _read_listing(folder: Path) -> list[dict[str, Any]]:
+def _read_listing(folder: Path) -> tuple[str, list[dict[str, Any]]]:
     try:
         raw = json.loads((folder / LISTING).read_text())
+        source = str(raw["registry"])
         entries = [
             {"repository": str(e["repository"]), "digest": str(e["digest"]),
              "media_type": str(e["media_type"]), "tags": [str(t) for t in e.get("tags", [])]}
@@ -247,7 +249,7 @@ def _read_listing(folder: Path) -> list[dict[str, Any]]:
         raise InvalidInput(
             f"{folder / LISTING} is missing or damaged ({e}): restore the backup again"
         ) from e
-    return entries
+    return source, entries
 
 
 def _read_verified(folder: Path, digest: str) -> bytes:

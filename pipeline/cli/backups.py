@@ -101,5 +101,8 @@ def _push_now(settings: Settings, staged: Path) -> None:
     except SlipwayError as e:
         out.print(f"images staged in {staged}, not pushed yet ({e.message}): {later}")
         return
+    if done.source != settings.registry:
+        out.print(f"note: the revisions name {done.source}, the registry the images came from; "
+                  f"SLIPWAY_REGISTRY is {settings.registry}: set it to {done.source}")  # fmt: skip
     sent = f"{done.pushed} blobs sent, {_mb(done.size)}; {done.present} already there"
     out.print(f"images: {done.manifests} manifests pushed to {settings.registry} ({sent})")

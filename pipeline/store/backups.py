@@ -136,10 +136,18 @@ def restore(settings: Settings, archive: Path, *, force: bool = False) -> Manife
             for entry in manifest.entries:
                 _replace(Path(tmp) / "data" / entry, data / entry)
             _load_database(settings, Path(tmp), manifest.database)
-            if manifest.images and (Path(tmp) / _IMAGES).is_dir():
-                staged_images(data).parent.mkdir(exist_ok=True, mode=0o700)
-                _replace(Path(tmp) / _IMAGES, staged_images(data))
+            _stage_images(Path(tmp) / _IMAGES, staged_images(data))
     return manifest
+
+
+def _stage_images(extracted: Path, staged: Path) -> None:
+    """The archive's images wait in the data dir for the registry; images an earlier restore
+    left there belong to another database and go."""
+    if staged.exists():
+        shutil.rmtree(staged)
+    if extracted.is_dir():
+        staged.parent.mkdir(exist_ok=True, mode=0o700)
+        shutil.move(extracted, staged)
 
 
 def _pinned_images(settings: Settings, dump: Path) -> tuple[str, ...]:

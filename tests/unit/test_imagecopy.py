@@ -2,9 +2,10 @@
 archive layout `write_images` produces, and `push_staged` bringing it back into an empty
 registry with the same digests and tags.
 
-The registry here is an in-process one (a dict of blobs and manifests, checking digests the way
-distribution does); tests/integration/test_backup.py runs the same code against the real
-registry and a restored platform.
+The store's part (which images a backup hands the writer, where a restore stages them) runs on
+a real SQLite data dir. The registry here is an in-process one (a dict of blobs and manifests,
+checking digests the way distribution does); tests/integration/test_backup.py runs the same code
+against the real registry and a restored platform.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pipeline.build import imagecopy
 from pipeline.build.imagecopy import References, blob_path, push_staged, references, write_images
 from pipeline.build.registry import ImageRef, parse
 from pipeline.core.errors import InvalidInput, NotFound
+from pipeline.core.settings import Settings
+from pipeline.store import backups, db
+from pipeline.store.state import Store
 
 REGISTRY = "127.0.0.1:5000"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -302,3 +306,45 @@ def test_blob_paths_are_derived_from_the_digest_only() -> None:
     assert blob_path(D1) == f"blobs/sha256/{D1.removeprefix('sha256:')}"
     with pytest.raises(InvalidInput):
         blob_path("sha256:" + "0" * 63 + "/")
+
+
+def _platform(data: Path) -> tuple[Settings, Store]:
+    """A data dir with a real SQLite database holding one service."""
+    settings = Settings(data_dir=data, registry=REGISTRY)
+    data.mkdir()
+    engine = db.make_engine(settings.db_url)
+    db.migrate(engine)
+    store = Store(db.session_factory(engine))
+    store.put_service("kept", spec={"spec": {"template": {"spec": {"containers": [{}]}}}})
+    return settings, store
+
+
+def test_a_backup_hands_the_writer_every_pinned_image_and_a_restore_stages_them(
+    tmp_path: Path,
+) -> None:
+    reg, d = _seeded()
+    settings, store = _platform(tmp_path / "first")
+    for n in ("v1", "v2", "v1"):  # a redeploy with new env keeps the digest
+        store.create_revision("kept", image=f"{REGISTRY}/kept/app@{d[n]}",
+                              template={}, template_hash=n)  # fmt: skip
+    handed: list[tuple[str, ...]] = []
+
+    def images(tar: tarfile.TarFile, *, images: tuple[str, ...], scratch: Path) -> None:
+        handed.append(images)
+        write_images(tar, images=images, registry=REGISTRY, client=reg, scratch=scratch)
+
+    archive = tmp_path / "b.tar.gz"
+    assert backups.backup(settings, archive, images=images).images
+    assert handed == [tuple(sorted(f"{REGISTRY}/kept/app@{d[n]}" for n in ("v1", "v2")))]
+
+    second = Settings(data_dir=tmp_path / "second", registry=REGISTRY)
+    staged = backups.staged_images(second.data_dir)
+    assert backups.restore(second, archive).images
+    assert (staged / "manifests.json").is_file()
+    assert (staged / blob_path(d["v2"])).read_bytes() == reg.manifests[("kept/app", d["v2"])][1]
+
+    # An archive without images leaves no images of an earlier restore behind to be pushed.
+    plain = tmp_path / "plain.tar.gz"
+    assert not backups.backup(settings, plain).images
+    backups.restore(second, plain, force=True)
+    assert not staged.exists()
