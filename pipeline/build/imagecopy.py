@@ -58,8 +58,10 @@ class Registry(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class References:
-    """What one manifest points at: the manifests an index lists, an image's config and layers."""
+    """What one manifest points at: the manifests an index lists, an image's config and layers;
+    and its media type (the registry's, or the one the manifest declares when that is vague)."""
 
+    media_type: str
     children: tuple[str, ...] = ()
     blobs: tuple[str, ...] = ()
 
@@ -98,10 +100,10 @@ def references(media_type: str, body: bytes) -> References:
         raise InvalidInput(f"a manifest of type {media_type!r} is not JSON: {e}") from e
     kind = media_type if media_type in INDEX_TYPES | IMAGE_TYPES else doc.get("mediaType", "")
     if kind in INDEX_TYPES:
-        return References(children=tuple(_digests(doc.get("manifests") or [])))
+        return References(media_type=kind, children=tuple(_digests(doc.get("manifests") or [])))
     if kind in IMAGE_TYPES:
         blobs = _digests([doc.get("config") or {}, *(doc.get("layers") or [])])
-        return References(blobs=tuple(dict.fromkeys(blobs)))
+        return References(media_type=kind, blobs=tuple(dict.fromkeys(blobs)))
     raise InvalidInput(
         f"manifest type {kind or media_type!r} is not one Slipway copies: push the image as "
         "a Docker schema 2 or OCI image (docker push and BuildKit both do)"
@@ -162,7 +164,8 @@ class _ArchiveWriter:
         if digest not in self.blobs:
             self._store(digest, io.BytesIO(body))
         self._entries[(ref.repository, digest)] = {
-            "repository": ref.repository, "digest": digest, "media_type": media_type, "tags": [],
+            "repository": ref.repository, "digest": digest, "media_type": refs.media_type,
+            "tags": [],
         }  # fmt: skip
 
     def listing(self, registry: str) -> list[dict[str, Any]]:
