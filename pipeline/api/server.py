@@ -8,7 +8,7 @@ import threading
 import uvicorn
 
 from pipeline.api.app import create_app
-from pipeline.app import platform
+from pipeline.app import platform, restoredimages
 from pipeline.core import logs
 from pipeline.core.settings import Settings
 from pipeline.dataplane import activator
@@ -20,6 +20,7 @@ def run() -> None:
     settings = Settings.from_env()
     plat = platform.build(settings)
     log = logs.get(component="server")
+    restoredimages.push_at_start(settings)  # a restore's images, before revisions need them
     plat.reconciler.reconcile_once()  # adopt what runs and bring HAProxy up before serving
     plat.start_loops()
     if isinstance(plat.reconciler, Reconciler):

@@ -4,6 +4,7 @@
     engines         the engine-specific parts (Docker + HAProxy, or Knative + build Jobs)
     certificates    HTTPS on the embedded engine: local CA, ACME issuer, challenge responders
     removals        `services delete`: the service, its builds, repository, images and caches
+    restoredimages  at start: push the images a restore staged to the registry
     daemons         helper processes (resolver, metadata server) started once, left running
     metadataserver  the metadata server's own root: picks the caller lookup, serves
 """

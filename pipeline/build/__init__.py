@@ -19,4 +19,5 @@
     buildpacks   Cloud Native Buildpacks through the real `pack`, then the push
     packerrors   what a failed `pack build` means, in words that name the fix
     registry     image references and the registry's HTTP API
+    imagecopy    images copied byte for byte between the registry and a backup archive
 """

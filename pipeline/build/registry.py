@@ -3,14 +3,18 @@
 Revisions pin images by digest. `resolve` turns `host/repo:tag` into `host/repo@sha256:…` by
 asking the registry (HEAD on the manifest), so a tag moving later never changes a revision.
 `delete` removes the images of garbage-collected revisions that Slipway built (`unused_images`);
-`tags` lists a repository's tags, for `services delete` to remove them all.
+`tags` lists a repository's tags, for `services delete` to remove them all. The blob and
+manifest calls (`manifest`, `read_blob`, `has_blob`, `push_blob`, `put_manifest`) copy images
+byte for byte, so digests survive a backup and restore (`imagecopy`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import httpx
 
@@ -112,6 +116,15 @@ def _manifest_url(ref: ImageRef, at: str) -> str:
     return f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/manifests/{at}"
 
 
+def _blobs_url(ref: ImageRef, tail: str) -> str:
+    return f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/blobs/{tail}"
+
+
+def _chunks(source: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := source.read(size):
+        yield chunk
+
+
 class RegistryClient:
     def __init__(self, *, timeout_s: float = 10.0) -> None:
         self._timeout = timeout_s
@@ -170,16 +183,94 @@ class RegistryClient:
             raise Unavailable(f"registry {ref.registry} answered {resp.status_code} for {url}")
         return [str(t) for t in resp.json().get("tags") or []]
 
+    def manifest(self, ref: ImageRef, digest: str) -> tuple[str, bytes]:
+        """The media type and exact bytes of the manifest `digest` in `ref`'s repository."""
+        resp = self._send("GET", _manifest_url(ref, digest), ref,
+                          headers={"Accept": MANIFEST_TYPES})  # fmt: skip
+        if resp.status_code == 404:
+            raise NotFound(f"image {ref.pinned(digest)} is no longer in registry {ref.registry}")
+        self._check(resp, ref, "GET manifest")
+        if "sha256:" + hashlib.sha256(resp.content).hexdigest() != digest:
+            raise Unavailable(f"registry {ref.registry} sent a manifest that is not {digest}")
+        return resp.headers.get("Content-Type", "").split(";")[0].strip(), resp.content
+
+    def read_blob(self, ref: ImageRef, digest: str, into: BinaryIO) -> int:
+        """Copy blob `digest` into `into`, checking its sha256 as it is read; its size."""
+        hashed, size = hashlib.sha256(), 0
+        try:
+            with httpx.stream("GET", _blobs_url(ref, digest), timeout=self._timeout,
+                              follow_redirects=True) as resp:  # fmt: skip
+                if resp.status_code == 404:
+                    raise NotFound(f"blob {digest} of {ref.name} is missing from the registry")
+                if resp.status_code >= 400:
+                    resp.read()  # the error body, for the message
+                self._check(resp, ref, "GET blob")
+                for chunk in resp.iter_bytes(1 << 20):
+                    hashed.update(chunk)
+                    into.write(chunk)
+                    size += len(chunk)
+        except httpx.HTTPError as e:
+            raise self._unreachable(ref, e) from e
+        if "sha256:" + hashed.hexdigest() != digest:
+            raise Unavailable(f"blob {digest} of {ref.name} read back with another digest")
+        return size
+
+    def has_blob(self, ref: ImageRef, digest: str) -> bool:
+        resp = self._send("HEAD", _blobs_url(ref, digest), ref)
+        if resp.status_code == 404:
+            return False
+        self._check(resp, ref, "HEAD blob")
+        return True
+
+    def push_blob(self, ref: ImageRef, digest: str, source: BinaryIO, *, size: int) -> None:
+        """Monolithic upload: POST opens a session, one PUT ?digest= sends and commits it (the
+        registry checks the digest itself)."""
+        opened = self._send("POST", _blobs_url(ref, "uploads/"), ref)
+        self._check(opened, ref, "POST blob upload")
+        location = str(opened.url.join(opened.headers.get("Location", "")))
+        sep = "&" if "?" in location else "?"
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        try:
+            resp = httpx.put(f"{location}{sep}digest={digest}", content=_chunks(source),
+                             headers=headers, timeout=self._timeout)  # fmt: skip
+        except httpx.HTTPError as e:
+            raise self._unreachable(ref, e) from e
+        self._check(resp, ref, f"PUT blob {digest}")
+
+    def put_manifest(self, ref: ImageRef, at: str, *, media_type: str, body: bytes) -> None:
+        """Store a manifest under a digest or a tag; its blobs (and children) must be there."""
+        resp = self._send("PUT", _manifest_url(ref, at), ref,
+                          headers={"Content-Type": media_type}, content=body)  # fmt: skip
+        self._check(resp, ref, f"PUT manifest {at}")
+
+    def _check(self, resp: httpx.Response, ref: ImageRef, what: str) -> None:
+        if resp.status_code >= 400:
+            detail = resp.text[:300].strip()
+            raise Unavailable(f"registry {ref.registry} answered {resp.status_code} to {what} "
+                              f"in {ref.repository}: {detail}".rstrip(": "))  # fmt: skip
+
     def _send(
-        self, method: str, url: str, ref: ImageRef, *, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        ref: ImageRef,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
         try:
-            return httpx.request(method, url, headers=headers, timeout=self._timeout)
+            return httpx.request(
+                method, url, headers=headers, content=content, timeout=self._timeout
+            )
         except httpx.HTTPError as e:
-            raise Unavailable(
-                f"registry {ref.registry} is not reachable ({e.__class__.__name__}): "
-                "start it with ./scripts/up or check the address"
-            ) from e
+            raise self._unreachable(ref, e) from e
+
+    @staticmethod
+    def _unreachable(ref: ImageRef, e: httpx.HTTPError) -> Unavailable:
+        return Unavailable(
+            f"registry {ref.registry} is not reachable ({e.__class__.__name__}): "
+            "start it with ./scripts/up or check the address"
+        )
 
     def ping(self, registry: str) -> bool:
         try:

@@ -5,19 +5,26 @@ copy even while the reconciler writes), PostgreSQL through `pg_dump`; then the f
 the platform *this* platform: signing keys (tokens minted before still verify), the secrets key
 and sealed secrets, the git repositories, the admin token and webhook secrets, the TLS material.
 Build logs, stored sources, HAProxy's files and run state are not in it: they are made again.
+With an image writer (`slipway backup --with-images`) the archive also holds the images the
+revisions pin, byte for byte (written by `build.imagecopy`, handed in by the CLI: this layer
+knows no registry).
 
 A restore writes all of that into an empty data dir (or over one with `force`) while the control
 plane is stopped; at its next start the migrations bring an older backup forward and the
 reconciler brings every revision back from the registry, with the same traffic and tags.
+Images in the archive are staged in `<data>/restore/images/` (`staged_images`); the CLI pushes
+them at once if the registry answers, else the control plane does when it next starts.
 
     slipway-backup.tar.gz
       MANIFEST.json        format, Slipway version, when, what database
       database/slipway.db  or database/postgres.sql
       data/<entry>         the entries of DATA_ENTRIES that existed
+      images/...           with --with-images: see `build.imagecopy`
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -29,10 +36,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+import sqlalchemy
 
 from pipeline import __version__
 from pipeline.core.errors import Conflict, InvalidInput, Unavailable
 from pipeline.core.settings import Settings
+from pipeline.store import db
 
 FORMAT = 1
 DATA_ENTRIES = (
@@ -41,6 +52,19 @@ DATA_ENTRIES = (
 )  # fmt: skip
 _SQLITE = "database/slipway.db"
 _POSTGRES = "database/postgres.sql"
+_IMAGES = "images"
+
+
+class ImageWriter(Protocol):
+    """Writes the images of `images` (digest-pinned references) into the archive; `scratch` is
+    a private folder beside it for files on their way in."""
+
+    def __call__(self, tar: tarfile.TarFile, *, images: tuple[str, ...], scratch: Path) -> None: ...
+
+
+def staged_images(data_dir: Path) -> Path:
+    """Where a restore leaves the archive's images until they are pushed to the registry."""
+    return data_dir / "restore" / _IMAGES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +74,7 @@ class Manifest:
     created: float
     database: str  # "sqlite" | "postgresql"
     entries: tuple[str, ...]
+    images: bool = False  # the archive holds images/ (a backup taken --with-images)
 
     def to_json(self) -> bytes:
         return json.dumps({**self.__dict__, "entries": list(self.entries)}, indent=2).encode()
@@ -63,16 +88,18 @@ class Manifest:
                 "restore it with the Slipway version that made it"
             )
         return cls(format=FORMAT, version=str(raw["version"]), created=float(raw["created"]),
-                   database=str(raw["database"]), entries=tuple(raw["entries"]))  # fmt: skip
+                   database=str(raw["database"]), entries=tuple(raw["entries"]),
+                   images=bool(raw.get("images", False)))  # fmt: skip
 
 
-def backup(settings: Settings, target: Path) -> Manifest:
-    """Write the archive to `target` (mode 0600, written whole or not at all)."""
+def backup(settings: Settings, target: Path, *, images: ImageWriter | None = None) -> Manifest:
+    """Write the archive to `target` (mode 0600, written whole or not at all); with `images`,
+    the images the revisions of the copied database pin go in too."""
     data = settings.data_dir
     entries = tuple(e for e in DATA_ENTRIES if (data / e).exists())
     kind = "postgresql" if settings.database_url else "sqlite"
     manifest = Manifest(format=FORMAT, version=__version__, created=time.time(),
-                        database=kind, entries=entries)  # fmt: skip
+                        database=kind, entries=entries, images=images is not None)  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".slipway-backup-") as tmp:
         dump = Path(tmp) / "database"
@@ -84,6 +111,10 @@ def backup(settings: Settings, target: Path) -> Manifest:
             tar.add(dump, arcname=_SQLITE if kind == "sqlite" else _POSTGRES)
             for entry in entries:
                 tar.add(data / entry, arcname=f"data/{entry}")
+            if images is not None:
+                scratch = Path(tmp) / "scratch"
+                scratch.mkdir()
+                images(tar, images=_pinned_images(settings, dump), scratch=scratch)
         os.replace(partial, target)
     return manifest
 
@@ -105,7 +136,33 @@ def restore(settings: Settings, archive: Path, *, force: bool = False) -> Manife
             for entry in manifest.entries:
                 _replace(Path(tmp) / "data" / entry, data / entry)
             _load_database(settings, Path(tmp), manifest.database)
+            _stage_images(Path(tmp) / _IMAGES, staged_images(data))
     return manifest
+
+
+def _stage_images(extracted: Path, staged: Path) -> None:
+    """The archive's images wait in the data dir for the registry; images an earlier restore
+    left there belong to another database and go."""
+    if staged.exists():
+        shutil.rmtree(staged)
+    if extracted.is_dir():
+        staged.parent.mkdir(exist_ok=True, mode=0o700)
+        shutil.move(extracted, staged)
+
+
+def _pinned_images(settings: Settings, dump: Path) -> tuple[str, ...]:
+    """Every image a revision pins (tags point at revisions, so this covers them too): read
+    from the SQLite copy just taken, or from PostgreSQL right after its dump."""
+    query = "SELECT DISTINCT image FROM revisions ORDER BY image"
+    if not settings.database_url:
+        with contextlib.closing(sqlite3.connect(dump)) as copy:
+            return tuple(str(r[0]) for r in copy.execute(query))
+    engine = db.make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return tuple(str(r[0]) for r in conn.execute(sqlalchemy.text(query)))
+    finally:
+        engine.dispose()
 
 
 def _dump_database(settings: Settings, dump: Path) -> None:
