@@ -17,6 +17,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -24,7 +25,7 @@ import docker.errors
 from pipeline.app.platform import Platform
 from pipeline.build.registry import RegistryClient, parse
 from pipeline.core import names
-from pipeline.core.errors import NotFound, SlipwayError
+from pipeline.core.errors import InvalidInput, NotFound, SlipwayError
 from pipeline.core.logs import get as get_log
 from pipeline.engines.dockerclient import connect as docker_connect
 
@@ -47,12 +48,16 @@ class Removal:
 
 def remove_service(platform: Platform, name: str) -> Removal:
     """Delete `name` and what is kept for it; NotFound only when nothing at all is left."""
-    names.validate_service_name(name)
     store = platform.store
     found = store.find_service(name) is not None
-    repo = platform.repos.path(name)
+    if not found:
+        # Leftovers are looked up on disk by this name: only a name a service could have. A
+        # stored service is deleted whatever its name, also one written before a rule that now
+        # refuses it (`t--web`), or it could never go.
+        names.validate_service_name(name)
+    repo = _repo_path(platform, name)
     builds = store.list_builds(service=name, limit=None)
-    if not found and not builds and not repo.exists():
+    if not found and not builds and not (repo and repo.exists()):
         raise NotFound(f"service {name!r} not found: nothing to delete")
     done = Removal(service=name)
     images = [r.image for r in store.list_revisions(name)] if found else []
@@ -96,9 +101,17 @@ def _wait_for_instances_gone(platform: Platform, name: str) -> None:
         time.sleep(0.5)
 
 
+def _repo_path(platform: Platform, name: str) -> Path | None:
+    """The repository a push would have made; None for a name no push accepts (no repo)."""
+    try:
+        return platform.repos.path(name)
+    except InvalidInput:
+        return None
+
+
 def _remove_repo(platform: Platform, name: str) -> list[str]:
-    path = platform.repos.path(name)
-    if not path.exists():
+    path = _repo_path(platform, name)
+    if path is None or not path.exists():
         return []
     shutil.rmtree(path)
     return [f"git repository {path.name}"]
