@@ -172,11 +172,15 @@ class Rollout:
                 f"Traffic unchanged: {keeps}.",
                 reason=rev.reason,
             )
+        lap = _Laps(emit, started=started)
+        lap("instance")  # created until Ready: an instance started and passed its probe
         now = traffic.entries_of(self._store.get_service(service).spec)
         if placement.promotes and not traffic.follows_latest(now):
             self._edits.retag(service, revision=rev.name, tags=placement.tags, promote=True)
         self._check_routed(rev.name)
+        lap("route")
         self._garbage.collect(service)
+        lap("cleanup")
         outcome = self._outcome(rev, created=True)
         seconds = round(time.monotonic() - started, 1)
         emit(events.ready(rev.name, seconds=seconds, urls=outcome.urls, percent=outcome.percent))
@@ -244,6 +248,19 @@ class Rollout:
                 ))  # fmt: skip
                 say_at = now + PROGRESS_EVERY_S
             time.sleep(0.1)
+
+
+class _Laps:
+    """Emits a `timing` event per rollout step, each from the end of the one before."""
+
+    def __init__(self, emit: Emit, *, started: float) -> None:
+        self._emit = emit
+        self._last = started
+
+    def __call__(self, step: str) -> None:
+        now = time.monotonic()
+        self._emit(events.timing(step, seconds=now - self._last))
+        self._last = now
 
 
 def _placed(
