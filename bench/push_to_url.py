@@ -179,6 +179,7 @@ COLUMNS = (
     Column("name", "case", "<40"),
     Column("took_s", "push→200 s", ">11.2f"),
     *(Column(f"{s}_s", s, ">9.2f") for s in STAGES),
+    Column("total_s", "push", ">7.2f"),
     Column("best_s", "best", ">7.2f"),
     Column("worst_s", "worst", ">7.2f"),
 )
@@ -199,7 +200,8 @@ def main() -> int:
     notes = [
         "push→200: git push to the first 200 on the commit URL; the stage columns are the push's",
         "own `-----> Timings:` line (route: until the data plane applied it); a one-line change",
-        "shows the median of its rounds",
+        "shows the median of its rounds; push: the push's own total (its timings' sum and the",
+        "ref update), before the bench's first request",
     ]
     emit(cases, COLUMNS, as_json=args.json, notes=notes)
     return 0

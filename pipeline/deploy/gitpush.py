@@ -108,7 +108,9 @@ class PushHandler:
         log = get_log(service=self._service, commit=sha[:7], branch=branch)
         timings = events.PushTimings(started=self._since)
         try:
-            self._deploy(sha=sha, branch=branch, preview=preview, progress=progress, timings=timings)
+            self._deploy(
+                sha=sha, branch=branch, preview=preview, progress=progress, timings=timings
+            )
             progress(timings.line())
             return None
         except SlipwayError as e:
@@ -120,7 +122,13 @@ class PushHandler:
             self._since = time.monotonic()
 
     def _deploy(
-        self, *, sha: str, branch: str, preview: str, progress: Progress, timings: events.PushTimings
+        self,
+        *,
+        sha: str,
+        branch: str,
+        preview: str,
+        progress: Progress,
+        timings: events.PushTimings,
     ) -> None:
         source = export_tree(self._repo, sha.encode())
         info = sources.inspect(source)
