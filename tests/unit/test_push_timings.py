@@ -1,17 +1,32 @@
-"""`events.PushTimings`: where a push's time went, read from the deploy's events as they pass.
+"""`events.PushTimings`: where a push's time went, read from the deploy's events as they pass;
+and the rollout's side of it: a `timing` event per step, and passes asked for while a new
+revision is Pending.
 
-A scripted clock stands for time: each event is seen at the time given beside it, so every
-figure below is exact."""
+A scripted clock stands for time in the first part: each event is seen at the time given beside
+it, so every figure there is exact. The rollout tests use a real SQLite store and the stand-in
+reconciler of `test_rollout`."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.push_to_url import stage_timings
+from pipeline.core.settings import Settings
 from pipeline.deploy import events
+from pipeline.deploy.edits import Edits
 from pipeline.deploy.events import PushTimings
+from pipeline.deploy.manifests import Placement
+from pipeline.deploy.rollout import POLL_S, Rollout
+from pipeline.deploy.urls import ServiceUrls
+from pipeline.deploy.waits import InstanceWatch
+from pipeline.store import db
+from pipeline.store.state import Store
+from tests.unit.test_rollout import IMAGE, NoGarbage, Passes
 
 
 class Clock:
@@ -159,3 +174,68 @@ def test_timing_events_print_no_line_of_their_own() -> None:
 )
 def test_the_bench_reads_the_timings_line(output: str, figures: dict[str, float]) -> None:
     assert stage_timings(output) == figures
+
+
+# the rollout's side: its steps, and the passes it asks for while a revision is Pending -------
+class ReadyOnWake(Passes):
+    """A reconciler whose pass finds the instance ready only at the `ready_at`-th wake."""
+
+    def __init__(self, store: Store, *, ready_at: int) -> None:
+        super().__init__(store)
+        self.wakes = 0
+        self.ready_at = ready_at
+
+    def wake(self) -> None:
+        self.wakes += 1
+        if self.wakes >= self.ready_at:
+            super().wake()
+
+
+def a_rollout(tmp: Path, reconciler_for: Callable[[Store], Passes]) -> tuple[Rollout, Passes]:
+    engine = db.make_engine(f"sqlite:///{tmp / 'db.sqlite'}")
+    db.migrate(engine)
+    store = Store(db.session_factory(engine))
+    reconciler = reconciler_for(store)
+    settings = Settings(data_dir=tmp, readiness_timeout_s=5)
+    rollout = Rollout(
+        store=store, reconciler=reconciler, settings=settings, secrets=None, garbage=NoGarbage(),
+        edits=Edits(store=store, reconciler=reconciler, settings=settings),
+        urls=ServiceUrls(store=store, settings=settings), watch=InstanceWatch(reader=None),
+    )  # fmt: skip
+    return rollout, reconciler
+
+
+def test_rollout_ends_each_step_with_a_timing_event_before_ready(tmp_path: Path) -> None:
+    rollout, _ = a_rollout(tmp_path, lambda store: Passes(store))
+    seen: list[dict[str, Any]] = []
+
+    rollout.roll_out("web", image=IMAGE, env={}, build_id=None, emit=seen.append,
+                     placement=Placement())  # fmt: skip
+
+    kinds = [(e["event"], e.get("stage")) for e in seen]
+    assert kinds == [
+        ("revision", None), ("timing", "instance"), ("timing", "route"), ("timing", "cleanup"),
+        ("ready", None),
+    ]  # fmt: skip
+    assert all(e["seconds"] >= 0 for e in seen if e["event"] == "timing")
+
+
+def test_a_pending_revision_asks_for_passes_instead_of_waiting_for_the_reconcilers_pace(
+    tmp_path: Path,
+) -> None:
+    """The instance is ready at the 6th pass: asked for at each look, it is found within
+    6 looks (0.3 s), not after 6 of the reconciler's own intervals."""
+    rollout, reconciler = a_rollout(tmp_path, lambda store: ReadyOnWake(store, ready_at=6))
+    started = time.monotonic()
+
+    rollout.roll_out("web", image=IMAGE, env={}, build_id=None, emit=events.ignore,
+                     placement=Placement())  # fmt: skip
+
+    assert time.monotonic() - started < 6 * POLL_S + 1.0
+    assert reconciler.wakes >= 6
+    assert rollout_status(tmp_path) == "Ready"
+
+
+def rollout_status(tmp: Path) -> str:
+    store = Store(db.session_factory(db.make_engine(f"sqlite:///{tmp / 'db.sqlite'}")))
+    return store.get_revision("web-00001").status
