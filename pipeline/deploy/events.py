@@ -110,6 +110,7 @@ def url_lines(urls: Sequence[str], *, percent: int) -> list[str]:
 # where a push's time went ----------------------------------------------------------------------
 PUSHING = "-----> Pushing "  # the builders' line between building and pushing the image
 BUILT = "Built and pushed "  # the stage that ends the push to the registry
+WAITING = "Waiting for the deploy to "  # `locks`: another deploy to the service runs first
 USING_CACHE = " ---> Using cache"  # a Dockerfile step BuildKit did not run (`build.progress`)
 _STEP = re.compile(r"^Step \S+(?: \S+)? : (\S+)")
 
@@ -118,10 +119,11 @@ _STEP = re.compile(r"^Step \S+(?: \S+)? : (\S+)")
 class PushTimings:
     """Where a push's time went: each step from the end of the one before, so they add up.
 
-    Steps end when their event passes: `receive` (unpack, export, plan, the service lock) at
-    the `build` event, `build` at the builder's "Pushing" line, `push` at "Built and pushed",
-    then each rollout `timing` event. Dockerfile steps are counted, to say how much was cached
-    (a FROM step is never cached, so it is not counted)."""
+    Steps end when their event passes: `receive` (unpack, export, plan) at the `build` event
+    (or, when another deploy to the service runs first, at "Waiting for the deploy", and then
+    `waiting` at the `build` event), `build` (the build queue included) at the builder's
+    "Pushing" line, `push` at "Built and pushed", then each rollout `timing` event. Dockerfile
+    steps are counted, to say how much was cached (a FROM step is never cached: not counted)."""
 
     clock: Callable[[], float] = time.monotonic
     started: float = field(default=-1.0)
@@ -133,14 +135,19 @@ class PushTimings:
         if self.started < 0:
             self.started = self.clock()
         self._last = self.started
+        self._waited = False
 
     def see(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if kind == "build":
+        text = str(event.get("text", ""))
+        if kind == "stage" and text.startswith(WAITING):
             self._lap("receive")
+            self._waited = True
+        elif kind == "build":
+            self._lap("waiting" if self._waited else "receive")
         elif kind == "log":
             self._see_line(str(event.get("line", "")))
-        elif kind == "stage" and str(event.get("text", "")).startswith(BUILT):
+        elif kind == "stage" and text.startswith(BUILT):
             self._lap("push")
         elif kind == "timing":
             self._lap(str(event["stage"]))

@@ -239,3 +239,16 @@ def test_a_pending_revision_asks_for_passes_instead_of_waiting_for_the_reconcile
 def rollout_status(tmp: Path) -> str:
     store = Store(db.session_factory(db.make_engine(f"sqlite:///{tmp / 'db.sqlite'}")))
     return store.get_revision("web-00001").status
+
+
+def test_waiting_for_another_deploy_is_a_step_of_its_own() -> None:
+    clock = Clock()
+    timings = PushTimings(clock=clock)
+    script = a_push(CACHED_BUILD)
+    script.insert(0, (100.02, events.stage("Waiting for the deploy to web in progress")))
+
+    seen(timings, clock, script)
+
+    assert [(name, round(s, 2)) for name, s in timings.steps[:3]] == [
+        ("receive", 0.02), ("waiting", 0.03), ("build", 0.4),
+    ]  # fmt: skip
