@@ -126,15 +126,14 @@ class PushTimings:
     steps are counted, to say how much was cached (a FROM step is never cached: not counted)."""
 
     clock: Callable[[], float] = time.monotonic
-    started: float = field(default=-1.0)
+    started: float | None = None  # when the push reached the handler; None: now
     steps: list[tuple[str, float]] = field(default_factory=list)
     dockerfile_steps: int = 0
     cached_steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.started < 0:
-            self.started = self.clock()
-        self._last = self.started
+        self._start = self.clock() if self.started is None else self.started
+        self._last = self._start
         self._waited = False
 
     def see(self, event: dict[str, Any]) -> None:
@@ -169,7 +168,7 @@ class PushTimings:
 
     def line(self) -> str:
         """`-----> Timings: receive 0.05s, build 0.40s (cached), ... = total 1.02s`"""
-        total = self.clock() - self.started
+        total = self.clock() - self._start
         parts = [f"{name} {seconds:.2f}s{self._note(name)}" for name, seconds in self.steps]
         return f"-----> Timings: {', '.join(parts)}; total {total:.2f}s"
 
