@@ -50,6 +50,7 @@ ROUTE_NOT_APPLIED = "RouteNotApplied"
 # pass that finds them earlier is deploy latency saved; after that, the reconciler's own pace.
 POLL_S = 0.05
 NUDGE_FOR_S = 2.0
+POLL_SLOW_S = 0.1  # after that: a slow app's wait needs no 20 store reads a second
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,7 +260,9 @@ class Rollout:
                 # The pass after the one that started the instance probes it: asked for now,
                 # not after the reconciler's own interval (0.2 s), it finds a fast app ready.
                 self._reconciler.wake()
-            time.sleep(POLL_S)
+                time.sleep(POLL_S)
+            else:
+                time.sleep(POLL_SLOW_S)
 
 
 class _Laps:
