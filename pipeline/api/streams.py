@@ -60,7 +60,8 @@ def done_event(outcome: Outcome) -> dict[str, Any]:
 STREAMED: dict[int | str, dict[str, Any]] = {
     200: {
         "description": (
-            "NDJSON events (build, log, stage, revision, progress, ready), then done or error."
+            "NDJSON events (build, log, stage, revision, progress, timing, ready), then done "
+            "or error."
         ),
         "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -120,6 +121,35 @@ def test_failed_build_rejects_the_push_and_keeps_the_ref(
     remote_main = checkout.git("ls-remote", checkout.remote, "refs/heads/main").stdout.split()[0]
     assert remote_main == good
     assert slipway.get("rejecty").text == "push v1\n"
+    assert "Timings:" not in result.stderr  # a rejected push deployed nothing to time
+
+
+def timings(push_output: str) -> list[tuple[str, float]]:
+    """The steps of the `-----> Timings:` line, then ("total", seconds)."""
+    line = re.search(r"remote: -----> Timings: (.*?)\s*$", push_output, re.M)
+    assert line, push_output
+    return [(name, float(secs)) for name, secs in re.findall(r"(\w+) ([\d.]+)s", line.group(1))]
+
+
+def test_push_says_where_its_time_went(slipway: Slipway, checkout: Checkout) -> None:
+    checkout.remote = checkout.remote.replace("pushy", "timey")
+    checkout.commit("v1")
+
+    steps = timings(checkout.push("main").stderr)
+
+    assert [name for name, _ in steps] == [
+        "receive", "build", "push", "instance", "route", "cleanup", "total",
+    ]  # fmt: skip
+    *parts, (_, total) = steps
+    assert all(secs >= 0 for _, secs in parts)
+    assert sum(secs for _, secs in parts) <= total + 0.03  # each rounded to 0.01 s
+    assert total > 0
+
+    # The same tree again: every Dockerfile step cached, no new revision (nothing to start).
+    checkout.git("commit", "-q", "--allow-empty", "-m", "same tree")
+    out = checkout.push("main").stderr
+    assert re.search(r"remote: -----> Timings: receive [\d.]+s, build [\d.]+s \(cached\), "
+                     r"push [\d.]+s; total [\d.]+s", out), out  # fmt: skip
 
 
 def test_build_output_arrives_while_the_build_runs(slipway: Slipway, checkout: Checkout) -> None:
