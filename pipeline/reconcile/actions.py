@@ -67,6 +67,7 @@ class Stop:
     server: str = ""
     unless_busy: bool = False  # draining within its grace period: only once HAProxy has it idle
     freeze: bool = False  # pause it instead (the tier below running), and only once idle
+    target: str = ""  # a freeze's host:port: where the activator forwards once it thaws it
 
 
 @dataclass(frozen=True, kw_only=True)

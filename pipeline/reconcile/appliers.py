@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pipeline.autoscale.scaler import Load
@@ -43,6 +43,8 @@ class Applied:
     # Starts that failed without failing their revision (it was Ready): revision -> why. The
     # next pass backs off on them (`healing.start_failed`).
     failed: Mapping[str, str] = field(default_factory=dict)
+    # Instances this pass froze, with host:port: the activator may thaw them before the next.
+    frozen: tuple[tuple[Instance, str], ...] = ()
 
 
 class Applier:
@@ -94,25 +96,27 @@ class Applier:
         applied = self._dataplane.apply(plan.plane)
         if applied != "unchanged":
             self._log.info("dataplane_applied", result=applied)
+        frozen: list[tuple[Instance, str]] = []
         for stop in plan.drained:
             if stop.unless_busy and self._dataplane.busy(stop.backend, stop.server):
                 continue
-            if stop.freeze:
-                self._freeze(stop.instance)
-            else:
+            if not stop.freeze:
                 self._stopper.stop(stop.instance)
-        return Applied(dataplane=applied, started=started, failed=failed)
+            elif self._freeze(stop.instance):
+                frozen.append((replace(stop.instance, frozen=True), stop.target))
+        return Applied(dataplane=applied, started=started, failed=failed, frozen=tuple(frozen))
 
-    def _freeze(self, inst: Instance) -> None:
+    def _freeze(self, inst: Instance) -> bool:
         """Inline, not on the stopper's threads: the next pass must see it frozen, never a
         freeze landing after it took the instance back."""
         try:
             self._engine.freeze_instance(inst)
         except SlipwayError as e:
             self._log.warning("instance_freeze_failed", instance=inst.name, error=e.message)
-            return
+            return False
         self._log.info("instance_frozen", service=inst.service, revision=inst.revision,
                        instance=inst.name)  # fmt: skip
+        return True
 
     def _thaw(self, inst: Instance) -> None:
         """A failed thaw (killed while frozen) is seen exited next pass and replaced."""

@@ -193,7 +193,7 @@ class Reconciler:
         self._unready = decided.unready or applied.started > 0
         with self._cond:
             self._serving = dict(decided.serving)
-        self._thaws.publish(decided.frozen, seen=seen)
+        self._thaws.publish(decided.frozen, seen=seen, since=applied.frozen)
         return applied.dataplane
 
     def _observe(self, snapshot: Snapshot) -> Observed:

@@ -76,7 +76,9 @@ def plan(
         starts=scaled.starts,
         thaws=scaled.thaws,
         plane=served.plane,
-        drained=tuple(_drained(scaled.running, observed, memory, now=now, rules=rules)),
+        drained=tuple(
+            _drained(snapshot, scaled.running, observed, memory, now=now, rules=rules)
+        ),
         serving=_serving(snapshot, scaled.running, memory),
         frozen=_frozen(snapshot, observed.instances, memory),
         unready=unready,
@@ -113,24 +115,34 @@ def _frozen(
 
 
 def _drained(
-    running: tuple[Instance, ...], observed: Observed, memory: Memory, *, now: float, rules: Rules
+    snapshot: Snapshot,
+    running: tuple[Instance, ...],
+    observed: Observed,
+    memory: Memory,
+    *,
+    now: float,
+    rules: Rules,
 ) -> list[Stop]:
-    """Draining instances to stop: at once past the grace period, else once HAProxy has them
-    idle (asked after the plane is applied, see `Stop.unless_busy`)."""
+    """Draining instances to stop (or freeze): at once past the grace period, else once HAProxy
+    has them idle (asked after the plane is applied, see `Stop.unless_busy`)."""
+    revisions = {r.name: r for r in snapshot.revisions}
     stops: list[Stop] = []
     for inst in running:
         since = memory.draining.get(inst.id)
         if since is None or inst.id in observed.stopping:
             continue
         within_grace = now - since < rules.grace_s
+        # Frozen only once idle; still busy past the grace period, it stops as before.
+        freeze = within_grace and inst.id in memory.freezing and inst.revision in revisions
+        port = config_of(revisions[inst.revision].template, image="").port if freeze else 0
         stops.append(
             Stop(
                 instance=inst,
                 backend=names.backend_name(inst.revision),
                 server=names.server_name(inst.instance),
                 unless_busy=within_grace,
-                # Frozen only once idle; still busy past the grace period, it stops as before.
-                freeze=within_grace and inst.id in memory.freezing,
+                freeze=freeze,
+                target=f"{inst.address}:{port}" if freeze else "",
             )
         )
     return stops

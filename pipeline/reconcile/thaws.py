@@ -48,14 +48,18 @@ class Thaws:
             self._seq += 1
             return self._seq
 
-    def publish(self, frozen: Frozen, *, seen: int) -> None:
-        """What pass `seen` left frozen; claims it saw the end of are dropped."""
+    def publish(
+        self, frozen: Frozen, *, seen: int, since: tuple[tuple[Instance, str], ...] = ()
+    ) -> None:
+        """What pass `seen` left frozen, and what it froze `since` it listed containers; claims
+        it saw the end of are dropped."""
         with self._guard:
             self._claims = {k: c for k, c in self._claims.items() if c[2] >= seen}
-            self._frozen = {
-                rev: [(i, a) for i, a in pairs if i.id not in self._claims]
-                for rev, pairs in frozen.items()
-            }
+            fresh: dict[str, list[tuple[Instance, str]]] = {}
+            for inst, address in (*(p for pairs in frozen.values() for p in pairs), *since):
+                if inst.id not in self._claims:
+                    fresh.setdefault(inst.revision, []).append((inst, address))
+            self._frozen = fresh
 
     def release(self, instance: Instance) -> bool:
         """May a pass stop this frozen instance? Not while a thaw claims it; once released, the

@@ -256,3 +256,13 @@ def test_a_thaw_racing_a_stop_wins() -> None:
     thaws.publish({}, seen=thaws.observing())
     assert thaws.release(inst) is True
     assert thaws.demand() == {"r"} and thaws.demand() == frozenset()
+
+
+def test_an_instance_frozen_this_pass_is_thawed_without_waiting_for_the_next(
+    world: World,
+) -> None:
+    _, inst = world.serving("hello", "img:1")
+    while not world.engine.list_instances()[0].frozen:
+        idle(world, 1)
+    assert world.reconciler.instance_for("hello-00001", 0.1) == f"{inst.address}:8080"
+    assert world.engine.calls[-1] == ("thaw", inst.id)
