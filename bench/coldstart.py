@@ -8,7 +8,8 @@ quickly. Per app: with freezing off (`slipway.dev/frozen-retention-period: "0"`)
 times: wait until the revision is at zero (the window plus SLIPWAY_SCALE_TO_ZERO_GRACE, 30 s by
 default), time one request through HAProxy, then `--warm` sequential ones; the same with
 freezing on, waiting until its instance is paused instead; then `--rounds` times `docker run`
-of the image, timed until it first answers HTTP 200. Prints the figures; never asserted in tests.
+of the image, timed until it first answers HTTP 200 (on Docker's default bridge: the floor; and
+on Slipway's isolated network, where instances run). Prints the figures; never asserted in tests.
 
     .venv/bin/python -m bench.coldstart [--rounds 3] [--warm 50] [--json]
 """
@@ -132,16 +133,17 @@ def measure(
     return first, warm_ms
 
 
-def docker_run_ms(client: docker.DockerClient, image: str) -> float:
-    """`docker run` of the image until it first answers 200: the floor for a start from zero."""
+def docker_run_ms(client: docker.DockerClient, image: str, *, network: str = "bridge") -> float:
+    """`docker run` of the image until it first answers 200: the floor for a start from zero
+    (on Docker's default bridge, or on `network`: Slipway's own, isolated one)."""
     started = time.perf_counter()
     container = client.containers.run(
-        image, detach=True, init=True, environment={"PORT": str(PORT)},
+        image, detach=True, init=True, environment={"PORT": str(PORT)}, network=network,
         labels={"slipway.bench": "coldstart-floor"},
     )  # fmt: skip
     try:
         container.reload()
-        address = container.attrs["NetworkSettings"]["IPAddress"]
+        address = container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
         with httpx.Client(timeout=1) as http:
             while time.perf_counter() - started < 60:
                 try:
@@ -161,12 +163,13 @@ COLUMNS = (
     Column("stopped_median_ms", "stopped ms", ">11.0f"),
     Column("docker_run_median_ms", "docker run ms", ">14.0f"),
     Column("stopped_added_ms", "+ over run", ">11.0f"),
+    Column("docker_run_net_median_ms", "run, our net ms", ">16.0f"),
 )  # fmt: skip
 
 
 def case(
     label: str, *, frozen_ms: list[float], stopped_ms: list[float], warm_ms: list[float],
-    floor_ms: list[float], rounds: int,
+    floor_ms: list[float], net_ms: list[float], rounds: int,
 ) -> Case:  # fmt: skip
     warm = statistics.median(warm_ms)
     floor = statistics.median(floor_ms)
@@ -182,13 +185,14 @@ def case(
         "stopped_max_ms": round(max(stopped_ms)),
         "docker_run_median_ms": round(floor),
         "stopped_added_ms": round(statistics.median(stopped_ms) - floor),
+        "docker_run_net_median_ms": round(statistics.median(net_ms)),
         "rounds": rounds,
     }
 
 
 def run_app(
     label: str, dockerfile: str, *, api: Client, client: docker.DockerClient,
-    instances: Instances, ingress: str, host: str, rounds: int, warm: int,
+    instances: Instances, ingress: str, host: str, rounds: int, warm: int, network: str,
 ) -> Case:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp)
@@ -203,9 +207,11 @@ def run_app(
                                   rounds=rounds, warm=warm)  # fmt: skip
     progress(f"{label}: {rounds} rounds of docker run")
     floor = [docker_run_ms(client, image) for _ in range(rounds)]
+    net = [docker_run_ms(client, image, network=network) for _ in range(rounds)]
     return case(
         label, frozen_ms=tiers["frozen"][0], stopped_ms=tiers["stopped"][0],
-        warm_ms=tiers["stopped"][1] + tiers["frozen"][1], floor_ms=floor, rounds=rounds,
+        warm_ms=tiers["stopped"][1] + tiers["frozen"][1], floor_ms=floor, net_ms=net,
+        rounds=rounds,
     )  # fmt: skip
 
 
@@ -225,14 +231,16 @@ def main() -> int:
         for label, dockerfile in APPS.items():
             cases.append(
                 run_app(label, dockerfile, api=api, client=client, instances=instances,
-                        ingress=ingress, host=host, rounds=args.rounds, warm=args.warm)
+                        ingress=ingress, host=host, rounds=args.rounds, warm=args.warm,
+                        network=settings.network)
             )  # fmt: skip
     finally:
         delete_service(SERVICE)
     notes = [
         f"first request to an idle revision vs. warm, through HAProxy ({args.rounds} rounds, "
         "medians); frozen: its instance paused, stopped: freezing off, a container starts; "
-        "docker run: the same image started by hand until its first 200 (the floor)"
+        "docker run: the same image started by hand until its first 200 (the floor), on "
+        "Docker's default bridge and on Slipway's isolated network"
     ]
     emit(cases, COLUMNS, as_json=args.json, notes=notes)
     return 0
