@@ -1,11 +1,15 @@
-"""Scale-from-zero latency: the first request to a revision at zero (held by the activator while
-an instance starts) next to warm requests to the same revision, in one run.
+"""Wake-from-zero latency: the first request to an idle revision, frozen (the activator thaws its
+paused instance) and stopped (it starts a container), next to warm requests and next to the
+floor: `docker run` of the same image to its first response, measured here in the same run.
 
-Needs a running Slipway (`./scripts/up`). Deploys `bench-cold` twice over, as a busybox httpd app
-and as a Python `http.server` app (the python base image), each with a 6 s stable window so it
-goes idle quickly; then, per round, waits until the revision is at zero (the window plus
-SLIPWAY_SCALE_TO_ZERO_GRACE, 30 s by default), times one request through HAProxy, and times
-`--warm` sequential requests once the instance is up. Prints the figures; never asserted in tests.
+Needs a running Slipway (`./scripts/up`). Deploys `bench-cold` as a busybox httpd app and as a
+Python `http.server` app (the python base image), each with a 6 s stable window so it goes idle
+quickly. Per app: with freezing off (`slipway.dev/frozen-retention-period: "0"`), `--rounds`
+times: wait until the revision is at zero (the window plus SLIPWAY_SCALE_TO_ZERO_GRACE, 30 s by
+default), time one request through HAProxy, then `--warm` sequential ones; the same with
+freezing on, waiting until its instance is paused instead; then `--rounds` times `docker run`
+of the image, timed until it first answers HTTP 200 (on Docker's default bridge: the floor; and
+on Slipway's isolated network, where instances run). Prints the figures; never asserted in tests.
 
     .venv/bin/python -m bench.coldstart [--rounds 3] [--warm 50] [--json]
 """
@@ -17,16 +21,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
 import httpx
 import yaml
 
-from bench.common import Case, Column, bench_arguments, delete_service, emit
+from bench.common import Case, Column, bench_arguments, delete_service, emit, progress
 from bench.deploy import DOCKERFILE
 from pipeline.cli.client import Client, default_url
 from pipeline.core import names
+from pipeline.core.annotations import FROZEN_RETENTION_ANNOTATION, WINDOW_ANNOTATION
 from pipeline.core.settings import Settings
 
 SERVICE = "bench-cold"
@@ -36,21 +42,57 @@ USER 10001
 CMD ["sh", "-c", "exec python3 -m http.server ${PORT} -d /www"]
 """
 APPS = {"busybox httpd": DOCKERFILE, "python http.server": PYTHON_DOCKERFILE}
+PORT = 8080
 
 
 def cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pipeline.cli", *args], check=True, capture_output=True)
 
 
-def running(client: docker.DockerClient) -> int:
-    label = f"{names.LABEL_SERVICE}={SERVICE}"
-    return len(client.containers.list(filters={"label": label, "status": "running"}))
+class Instances:
+    """The bench service's containers on this platform, by Docker status."""
+
+    def __init__(self, client: docker.DockerClient, *, platform: str) -> None:
+        self._client = client
+        self._labels = [f"{names.LABEL_SERVICE}={SERVICE}", f"{names.LABEL_PLATFORM}={platform}"]
+
+    def states(self) -> list[str]:
+        for _ in range(10):
+            try:
+                found = self._client.containers.list(all=True, filters={"label": self._labels})
+                return [str(c.status) for c in found]
+            except docker.errors.NotFound:  # removed while being listed: list again
+                time.sleep(0.1)
+        raise SystemExit("the bench's containers kept vanishing while being listed")
+
+    def wait(self, done: Callable[[list[str]], bool], what: str) -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if done(self.states()):
+                return
+            time.sleep(0.5)
+        raise SystemExit(f"the revision never got {what}: {self.states()}")
 
 
-def deploy(app: Path, api: Client) -> None:
-    """Build it, then give the revision a short window so it goes idle in seconds, not minutes."""
+def stopped(states: list[str]) -> bool:
+    return not states
+
+
+def frozen(states: list[str]) -> bool:
+    return "paused" in states and "running" not in states
+
+
+def deploy(app: Path, api: Client) -> str:
+    """Build it; return the image the revision runs."""
     cli("deploy", SERVICE, "--source", str(app))
-    image = api.request("GET", f"/v1/services/{SERVICE}")["revisions"][0]["image"]
+    return str(api.request("GET", f"/v1/services/{SERVICE}")["revisions"][0]["image"])
+
+
+def replace(app: Path, image: str, *, retention: str | None) -> None:
+    """A revision with a short window (idle in seconds, not minutes), freezing on or off."""
+    annotations = {WINDOW_ANNOTATION: "6s"}
+    if retention is not None:
+        annotations[FROZEN_RETENTION_ANNOTATION] = retention
     doc = app / "service.yaml"
     doc.write_text(
         yaml.safe_dump(
@@ -60,7 +102,7 @@ def deploy(app: Path, api: Client) -> None:
                 "metadata": {"name": SERVICE},
                 "spec": {
                     "template": {
-                        "metadata": {"annotations": {"autoscaling.knative.dev/window": "6s"}},
+                        "metadata": {"annotations": annotations},
                         "spec": {"containers": [{"image": image}]},
                     }
                 },
@@ -71,33 +113,106 @@ def deploy(app: Path, api: Client) -> None:
 
 
 def measure(
-    *, ingress: str, host: str, client: docker.DockerClient, rounds: int, warm: int
-) -> tuple[list[float], list[float]]:
-    cold: list[float] = []
+    *, ingress: str, host: str, instances: Instances, idle: Callable[[list[str]], bool],
+    rounds: int, warm: int,
+) -> tuple[list[float], list[float]]:  # fmt: skip
+    """`rounds` first requests, each once the revision is `idle`; `warm` requests after each."""
+    first: list[float] = []
     warm_ms: list[float] = []
     with httpx.Client(timeout=120) as http:
         for _ in range(rounds):
-            deadline = time.monotonic() + 300
-            while running(client) and time.monotonic() < deadline:
-                time.sleep(1)
-            if running(client):
-                raise SystemExit("the revision never went to zero: is scale to zero enabled?")
+            instances.wait(idle, "idle")
             started = time.perf_counter()
             reply = http.get(ingress, headers={"Host": host})
-            cold.append((time.perf_counter() - started) * 1000)
+            first.append((time.perf_counter() - started) * 1000)
             reply.raise_for_status()
             for _ in range(warm):
                 started = time.perf_counter()
                 http.get(ingress, headers={"Host": host}).raise_for_status()
                 warm_ms.append((time.perf_counter() - started) * 1000)
-    return cold, warm_ms
+    return first, warm_ms
+
+
+def docker_run_ms(client: docker.DockerClient, image: str, *, network: str = "bridge") -> float:
+    """`docker run` of the image until it first answers 200: the floor for a start from zero
+    (on Docker's default bridge, or on `network`: Slipway's own, isolated one)."""
+    started = time.perf_counter()
+    container = client.containers.run(
+        image, detach=True, init=True, environment={"PORT": str(PORT)}, network=network,
+        labels={"slipway.bench": "coldstart-floor"},
+    )  # fmt: skip
+    try:
+        container.reload()
+        address = container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+        with httpx.Client(timeout=1) as http:
+            while time.perf_counter() - started < 60:
+                try:
+                    if http.get(f"http://{address}:{PORT}/").status_code == 200:
+                        return (time.perf_counter() - started) * 1000
+                except httpx.HTTPError:
+                    time.sleep(0.002)
+        raise SystemExit(f"{image} did not answer within 60 s of docker run")
+    finally:
+        container.remove(force=True)
 
 
 COLUMNS = (
-    Column("name", "app", "<20"), Column("cold_min_ms", "cold min ms", ">12.0f"),
-    Column("cold_median_ms", "cold med ms", ">12.0f"),
-    Column("cold_max_ms", "cold max ms", ">12.0f"), Column("warm_p50_ms", "warm p50 ms", ">12.1f"),
+    Column("name", "app", "<20"), Column("warm_p50_ms", "warm p50 ms", ">12.1f"),
+    Column("frozen_median_ms", "frozen ms", ">11.1f"),
+    Column("frozen_added_ms", "+ over warm", ">12.1f"),
+    Column("stopped_median_ms", "stopped ms", ">11.0f"),
+    Column("docker_run_median_ms", "docker run ms", ">14.0f"),
+    Column("stopped_added_ms", "+ over run", ">11.0f"),
+    Column("docker_run_net_median_ms", "run, our net ms", ">16.0f"),
 )  # fmt: skip
+
+
+def case(
+    label: str, *, frozen_ms: list[float], stopped_ms: list[float], warm_ms: list[float],
+    floor_ms: list[float], net_ms: list[float], rounds: int,
+) -> Case:  # fmt: skip
+    warm = statistics.median(warm_ms)
+    floor = statistics.median(floor_ms)
+    return {
+        "name": label,
+        "warm_p50_ms": round(warm, 1),
+        "frozen_min_ms": round(min(frozen_ms), 1),
+        "frozen_median_ms": round(statistics.median(frozen_ms), 1),
+        "frozen_max_ms": round(max(frozen_ms), 1),
+        "frozen_added_ms": round(statistics.median(frozen_ms) - warm, 1),
+        "stopped_min_ms": round(min(stopped_ms)),
+        "stopped_median_ms": round(statistics.median(stopped_ms)),
+        "stopped_max_ms": round(max(stopped_ms)),
+        "docker_run_median_ms": round(floor),
+        "stopped_added_ms": round(statistics.median(stopped_ms) - floor),
+        "docker_run_net_median_ms": round(statistics.median(net_ms)),
+        "rounds": rounds,
+    }
+
+
+def run_app(
+    label: str, dockerfile: str, *, api: Client, client: docker.DockerClient,
+    instances: Instances, ingress: str, host: str, rounds: int, warm: int, network: str,
+) -> Case:  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp)
+        (app / "Dockerfile").write_text(dockerfile)
+        (app / "index.html").write_text("cold\n")
+        image = deploy(app, api)
+        tiers: dict[str, tuple[list[float], list[float]]] = {}
+        for tier, retention, idle in (("stopped", "0", stopped), ("frozen", None, frozen)):
+            progress(f"{label}: {rounds} rounds from {tier}")
+            replace(app, image, retention=retention)
+            tiers[tier] = measure(ingress=ingress, host=host, instances=instances, idle=idle,
+                                  rounds=rounds, warm=warm)  # fmt: skip
+    progress(f"{label}: {rounds} rounds of docker run")
+    floor = [docker_run_ms(client, image) for _ in range(rounds)]
+    net = [docker_run_ms(client, image, network=network) for _ in range(rounds)]
+    return case(
+        label, frozen_ms=tiers["frozen"][0], stopped_ms=tiers["stopped"][0],
+        warm_ms=tiers["stopped"][1] + tiers["frozen"][1], floor_ms=floor, net_ms=net,
+        rounds=rounds,
+    )  # fmt: skip
 
 
 def main() -> int:
@@ -109,32 +224,24 @@ def main() -> int:
     ingress = default_url(settings).replace("localhost", "127.0.0.1") + "/"
     host = f"{names.service_host(SERVICE, settings.domain)}:{settings.ingress_port}"
     client = docker.from_env()
+    instances = Instances(client, platform=settings.platform_id)
     api = Client.from_env()
-    results: dict[str, tuple[list[float], list[float]]] = {}
+    cases: list[Case] = []
     try:
         for label, dockerfile in APPS.items():
-            with tempfile.TemporaryDirectory() as tmp:
-                app = Path(tmp)
-                (app / "Dockerfile").write_text(dockerfile)
-                (app / "index.html").write_text("cold\n")
-                deploy(app, api)
-            results[label] = measure(
-                ingress=ingress, host=host, client=client, rounds=args.rounds, warm=args.warm
-            )
+            cases.append(
+                run_app(label, dockerfile, api=api, client=client, instances=instances,
+                        ingress=ingress, host=host, rounds=args.rounds, warm=args.warm,
+                        network=settings.network)
+            )  # fmt: skip
     finally:
         delete_service(SERVICE)
-    cases: list[Case] = [
-        {
-            "name": label,
-            "cold_min_ms": round(min(cold)),
-            "cold_median_ms": round(statistics.median(cold)),
-            "cold_max_ms": round(max(cold)),
-            "warm_p50_ms": round(statistics.median(warm), 1),
-            "rounds": args.rounds,
-        }
-        for label, (cold, warm) in results.items()
+    notes = [
+        f"first request to an idle revision vs. warm, through HAProxy ({args.rounds} rounds, "
+        "medians); frozen: its instance paused, stopped: freezing off, a container starts; "
+        "docker run: the same image started by hand until its first 200 (the floor), on "
+        "Docker's default bridge and on Slipway's isolated network"
     ]
-    notes = [f"first request at zero vs. warm, through HAProxy ({args.rounds} rounds)"]
     emit(cases, COLUMNS, as_json=args.json, notes=notes)
     return 0
 

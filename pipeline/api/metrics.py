@@ -34,7 +34,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
 PHASES = {"queue": "qtime", "connect": "ctime", "response": "rtime", "total": "ttime"}
-INSTANCE_STATES = ("starting", "ready", "draining", "unhealthy", "stopping", "exited")
+INSTANCE_STATES = (
+    "starting", "ready", "draining", "unhealthy", "stopping", "frozen", "exited",
+)  # fmt: skip
 REVISION_STATUSES = ("Pending", "Ready", "Failed")
 BUILD_OUTCOMES = ("succeeded", "failed")
 # Builds take seconds to minutes; deploys (build start to Ready) a little longer.
@@ -206,7 +208,8 @@ def _instance_families(inputs: Inputs) -> list[Family]:
         name="slipway_instances",
         kind="gauge",
         help="Instance containers by state: starting (running, not yet in HAProxy), ready, "
-        "draining, unhealthy (health checks failing), stopping, exited",
+        "draining, unhealthy (health checks failing), stopping, frozen (paused while idle), "
+        "exited",
     )
     rows: dict[tuple[str, str], Mapping[str, str]] = {}
     if inputs.stats is not None:
@@ -219,6 +222,8 @@ def _instance_families(inputs: Inputs) -> list[Family]:
         revisions.add((inst.service, inst.revision))
         if not inst.running:
             state = "exited"
+        elif inst.frozen and inputs.stats is not None:
+            state = "frozen"
         elif inputs.stats is None:
             state = "running"  # without HAProxy's view, ready or not is unknown
         else:

@@ -28,7 +28,11 @@ def revision_view(
         "build": rev.build_id,
         "created": rev.created_at.isoformat(),
         "ready_at": rev.ready_at.isoformat() if rev.ready_at else None,
-        "instances": {"running": sum(1 for i in own if i.running), "total": len(own)},
+        "instances": {
+            "running": sum(1 for i in own if i.running and not i.frozen),
+            "frozen": sum(1 for i in own if i.frozen),
+            "total": len(own),
+        },
     }
 
 

@@ -118,6 +118,8 @@ def docker_parts(
         scale_to_zero=True,
         zero_grace_s=settings.scale_to_zero_grace_s,
         jwt_policy=KeyPolicy(keys=keys, issuer=settings.ingress_url),
+        freeze=settings.freeze_idle,
+        min_available_bytes=settings.freeze_min_available_mb * 2**20,
     )
     docker_builder = DockerEngineBuilder(client, template_bases=settings.template_bases)
     pack_builder = PackBuilder.from_settings(client, settings)

@@ -50,6 +50,15 @@ def observed(
     return max(rate, BUSY_RPS) if load.in_flight > 0 else rate
 
 
+def with_demand(load: Load | None) -> Load:
+    """The figures of a revision the activator answered from a thawed instance since the last
+    pass: at least one request in flight, which a one-second sample can miss (a thaw answers
+    in milliseconds), so the KPA sees the revision active and keeps the instance."""
+    if load is None:
+        return Load(in_flight=1, requests=0)
+    return Load(in_flight=max(load.in_flight, 1), requests=load.requests)
+
+
 def _annotations(template: dict[str, Any]) -> AutoscalingAnnotations:
     annotations = (template.get("metadata") or {}).get("annotations") or {}
     return AutoscalingAnnotations.from_annotations(annotations)

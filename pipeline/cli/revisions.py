@@ -8,6 +8,12 @@ from pipeline.cli.formats import Format, Output, print_rows
 from pipeline.cli.output import call
 
 
+def instances_cell(counts: dict[str, int]) -> str:
+    """Running instances, and the frozen ones beside them: "0 (1 frozen)"."""
+    frozen = counts.get("frozen", 0)
+    return f"{counts['running']}" + (f" ({frozen} frozen)" if frozen else "")
+
+
 def list_revisions(service: str, output: Output = Format.table) -> None:
     rows = call("GET", f"/v1/services/{service}/revisions")
     table = Table(
@@ -17,7 +23,7 @@ def list_revisions(service: str, output: Output = Format.table) -> None:
     for r in rows:
         table.add_row(
             r["name"], r["status"], f"{r['traffic']}%", ",".join(r["tags"]) or "-",
-            str(r["instances"]["running"]), r["created"][:19], (r["ready_at"] or "-")[:19],
+            instances_cell(r["instances"]), r["created"][:19], (r["ready_at"] or "-")[:19],
             r["image"].rsplit("@", 1)[-1][:19], r["reason"],
         )  # fmt: skip
     print_rows(rows, output=output, table=table)

@@ -11,6 +11,7 @@ from rich.table import Table
 from pipeline.cli.domains import print_tls
 from pipeline.cli.formats import Format, Output, print_data, print_rows, print_table
 from pipeline.cli.output import call, fail, follow_stream, out, print_traffic
+from pipeline.cli.revisions import instances_cell
 from pipeline.core.errors import SlipwayError
 
 
@@ -56,7 +57,7 @@ def describe(
     table = Table("REVISION", "STATUS", "INSTANCES", "IMAGE", "REASON", box=None)
     for r in view["revisions"]:
         table.add_row(
-            r["name"], r["status"], str(r["instances"]["running"]), r["image"], r["reason"]
+            r["name"], r["status"], instances_cell(r["instances"]), r["image"], r["reason"]
         )
     print_table(table)
     for r in view["revisions"]:

@@ -47,6 +47,11 @@ PACK_BUILDER_ANNOTATION = "slipway.dev/pack-builder"
 BASE_IMAGE_ANNOTATION = "slipway.dev/base-image"
 DEFAULT_DEPLOY_BRANCH = "main"
 
+# --- on a revision template, set by users ---------------------------------------------------------
+# How long an idle instance stays frozen (paused, memory kept) before it is stopped; "0": never
+# frozen, stopped at once. Knative's closest is `scale-to-zero-pod-retention-period`.
+FROZEN_RETENTION_ANNOTATION = "slipway.dev/frozen-retention-period"
+
 # --- written by Slipway ---------------------------------------------------------------------------
 # On a revision template: the secret versions the revision pinned when it was created.
 SECRET_VERSIONS_ANNOTATION = "slipway.dev/secret-versions"

@@ -66,6 +66,10 @@ class Settings:
     # for a revision at zero; a revision idle for the stable window plus this grace goes to zero.
     activator_port: int = 8082
     scale_to_zero_grace_s: float = 30.0
+    # Idle instances are frozen (paused, memory kept) before they stop, for their revision's
+    # slipway.dev/frozen-retention-period; all frozen ones stop when MemAvailable is below this.
+    freeze_idle: bool = True
+    freeze_min_available_mb: int = 512
     # Non-serving, untagged revisions kept for rollbacks; older ones are garbage-collected.
     revisions_kept: int = 10
     # Runtime engine: "docker" (embedded, one machine) or "knative" (Knative Serving on
@@ -136,6 +140,10 @@ class Settings:
             activator_port=int(e.get("SLIPWAY_ACTIVATOR_PORT", base.activator_port)),
             scale_to_zero_grace_s=float(
                 e.get("SLIPWAY_SCALE_TO_ZERO_GRACE", base.scale_to_zero_grace_s)
+            ),
+            freeze_idle=e.get("SLIPWAY_FREEZE_IDLE", "true").lower() != "false",
+            freeze_min_available_mb=int(
+                e.get("SLIPWAY_FREEZE_MIN_AVAILABLE_MB", base.freeze_min_available_mb)
             ),
             revisions_kept=int(e.get("SLIPWAY_REVISIONS_KEPT", base.revisions_kept)),
             engine=_engine(e.get("SLIPWAY_ENGINE", base.engine)),

@@ -1,9 +1,12 @@
 """The activator: where a request goes when its revision has no instance that can take it.
 
 Every revision backend in HAProxy has the activator as its `backup` server, with the revision
-named in a header. While the request is held here, HAProxy counts it as in flight on that
-revision, so the next reconcile pass (woken at once) sees demand and starts an instance; the
-request is then forwarded straight to that instance, body and streamed response intact. As soon
+named in a header. A revision whose idle instance is frozen (paused, see
+`pipeline.autoscale.freezing`) is routed here exactly as one at zero: `wait_for_instance` thaws
+it and hands its address back at once. Otherwise, while the request is held here, HAProxy counts
+it as in flight on that revision, so the next reconcile pass (woken at once) sees demand and
+starts an instance (a fresh one, too, for an instance killed while frozen); the request is then
+forwarded straight to that instance, body and streamed response intact. As soon
 as the instance is in the backend, HAProxy stops using the backup: the activator is only on the
 path from zero. Bounded: a request waits at most the readiness timeout, then gets a 503 saying
 why.

@@ -30,6 +30,8 @@ class Instance:
     instance: str  # short instance id, unique within the platform
     address: str  # IP on Slipway's network, "" when not running
     running: bool
+    # Paused (cgroup freezer): no CPU, memory kept, not serving; `running` stays True.
+    frozen: bool = False
     exit_code: int | None = None
     error: str = ""
 
@@ -44,6 +46,15 @@ class Engine(Protocol):
     ) -> Instance: ...
 
     def stop_instance(self, instance: Instance, *, grace_s: float) -> None: ...
+
+    def freeze_instance(self, instance: Instance) -> None:
+        """Pause every process of the instance; its memory stays. Frozen already is fine."""
+        ...
+
+    def thaw_instance(self, instance: Instance) -> None:
+        """Resume a frozen instance; running already is fine. `NotFound` when it is gone or
+        exited (killed while frozen): the caller starts a fresh one."""
+        ...
 
     def logs_tail(self, instance: Instance, *, lines: int = 20) -> str: ...
 

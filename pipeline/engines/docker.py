@@ -218,6 +218,7 @@ class DockerEngine:
             instance=labels.get(names.LABEL_INSTANCE, ""),
             address=address if running else "",
             running=running,
+            frozen=running and bool(state.get("Paused")),
             exit_code=None if running else int(state.get("ExitCode") or 0),
             error=str(state.get("Error") or ""),
         )
@@ -264,6 +265,11 @@ class DockerEngine:
             labels = container.labels or {}
             if labels.get(names.LABEL_PLATFORM) != self._platform:
                 return  # never touch a container that is not ours
+            if container.status == "paused":
+                # A frozen process cannot handle SIGTERM: thawed first, it shuts down cleanly
+                # instead of always waiting out the grace period for SIGKILL.
+                container.unpause()
+                container.reload()
             if container.status == "running":
                 container.stop(timeout=max(1, int(grace_s)))  # SIGTERM, then SIGKILL
             container.remove(force=True)
@@ -271,6 +277,40 @@ class DockerEngine:
             return
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot stop {instance.name}: {e}") from e
+
+    # Freeze and thaw take ids from `list_instances`, which lists only this platform's
+    # containers; they go straight to the API (one call each: thaw is on a request's path).
+    def freeze_instance(self, instance: Instance) -> None:
+        """`docker pause`: the cgroup freezer stops every process; memory and sockets stay."""
+        try:
+            self._client.api.pause(instance.id)
+        except docker.errors.NotFound as e:
+            raise NotFound(f"instance {instance.name} is gone") from e
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: already paused
+                raise SlipwayError(f"cannot freeze {instance.name}: {e.explanation}") from e
+        except requests.exceptions.ConnectionError as e:
+            raise Unavailable(f"cannot freeze {instance.name}: {e}") from e
+
+    def thaw_instance(self, instance: Instance) -> None:
+        """`docker unpause`. Docker refuses it both for a running container (thawed already:
+        fine) and an exited one (killed while frozen: `NotFound`); inspect tells them apart."""
+        try:
+            self._client.api.unpause(instance.id)
+            return
+        except docker.errors.APIError:
+            pass
+        except requests.exceptions.ConnectionError as e:
+            raise Unavailable(f"cannot thaw {instance.name}: {e}") from e
+        try:
+            state = self._client.api.inspect_container(instance.id).get("State") or {}
+        except docker.errors.NotFound as e:
+            raise NotFound(f"instance {instance.name} is gone") from e
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+            raise Unavailable(f"cannot thaw {instance.name}: {e}") from e
+        if not state.get("Running") or state.get("Paused"):
+            status = state.get("Status", "unknown")
+            raise NotFound(f"instance {instance.name} is {status}, not thawed")
 
     def logs_tail(self, instance: Instance, *, lines: int = 20) -> str:
         try:

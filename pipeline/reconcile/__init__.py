@@ -10,6 +10,7 @@ rejections   routes HAProxy could not take -> left out, a condition on their rev
 planner      plan(snapshot, observed, memory, now, rules) -> Plan: the phases in order (pure)
 probes       readiness probes: TCP connect on $PORT or an HTTP GET
 stops        instance stops on worker threads, each waiting out its grace period
+thaws        the activator's thaw of a frozen instance, claimed against a pass stopping it
 appliers     carry a Plan out: store, engine, HAProxy, in a fixed order
 policies     the JWT policy for HAProxy, re-read only when the key files can have changed
 loop         the embedded engine's reconciler: read -> plan -> apply, once per pass

@@ -66,6 +66,8 @@ class Stop:
     backend: str = ""
     server: str = ""
     unless_busy: bool = False  # draining within its grace period: only once HAProxy has it idle
+    freeze: bool = False  # pause it instead (the tier below running), and only once idle
+    target: str = ""  # a freeze's host:port: where the activator forwards once it thaws it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,9 +85,12 @@ class Plan:
     notes: tuple[Note, ...] = ()
     stops: tuple[Stop, ...] = ()  # exited instances: collected before anything starts
     starts: tuple[Start, ...] = ()
+    thaws: tuple[Instance, ...] = ()  # frozen instances wanted again: before the plane
     plane: DataPlane
     drained: tuple[Stop, ...] = ()  # after the plane: instances whose drain may end now
     serving: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # rev -> host:port
+    # rev -> its frozen instances with their host:port: the activator thaws one of these.
+    frozen: Mapping[str, tuple[tuple[Instance, str], ...]] = field(default_factory=dict)
     unready: bool = False  # an instance is running but not ready yet: probe often
     events: tuple[Event, ...] = ()
     memory: Memory  # for the next pass

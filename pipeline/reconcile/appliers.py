@@ -2,8 +2,10 @@
 
 The order is fixed (see `actions`): store updates first (a revision turns Ready before its route
 moves; a crash's logs are read before its container goes), then exited instances are collected,
-missing ones started, the data plane applied once, and drained instances stopped — each only
-once HAProxy, already told they drain, reports them idle or their grace period is over.
+missing ones started (or frozen ones thawed), the data plane applied once, and drained
+instances stopped (or frozen) — each only once HAProxy, already told they drain, reports them
+idle or their grace period is over. A frozen instance is stopped only if the activator has not
+just thawed it for a request (`release`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pipeline.autoscale.scaler import Load
@@ -19,7 +21,7 @@ from pipeline.core.errors import SlipwayError
 from pipeline.core.logs import get as get_log
 from pipeline.core.revisions import RevisionConfig, config_of
 from pipeline.dataplane.model import DataPlane
-from pipeline.engines.base import Engine
+from pipeline.engines.base import Engine, Instance
 from pipeline.reconcile.actions import LogTail, Plan, Start, with_logs
 from pipeline.reconcile.stops import Stopper
 from pipeline.store.state import Store
@@ -42,6 +44,8 @@ class Applied:
     # Starts that failed without failing their revision (it was Ready): revision -> why. The
     # next pass backs off on them (`healing.start_failed`).
     failed: Mapping[str, str] = field(default_factory=dict)
+    # Instances this pass froze, with host:port: the activator may thaw them before the next.
+    frozen: tuple[tuple[Instance, str], ...] = ()
 
 
 class Applier:
@@ -53,12 +57,15 @@ class Applier:
         dataplane: DataPlaneApplier,
         stopper: Stopper,
         resolve: Callable[[RevisionConfig], RevisionConfig],
+        release: Callable[[Instance], bool] = lambda instance: True,
     ) -> None:
         self._store = store
         self._engine = engine
         self._dataplane = dataplane
         self._stopper = stopper
         self._resolve = resolve  # fills in secret values right before a start
+        # A frozen instance may be stopped: the activator has not taken it (and now cannot).
+        self._release = release
         self._log = get_log(component="reconciler")
 
     def apply(self, plan: Plan) -> Applied:
@@ -75,7 +82,10 @@ class Applier:
             emit = self._log.warning if event.level == "warning" else self._log.info
             emit(event.name, **event.fields)
         for stop in plan.stops:
-            self._stopper.stop(stop.instance)
+            if not stop.instance.frozen or self._release(stop.instance):
+                self._stopper.stop(stop.instance)
+        for inst in plan.thaws:
+            self._thaw(inst)
         failed: dict[str, str] = {}
         started = 0
         for start in plan.starts:
@@ -90,10 +100,37 @@ class Applier:
             # The time says what a reload costs next to runtime changes (bench.scale reads it).
             took = round(time.perf_counter() - began, 4)
             self._log.info("dataplane_applied", result=applied, seconds=took)
+        frozen: list[tuple[Instance, str]] = []
         for stop in plan.drained:
-            if not (stop.unless_busy and self._dataplane.busy(stop.backend, stop.server)):
+            if stop.unless_busy and self._dataplane.busy(stop.backend, stop.server):
+                continue
+            if not stop.freeze:
                 self._stopper.stop(stop.instance)
-        return Applied(dataplane=applied, started=started, failed=failed)
+            elif self._freeze(stop.instance):
+                frozen.append((replace(stop.instance, frozen=True), stop.target))
+        return Applied(dataplane=applied, started=started, failed=failed, frozen=tuple(frozen))
+
+    def _freeze(self, inst: Instance) -> bool:
+        """Inline, not on the stopper's threads: the next pass must see it frozen, never a
+        freeze landing after it took the instance back."""
+        try:
+            self._engine.freeze_instance(inst)
+        except SlipwayError as e:
+            self._log.warning("instance_freeze_failed", instance=inst.name, error=e.message)
+            return False
+        self._log.info("instance_frozen", service=inst.service, revision=inst.revision,
+                       instance=inst.name)  # fmt: skip
+        return True
+
+    def _thaw(self, inst: Instance) -> None:
+        """A failed thaw (killed while frozen) is seen exited next pass and replaced."""
+        try:
+            self._engine.thaw_instance(inst)
+        except SlipwayError as e:
+            self._log.warning("instance_thaw_failed", instance=inst.name, error=e.message)
+            return
+        self._log.info("instance_thawed", service=inst.service, revision=inst.revision,
+                       instance=inst.name)  # fmt: skip
 
     def _logs(self, tail: LogTail | None) -> str:
         if tail is None:

@@ -116,7 +116,7 @@ def checked(
     The loop asks HAProxy which of their servers are down (`Observed.down`)."""
     by_backend: dict[str, list[Instance]] = {}
     for inst in instances:
-        if inst.id in ready and inst.id not in draining and inst.running:
+        if inst.id in ready and inst.id not in draining and inst.running and not inst.frozen:
             by_backend.setdefault(names.backend_name(inst.revision), []).append(inst)
     return by_backend
 

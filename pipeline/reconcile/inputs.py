@@ -29,6 +29,10 @@ class Observed:
     jwt: JwtPolicy | None = None  # issuer and live keys for private services
     # Starts of Ready revisions' instances that failed last pass: revision -> why.
     failed_starts: Mapping[str, str] = field(default_factory=dict)
+    # Revisions whose frozen instance the activator thawed since the last pass: demand the
+    # load figures may have missed (a thawed request can be over before the next sample).
+    thawed: frozenset[str] = frozenset()
+    low_memory: bool = False  # MemAvailable is under the floor: frozen instances stop
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,14 +44,21 @@ class Memory:
     tracks: Mapping[str, Track] = field(default_factory=dict)  # the autoscaler's, per revision
     decided: Mapping[str, int] = field(default_factory=dict)  # last decision per revision (logs)
     rejected: frozenset[str] = frozenset()  # hosts the data plane left out (logged once)
+    freezing: frozenset[str] = frozenset()  # draining instances to freeze (not stop) once idle
+    frozen: Mapping[str, float] = field(default_factory=dict)  # instance id -> frozen since
 
     def settled(self, *, instances: Iterable[Instance], passed: frozenset[str]) -> Memory:
-        """Forget instances that are gone; remember the ones whose probe passed."""
+        """Forget instances that are gone; remember the ones whose probe passed. A frozen
+        instance's drain is over; one no longer frozen (thawed) is no longer remembered so."""
+        instances = tuple(instances)
         live = {i.id for i in instances}
+        frozen = {i.id for i in instances if i.frozen}
         return replace(
             self,
             ready=(self.ready & live) | passed,
-            draining={k: v for k, v in self.draining.items() if k in live},
+            draining={k: v for k, v in self.draining.items() if k in live and k not in frozen},
+            freezing=self.freezing & (live - frozen),
+            frozen={k: v for k, v in self.frozen.items() if k in frozen},
         )
 
 
@@ -58,6 +69,7 @@ class Rules:
     grace_s: float  # longest drain, and SIGTERM to SIGKILL
     allow_zero: bool = False  # only with the activator: it holds the first request
     zero_grace_s: float = 30.0
+    freeze: bool = False  # idle instances freeze before they stop (with allow_zero only)
 
     @property
     def floor(self) -> int:

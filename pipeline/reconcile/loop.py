@@ -7,7 +7,9 @@ probed, found ready and kept — and removes owned ones nobody wants.
 
 Beside the passes, this is what the deployer and the activator wait on: `hold` keeps a revision
 warm ahead of a traffic move, `wait_ready` and `instance_for` block until a revision has a ready
-instance in the data plane.
+instance in the data plane. `instance_for` first thaws a frozen instance of the revision, if the
+last pass left one, and hands its address over at once: waking from frozen costs one
+`docker unpause`, not a pass (`thaws` keeps the claim that stops a pass stopping it meanwhile).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any
 
-from pipeline.autoscale import scaler
+from pipeline.autoscale import freezing, scaler
 from pipeline.core.errors import SlipwayError
 from pipeline.core.logs import get as get_log
 from pipeline.core.records import Snapshot
@@ -30,9 +33,11 @@ from pipeline.reconcile.appliers import Applier, DataPlaneApplier
 from pipeline.reconcile.inputs import Memory, Observed, Rules
 from pipeline.reconcile.planner import plan
 from pipeline.reconcile.stops import Stopper
+from pipeline.reconcile.thaws import Thaws
 from pipeline.store.state import Store
 
 Probe = Callable[[str, int, Readiness], bool]
+MEMINFO = Path("/proc/meminfo")  # MemAvailable: frozen instances stop under the floor
 
 
 class Reconciler:
@@ -52,6 +57,9 @@ class Reconciler:
         scale_to_zero: bool = False,
         zero_grace_s: float = 30.0,
         jwt_policy: Callable[[], JwtPolicy | None] = lambda: None,
+        freeze: bool = False,
+        min_available_bytes: int = freezing.DEFAULT_MIN_AVAILABLE_BYTES,
+        meminfo: Callable[[], str] = lambda: MEMINFO.read_text(),
     ) -> None:
         self._store = store
         self._engine = engine
@@ -67,13 +75,18 @@ class Reconciler:
             grace_s=grace_period_s,
             allow_zero=scale_to_zero,
             zero_grace_s=zero_grace_s,
+            freeze=freeze and scale_to_zero,
         )
+        self._min_available_bytes = min_available_bytes
+        self._meminfo = meminfo
+        self._thaws = Thaws(engine=engine)
         self._stopper = Stopper(
             engine=engine, grace_s=grace_period_s, executor=stopper, done=self.wake
         )
         self._applier = Applier(
-            store=store, engine=engine, dataplane=dataplane, stopper=self._stopper, resolve=resolve
-        )
+            store=store, engine=engine, dataplane=dataplane, stopper=self._stopper, resolve=resolve,
+            release=self._thaws.release,
+        )  # fmt: skip
         self._memory = Memory()
         self._failed_starts: dict[str, str] = {}  # last pass's, observed by the next one
         self._wake = threading.Event()
@@ -127,7 +140,16 @@ class Reconciler:
             return revisions - self._serving.keys()
 
     def instance_for(self, revision: str, timeout_s: float) -> str | None:
-        """For the activator: host:port of a ready instance, waiting up to `timeout_s`."""
+        """For the activator: host:port of a ready instance, waiting up to `timeout_s`. A frozen
+        one is thawed and handed over at once; one killed while frozen falls through to the
+        wait (the next pass collects it and starts a fresh instance)."""
+        with self._cond:
+            serving = self._serving.get(revision)
+        if not serving:
+            thawed = self._thaws.thaw(revision)
+            if thawed is not None:
+                self.wake()  # the pass puts it back into HAProxy
+                return thawed
         self.wake()
         if self.wait_ready({revision}, timeout_s=timeout_s):
             return None
@@ -173,6 +195,7 @@ class Reconciler:
 
     def _pass(self) -> str:
         snapshot = self._store.snapshot()
+        seen = self._thaws.observing()  # before the containers are listed
         decided = plan(
             snapshot, self._observe(snapshot), self._memory, now=self._clock(), rules=self._rules
         )
@@ -184,6 +207,7 @@ class Reconciler:
         self._unready = decided.unready or applied.started > 0
         with self._cond:
             self._serving = dict(decided.serving)
+        self._thaws.publish(decided.frozen, seen=seen, since=applied.frozen)
         return applied.dataplane
 
     def _observe(self, snapshot: Snapshot) -> Observed:
@@ -212,4 +236,7 @@ class Reconciler:
             down={b: frozenset(self._dataplane.down(b)) for b in checked},
             jwt=self._jwt_policy(),
             failed_starts=self._failed_starts,
+            thawed=self._thaws.demand(),
+            low_memory=self._rules.freeze
+            and freezing.memory_low(self._meminfo(), min_available_bytes=self._min_available_bytes),
         )

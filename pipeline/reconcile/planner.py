@@ -7,11 +7,12 @@ pass. Nothing is read or written here, so a table of "state in → actions out" 
 running it on the same state twice decides the same.
 
 The phases, in order: revision status (`statuses`), recovery from crash loops and sick instances
-(`healing`), scale (`scaling`), then the data plane (`routing.build_plane`, less the routes HAProxy
-could not take: `rejections`) and the drains it lets end. Order matters for zero downtime: a
-revision turns Ready in the same plan that puts its instance into HAProxy and moves the route;
-the old revision's instances only drain then, and stop once HAProxy has no request in flight on
-them (or the grace period is over).
+(`healing`), scale (`scaling`, with the frozen tier), then the data plane
+(`routing.build_plane`, less the routes HAProxy could not take: `rejections`) and the drains it
+lets end. Order matters for zero downtime: a revision turns Ready in the same plan that puts its
+instance into HAProxy and moves the route; the old revision's instances only drain then, and stop
+once HAProxy has no request in flight on them (or the grace period is over). An instance drained
+to be frozen is paused, not stopped, once HAProxy has it idle: a request in flight finishes first.
 """
 
 from __future__ import annotations
@@ -73,9 +74,13 @@ def plan(
         notes=(*notes, *scaled.notes, *served.notes),
         stops=scaled.stops,
         starts=scaled.starts,
+        thaws=scaled.thaws,
         plane=served.plane,
-        drained=tuple(_drained(scaled.running, observed, memory, now=now, rules=rules)),
+        drained=tuple(
+            _drained(snapshot, scaled.running, observed, memory, now=now, rules=rules)
+        ),
         serving=_serving(snapshot, scaled.running, memory),
+        frozen=_frozen(snapshot, observed.instances, memory),
         unready=unready,
         events=(*events, *sick_events, *scaled.events, *served.events),
         memory=memory,
@@ -95,22 +100,49 @@ def _serving(
     return serving
 
 
+def _frozen(
+    snapshot: Snapshot, instances: tuple[Instance, ...], memory: Memory
+) -> dict[str, tuple[tuple[Instance, str], ...]]:
+    """Per revision, its frozen instances that stay frozen, with host:port (for the activator,
+    which thaws one and forwards there without waiting for a pass)."""
+    revisions = {r.name: r for r in snapshot.revisions}
+    frozen: dict[str, tuple[tuple[Instance, str], ...]] = {}
+    for i in instances:
+        if i.frozen and i.id in memory.frozen and i.revision in revisions and i.address:
+            port = config_of(revisions[i.revision].template, image="").port
+            frozen[i.revision] = (*frozen.get(i.revision, ()), (i, f"{i.address}:{port}"))
+    return frozen
+
+
 def _drained(
-    running: tuple[Instance, ...], observed: Observed, memory: Memory, *, now: float, rules: Rules
+    snapshot: Snapshot,
+    running: tuple[Instance, ...],
+    observed: Observed,
+    memory: Memory,
+    *,
+    now: float,
+    rules: Rules,
 ) -> list[Stop]:
-    """Draining instances to stop: at once past the grace period, else once HAProxy has them
-    idle (asked after the plane is applied, see `Stop.unless_busy`)."""
+    """Draining instances to stop (or freeze): at once past the grace period, else once HAProxy
+    has them idle (asked after the plane is applied, see `Stop.unless_busy`)."""
+    revisions = {r.name: r for r in snapshot.revisions}
     stops: list[Stop] = []
     for inst in running:
         since = memory.draining.get(inst.id)
         if since is None or inst.id in observed.stopping:
             continue
+        within_grace = now - since < rules.grace_s
+        # Frozen only once idle; still busy past the grace period, it stops as before.
+        freeze = within_grace and inst.id in memory.freezing and inst.revision in revisions
+        port = config_of(revisions[inst.revision].template, image="").port if freeze else 0
         stops.append(
             Stop(
                 instance=inst,
                 backend=names.backend_name(inst.revision),
                 server=names.server_name(inst.instance),
-                unless_busy=now - since < rules.grace_s,
+                unless_busy=within_grace,
+                freeze=freeze,
+                target=f"{inst.address}:{port}" if freeze else "",
             )
         )
     return stops

@@ -5,13 +5,16 @@ Pending, or held by the deployer ahead of a traffic move) wants instances: a Pen
 initial scale, a Ready one the KPA's decision on HAProxy's figures. Surplus instances drain, the
 not-ready ones first; missing ones start, unless the revision is backing off a crash loop or
 failed starts. Exited instances are collected (a crash, if their revision was Ready).
+
+Below running there is a frozen tier (`autoscale.freezing` decides): at zero one ready instance
+drains and is then paused, not stopped; wanted again, it is thawed instead of a start.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pipeline.autoscale import scaler
+from pipeline.autoscale import freezing, scaler
 from pipeline.core import names
 from pipeline.core.records import Revision, Snapshot
 from pipeline.engines.base import Instance
@@ -27,18 +30,21 @@ class Scaled:
     running: tuple[Instance, ...]  # the running instances (starts are not ready: not routed)
     stops: tuple[Stop, ...]
     starts: tuple[Start, ...]
+    thaws: tuple[Instance, ...]
     notes: tuple[Note, ...]
     events: tuple[Event, ...]
 
 
 def wanted(
     snapshot: Snapshot, observed: Observed, memory: Memory, *, now: float, rules: Rules
-) -> tuple[dict[str, int], Memory, list[Event]]:
-    """Instances per revision, and the autoscaler's memory after this pass's figures."""
+) -> tuple[dict[str, int], set[str], Memory, list[Event]]:
+    """Instances per revision, the revisions routed or held (zero for them is the autoscaler's:
+    idle), and the autoscaler's memory after this pass's figures."""
     scale = desired_scale(snapshot)
     held = observed.holds & set(scale)
     for name in held:
         scale[name] = max(scale[name], 1)
+    routed = {name for name, want in scale.items() if want > 0}
     revisions = {r.name: r for r in snapshot.revisions}
     tracks = dict(memory.tracks)
     decided = dict(memory.decided)
@@ -54,11 +60,13 @@ def wanted(
             1
             for i in observed.instances
             if i.revision == name and i.id in memory.ready and i.id not in memory.draining
-        )
+            and not i.frozen
+        )  # fmt: skip
+        load = observed.load.get(names.backend_name(name))
         tracks[name] = track = scaler.step(
             tracks.get(name),
             template=rev.template,
-            load=observed.load.get(names.backend_name(name)),
+            load=scaler.with_demand(load) if name in observed.thawed else load,
             ready=ready,
             now=now,
             zero_grace_s=rules.zero_grace_s,
@@ -74,19 +82,23 @@ def wanted(
     # Tracks live as long as the revision: at zero, its quiet history is what keeps it there.
     kept = {k: v for k, v in tracks.items() if k in scale}
     known = {k: v for k, v in decided.items() if k in scale}
-    return scale, replace(memory, tracks=kept, decided=known), events
+    return scale, routed, replace(memory, tracks=kept, decided=known), events
 
 
 def scaled(
     snapshot: Snapshot, observed: Observed, memory: Memory, *, now: float, rules: Rules
 ) -> Scaled:
-    scale, memory, events = wanted(snapshot, observed, memory, now=now, rules=rules)
+    scale, routed, memory, events = wanted(snapshot, observed, memory, now=now, rules=rules)
     revisions = {r.name: r for r in snapshot.revisions}
     crashes, draining = memory.crashes, dict(memory.draining)
     stops: list[Stop] = []
     notes: list[Note] = []
     by_revision: dict[str, list[Instance]] = {}
+    frozen_by: dict[str, list[Instance]] = {}
     for inst in observed.instances:
+        if inst.running and inst.frozen:
+            frozen_by.setdefault(inst.revision, []).append(inst)
+            continue
         if inst.running:
             by_revision.setdefault(inst.revision, []).append(inst)
             continue
@@ -100,6 +112,13 @@ def scaled(
             notes += crash_notes
             events += crash_events
         stops.append(Stop(instance=inst))
+    tiers = _tiers(
+        revisions, observed, replace(memory, draining=draining), scale=scale, routed=routed,
+        by_revision=by_revision, frozen_by=frozen_by, now=now, freeze=rules.freeze,
+    )  # fmt: skip
+    draining, memory = dict(tiers.memory.draining), tiers.memory
+    stops += tiers.stops
+    events += tiers.events
     for rev_name, error in observed.failed_starts.items():
         rev = revisions.get(rev_name)
         crashes, failure_notes, failure_events = healing.start_failed(crashes, rev, error, now=now)
@@ -116,17 +135,87 @@ def scaled(
     starts: list[Start] = []
     for rev_name, want in scale.items():
         have = [i for i in by_revision.get(rev_name, []) if i.id not in draining]
+        have += [i for i in tiers.thaws if i.revision == rev_name]
         if want > len(have) and healing.backing_off(crashes, rev_name, now=now):
             continue
         starts += [_start(revisions[rev_name])] * max(want - len(have), 0)
     return Scaled(
         memory=replace(memory, crashes=crashes, draining=draining),
-        running=tuple(i for i in observed.instances if i.running),
+        running=tuple(i for i in observed.instances if i.running and not i.frozen),
         stops=tuple(stops),
         starts=tuple(starts),
+        thaws=tiers.thaws,
         notes=tuple(notes),
         events=tuple(events),
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tiers:
+    memory: Memory  # draining, freezing and frozen as the freezing decisions leave them
+    thaws: tuple[Instance, ...]
+    stops: tuple[Stop, ...]  # frozen instances past their retention (or memory is low)
+    events: tuple[Event, ...]
+
+
+def _tiers(
+    revisions: dict[str, Revision],
+    observed: Observed,
+    memory: Memory,
+    *,
+    scale: dict[str, int],
+    routed: set[str],
+    by_revision: dict[str, list[Instance]],
+    frozen_by: dict[str, list[Instance]],
+    now: float,
+    freeze: bool,
+) -> Tiers:
+    """Per revision, `freezing.choose`: an idle one's instance to freeze, freezing ones taken
+    back, frozen ones thawed or stopped. Runs before surplus instances drain."""
+    draining, freezing_ids = dict(memory.draining), set(memory.freezing)
+    frozen: dict[str, float] = {}
+    thaws: list[Instance] = []
+    stops: list[Stop] = []
+    events: list[Event] = []
+    for rev_name in sorted(set(by_revision) | set(frozen_by)):
+        own = by_revision.get(rev_name, [])
+        active = sorted((i for i in own if i.id not in draining),
+                        key=lambda i: (i.id not in memory.ready, i.name))  # fmt: skip
+        iced = {i.id: i for i in frozen_by.get(rev_name, [])}
+        since = {k: memory.frozen.get(k, now) for k in iced}
+        rev = revisions.get(rev_name)
+        choice = freezing.choose(
+            freezing.Idle(
+                active=tuple(i.id for i in active), ready=memory.ready, frozen=since,
+                freezing=tuple(i.id for i in own if i.id in freezing_ids
+                               and i.id not in observed.stopping),
+            ),
+            want=scale.get(rev_name, 0), routed=rev_name in routed,
+            retention_s=freezing.retention_s(rev.template) if rev and freeze else 0.0,
+            low_memory=observed.low_memory, now=now,
+        )  # fmt: skip
+        by_id = {i.id: i for i in own}
+        for key in choice.reclaim:
+            draining.pop(key, None)
+            freezing_ids.discard(key)
+        if choice.freeze is not None:
+            draining[choice.freeze] = now
+            freezing_ids.add(choice.freeze)
+            events.append(_event("instance_freezing", by_id[choice.freeze]))
+        thaws += [iced[k] for k in choice.thaw]
+        stops += [Stop(instance=iced[k]) for k in choice.stop]
+        events += [_event("instance_thawing", iced[k]) for k in choice.thaw]
+        events += [_event("frozen_instance_stopping", iced[k]) for k in choice.stop]
+        frozen.update({k: v for k, v in since.items() if k not in choice.stop + choice.thaw})
+    return Tiers(
+        memory=replace(memory, draining=draining, freezing=frozenset(freezing_ids), frozen=frozen),
+        thaws=tuple(thaws), stops=tuple(stops), events=tuple(events),
+    )  # fmt: skip
+
+
+def _event(name: str, inst: Instance) -> Event:
+    fields = {"service": inst.service, "revision": inst.revision, "instance": inst.name}
+    return Event(name=name, fields=fields)
 
 
 def _start(rev: Revision) -> Start:

@@ -16,6 +16,7 @@ from typing import Literal
 from pipeline.core.annotations import (
     AUTOSCALING_PREFIX,
     CLASS_ANNOTATION,
+    FROZEN_RETENTION_ANNOTATION,
     HPA_CLASS,
     INITIAL_SCALE_ANNOTATION,
     KNATIVE_ONLY_AUTOSCALING,
@@ -52,6 +53,9 @@ TARGET_MIN = 0.01  # Knative's autoscaling.TargetMin
 CONCURRENCY_TARGET_DEFAULT = 100.0
 RPS_TARGET_DEFAULT = 200.0
 TARGET_UTILIZATION_DEFAULT = 70.0
+# An idle instance is kept frozen this long (Cloud Run keeps idle instances up to 15 minutes).
+FROZEN_RETENTION_DEFAULT_SECONDS = 900.0
+FROZEN_RETENTION_MAX_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +136,15 @@ def _parse(annotations: Mapping[str, str]) -> AutoscalingAnnotations:
             path=MAX_SCALE_ANNOTATION,
         )
     return settings
+
+
+def frozen_retention_seconds(annotations: Mapping[str, str]) -> float:
+    """`slipway.dev/frozen-retention-period`: seconds an idle instance stays frozen before it
+    stops; 0 turns freezing off. SpecProblem, with the key as path, for a bad value."""
+    return _duration(
+        annotations, FROZEN_RETENTION_ANNOTATION, FROZEN_RETENTION_DEFAULT_SECONDS, 0.0,
+        FROZEN_RETENTION_MAX_SECONDS,
+    )  # fmt: skip
 
 
 def with_current_keys(annotations: Mapping[str, str]) -> dict[str, str]:
@@ -238,4 +251,4 @@ def _duration(
 
 
 def _show_seconds(seconds: float) -> str:
-    return "1h" if seconds == 3600 else f"{seconds:g}s"
+    return f"{seconds / 3600:g}h" if seconds and seconds % 3600 == 0 else f"{seconds:g}s"

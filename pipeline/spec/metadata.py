@@ -23,7 +23,11 @@ from pipeline.core.annotations import (
 )
 from pipeline.core.errors import InvalidName
 from pipeline.core.names import is_dns1035_label, validate_service_name
-from pipeline.spec.autoscaling import AutoscalingAnnotations, parse_autoscaling
+from pipeline.spec.autoscaling import (
+    AutoscalingAnnotations,
+    frozen_retention_seconds,
+    parse_autoscaling,
+)
 from pipeline.spec.base import NOT_YET, SpecModel, SpecProblem, not_yet
 
 NAMESPACE = "default"
@@ -188,6 +192,7 @@ class TemplateMeta(SpecModel):
     def _check_annotations(cls, annotations: dict[str, str]) -> dict[str, str]:
         _check_keys(annotations, "annotation")
         parse_autoscaling(annotations)
+        frozen_retention_seconds(annotations)
         return annotations
 
     @property

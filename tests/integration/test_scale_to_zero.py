@@ -13,6 +13,10 @@ from tests.integration.conftest import Slipway, httpd_app
 
 pytestmark = pytest.mark.integration
 
+# Freezing off: these tests are about the cold path (a container started while the activator
+# holds the request); the frozen tier has its own, tests/integration/test_freeze.py.
+IDLE = {"autoscaling.knative.dev/window": "6s", "slipway.dev/frozen-retention-period": "0"}
+
 ECHO_CGI = """#!/bin/sh
 printf 'Content-Type: text/plain\\r\\n\\r\\n'
 cat
@@ -24,7 +28,7 @@ def test_idle_revision_goes_to_zero_and_the_next_request_wakes_it(
 ) -> None:
     app = httpd_app(tmp_path / "sleepy", "awake\n", {"echo": ECHO_CGI})
     slipway.replace_with_app(
-        docker_client, app, "sleepy", annotations={"autoscaling.knative.dev/window": "6s"}
+        docker_client, app, "sleepy", annotations=IDLE
     )
     assert slipway.get("sleepy").text == "awake\n"
 
@@ -148,7 +152,7 @@ def test_a_websocket_handshake_at_zero_is_held_and_relayed(
         'CMD ["python3", "/app/server.py"]\n'
     )
     slipway.replace_with_app(
-        docker_client, app, "ws", annotations={"autoscaling.knative.dev/window": "6s"}
+        docker_client, app, "ws", annotations=IDLE
     )
 
     def running() -> int:
