@@ -115,6 +115,10 @@ def is_isolated(attrs: dict[str, Any]) -> bool:
     return (attrs.get("Options") or {}).get(ISOLATION_OPTION) == "false"
 
 
+# Listing states in which inspect says `Running: true` (a paused container is still running).
+LIVE_STATES = frozenset({"running", "paused", "restarting"})
+
+
 class DockerEngine:
     def __init__(
         self, client: docker.DockerClient, *, platform: str, network: str, metadata_host: str = ""
@@ -197,11 +201,44 @@ class DockerEngine:
         filters = {
             "label": [f"{names.LABEL_MANAGED}=true", f"{names.LABEL_PLATFORM}={self._platform}"]
         }
+        # One listing call, not docker-py's `containers.list`, which inspects every container
+        # after listing: a container removed in between (a stop finishing) failed the whole
+        # call, and the inspects were most of a reconcile pass. Only stopped containers are
+        # inspected (for their exit code and error), and one gone meanwhile is simply left out.
         try:
-            containers = self._client.containers.list(all=True, filters=filters)
+            listed = self._client.api.containers(all=True, filters=filters)
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot list containers: {e}") from e
-        return [self._instance(c) for c in containers]
+        instances = []
+        for entry in listed:
+            if str(entry.get("State")) in LIVE_STATES:
+                instances.append(self._listed(entry))
+                continue
+            try:
+                instances.append(self._instance(self._client.containers.get(entry["Id"])))
+            except docker.errors.NotFound:
+                continue  # removed since the listing: nothing left to manage
+            except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+                raise Unavailable(f"cannot inspect container {entry['Id'][:12]}: {e}") from e
+        return instances
+
+    def _listed(self, entry: dict[str, Any]) -> Instance:
+        """A running (or paused) container from the listing's own fields."""
+        labels: dict[str, str] = entry.get("Labels") or {}
+        nets: dict[str, Any] = (entry.get("NetworkSettings") or {}).get("Networks") or {}
+        names_: list[str] = entry.get("Names") or []
+        return Instance(
+            id=str(entry["Id"]),
+            name=names_[0].lstrip("/") if names_ else "",
+            service=labels.get(names.LABEL_SERVICE, ""),
+            revision=labels.get(names.LABEL_REVISION, ""),
+            instance=labels.get(names.LABEL_INSTANCE, ""),
+            address=str((nets.get(self._network) or {}).get("IPAddress") or ""),
+            running=True,
+            frozen=entry.get("State") == "paused",
+            exit_code=None,
+            error="",
+        )
 
     def _instance(self, c: Any) -> Instance:
         attrs: dict[str, Any] = c.attrs
