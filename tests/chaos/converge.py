@@ -48,7 +48,8 @@ def look(slipway: Slipway, client: docker.DockerClient, *, revisions: set[str]) 
     finally:
         engine.dispose()
     stored = {r.name: r for r in snapshot.revisions}
-    problems = [f"revision {name} was lost from the store" for name in sorted(revisions - {*stored})]
+    lost = sorted(revisions - stored.keys())
+    problems = [f"revision {name} was lost from the store" for name in lost]
     docker_engine = DockerEngine(client, platform=settings.platform_id, network=settings.network)
     instances = docker_engine.list_instances()
     for inst in instances:
@@ -89,7 +90,7 @@ def _live_servers(admin_socket: Path, *, plane_servers: dict[str, set[str]]) -> 
         states = [s for s in live.get(backend, []) if s.name != ACTIVATOR_SERVER]
         have = {s.name for s in states}
         if have != wanted:
-            problems.append(f"HAProxy runs {sorted(have)} in {backend}, the store: {sorted(wanted)}")
+            problems.append(f"HAProxy runs {sorted(have)} in {backend}; wanted: {sorted(wanted)}")
         problems += [f"{backend}/{s.name} is down in HAProxy" for s in states if not s.up]
     return problems
 

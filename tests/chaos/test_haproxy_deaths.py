@@ -12,6 +12,7 @@ import time
 import docker
 import pytest
 
+from pipeline.core.errors import Unavailable
 from pipeline.dataplane.runtime import Runtime
 from tests.chaos.converge import converged, look
 from tests.chaos.load import body_is, steady_load
@@ -39,7 +40,7 @@ def _outage(slipway: Slipway, kill: int, before: int) -> float:
     while time.monotonic() < deadline:
         try:
             worker = int(_admin(slipway).info()["Pid"])
-        except Exception:  # noqa: BLE001 - not answering yet is the point
+        except Unavailable:  # not answering yet: the point
             worker = 0
         if worker and worker != before and slipway.get("steady").status_code == 200:
             return time.monotonic() - killed
