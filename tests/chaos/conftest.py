@@ -18,6 +18,9 @@ from tests.integration.conftest import (
     docker_client as docker_client,
 )
 from tests.integration.conftest import (
+    python_image as python_image,
+)
+from tests.integration.conftest import (
     registry as registry,
 )
 from tests.integration.conftest import (
