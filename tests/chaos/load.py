@@ -27,6 +27,8 @@ class Load:
     ok: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)  # the first few, for the assertion message
+    streak: int = 0  # failed requests in a row, now
+    longest_streak: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -47,8 +49,11 @@ class Load:
         with self._lock:
             if good:
                 self.ok += 1
+                self.streak = 0
                 return
             self.failed += 1
+            self.streak += 1
+            self.longest_streak = max(self.longest_streak, self.streak)
             if len(self.failures) < 5:
                 self.failures.append(what)
 

@@ -21,7 +21,7 @@ class Handler(BaseHTTPRequestHandler):
             sick = served > GOOD
         if sick and SICK == "hang":
             time.sleep(3600)
-        body = (b"sick\n" if sick else os.environ.get("BODY", "well\n").encode())
+        body = b"sick\n" if sick else os.environ.get("BODY", "well\n").encode()
         self.send_response(500 if sick else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
