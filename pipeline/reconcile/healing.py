@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipeline.core import names
-from pipeline.dataplane import render
 from pipeline.core.records import Revision, Snapshot
+from pipeline.dataplane import render
 from pipeline.engines.base import Instance
 from pipeline.reconcile.actions import Event, LogTail, Note
 

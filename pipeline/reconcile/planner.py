@@ -56,9 +56,7 @@ def plan(
     )
     # No drain wait for an instance HAProxy holds down: nothing reaches it.
     draining = {**memory.draining, **{i.id: now - rules.grace_s for i in sick.replace}}
-    memory = replace(
-        memory, crashes=sick.crashes, down_passes=sick.down_passes, draining=draining
-    )
+    memory = replace(memory, crashes=sick.crashes, down_passes=sick.down_passes, draining=draining)
 
     scaled = scaling.scaled(snapshot, observed, memory, now=now, rules=rules)
     memory = scaled.memory
