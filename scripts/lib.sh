@@ -107,7 +107,12 @@ start_dockerd() {
   private_dirs
   say "starting dockerd"
   (umask 077 && : >"$LOGS/dockerd.log")  # created private; dockerd (root) only writes it
-  as_root nohup dockerd >"$LOGS/dockerd.log" 2>&1 &
+  # --live-restore: instances keep running while dockerd restarts (an upgrade, a crash), so
+  # services keep serving through it. Not passed when daemon.json sets it already: dockerd
+  # refuses a directive given both ways.
+  local live_restore=--live-restore
+  grep -qs '"live-restore"' /etc/docker/daemon.json && live_restore=
+  as_root nohup dockerd $live_restore >"$LOGS/dockerd.log" 2>&1 &
   private_pid "$RUN/dockerd.pid" $!
   for _ in $(seq 1 60); do docker_answers && return 0; sleep 0.5; done
   tail -20 "$LOGS/dockerd.log" >&2

@@ -30,6 +30,9 @@ class Backend:
     servers: tuple[Server, ...] = ()
     timeout_s: int = 300  # the revision's timeoutSeconds: 504 past it
     queue_timeout_s: int = 30  # how long a request may wait for a free instance: then 503
+    # The readiness probe's HTTP path, checked by HAProxy too ("" = a TCP check), and its timeout.
+    check_path: str = ""
+    check_timeout_s: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,6 +47,12 @@ HAPROXY_METRICS_PATH = "/metrics/haproxy"
 # The control plane streams build logs and git pushes through the API backend: give it the
 # longest request time a revision may have (Cloud Run's maximum timeoutSeconds).
 API_TIMEOUT_S = 3600
+# Failed requests in a row (5xx, timeouts, refused connections) that take an instance down.
+ERROR_LIMIT = 20
+# What may follow `option httpchk GET` as a path: no space, quote, `#` or `$` (HAProxy would read
+# a comment or an environment variable); any other readiness path keeps the TCP check.
+_CHECK_PATH = re.compile(r"/[A-Za-z0-9._~!&()*+,;=:@%/?-]*")
+
 # An old worker left behind by a reload keeps serving its in-flight requests, at most this long
 # past the longest server timeout, then it is stopped so old processes cannot pile up.
 HARD_STOP_MARGIN_S = 30
@@ -80,10 +86,13 @@ def server_args(server: Server) -> str:
     address = f"[{server.address}]" if ":" in server.address else server.address
     args = [
         f"{address}:{server.port}",
-        # A light TCP check plus observing real traffic: an instance that dies leaves rotation
-        # after a few refused connections instead of waiting for Slipway to notice.
+        # A light check (TCP, or HTTP on the readiness path: `_check_lines`) plus observing real
+        # traffic: an instance that answers 5xx, times out or refuses connections
+        # ERROR_LIMIT times in a row leaves rotation (as Cloud Run replaces one after 20
+        # consecutive 5xx), and the reconciler replaces it. Refused connections are retried
+        # elsewhere (`retry-on`), so the higher limit costs clients nothing.
         "check inter 2s fall 2 rise 1",
-        "observe layer4 error-limit 3 on-error mark-down",
+        f"observe layer7 error-limit {ERROR_LIMIT} on-error mark-down",
         # Keep-alive to instances saves a handshake per request; retry-on empty-response covers
         # the race where an instance closes an idle connection as a request is sent on it.
         "pool-max-conn -1 pool-purge-delay 5s",
@@ -290,6 +299,7 @@ def _backend(backend: Backend, *, activator: str = "") -> str:
         f'"slipway: revision {revision} did not answer within its timeout of '
         f'{backend.timeout_s}s\\n"',
     ]
+    lines += _check_lines(backend)
     lines += [
         f"server {s.name} {server_args(s)}" for s in sorted(backend.servers, key=lambda s: s.name)
     ]
@@ -299,6 +309,18 @@ def _backend(backend: Backend, *, activator: str = "") -> str:
         lines.insert(0, f"http-request set-header {REVISION_HEADER} {revision}")
         lines.append(f"server {ACTIVATOR_SERVER} {activator} backup")
     return _section(f"backend {backend.name}", *lines)
+
+
+def _check_lines(backend: Backend) -> list[str]:
+    """An HTTP readiness probe is also HAProxy's check: an instance that still accepts
+    connections but no longer answers (hung) fails it and leaves rotation."""
+    if not backend.check_path or not _CHECK_PATH.fullmatch(backend.check_path):
+        return []
+    return [
+        f"option httpchk GET {backend.check_path}",
+        "http-check expect status 200-399",  # what the readiness probe accepts
+        f"timeout check {backend.check_timeout_s}s",
+    ]
 
 
 def _section(header: str, *lines: str) -> str:

@@ -5,7 +5,8 @@ CrashLoopBackOff condition quoting the logs, and its replacement waits 1 s, 2 s,
 like Kubernetes; a minute of health clears both. An instance that cannot even be started (its
 image is gone, a secret it reads was deleted, the runtime refuses it) backs off the same way, as
 StartBackOff with the reason. An instance HAProxy's checks hold down for
-`DOWN_PASSES` passes in a row is drained at once (no wait: nothing reaches it) and so replaced.
+`DOWN_PASSES` passes in a row is drained at once (no wait: nothing reaches it) and so replaced,
+counted like a crash and said on its revision (InstanceUnhealthy).
 `planner.plan` calls `recover` before scaling, and `crashed` and `start_failed` as scaling
 collects exited instances and the starts that failed last pass.
 """
@@ -13,9 +14,11 @@ collects exited instances and the starts that failed last pass.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pipeline.core import names
 from pipeline.core.records import Revision, Snapshot
+from pipeline.dataplane import render
 from pipeline.engines.base import Instance
 from pipeline.reconcile.actions import Event, LogTail, Note
 
@@ -23,10 +26,13 @@ from pipeline.reconcile.actions import Event, LogTail, Note
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 60.0
 HEALTHY_RESET_S = 60.0
-# The conditions a back-off sets on a Ready revision, cleared by a healthy minute.
-BACKOFF_REASONS = ("CrashLoopBackOff", "StartBackOff")
-# An instance HAProxy holds down this many passes in a row is replaced.
+# An instance HAProxy holds down this many passes in a row is replaced, and this is said on its
+# revision; HAProxy takes an instance down after this many failed requests in a row (render.py).
 DOWN_PASSES = 3
+UNHEALTHY = "InstanceUnhealthy"
+ERROR_LIMIT = render.ERROR_LIMIT
+# The conditions a back-off sets on a Ready revision, cleared by a healthy minute.
+BACKOFF_REASONS = ("CrashLoopBackOff", "StartBackOff", UNHEALTHY)
 
 Crashes = Mapping[str, tuple[int, float]]  # revision -> (crashes in a row, last crash time)
 
@@ -123,21 +129,45 @@ def checked(
 
 def held_down(
     down_passes: Mapping[str, int],
+    crashes: Crashes,
     *,
     checked: dict[str, list[Instance]],
     down: Mapping[str, frozenset[str]],
-) -> tuple[dict[str, int], list[Instance], list[Event]]:
-    """Count passes each instance was seen down; those at `DOWN_PASSES` are to be replaced."""
+    now: float,
+) -> Sick:
+    """Count passes each instance was seen down; those at `DOWN_PASSES` are to be replaced, each
+    counted like a crash (so a revision whose every instance falls sick backs off) and said on
+    its revision as InstanceUnhealthy, cleared like a crash loop by a healthy minute."""
     counted: dict[str, int] = {}
     replace: list[Instance] = []
     events: list[Event] = []
+    notes: list[Note] = []
     for backend, members in checked.items():
         for inst in members:
             if names.server_name(inst.instance) not in down.get(backend, frozenset()):
                 continue
             counted[inst.id] = down_passes.get(inst.id, 0) + 1
-            if counted[inst.id] >= DOWN_PASSES:
-                replace.append(inst)
-                fields = {"revision": inst.revision, "instance": inst.name}
-                events.append(Event(name="instance_unhealthy", level="warning", fields=fields))
-    return counted, replace, events
+            if counted[inst.id] < DOWN_PASSES:
+                continue
+            replace.append(inst)
+            count = crashes.get(inst.revision, (0, 0.0))[0] + 1
+            crashes = {**crashes, inst.revision: (count, now)}
+            notes.append(Note(revision=inst.revision, reason=UNHEALTHY, message=(
+                f"instance {inst.instance} was taken out of rotation by HAProxy (its health "
+                f"check failed, or {ERROR_LIMIT} requests in a row failed: 5xx, timeouts or "
+                f"refused connections) and replaced ({count} in a row)"
+            )))  # fmt: skip
+            fields = {"revision": inst.revision, "instance": inst.name, "replaced": count}
+            events.append(Event(name="instance_unhealthy", level="warning", fields=fields))
+    return Sick(down_passes=counted, crashes=crashes, replace=replace, notes=notes, events=events)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sick:
+    """What `held_down` decided: counters as this pass leaves them, instances to replace."""
+
+    down_passes: dict[str, int]
+    crashes: Crashes
+    replace: list[Instance]
+    notes: list[Note]
+    events: list[Event]

@@ -48,14 +48,16 @@ def plan(
     crashes, notes = healing.recover(
         memory.crashes, snapshot, instances=instances, ready=memory.ready, now=now
     )
-    down_passes, sick, sick_events = healing.held_down(
+    sick = healing.held_down(
         memory.down_passes,
+        crashes,
         checked=healing.checked(instances, ready=memory.ready, draining=memory.draining),
         down=observed.down,
+        now=now,
     )
     # No drain wait for an instance HAProxy holds down: nothing reaches it.
-    draining = {**memory.draining, **{i.id: now - rules.grace_s for i in sick}}
-    memory = replace(memory, crashes=crashes, down_passes=down_passes, draining=draining)
+    draining = {**memory.draining, **{i.id: now - rules.grace_s for i in sick.replace}}
+    memory = replace(memory, crashes=sick.crashes, down_passes=sick.down_passes, draining=draining)
 
     scaled = scaling.scaled(snapshot, observed, memory, now=now, rules=rules)
     memory = scaled.memory
@@ -71,7 +73,7 @@ def plan(
     memory = replace(memory, rejected=served.rejected)
     return Plan(
         marks=tuple(marks),
-        notes=(*notes, *scaled.notes, *served.notes),
+        notes=(*notes, *sick.notes, *scaled.notes, *served.notes),
         stops=scaled.stops,
         starts=scaled.starts,
         thaws=scaled.thaws,
@@ -82,7 +84,7 @@ def plan(
         serving=_serving(snapshot, scaled.running, memory),
         frozen=_frozen(snapshot, observed.instances, memory),
         unready=unready,
-        events=(*events, *sick_events, *scaled.events, *served.events),
+        events=(*events, *sick.events, *scaled.events, *served.events),
         memory=memory,
     )
 

@@ -137,6 +137,8 @@ def build_plane(
                 name=names.backend_name(rev_name),
                 servers=tuple(sorted(servers.get(rev_name, []), key=lambda s: s.name)),
                 timeout_s=config.timeout_s,
+                check_path=config.readiness.path if config.readiness.kind == "http" else "",
+                check_timeout_s=max(1, round(config.readiness.timeout_s)),
             )
         )
     return DataPlane(

@@ -138,8 +138,11 @@ A1_DOWN = {"rev-hello-00001": frozenset({"i-a1"})}  # HAProxy's checks hold UP's
                      READY, {"down_passes": {UP.id: 1}}, id="down-once-is-counted"),
         pytest.param(one(), Observed(instances=(UP,), down=A1_DOWN),
                      Memory(ready=frozenset({UP.id}), down_passes={UP.id: 2}),
+                     # Drained at once; the start is counted like a crash (issue 18: said on
+                     # the revision, and backed off 1 s so a sick revision cannot hot-loop).
                      {"draining": {UP.id: NOW - 5}, "drained": [(UP.id, False)],
-                      "starts": [(V1, False)], "serving": {}},
+                      "starts": [], "serving": {}, "notes": [(V1, "InstanceUnhealthy")],
+                      "crashes": {V1: (1, NOW)}},
                      id="down-three-passes-is-replaced-at-once"),
         pytest.param(one(), Observed(instances=(UP,)), Memory(ready=frozenset({UP.id}),
                                                               down_passes={UP.id: 2}),

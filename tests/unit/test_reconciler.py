@@ -285,8 +285,14 @@ def test_instance_held_down_by_haproxy_is_replaced(world: World) -> None:
     world.reconciler.reconcile_once()
 
     assert inst.id in world.engine.stopped
+    # Counted like a crash (issue 18): the replacement starts after the first back-off, 1 s.
+    world.now += 1
+    world.reconciler.reconcile_once()
     (replacement,) = world.engine.list_instances()
     assert replacement.id != inst.id
+    rev = world.store.get_revision("hello-00001")
+    assert rev.status == "Ready" and rev.reason == "InstanceUnhealthy", rev
+    assert f"instance {inst.instance} was taken out of rotation by HAProxy" in rev.message
 
 
 def test_autoscaler_adds_instances_under_load_and_removes_them_after(world: World) -> None:
