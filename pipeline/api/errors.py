@@ -14,6 +14,8 @@ Streamed deployments report the same mapping as an `error` event (`error_event`)
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,6 +48,17 @@ def status_of(error: SlipwayError) -> int:
     return next((code for cls, code in STATUS if isinstance(error, cls)), 500)
 
 
+def disk_full(error: BaseException) -> bool:
+    """A write that failed for want of space: a file (ENOSPC), SQLite (SQLITE_FULL) or
+    PostgreSQL (SQLSTATE 53100), the last two as SQLAlchemy wraps them."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    orig = getattr(error, "orig", None)
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return getattr(orig, "sqlstate", None) == "53100"
+
+
 def error_event(error: Exception) -> dict[str, Any]:
     if isinstance(error, SlipwayError):
         event: dict[str, Any] = {
@@ -57,6 +70,14 @@ def error_event(error: Exception) -> dict[str, Any]:
         if isinstance(error, BuildFailed) and error.log_tail:
             event["log_tail"] = error.log_tail
         return event
+    if disk_full(error):
+        filename = getattr(error, "filename", None)
+        where = f" (writing {filename})" if filename else ""
+        return {
+            "event": "error", "error": "DiskFull", "status": 507,
+            "message": f"the disk is full{where}: nothing was deployed and what serves keeps "
+            "serving; free space on the data dir's disk (`df -h`), then deploy again",
+        }  # fmt: skip
     return {"event": "error", "error": "InternalError", "status": 500, "message": str(error)}
 
 

@@ -7,6 +7,7 @@ revision and URLs) or `error` (mapped like any API error, `pipeline.api.errors`)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -31,9 +32,11 @@ def stream(work: Callable[[Emit], Outcome]) -> StreamingResponse:
         try:
             events.put(done_event(work(events.put)))
         except Exception as e:
+            event = error_event(e)  # before logging: on a full disk the log write fails too
             if not isinstance(e, SlipwayError):
-                get_log(component="api").exception("deployment_crashed")
-            events.put(error_event(e))
+                with contextlib.suppress(OSError):
+                    get_log(component="api").exception("deployment_crashed")
+            events.put(event)
         finally:
             events.put(None)
 

@@ -71,6 +71,7 @@ def test_registry_down_during_a_build(
                 registry.stop()
                 out, _ = deploy.communicate(timeout=120)
                 assert deploy.returncode != 0, out
+                assert "the disk is full" in out and "free space" in out, out
                 failed = builds()[0]
                 assert failed["status"] == "failed", failed
                 assert registry.addr in failed["error"] or "registry" in failed["error"], failed
@@ -130,6 +131,7 @@ def test_disk_full_during_a_build(
                 filler = fill(disk)
                 out, _ = deploy.communicate(timeout=120)
                 assert deploy.returncode != 0, out
+                assert "the disk is full" in out and "free space" in out, out
                 assert sw.get("steady").text == "v0\n", "nothing serving changed"
                 filler.unlink()
                 db = sqlite3.connect(disk / "data" / "slipway.db")
