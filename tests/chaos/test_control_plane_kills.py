@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ def slow_app(folder: Path, body: str, *, build_s: int = 0, start_s: int = 0) -> 
     """A static app whose build takes `build_s` and whose start takes `start_s` seconds."""
     dockerfile = (
         "FROM slipway/busybox:1.35-bookworm\nCOPY index.html /www/index.html\n"
-        + (f"RUN sleep {build_s}\n" if build_s else "")
+        # A fresh nonce: BuildKit would otherwise answer a build of the last run from its cache.
+        + (f"RUN echo {uuid.uuid4().hex} >/dev/null && sleep {build_s}\n" if build_s else "")
         + f'USER app\nCMD ["sh", "-c", "sleep {start_s}; exec httpd -f -p ${{PORT}} -h /www"]\n'
     )
     return write_app(folder, body=body, dockerfile=dockerfile)
