@@ -132,11 +132,11 @@ def _remove_build_files(platform: Platform, build_ids: list[str]) -> list[str]:
 def _remove_registry_images(platform: Platform, name: str, images: list[str]) -> list[str]:
     """Every manifest in the service's own repository of Slipway's registry (never an image a
     user deployed by reference from elsewhere, which is theirs)."""
-    registry = RegistryClient()
     repository = names.image_repository(platform.settings.registry, name)
     pinned = {image for image in images if image.startswith(f"{repository}@")}
-    pinned |= {registry.resolve(f"{repository}:{tag}") for tag in registry.tags(repository)}
-    deleted = [p for p in sorted(pinned) if registry.delete(p)]
+    with RegistryClient() as registry:
+        pinned |= {registry.resolve(f"{repository}:{tag}") for tag in registry.tags(repository)}
+        deleted = [p for p in sorted(pinned) if registry.delete(p)]
     return [f"registry image {parse(p).digest[:19]}" for p in deleted]
 
 

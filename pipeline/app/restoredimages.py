@@ -24,9 +24,11 @@ def push_at_start(settings: Settings, *, client: RegistryClient | None = None) -
         return True
     log = get_log(component="restore").bind(registry=settings.registry, staged=str(folder))
     try:
-        done = imagecopy.push_staged(
-            folder, registry=settings.registry, client=client or RegistryClient(timeout_s=60)
-        )
+        if client is not None:
+            done = imagecopy.push_staged(folder, registry=settings.registry, client=client)
+        else:
+            with RegistryClient(timeout_s=60) as own:
+                done = imagecopy.push_staged(folder, registry=settings.registry, client=own)
     except SlipwayError as e:
         log.warning("restored_images_not_pushed", reason=e.message, retry="at the next start")
         return False

@@ -132,6 +132,17 @@ class RegistryClient:
         # httpx clients are thread-safe; its pool keeps the registry's connection open.
         self._http = httpx.Client(timeout=timeout_s)
 
+    # A short-lived client (a CLI command, a cleanup) closes its connections when done:
+    # `with RegistryClient() as registry: ...`; the platform's own lives as long as it does.
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
     def resolve(self, reference: str) -> str:
         """Return the digest-pinned reference, or raise NotFound / Unavailable."""
         ref = parse(reference)

@@ -38,9 +38,9 @@ def backup(
     copied: list[imagecopy.ImageSummary] = []
 
     def images(tar: tarfile.TarFile, *, images: tuple[str, ...], scratch: Path) -> None:
-        copied.append(imagecopy.write_images(tar, images=images, registry=settings.registry,
-                                             client=RegistryClient(timeout_s=60),
-                                             scratch=scratch))  # fmt: skip
+        with RegistryClient(timeout_s=60) as client:
+            copied.append(imagecopy.write_images(tar, images=images, registry=settings.registry,
+                                                 client=client, scratch=scratch))  # fmt: skip
 
     try:
         manifest = backups.backup(settings, file, images=images if with_images else None)
@@ -92,15 +92,15 @@ def _push_now(settings: Settings, staged: Path) -> None:
     """The registry is up (a restore onto a running machine): push right away; otherwise the
     control plane does it when it starts."""
     later = f"the control plane pushes them to {settings.registry} when it starts"
-    client = RegistryClient(timeout_s=60)
-    if not client.ping(settings.registry):
-        out.print(f"images staged in {staged}: {later}")
-        return
-    try:
-        done = imagecopy.push_staged(staged, registry=settings.registry, client=client)
-    except SlipwayError as e:
-        out.print(f"images staged in {staged}, not pushed yet ({e.message}): {later}")
-        return
+    with RegistryClient(timeout_s=60) as client:
+        if not client.ping(settings.registry):
+            out.print(f"images staged in {staged}: {later}")
+            return
+        try:
+            done = imagecopy.push_staged(staged, registry=settings.registry, client=client)
+        except SlipwayError as e:
+            out.print(f"images staged in {staged}, not pushed yet ({e.message}): {later}")
+            return
     if done.source != settings.registry:
         out.print(f"note: the revisions name {done.source}, the registry the images came from; "
                   f"SLIPWAY_REGISTRY is {settings.registry}: set it to {done.source}")  # fmt: skip

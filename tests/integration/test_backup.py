@@ -160,7 +160,8 @@ class EmptiedRegistry:
 
     def has(self, pinned: str) -> bool:
         try:
-            return RegistryClient().resolve(pinned) == pinned
+            with RegistryClient() as registry:
+                return registry.resolve(pinned) == pinned
         except NotFound:
             return False
 
@@ -237,7 +238,8 @@ def test_with_images_a_restore_into_an_empty_registry_runs_the_same_digests(
         assert "restored_images_pushed" in second.log_path.read_text()
         assert not staged_images(second.data_dir).exists(), second.log_path.read_text()[-2000:]
         assert all(emptied_registry.has(p) for p in pinned.values())
-        assert RegistryClient().resolve(f"{ref}:1") == pinned["kept-00001"], "tag :1 is back"
+        with RegistryClient() as registry:
+            assert registry.resolve(f"{ref}:1") == pinned["kept-00001"], "tag :1 is back"
         assert _images(second, "kept") == pinned
         _wait_serving(second, "kept", "v1\n")
         _wait_serving(second, "next--kept.localhost", "v2\n")
