@@ -29,7 +29,7 @@ Figures = dict[str, float]
 Case = dict[str, object]  # "name" and other labels are strings; figures are numbers
 
 # A number's name ends with its unit, is a ratio (`<a>_over_<b>`), or is one of these counts.
-UNIT_SUFFIXES = ("_ms", "_s", "_pct", "_per_10k", "_per_cpu_s")
+UNIT_SUFFIXES = ("_ms", "_s", "_pct", "_per_10k", "_per_cpu_s", "_mb")
 COUNTS = frozenset(
     {"rps", "errors", "requests", "instances", "connections", "hops", "runs", "rounds"}
 )
