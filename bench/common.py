@@ -29,10 +29,11 @@ Figures = dict[str, float]
 Case = dict[str, object]  # "name" and other labels are strings; figures are numbers
 
 # A number's name ends with its unit, is a ratio (`<a>_over_<b>`), or is one of these counts.
-UNIT_SUFFIXES = ("_ms", "_s", "_pct", "_per_10k", "_per_cpu_s", "_mb")
+UNIT_SUFFIXES = ("_ms", "_s", "_pct", "_per_10k", "_per_cpu_s", "_mb", "_fds")  # fds: open files
 COUNTS = frozenset(
-    {"rps", "errors", "requests", "instances", "connections", "hops", "runs", "rounds"}
-)
+    {"rps", "errors", "failed", "requests", "instances", "connections", "hops", "runs", "rounds",
+     "wakes"}
+)  # fmt: skip
 
 
 # wrk ----------------------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pids: Iterable[int]) -> float:
     """utime + stime of these processes and all their descendants (every thread included)."""
     total = 0.0
-    for pid in _with_descendants(set(pids)):
+    for pid in with_descendants(set(pids)):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
@@ -144,7 +145,7 @@ def proc_stat_cpu_s(stat: str) -> float:
 def rss_mb(pids: Iterable[int], *, descendants: bool = False) -> float:
     """Resident memory (VmRSS) of these processes (and with `descendants`, of their children)."""
     kb = 0
-    for pid in _with_descendants(set(pids)) if descendants else pids:
+    for pid in with_descendants(set(pids)) if descendants else pids:
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
@@ -153,7 +154,8 @@ def rss_mb(pids: Iterable[int], *, descendants: bool = False) -> float:
     return kb / 1024
 
 
-def _with_descendants(pids: set[int]) -> set[int]:
+def with_descendants(pids: set[int]) -> set[int]:
+    """These processes and every process below them, from /proc now."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -275,7 +277,7 @@ def rounded(figures: Figures, *, digits: int = 3) -> dict[str, object]:
 
 # a throwaway control plane ------------------------------------------------------------------------
 class _TempDirs:
-    """What `running_slipway` and the registry fixture take from pytest's tmp_path_factory."""
+    """What `running_slipway` takes from pytest's tmp_path_factory."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -300,17 +302,18 @@ def throwaway_slipway(*, extra_env: dict[str, str] | None = None) -> Iterator[An
     dirs = _TempDirs(root)
     try:
         conftest.baseimages.ensure_base_images(client, references=[conftest.BUSYBOX])
-        registry = contextlib.contextmanager(conftest.registry.__wrapped__)  # the fixture's body
-        with (
-            registry(dirs) as address,
-            conftest.running_slipway(
-                dirs,
+        registry = conftest.Registry(dirs.mktemp("registry"))
+        registry.start()
+        try:
+            with conftest.running_slipway(
+                dirs,  # type: ignore[arg-type]
                 client,
-                address,
-                extra_env=extra_env,  # type: ignore[arg-type]
-            ) as sw,
-        ):
-            yield sw
+                registry.address,
+                extra_env=extra_env,
+            ) as sw:
+                yield sw
+        finally:
+            registry.stop()
     finally:
         client.close()
         shutil.rmtree(root, ignore_errors=True)

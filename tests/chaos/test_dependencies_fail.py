@@ -5,7 +5,6 @@ that met the fault fails saying why; the next one works once the fault is gone."
 from __future__ import annotations
 
 import contextlib
-import shutil
 import sqlite3
 import subprocess
 import time
@@ -20,36 +19,9 @@ from tests.chaos.conftest import FULL
 from tests.chaos.converge import converged, look
 from tests.chaos.load import body_is, steady_load
 from tests.chaos.test_control_plane_kills import cli_in_background, slow_app, wait_for
-from tests.integration.conftest import Slipway, free_port, running_slipway, wait_http
+from tests.integration.conftest import Registry, Slipway, running_slipway
 
 pytestmark = pytest.mark.integration
-
-
-class Registry:
-    """A registry of the case's own, stopped and started at will over the same storage."""
-
-    def __init__(self, root: Path) -> None:
-        self.addr = f"127.0.0.1:{free_port()}"
-        self.config = root / "config.yml"
-        self.config.write_text(
-            "version: 0.1\nlog: {level: warn}\n"
-            f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-            f"http: {{addr: {self.addr}}}\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("docker-registry")
-        assert binary, "docker-registry is not installed: ./scripts/test installs it"
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT}
-        self.proc = subprocess.Popen([binary, "serve", str(self.config)], **quiet)
-        wait_http(f"http://{self.addr}/v2/")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 def deploy_with_a_slow_build(
@@ -76,17 +48,17 @@ def test_registry_down_during_a_build(
     registry = Registry(tmp_path_factory.mktemp("own-registry"))
     registry.start()
     try:
-        with running_slipway(tmp_path_factory, docker_client, registry.addr) as sw:
+        with running_slipway(tmp_path_factory, docker_client, registry.address) as sw:
             sw.cli("deploy", "steady", "--source", str(slow_app(tmp_path / "a", "v0\n")))
             before = look(sw, docker_client, revisions=set()).revisions
             with steady_load(sw, "steady", accept=body_is("v0\n", "v2\n")) as load:
                 deploy, builds = deploy_with_a_slow_build(sw, tmp_path)
-                registry.stop()
+                registry.stop(kill=True)
                 out, _ = deploy.communicate(timeout=120)
                 assert deploy.returncode != 0, out
                 failed = builds()[0]
                 assert failed["status"] == "failed", failed
-                assert registry.addr in failed["error"] or "registry" in failed["error"], failed
+                assert registry.address in failed["error"] or "registry" in failed["error"], failed
                 assert sw.get("steady").text == "v0\n", "nothing serving changed"
                 converged(sw, docker_client, revisions=before)
 

@@ -67,28 +67,51 @@ def docker_client() -> docker.DockerClient:
     return client
 
 
+class Registry:
+    """A real distribution registry (Debian's docker-registry) on a free loopback port, stopped
+    and started at will over the same storage: the session's `registry`, and a case's own where
+    the case takes it down."""
+
+    def __init__(self, root: Path) -> None:
+        self.address = f"127.0.0.1:{free_port()}"
+        self.storage = root / "data"
+        self.config = root / "config.yml"
+        self.config.write_text(
+            "version: 0.1\nlog: {level: warn}\n"
+            f"storage: {{filesystem: {{rootdirectory: {self.storage}}}, "
+            "delete: {enabled: true}}\n"
+            f"http: {{addr: {self.address}}}\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("docker-registry")
+        assert binary, "docker-registry is not installed: ./scripts/test installs it"
+        self.proc = subprocess.Popen(
+            [binary, "serve", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        wait_http(f"http://{self.address}/v2/")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """SIGTERM, or with `kill` SIGKILL: a registry that dies, not one that shuts down."""
+        if self.proc is not None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real distribution registry (Debian's docker-registry) on a free loopback port."""
-    binary = shutil.which("docker-registry")
-    assert binary, "docker-registry is not installed: ./scripts/test installs it"
-    root = tmp_path_factory.mktemp("registry")
-    addr = f"127.0.0.1:{free_port()}"
-    cfg = root / "config.yml"
-    cfg.write_text(
-        "version: 0.1\nlog: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: {addr}}}\n"
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
+    """The session's registry: its address."""
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    reg.start()
     try:
-        wait_http(f"http://{addr}/v2/")
-        yield addr
+        yield reg.address
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        reg.stop()
 
 
 @pytest.fixture(scope="session")

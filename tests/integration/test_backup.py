@@ -28,11 +28,10 @@ from pipeline.core.errors import NotFound
 from pipeline.store.backups import staged_images
 from tests.integration.conftest import (
     ROOT,
+    Registry,
     Slipway,
-    free_port,
     push_image,
     running_slipway,
-    wait_http,
     write_app,
 )
 
@@ -124,33 +123,9 @@ def test_restore_refuses_a_data_dir_that_has_services_and_a_running_control_plan
     assert occupied.returncode == 1 and "already holds a Slipway" in occupied.stderr
 
 
-class EmptiedRegistry:
+class EmptiedRegistry(Registry):
     """A registry on a fixed loopback address whose storage can be wiped: revisions name
     `<address>/repo@digest`, so the restored platform must find the same address, empty."""
-
-    def __init__(self, root: Path) -> None:
-        self.address = f"127.0.0.1:{free_port()}"
-        self.storage = root / "storage"
-        self.config = root / "config.yml"
-        self.config.write_text(
-            f"version: 0.1\nlog: {{level: warn}}\nhttp: {{addr: {self.address}}}\n"
-            f"storage: {{filesystem: {{rootdirectory: {self.storage}}}}}\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("docker-registry")
-        assert binary, "docker-registry is not installed: ./scripts/test installs it"
-        quiet = subprocess.DEVNULL
-        self.proc = subprocess.Popen([binary, "serve", str(self.config)], stdout=quiet,
-                                     stderr=subprocess.STDOUT)  # fmt: skip
-        wait_http(f"http://{self.address}/v2/")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
     def wipe(self) -> None:
         """Stopped, emptied, started again: a new machine's registry at the same address."""

@@ -2,7 +2,7 @@
 
 - Knative objects: the CRDs' `openAPIV3Schema` from ../shared/fixtures/knative-crds, closed with
   `additionalProperties: false` wherever an object lists its properties (what the API server's
-  pruning does to unknown fields), as tests/unit/test_spec.py does.
+  pruning does to unknown fields), as tests/unit/test_spec_schema.py does.
 - Core objects (Job, Deployment, Service, RBAC, PVC, Ingress, Secret): the `kubernetes-validate`
   package's strict schemas for one Kubernetes version.
 """
