@@ -29,6 +29,8 @@ A shared 2-core machine: read latencies as rough; the memory and descriptor tren
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -222,6 +224,15 @@ def create(platform: Platform) -> None:
               what=f"{service} to scale to zero")  # fmt: skip
 
 
+def keep_log(platform: Platform) -> str:
+    """A copy of the control plane's log, outside the data dir the platform removes: what a
+    failed request is explained by."""
+    fd, path = tempfile.mkstemp(prefix="soak-control-plane-", suffix=".log")
+    with os.fdopen(fd, "wb") as out:
+        out.write(platform.sw.log_path.read_bytes())
+    return path
+
+
 def run(*, minutes: float) -> tuple[list[Case], list[str]]:
     width = max(MIN_WINDOW_S, minutes * 60 / WINDOWS)
     count = max(1, round(minutes * 60 / width))
@@ -240,6 +251,7 @@ def run(*, minutes: float) -> tuple[list[Case], list[str]]:
                          f"{sampled[-1]}")  # fmt: skip
         finally:
             soak.finish()
+        kept = keep_log(platform) if soak.failures or soak.change_errors else ""
         rows = windows(soak.samples, width_s=width, count=count)
         for i, (row, res) in enumerate(zip(rows, sampled, strict=True)):
             label = f"{i * width / 60:g}-{(i + 1) * width / 60:g} min"
@@ -249,6 +261,7 @@ def run(*, minutes: float) -> tuple[list[Case], list[str]]:
         f"{len(soak.samples)} requests, {ok} answered 200 v1/v2, {len(soak.failures)} not; "
         f"changes: {dict(soak.changes)}; changes that failed: {len(soak.change_errors)}",
         *soak.failures[:30],
+        *([f"the control plane's log (the throwaway data dir is removed): {kept}"] if kept else []),
         *soak.change_errors[:10],
         *(f"deploy tried again: {e}" for e in platform.errors[:10]),
     ]

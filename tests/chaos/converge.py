@@ -22,6 +22,7 @@ import docker
 from pipeline.app.engines import site_of
 from pipeline.core.errors import Unavailable
 from pipeline.core.settings import Settings
+from pipeline.dataplane.model import DataPlane
 from pipeline.dataplane.render import ACTIVATOR_SERVER, render
 from pipeline.dataplane.runtime import Runtime
 from pipeline.engines.docker import DockerEngine
@@ -37,6 +38,7 @@ from tests.integration.conftest import Slipway
 class Look:
     problems: list[str]
     revisions: set[str]
+    plane: DataPlane  # what the store and the running instances want HAProxy to have
 
 
 def look(slipway: Slipway, client: docker.DockerClient, *, revisions: set[str]) -> Look:
@@ -76,7 +78,7 @@ def look(slipway: Slipway, client: docker.DockerClient, *, revisions: set[str]) 
     problems += _live_servers(site.admin_socket, plane_servers={
         b.name: {s.name for s in b.servers} for b in plane.backends
     })  # fmt: skip
-    return Look(problems=problems, revisions=set(stored))
+    return Look(problems=problems, revisions=set(stored), plane=plane)
 
 
 def _live_servers(admin_socket: Path, *, plane_servers: dict[str, set[str]]) -> list[str]:
