@@ -335,8 +335,10 @@ def running_slipway(
         data_dir=data_dir, env=env, ingress_port=ingress, api_port=api,
         platform_id=f"t{ident}", network=f"slipway-test-{ident}", server_args=server_args,
     )  # fmt: skip
-    sw.start()
     try:
+        # Inside: a control plane that fails to start has already started HAProxy and its
+        # daemons (and a slow one keeps running), so it is shut down like one that started.
+        sw.start()
         yield sw
     finally:
         sw.shutdown(docker_client)
