@@ -61,6 +61,7 @@ PAUSE_S = 0.02
 CHURN_S = 20.0
 WINDOWS = 10
 MIN_WINDOW_S = 30.0
+WAKE_TIMEOUT_S = 90.0
 SPLITS = ((100, 0), (50, 50), (0, 100), (50, 50))  # soak-c's revision 1 and 2, in turn
 
 
@@ -170,7 +171,9 @@ class Soak:
 
     def _wake(self, service: str) -> None:
         """A request each time `service` has no running instance (frozen or none)."""
-        with httpx.Client(timeout=60) as http:
+        # Longer than the activator's hold (the readiness timeout, 60 s here), so a wake-up that
+        # fails shows the platform's answer, not the client giving up at the same moment.
+        with httpx.Client(timeout=WAKE_TIMEOUT_S) as http:
             while not self.stop.is_set():
                 if self.platform.running(service) == 0:
                     self._request(service, http, wake=True)
