@@ -66,9 +66,9 @@ def wait_for_instance(options: Options) -> lonestarts.WaitForInstance:
         resolve=lambda config: resolve_secrets(secrets, config),
         probe=probes.ready,
     )
-    http = wakeups.client(wakeups.socket_path(options.run_dir))
+    socket = wakeups.socket_path(options.run_dir)
     return lonestarts.ask_then_alone(
-        ask=lambda revision, timeout_s: wakeups.ask(http, revision, timeout_s),
+        ask=lambda revision, timeout_s: wakeups.ask(socket, revision, timeout_s),
         alone=alone.instance_for,
         down=wakeups.ControlPlaneDown,
     )

@@ -13,19 +13,22 @@ when nothing listens (the activator then acts alone, `lonestarts`).
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio.to_thread
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 SOCKET_NAME = "activation.sock"
+CONNECT_TIMEOUT_S = 1.0
+ANSWER_MARGIN_S = 5.0  # past the wait asked for, a silent control plane counts as down
 
 
 class ControlPlaneDown(Exception):
@@ -57,38 +60,51 @@ def create_app(
 
 
 def bind(path: Path) -> socket.socket:
-    """The listening socket, 0600 from the start (bound under a umask, not chmod-ed after: no
-    moment where another user could connect). A stale one from a killed process is replaced."""
+    """The listening socket, 0600. The umask is not touched (it is the process's, and other
+    threads create files meanwhile): the control plane's umask (077) already leaves other users
+    out from the start, and the run dir is private. A stale one from a killed process is
+    replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
+    sock.bind(str(path))
+    os.chmod(path, 0o600)
     sock.listen(256)
     return sock
 
 
-def client(path: Path) -> httpx.Client:
-    """The activator's client: no overall timeout (an ask waits as long as it asks to), but a
-    connect that fails fast, so a dead control plane costs one refused connect."""
-    return httpx.Client(
-        transport=httpx.HTTPTransport(uds=str(path)),
-        timeout=httpx.Timeout(None, connect=1.0),
-    )
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the unix socket; a connect that fails closes its socket (one per ask: asks
+    come only for requests at zero, so no pool is worth keeping)."""
+
+    def __init__(self, path: Path, *, read_timeout_s: float) -> None:
+        super().__init__("control-plane")
+        self._path = path
+        self._read_timeout_s = read_timeout_s
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(CONNECT_TIMEOUT_S)  # a dead control plane costs one refused connect
+            sock.connect(str(self._path))
+        except OSError:
+            sock.close()
+            raise
+        sock.settimeout(self._read_timeout_s)
+        self.sock = sock
 
 
-def ask(http: httpx.Client, revision: str, timeout_s: float) -> str | None:
+def ask(path: Path, revision: str, timeout_s: float) -> str | None:
     """host:port of a ready instance the control plane found (or started) for `revision`; None
-    if none came within `timeout_s`. `ControlPlaneDown` if it is not there or died meanwhile."""
+    if none came within `timeout_s`. `ControlPlaneDown` if it is not there or died meanwhile
+    (or hangs well past the time asked for)."""
+    conn = _UnixConnection(path, read_timeout_s=timeout_s + ANSWER_MARGIN_S)
     try:
-        reply = http.get(
-            f"http://control-plane/instances/{revision}", params={"timeout_s": f"{timeout_s:.3f}"}
-        )
-    except httpx.TransportError as e:  # refused, no socket file, or killed mid-answer
+        conn.request("GET", f"/instances/{quote(revision, safe='')}?timeout_s={timeout_s:.3f}")
+        reply = conn.getresponse()
+        body = reply.read().decode()
+    except (OSError, http.client.HTTPException) as e:  # refused, no file, killed mid-answer
         raise ControlPlaneDown(e.__class__.__name__) from e
-    if reply.status_code == 200 and reply.text:
-        return reply.text
-    return None
+    finally:
+        conn.close()
+    return body if reply.status == 200 and body else None
