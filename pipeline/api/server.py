@@ -79,7 +79,8 @@ def activator_args(settings: Settings, *, engine: DockerEngine) -> list[str]:
 
 def _keep_activator(settings: Settings, *, engine: DockerEngine, stop: threading.Event) -> None:
     """Start the activator (or reuse the one that outlived the last control plane), then check
-    every few seconds that it is alive and start it again if not."""
+    every few seconds that it is alive and start it again if not. On a thread: an activator
+    slow to start (a loaded machine) must not hold up the API."""
     run_dir, logs_dir = settings.data_dir / "run", settings.data_dir / "logs"
 
     def ensure() -> bool:
@@ -88,12 +89,11 @@ def _keep_activator(settings: Settings, *, engine: DockerEngine, stop: threading
             port=settings.activator_port, args=activator_args(settings, engine=engine),
         )  # fmt: skip
 
-    ensure()
-
-    def watch() -> None:
+    def keep() -> None:
+        ensure()
         while not stop.wait(WATCH_EVERY_S):
             if not daemons.running(run_dir, "activator"):
                 logs.get(component="server").warning("activator_died", restarting=True)
                 ensure()
 
-    threading.Thread(target=watch, name="activator-watch", daemon=True).start()
+    threading.Thread(target=keep, name="activator-keeper", daemon=True).start()
