@@ -29,10 +29,13 @@ def run() -> None:
     plat = platform.build(settings)
     log = logs.get(component="server")
     restoredimages.push_at_start(settings)  # a restore's images, before revisions need them
+    if isinstance(plat.reconciler, Reconciler):
+        # Before the first pass: from here on the activator asks (and waits for the passes)
+        # instead of starting alone, so the first pass and the activator never both start one.
+        _answer_activator(plat.reconciler, settings)
     plat.reconciler.reconcile_once()  # adopt what runs and bring HAProxy up before serving
     plat.start_loops()
-    if isinstance(plat.reconciler, Reconciler) and isinstance(plat.engine, DockerEngine):
-        _answer_activator(plat.reconciler, settings)
+    if isinstance(plat.engine, DockerEngine):  # on Knative, Knative's activator
         _keep_activator(settings, engine=plat.engine, stop=plat.stop)
     log.info(
         "control_plane_started",
