@@ -1,5 +1,6 @@
 """Helper processes the control plane starts once and then leaves running on their own: they
-must outlive a control-plane crash (instances keep resolving names while it restarts)."""
+must outlive a control-plane crash (instances keep resolving names, and requests at zero keep
+being activated, while it restarts). `running` lets the control plane restart one that died."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from pipeline.store import permissions
 
 # Recorded with each daemon's options: a running daemon whose record matches is reused across
 # control-plane restarts and upgrades, so bump this when running daemons must be replaced by new
-# code. 2: the metadata server bounds its connections (issue 13).
-GENERATION = "2"
+# code. 2: the metadata server bounds its connections (issue 13). 3: the activator is a
+# daemon too (issue 18).
+GENERATION = "3"
 
 
 def _alive(pid_file: Path) -> int | None:
@@ -28,6 +30,13 @@ def _alive(pid_file: Path) -> int | None:
         os.kill(pid, 0)
     except (OSError, ValueError, IndexError):
         return None
+    # A helper this control plane started and that died is its zombie child until reaped, and
+    # a zombie still takes signal 0: reap it here, or a dead activator would look alive.
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return None
+    except ChildProcessError:
+        pass  # not our child (started by an earlier control plane): signal 0 was the answer
     return pid
 
 
@@ -107,6 +116,12 @@ def _ensure(
     return False
 
 
+def running(run_dir: Path, name: str) -> bool:
+    """Is the helper `name` (dns, metadata, activator) still alive? Only its pid: a check that
+    cannot mistake a busy helper for a dead one (restarting the activator cuts its sessions)."""
+    return _alive(run_dir / f"{name}.pid") is not None
+
+
 def stop(pid_file: Path) -> None:
     pid = _alive(pid_file)
     if pid is not None:
@@ -140,6 +155,41 @@ def ensure_metadata(
         answers=lambda: _flavored(address, port),
         tries=100,
         unavailable="the metadata server did not start; instances get no identity tokens",
+        address=address,
+        port=port,
+    )
+
+
+def _activates(address: str, port: int) -> bool:
+    """The activator's own refusal of a request without a revision: it is the activator that
+    listens there (it has no path of its own; every path is an app's)."""
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection(address, port, timeout=1)
+        conn.request("GET", "/")
+        reply = conn.getresponse()
+        ok = reply.status == 400 and reply.read().startswith(b"slipway: activator")
+        conn.close()
+    except OSError:
+        return False
+    return ok
+
+
+def ensure_activator(
+    *, run_dir: Path, logs_dir: Path, address: str, port: int, args: list[str]
+) -> bool:
+    """Make sure the activator (pipeline.app.activatorserver) answers on `address:port`;
+    False if it cannot run. `args` are its other options; a change restarts it."""
+    return _ensure(
+        name="activator",
+        run_dir=run_dir,
+        logs_dir=logs_dir,
+        record=[address, str(port), *args],
+        argv=["activator", "--bind", address, "--port", str(port), *args],
+        answers=lambda: _activates(address, port),
+        tries=100,
+        unavailable="the activator did not start; revisions at zero get HAProxy's 503",
         address=address,
         port=port,
     )

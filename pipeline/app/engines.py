@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.app import daemons
+from pipeline.app import activatorserver, daemons
 from pipeline.app.certificates import certificates_of
 from pipeline.build import sourcetokens
 from pipeline.build.builders import Builder, Kind
 from pipeline.build.buildpacks import PackBuilder
 from pipeline.build.dockerfile import DockerEngineBuilder
 from pipeline.core.settings import Settings
+from pipeline.dataplane.desiredcache import DesiredCache
 from pipeline.dataplane.drains import HAProxyDataPlane
 from pipeline.dataplane.model import Site
 from pipeline.dataplane.process import HAProxyManager
@@ -120,6 +121,7 @@ def docker_parts(
         jwt_policy=KeyPolicy(keys=keys, issuer=settings.ingress_url),
         freeze=settings.freeze_idle,
         min_available_bytes=settings.freeze_min_available_mb * 2**20,
+        on_snapshot=DesiredCache(activatorserver.desired_path(settings.data_dir / "run")).update,
     )
     docker_builder = DockerEngineBuilder(client, template_bases=settings.template_bases)
     pack_builder = PackBuilder.from_settings(client, settings)

@@ -14,7 +14,7 @@
     secrets      `secrets set|list|delete`
     domains      `domains map|unmap|list|replace|certs|renew`; the TLS part of `describe`
     images       `images ensure`: base images from the OS package archive
-    servers      `server`, and the hidden `dns` and `metadata` the control plane starts
+    servers      `server`, and the hidden `dns`, `metadata` and `activator` it starts
     backups      `backup` and `restore`, on the Slipway machine (the data dir directly)
     main         the table of commands and groups; `slipway` and `python -m pipeline.cli.main`
 """

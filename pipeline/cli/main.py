@@ -67,6 +67,7 @@ COMMANDS: tuple[tuple[str, Command, bool], ...] = (
     ("restore", backups.restore, False),
     ("dns", servers.dns, True),
     ("metadata", servers.metadata, True),
+    ("activator", servers.activator, True),
     ("version", version, False),
 )
 

@@ -1,6 +1,7 @@
 """The long-running commands: `slipway server` (the control plane), and the processes it starts
 beside itself, which outlive its restarts (pipeline.app.daemons runs them as
-`python -m pipeline.cli.main dns|metadata ...`): the internal resolver and the metadata server.
+`python -m pipeline.cli.main dns|metadata|activator ...`): the internal resolver, the metadata
+server and the activator.
 
 Each imports what it serves only when run, so the client commands start fast.
 """
@@ -66,3 +67,25 @@ def metadata(
         metadata_mod.main(options)
     except SlipwayError as e:
         raise fail(e.message) from e
+
+
+def activator(
+    bind: Annotated[str, typer.Option("--bind")],
+    port: Annotated[int, typer.Option("--port")],
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="the control plane's run dir")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="where secrets are")],
+    platform: Annotated[str, typer.Option("--platform")],
+    network: Annotated[str, typer.Option("--network", help="instances' Docker network")],
+    timeout_s: Annotated[float, typer.Option("--timeout", help="longest wait for an instance")],
+    dns: Annotated[str, typer.Option("--dns", help="instances' resolver, '' = none")] = "",
+    metadata_host: Annotated[str, typer.Option("--metadata-host", help="'' = none")] = "",
+) -> None:
+    """The activator (started by the control plane next to Docker; see
+    pipeline.app.activatorserver)."""
+    from pipeline.app import activatorserver
+
+    options = activatorserver.Options(
+        bind=bind, port=port, run_dir=run_dir, data_dir=data_dir, platform=platform,
+        network=network, timeout_s=timeout_s, dns=dns, metadata_host=metadata_host,
+    )  # fmt: skip
+    activatorserver.main(options)

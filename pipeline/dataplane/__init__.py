@@ -14,6 +14,9 @@
     process      run HAProxy and bring it to a rendered plane: start, reload, runtime changes
     drains       what the reconciler asks HAProxy: may a draining instance stop
     requestlogs  HAProxy's line per request, into a bounded ring per service
+    desiredcache what the control plane last wanted, kept for the activator (written per change)
+    wakeups      the activator asks the control plane for an instance, on a 0600 unix socket
+    lonestarts   the activator alone while the control plane is down: use, thaw or start
     activator    where a request goes when its revision has no instance that can take it
     resolver     the DNS resolver instances use: `<anything>.<domain>` is the internal listener
 """

@@ -1,22 +1,28 @@
 """The activator: where a request goes when its revision has no instance that can take it.
 
 Every revision backend in HAProxy has the activator as its `backup` server, with the revision
-named in a header. A revision whose idle instance is frozen (paused, see
-`pipeline.autoscale.freezing`) is routed here exactly as one at zero: `wait_for_instance` thaws
-it and hands its address back at once. Otherwise, while the request is held here, HAProxy counts
-it as in flight on that revision, so the next reconcile pass (woken at once) sees demand and
-starts an instance (a fresh one, too, for an instance killed while frozen); the request is then
-forwarded straight to that instance, body and streamed response intact. As soon
-as the instance is in the backend, HAProxy stops using the backup: the activator is only on the
-path from zero. Bounded: a request waits at most the readiness timeout, then gets a 503 saying
-why.
+named in a header. It is its own long-lived process (`slipway activator`, composed in
+`pipeline.app.activatorserver`, started and restarted by the control plane like the resolver
+and the metadata server), so it outlives control-plane restarts: a request held here, and a
+WebSocket relayed through here, are not cut when the control plane dies.
+
+`wait_for_instance(revision, timeout)` finds the instance. While the control plane is up it is
+asked over a unix socket (`wakeups`) and does what it always did: a frozen instance (paused, see
+`pipeline.autoscale.freezing`) is thawed and handed back at once; otherwise the held request
+counts as in flight on that revision in HAProxy, the reconciler (woken at once) sees demand and
+starts an instance, and its address comes back once it is ready. When the control plane does
+not answer, the activator acts alone (`lonestarts`) from the desired state it last wrote
+(`desiredcache`): it thaws, uses or starts an instance itself and probes it ready. Either way
+the request is then forwarded straight to that instance, body and streamed response intact. As
+soon as the instance is in the backend (the control plane adds it), HAProxy stops using the
+backup: the activator is only on the path from zero. Bounded: a request waits at most the
+readiness timeout, then gets a 503 saying why.
 
 WebSocket upgrades are carried too (`relay_websocket`): the handshake waits like a request, is
 repeated against the instance with the client's subprotocols and end-to-end headers, and only
 then accepted towards the client with the subprotocol the app chose; messages and the close
 code are relayed both ways. Such a session stays on the activator for its whole life (HAProxy
-keeps counting it on the revision, so it keeps an instance up), and ends if the control plane
-restarts.
+keeps counting it on the revision, so it keeps an instance up), across control-plane restarts.
 
 The routes (`activate`, `activate_websocket`) are plain module-level functions; what they need
 (`Activation`: wake the loop, wait for an instance, the forwarding client) is on
@@ -84,7 +90,7 @@ def handshake_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 class Activation:
     """What the routes need, kept on `app.state.activation` (see `create_app`)."""
 
-    wake: Callable[[], None]  # start a reconcile pass now
+    wake: Callable[[], None]  # start a reconcile pass now (a no-op where asking wakes it)
     # Blocks until a ready instance's host:port exists for the revision, or returns None.
     wait_for_instance: Callable[[str, float], str | None]
     timeout_s: float
@@ -107,11 +113,12 @@ class Activation:
 
 def create_app(
     *,
-    wake: Callable[[], None],
     wait_for_instance: Callable[[str, float], str | None],
     timeout_s: float,
+    wake: Callable[[], None] = lambda: None,
 ) -> Starlette:
-    """`wait_for_instance(revision, timeout)` blocks until a ready instance's host:port exists."""
+    """`wait_for_instance(revision, timeout)` blocks until a ready instance's host:port exists.
+    `wake` is for an activator inside the control plane (tests); the process asks instead."""
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     app = Starlette(
         routes=[

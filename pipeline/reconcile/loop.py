@@ -60,6 +60,8 @@ class Reconciler:
         freeze: bool = False,
         min_available_bytes: int = freezing.DEFAULT_MIN_AVAILABLE_BYTES,
         meminfo: Callable[[], str] = lambda: MEMINFO.read_text(),
+        # Sees each pass's snapshot: the activator's desired-state cache is written from it.
+        on_snapshot: Callable[[Snapshot], object] = lambda snapshot: None,
     ) -> None:
         self._store = store
         self._engine = engine
@@ -79,6 +81,7 @@ class Reconciler:
         )
         self._min_available_bytes = min_available_bytes
         self._meminfo = meminfo
+        self._on_snapshot = on_snapshot
         self._thaws = Thaws(engine=engine)
         self._stopper = Stopper(
             engine=engine, grace_s=grace_period_s, executor=stopper, done=self.wake
@@ -195,6 +198,7 @@ class Reconciler:
 
     def _pass(self) -> str:
         snapshot = self._store.snapshot()
+        self._on_snapshot(snapshot)
         seen = self._thaws.observing()  # before the containers are listed
         decided = plan(
             snapshot, self._observe(snapshot), self._memory, now=self._clock(), rules=self._rules

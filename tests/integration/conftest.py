@@ -281,6 +281,7 @@ class Slipway:
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         daemons.stop(self.data_dir / "run" / "dns.pid")
         daemons.stop(self.data_dir / "run" / "metadata.pid")
+        daemons.stop(self.data_dir / "run" / "activator.pid")
         for c in self.containers(client):
             c.remove(force=True)
         for n in [n for n in client.networks.list(names=[self.network]) if n.name == self.network]:
