@@ -41,6 +41,7 @@ from pipeline.reconcile.watches import Watches
 from pipeline.store.state import Store
 
 Probe = Callable[[str, int, Readiness], bool]
+SLOW_PASS_S = 0.1  # a pass longer than this logs its phases (issue 17's goal at 500 services)
 MEMINFO = Path("/proc/meminfo")  # MemAvailable: frozen instances stop under the floor
 
 
@@ -162,16 +163,21 @@ class Reconciler:
                 self.wake()  # the pass puts it back into HAProxy
                 return thawed
         self.wake()
-        deadline = time.monotonic() + timeout_s
+        began = time.monotonic()
         with self._cond:
             while True:
                 # In the data plane, or started and through its first probe (`watches`).
                 addresses = self._serving.get(revision) or ()
                 found = addresses[0] if addresses else self._watches.address(revision)
-                left = deadline - time.monotonic()
+                left = began + timeout_s - time.monotonic()
                 if found is not None or left <= 0:
-                    return found
+                    break
                 self._cond.wait(timeout=min(left, 1.0))
+        if not serving:  # a wake (bench.coldstart reads the seconds)
+            self._log.info("instance_handed_over", revision=revision, address=found,
+                           seconds=round(time.monotonic() - began, 4),
+                           via="haproxy" if addresses else "first probe")  # fmt: skip
+        return found
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
         """Wait until one full pass has started and finished after this call."""
@@ -210,10 +216,14 @@ class Reconciler:
         return result
 
     def _pass(self) -> str:
+        began = time.perf_counter()
         snapshot = self._store.snapshot()
         seen = self._thaws.observing()  # before the containers are listed
+        read = time.perf_counter()
         observed = self._observe(snapshot)
+        looked = time.perf_counter()
         decided = plan(snapshot, observed, self._memory, now=self._clock(), rules=self._rules)
+        planned = time.perf_counter()
         # Remembered before applying: a pass cut short by an error keeps what it decided.
         self._memory = decided.memory
         self._unready = decided.unready
@@ -230,6 +240,12 @@ class Reconciler:
             config = routing.config(rev)
             self._watches.watch(inst, port=config.port, readiness=config.readiness)
         self._thaws.publish(decided.frozen, seen=seen, since=applied.frozen)
+        done = time.perf_counter()
+        if done - began > SLOW_PASS_S:  # where a slow pass's time went, by phase
+            self._log.info("reconcile_pass_slow", seconds=round(done - began, 4),
+                           read_s=round(read - began, 4), observe_s=round(looked - read, 4),
+                           plan_s=round(planned - looked, 4), apply_s=round(done - planned, 4),
+                           revisions=len(snapshot.revisions))  # fmt: skip
         return applied.dataplane
 
     def _observe(self, snapshot: Snapshot) -> Observed:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from pipeline.core.logs import get as get_log
 from pipeline.core.revisions import Readiness
 from pipeline.engines.base import Instance
 
@@ -32,6 +33,7 @@ class Watches:
         self._lock = threading.Lock()
         self._watched: set[str] = set()  # instance ids still being probed
         self._passed: dict[str, tuple[str, str]] = {}  # instance id -> (revision, host:port)
+        self._log = get_log(component="reconciler")
 
     def watch(self, inst: Instance, *, port: int, readiness: Readiness) -> None:
         with self._lock:
@@ -75,6 +77,9 @@ class Watches:
                     with self._lock:
                         self._passed[inst.id] = (inst.revision, f"{inst.address}:{port}")
                     self._found()
+                    self._log.info("instance_first_probe", revision=inst.revision,
+                                   instance=inst.name,
+                                   seconds=round(time.monotonic() - began, 4))  # fmt: skip
                     return
                 time.sleep(pause)
         with self._lock:
