@@ -64,7 +64,9 @@ def test_a_watch_that_never_passes_leaves_the_instance_to_the_passes() -> None:
     watches.watch(inst, port=8080, readiness=Readiness())
     time.sleep(0.3)
     assert watches.tracked() == {inst.id} and watches.address("hello-00001") is None
-    assert len(probes) > 10  # every few milliseconds at first (not 0.2 s apart)
+    # Every few milliseconds at first (the passes probe 0.2 s apart); loosely: a loaded machine
+    # stretches the sleeps.
+    assert len(probes) >= 5
     watches.settle([inst.id])  # a pass found it gone
     count = len(probes)
     time.sleep(0.1)
