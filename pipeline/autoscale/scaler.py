@@ -10,6 +10,7 @@ allowed only with the activator in place (it holds the first request while an in
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -87,11 +88,23 @@ def initial_scale(template: dict[str, Any]) -> int:
 class Track:
     """One revision's samples and KPA state, as the last pass left them."""
 
-    samples: tuple[Sample, ...] = ()  # the newest MAX_SAMPLES
+    samples: tuple[Sample, ...] = ()  # those within the stable window (MAX_SAMPLES at most)
     state: State
     last: Decision | None = None
     counted: tuple[float, int] | None = None  # (when, cumulative requests) at the last pass
     metric: str = "concurrency"
+    window_s: float = 60.0  # the stable window: older samples are dropped
+
+
+def _within(samples: tuple[Sample, ...], *, since: float) -> tuple[Sample, ...]:
+    """The samples at or after `since` (they are in time order), at most MAX_SAMPLES - 1: the
+    KPA averages none older than its stable window, and keeping them made a step's cost grow
+    with the time a revision had been up (an hour's 3,600 samples, twice, per pass)."""
+    if not samples or samples[0].at >= since:
+        first = 0  # nothing aged out (most passes): no search
+    else:
+        first = bisect.bisect_left(samples, since, key=lambda s: s.at)
+    return samples[max(first, len(samples) - (MAX_SAMPLES - 1)) :]
 
 
 def step(
@@ -113,11 +126,35 @@ def step(
     else:
         value = observed(spec.metric, load, previous=track.counted, now=now)
         counted = (now, load.requests)
-    samples = (*track.samples[-(MAX_SAMPLES - 1) :], Sample(at=now, value=value))
+    samples = (*_within(track.samples, since=now - spec.window_s), Sample(at=now, value=value))
     decision = decide(samples, spec, ready=ready, now=now, state=track.state)
     return Track(
-        samples=samples, state=decision.state, last=decision, counted=counted, metric=spec.metric
-    )
+        samples=samples, state=decision.state, last=decision, counted=counted, metric=spec.metric,
+        window_s=spec.window_s,
+    )  # fmt: skip
+
+
+def resting(track: Track | None, *, load: Load | None, ready: int) -> bool:
+    """Whether the revision is at rest: the KPA last decided zero, it has no ready instance,
+    and HAProxy shows no request in flight or queued and none counted since the last pass. The
+    KPA's step would then decide zero again and change nothing but its window's samples, so
+    `rest` stands for it: at 500 services, stepping every idle revision was most of a pass."""
+    if track is None or track.last is None or track.last.desired != 0 or ready:
+        return False
+    if load is None:
+        return track.counted is None
+    return load.in_flight == 0 and track.counted is not None and track.counted[1] == load.requests
+
+
+def rest(track: Track, *, now: float) -> Track:
+    """A resting revision's track after one more pass: a zero sample in the window (the
+    averages the KPA takes once demand returns count the quiet passes, as `step` would), the
+    decision and the KPA's state left as they are (at rest they decide nothing new: the panic
+    and scale-down-delay memories only ever hold zeros by then)."""
+    samples = (*_within(track.samples, since=now - track.window_s), Sample(at=now, value=0.0))
+    counted = (now, track.counted[1]) if track.counted is not None else None
+    return Track(samples=samples, state=track.state, last=track.last, counted=counted,
+                 metric=track.metric, window_s=track.window_s)  # fmt: skip
 
 
 def desired(track: Track, *, floor: int) -> int:

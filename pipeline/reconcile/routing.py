@@ -5,23 +5,63 @@ revision), `desired_scale` says how many instances each revision should have, an
 turns services, revisions and the instances that are ready into the `DataPlane` HAProxy serves.
 `refuse_shared_hosts` is the deployer's check, before it writes a service, that no two services
 answer on one host.
+
+What depends on the snapshot alone (the routes, the scale before the autoscaler, the unready
+hosts, each revision's backend settings) is kept for the last snapshot seen and reused while the
+store hands out the same one (`store.snapshots`: nothing changed): a quiet pass at 500 services
+spent most of its planning here. Same inputs, same values: the functions stay pure to callers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
 from pipeline.core import names
 from pipeline.core.annotations import is_cluster_local as cluster_local_labels
 from pipeline.core.records import Revision, Service, Snapshot
-from pipeline.core.revisions import config_of
+from pipeline.core.revisions import RevisionConfig, config_of
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Split, Unready
 from pipeline.engines.base import Instance
 from pipeline.identity import access
 
 DEFAULT_TRAFFIC: tuple[dict[str, Any], ...] = ({"latestRevision": True, "percent": 100},)
+T = TypeVar("T")
+
+
+class _PerSnapshot(Generic[T]):
+    """One value kept for the last snapshot (by identity: a `Snapshot` is never changed in place)
+    and key it was computed for."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Snapshot, Hashable, T] | None = None
+
+    def get(self, snapshot: Snapshot, key: Hashable, compute: Callable[[], T]) -> T:
+        last = self._last
+        if last is not None and last[0] is snapshot and last[1] == key:
+            return last[2]
+        value = compute()
+        self._last = (snapshot, key, value)
+        return value
+
+
+_SCALES: _PerSnapshot[dict[str, int]] = _PerSnapshot()
+_TABLES: _PerSnapshot[_Table] = _PerSnapshot()
+_CONFIGS: dict[str, tuple[dict[str, Any], RevisionConfig]] = {}  # revision -> (template, config)
+
+
+def config(rev: Revision) -> RevisionConfig:
+    """`config_of` the revision's template (image left out), parsed once per template: revisions
+    are immutable, and the store hands out the same template while the row is unchanged."""
+    cached = _CONFIGS.get(rev.name)
+    if cached is not None and cached[0] is rev.template:
+        return cached[1]
+    if len(_CONFIGS) > 20_000:  # deleted revisions' entries: dropped wholesale, rebuilt on use
+        _CONFIGS.clear()
+    value = config_of(rev.template, image="")
+    _CONFIGS[rev.name] = (rev.template, value)
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +145,10 @@ def desired_scale(snapshot: Snapshot) -> dict[str, int]:
 
     The autoscaler replaces the constant 1 later; a failed revision never gets an instance.
     """
+    return dict(_SCALES.get(snapshot, None, lambda: _desired_scale(snapshot)))
+
+
+def _desired_scale(snapshot: Snapshot) -> dict[str, int]:
     routed = routed_revisions(snapshot)
     scale: dict[str, int] = {}
     for r in snapshot.revisions:
@@ -127,26 +171,52 @@ def build_plane(
     """Routes for every service's traffic, a backend for every revision that is routed or has
     ready instances, and those instances as its servers (draining ones marked)."""
     revisions = {r.name: r for r in snapshot.revisions}
-    routes, needed, invokers = _routes(snapshot, domain=domain)
+    table = _TABLES.get(snapshot, domain, lambda: _table(snapshot, domain=domain))
     servers = _servers(revisions, instances=instances, ready=ready, draining=draining)
     backends = []
-    for rev_name in sorted(needed | set(servers)):
-        config = config_of(revisions[rev_name].template, image="")
-        backends.append(
-            Backend(
-                name=names.backend_name(rev_name),
-                servers=tuple(sorted(servers.get(rev_name, []), key=lambda s: s.name)),
-                timeout_s=config.timeout_s,
-                check_path=config.readiness.path if config.readiness.kind == "http" else "",
-                check_timeout_s=max(1, round(config.readiness.timeout_s)),
-            )
-        )
+    for rev_name in sorted(table.backends.keys() | servers.keys()):
+        bare = table.backends.get(rev_name) or _backend(revisions[rev_name])
+        own = servers.get(rev_name)
+        backends.append(replace(bare, servers=tuple(sorted(own, key=lambda s: s.name))) if own
+                        else bare)  # fmt: skip
     return DataPlane(
-        routes=tuple(sorted(routes, key=lambda r: r.host)),
+        routes=table.routes,
         backends=tuple(backends),
-        unready=unready_hosts(snapshot, routed={r.host for r in routes}, domain=domain),
+        unready=table.unready,
         jwt=jwt,
+        invokers=table.invokers,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Table:
+    """What the plane takes from the snapshot alone (kept per snapshot: see the docstring)."""
+
+    routes: tuple[Route, ...]  # by host
+    backends: dict[str, Backend]  # the routed revisions', without servers
+    unready: tuple[Unready, ...]
+    invokers: tuple[tuple[str, str], ...]
+
+
+def _table(snapshot: Snapshot, *, domain: str) -> _Table:
+    revisions = {r.name: r for r in snapshot.revisions}
+    routes, needed, invokers = _routes(snapshot, domain=domain)
+    return _Table(
+        routes=tuple(sorted(routes, key=lambda r: r.host)),
+        backends={name: _backend(revisions[name]) for name in needed},
+        unready=unready_hosts(snapshot, routed={r.host for r in routes}, domain=domain),
         invokers=tuple(sorted(invokers)),
+    )
+
+
+def _backend(rev: Revision) -> Backend:
+    settings = config(rev)
+    return Backend(
+        name=names.backend_name(rev.name),
+        servers=(),
+        timeout_s=settings.timeout_s,
+        check_path=settings.readiness.path if settings.readiness.kind == "http" else "",
+        check_timeout_s=max(1, round(settings.readiness.timeout_s)),
     )
 
 
@@ -228,13 +298,13 @@ def _servers(
             continue
         if inst.id not in ready:
             continue
-        config = config_of(revisions[inst.revision].template, image="")
+        settings = config(revisions[inst.revision])
         servers.setdefault(inst.revision, []).append(
             Server(
                 name=names.server_name(inst.instance),
                 address=inst.address,
-                port=config.port,
-                maxconn=config.container_concurrency,
+                port=settings.port,
+                maxconn=settings.container_concurrency,
                 draining=inst.id in draining,
             )
         )

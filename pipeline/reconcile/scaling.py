@@ -49,6 +49,10 @@ def wanted(
     tracks = dict(memory.tracks)
     decided = dict(memory.decided)
     events: list[Event] = []
+    serving: dict[str, int] = {}  # ready instances per revision, counted in one walk
+    for i in observed.instances:
+        if i.id in memory.ready and i.id not in memory.draining and not i.frozen:
+            serving[i.revision] = serving.get(i.revision, 0) + 1
     for name, want in scale.items():
         rev = revisions[name]
         if want == 0:
@@ -56,15 +60,17 @@ def wanted(
         if rev.status == "Pending":
             scale[name] = scaler.initial_scale(rev.template)
             continue
-        ready = sum(
-            1
-            for i in observed.instances
-            if i.revision == name and i.id in memory.ready and i.id not in memory.draining
-            and not i.frozen
-        )  # fmt: skip
+        ready = serving.get(name, 0)
         load = observed.load.get(names.backend_name(name))
+        track = tracks.get(name)
+        if name not in observed.thawed and scaler.resting(track, load=load, ready=ready):
+            assert track is not None  # resting: it has one
+            # Zero again, decided without the KPA: most idle revisions, most passes.
+            tracks[name] = scaler.rest(track, now=now)
+            scale[name] = scaler.desired(track, floor=rules.floor)
+            continue
         tracks[name] = track = scaler.step(
-            tracks.get(name),
+            track,
             template=rev.template,
             load=scaler.with_demand(load) if name in observed.thawed else load,
             ready=ready,
@@ -138,7 +144,8 @@ def scaled(
         have += [i for i in tiers.thaws if i.revision == rev_name]
         if want > len(have) and healing.backing_off(crashes, rev_name, now=now):
             continue
-        starts += [_start(revisions[rev_name])] * max(want - len(have), 0)
+        if want > len(have):
+            starts += [_start(revisions[rev_name])] * (want - len(have))
     return Scaled(
         memory=replace(memory, crashes=crashes, draining=draining),
         running=tuple(i for i in observed.instances if i.running and not i.frozen),

@@ -49,6 +49,8 @@ def marks(
 def marked(snapshot: Snapshot, marks: Iterable[Mark]) -> Snapshot:
     """The snapshot with the marks made (their messages without the logs: nothing reads them)."""
     by_name = {m.revision: m for m in marks}
+    if not by_name:
+        return snapshot  # the same object: what is kept per snapshot stays valid
     revisions = tuple(
         replace(r, status=m.status, reason=m.reason, message=m.message)
         if (m := by_name.get(r.name)) is not None

@@ -17,6 +17,7 @@ from pipeline.core import names
 from pipeline.core.errors import Conflict, NotFound
 from pipeline.core.records import UNFINISHED_BUILDS, Build, Revision, Service, Snapshot
 from pipeline.store.models import BuildRow, RevisionRow, ServiceRow, utcnow
+from pipeline.store.snapshots import Snapshots
 
 
 def _service(row: ServiceRow) -> Service:
@@ -59,13 +60,13 @@ def _build(row: BuildRow) -> Build:
 class Store:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._snapshots = Snapshots(sessions, service=_service, revision=_revision)
 
     # services ---------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        with self._sessions() as s:
-            services = tuple(_service(r) for r in s.scalars(select(ServiceRow)))
-            revisions = tuple(_revision(r) for r in s.scalars(select(RevisionRow)))
-        return Snapshot(services=services, revisions=revisions)
+        """Every service and revision; rows unchanged since the last call are not loaded
+        again, and with nothing changed it is the same object (see `snapshots`)."""
+        return self._snapshots.read()
 
     def list_services(self) -> list[Service]:
         with self._sessions() as s:

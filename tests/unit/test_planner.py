@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.autoscale.scaler import Load
+from pipeline.autoscale import scaler
+from pipeline.autoscale.kpa import State
+from pipeline.autoscale.scaler import Load, Track
 from pipeline.core.records import Revision, Snapshot
 from pipeline.reconcile.actions import Plan
 from pipeline.reconcile.inputs import Memory, Observed, Rules
@@ -177,3 +179,33 @@ def test_plan_events_name_what_was_decided() -> None:
         "service": "hello", "revision": V1, "build": None, "reason": "ExitCode", "exit_code": 3
     }  # fmt: skip
     assert p.marks[0].logs is not None and p.marks[0].logs.instance == EXITED
+
+
+# -- a revision at rest (scale to zero): the autoscaler's step is skipped, not its decision -------
+ZERO = Rules(domain="localhost", readiness_timeout_s=10, grace_s=5, allow_zero=True)
+QUIET = scaler.step(Track(state=State(last_active=NOW - 1000)), template={}, ready=0, now=NOW - 1,
+                    load=Load(in_flight=0, requests=4))  # fmt: skip
+AT_REST = Memory(tracks={V1: QUIET})
+
+
+@pytest.mark.parametrize(
+    ("observed", "starts", "rested"),
+    [
+        pytest.param(Observed(load={"rev-hello-00001": Load(0, 4)}), [], True,
+                     id="quiet-stays-at-zero-without-a-step"),
+        pytest.param(Observed(load={"rev-hello-00001": Load(1, 4)}), [(V1, False)], False,
+                     id="a-held-request-wakes-it"),
+        # Counted but over (concurrency is the metric): stepped, and zero again.
+        pytest.param(Observed(load={"rev-hello-00001": Load(0, 5)}), [], False,
+                     id="a-request-since-the-last-pass-is-stepped"),
+        pytest.param(Observed(load={"rev-hello-00001": Load(0, 4)}, thawed=frozenset({V1})),
+                     [(V1, False)], False, id="a-thaw-is-demand"),
+    ],
+)  # fmt: skip
+def test_a_revision_at_rest(observed: Observed, starts: list[Any], rested: bool) -> None:
+    assert QUIET.last is not None and QUIET.last.desired == 0
+    p = plan(one(), observed, AT_REST, now=NOW, rules=ZERO)
+    assert summary(p)["starts"] == starts
+    track = p.memory.tracks[V1]
+    assert (track.last is QUIET.last) is rested  # rested: the KPA did not run
+    assert [s.at for s in track.samples][-1] == NOW  # either way, this pass's sample is in
