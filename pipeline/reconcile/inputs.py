@@ -29,8 +29,10 @@ class Observed:
     jwt: JwtPolicy | None = None  # issuer and live keys for private services
     # Starts of Ready revisions' instances that failed last pass: revision -> why.
     failed_starts: Mapping[str, str] = field(default_factory=dict)
-    # Revisions whose frozen instance the activator thawed since the last pass: demand the
-    # load figures may have missed (a thawed request can be over before the next sample).
+    # Revisions whose frozen instance the activator thawed, or for which it asked for an
+    # instance, since the last pass: demand the load figures may have missed (a thawed request
+    # can be over before the next sample; a request held across a reload is in no current
+    # worker's stats).
     thawed: frozenset[str] = frozenset()
     low_memory: bool = False  # MemAvailable is under the floor: frozen instances stop
 

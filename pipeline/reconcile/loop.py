@@ -104,6 +104,11 @@ class Reconciler:
         self._last_pass_s = 0.0
         self._unready = False  # an instance is running but not ready yet
         self._held: set[str] = set()  # revisions kept warm ahead of a traffic change
+        # The activator's asks: pending ones, and any seen since the last pass read them. An
+        # ask is demand whatever HAProxy's counters say: a request held by a worker that a
+        # reload retired is in no current worker's stats (found by bench.soak).
+        self._asking: dict[str, int] = {}
+        self._asked: set[str] = set()
         self._serving: dict[str, tuple[str, ...]] = {}  # revision -> host:port of ready ones
         self._lock = threading.Lock()
         self._watches = Watches(probe=probe, found=self._found)
@@ -165,6 +170,18 @@ class Reconciler:
             if thawed is not None:
                 self.wake()  # the pass puts it back into HAProxy
                 return thawed
+        with self._cond:
+            self._asking[revision] = self._asking.get(revision, 0) + 1
+            self._asked.add(revision)
+        try:
+            return self._handed_over(revision, timeout_s, serving=bool(serving))
+        finally:
+            with self._cond:
+                left = self._asking.pop(revision) - 1
+                if left:
+                    self._asking[revision] = left
+
+    def _handed_over(self, revision: str, timeout_s: float, *, serving: bool) -> str | None:
         self.wake()
         began = time.monotonic()
         with self._cond:
@@ -273,6 +290,7 @@ class Reconciler:
         checked = healing.checked(list(instances), ready=memory.ready, draining=memory.draining)
         with self._cond:
             holds = frozenset(self._held)
+            asked, self._asked = frozenset(self._asked | self._asking.keys()), set()
         return Observed(
             instances=instances,
             passed=frozenset(passed),
@@ -282,7 +300,7 @@ class Reconciler:
             down={b: frozenset(self._dataplane.down(b)) for b in checked},
             jwt=self._jwt_policy(),
             failed_starts=self._failed_starts,
-            thawed=self._thaws.demand(),
+            thawed=self._thaws.demand() | asked,
             low_memory=self._rules.freeze
             and freezing.memory_low(self._meminfo(), min_available_bytes=self._min_available_bytes),
         )

@@ -85,3 +85,25 @@ def test_a_passed_watch_is_handed_out_until_a_pass_settles_it(address: str) -> N
     assert watches.address("hello-00001") == expected
     watches.settle([inst.id])
     assert watches.address("hello-00001") is None and watches.tracked() == frozenset()
+
+
+def test_an_ask_is_demand_when_haproxy_counts_no_request(tmp_path: Path) -> None:
+    """A request held by a worker that a reload retired is in no current worker's stats
+    (bench.soak found it: the wake waited out the timeout). The ask itself starts one."""
+    world = at_zero(tmp_path)
+    got: list[str | None] = []
+    asking = threading.Thread(target=lambda: got.append(
+        world.reconciler.instance_for("hello-00001", 10)))  # fmt: skip
+    asking.start()
+    for _ in range(500):  # the ask is registered before the pass reads it
+        if "hello-00001" in world.reconciler._asking:
+            break
+        time.sleep(0.01)
+    assert world.plane.in_flight.get(BACKEND, 0) == 0  # HAProxy counts nothing
+    world.now += 1
+    world.reconciler.reconcile_once()
+    (inst,) = world.engine.list_instances()
+    world.listening.add(inst.address)
+    asking.join(timeout=5)
+    assert got == [f"{inst.address}:8080"]
+    assert world.reconciler._asking == {}  # the ask is over: no demand left behind
