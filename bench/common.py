@@ -31,8 +31,10 @@ Case = dict[str, object]  # "name" and other labels are strings; figures are num
 # A number's name ends with its unit, is a ratio (`<a>_over_<b>`), or is one of these counts.
 UNIT_SUFFIXES = ("_ms", "_s", "_pct", "_per_10k", "_per_cpu_s", "_mb")
 COUNTS = frozenset(
-    {"rps", "errors", "requests", "instances", "connections", "hops", "runs", "rounds"}
-)
+    {"rps", "errors", "requests", "instances", "connections", "hops", "runs", "rounds",
+     # bench.proxycounts: counts of things per request, whose name is their unit
+     "instructions_per_request", "syscalls_per_request"}
+)  # fmt: skip
 
 
 # wrk ----------------------------------------------------------------------------------------------
@@ -151,6 +153,11 @@ def rss_mb(pids: Iterable[int], *, descendants: bool = False) -> float:
             continue  # gone
         kb += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
     return kb / 1024
+
+
+def process_tree(pids: Iterable[int]) -> set[int]:
+    """These processes and all their descendants."""
+    return _with_descendants(set(pids))
 
 
 def _with_descendants(pids: set[int]) -> set[int]:
