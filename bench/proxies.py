@@ -82,7 +82,8 @@ def start(
     running.procs.append(proc)
     running.logs.append(log)
     try:
-        wait_tcp("127.0.0.1", port, timeout_s=30)
+        # valgrind runs HAProxy's start-up (its CA store alone) some 50 times slower
+        wait_tcp("127.0.0.1", port, timeout_s=180 if wrap else 30)
     except SystemExit as e:
         running.stop()
         raise SystemExit(f"{argv[0]} did not start: {e}\n{log.read_text()[-2000:]}") from e
