@@ -54,9 +54,8 @@ CASES = (
         name="  without forwarded headers",
         launch=proxies.slipway(without=("forwarded headers",)),
     ),
-    Counted(name="  without L7 retries", launch=proxies.slipway(without=("L7 retries",))),
     Counted(
-        name="  without all five",
+        name="  without all four",
         launch=proxies.slipway(without=tuple(configs.ABLATIONS), private=False),
     ),
     Counted(name="HAProxy, own config", launch=proxies.haproxy_own),
