@@ -32,7 +32,9 @@ Case = dict[str, object]  # "name" and other labels are strings; figures are num
 UNIT_SUFFIXES = ("_ms", "_s", "_pct", "_per_10k", "_per_cpu_s", "_mb", "_fds")  # fds: open files
 COUNTS = frozenset(
     {"rps", "errors", "failed", "requests", "instances", "connections", "hops", "runs", "rounds",
-     "wakes"}
+     "wakes",
+     # bench.proxycounts: counts of things per request, whose name is their unit
+     "instructions_per_request", "syscalls_per_request"}
 )  # fmt: skip
 
 
@@ -152,6 +154,11 @@ def rss_mb(pids: Iterable[int], *, descendants: bool = False) -> float:
             continue  # gone
         kb += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
     return kb / 1024
+
+
+def process_tree(pids: Iterable[int]) -> set[int]:
+    """These processes and all their descendants."""
+    return with_descendants(set(pids))
 
 
 def with_descendants(pids: set[int]) -> set[int]:

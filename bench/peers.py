@@ -24,13 +24,19 @@ hop adds when nothing queues (`added_p50_ms`: over direct, divided by the hops).
   Slipway's Knative engine.
 
     .venv/bin/python -m bench.peers [--seconds 10] [--connections 16] [--quick] [--json]
+                                    [--only TEXT[,TEXT...]] [--repeat N]
 
 --quick: 3 s per throughput run and 2 s per latency run (about two minutes in all).
+--only: the cases whose name has one of the texts ("service url,own config,nginx").
+--repeat N: N rounds, the cases interleaved (A B C A B C ...), each figure the median of its N
+runs, with the spread of CPU per request and added latency: on a shared machine one run of each
+cannot resolve 5%. `bench.proxycounts` counts instructions per request instead (repeatable).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -138,31 +144,71 @@ def figures(name: str, *, limit: str, hops: int, got: dict[str, float], direct_i
     }  # fmt: skip
 
 
-def run(folder: Path, *, load: Load, only: str) -> list[Case]:
-    cases: list[Case] = []
+def chosen(only: str) -> list[Peer]:
+    """The peers whose name has one of the comma-separated texts of `only` (all when empty)."""
+    wanted = [o.strip().lower() for o in only.split(",") if o.strip()]
+    return [p for p in PEERS if not wanted or any(w in p.name.lower() for w in wanted)]
+
+
+def run(folder: Path, *, load: Load, only: str, repeat: int = 1) -> list[list[Case]]:
+    """`repeat` rounds, each measuring direct then every chosen peer in turn (A B C A B C ...):
+    a slow minute on the shared machine hits every case alike instead of one case's runs."""
+    rounds: list[list[Case]] = []
+    peers = chosen(only)
     with proxies.upstream(folder / "upstream") as port:
         url = f"http://127.0.0.1:{port}/"
-        progress("wrk: direct to the upstream ...")
-        direct = measure(url=url, host=configs.DOMAIN, headers=None, pids=[], load=load)
-        cases.append(figures("direct (no proxy)", limit="-", hops=0, got=direct,
-                             direct_idle_p50=direct["idle_p50_ms"]))  # fmt: skip
-        for i, peer in enumerate(p for p in PEERS if only.lower() in p.name.lower()):
-            progress(f"wrk: {peer.name.strip()} ...")
-            (folder / str(i)).mkdir()
-            target = peer.launch(folder / str(i), port)
-            try:
-                got = measure(
-                    url=f"http://127.0.0.1:{target.port}/",
-                    host=target.host,
-                    headers=target.headers,
-                    pids=target.running.pids,
-                    load=load,
-                )
-            finally:
-                target.running.stop()
-            cases.append(figures(peer.name, limit=peer.limit, hops=peer.hops, got=got,
-                                 direct_idle_p50=direct["idle_p50_ms"]))  # fmt: skip
-    return cases
+        for r in range(repeat):
+            progress(f"round {r + 1}/{repeat}: wrk direct to the upstream ...")
+            direct = measure(url=url, host=configs.DOMAIN, headers=None, pids=[], load=load)
+            base = direct["idle_p50_ms"]
+            cases = [figures("direct (no proxy)", limit="-", hops=0, got=direct,
+                             direct_idle_p50=base)]  # fmt: skip
+            for i, peer in enumerate(peers):
+                progress(f"round {r + 1}/{repeat}: wrk {peer.name.strip()} ...")
+                where = folder / f"{r}-{i}"
+                where.mkdir()
+                target = peer.launch(where, port)
+                try:
+                    got = measure(
+                        url=f"http://127.0.0.1:{target.port}/",
+                        host=target.host,
+                        headers=target.headers,
+                        pids=target.running.pids,
+                        load=load,
+                    )
+                finally:
+                    target.running.stop()
+                cases.append(figures(peer.name, limit=peer.limit, hops=peer.hops, got=got,
+                                     direct_idle_p50=base))  # fmt: skip
+            rounds.append(cases)
+    return rounds
+
+
+def medians(rounds: list[list[Case]]) -> list[Case]:
+    """Each case's median over the rounds, and the spread (max - min over the median, in %) of
+    the two figures that compare across rows: CPU per request and the added latency (pure)."""
+    if len(rounds) == 1:
+        return rounds[0]
+    out: list[Case] = []
+    for first in rounds[0]:
+        runs = [c for r in rounds for c in r if c["name"] == first["name"]]
+        case: Case = dict(first)
+        for key, value in first.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values = [float(c[key]) for c in runs]  # type: ignore[arg-type]
+                mid = statistics.median(values)
+                case[key] = round(mid) if isinstance(value, int) else round(mid, 3)
+        for key in SPREAD_OF:
+            values = [float(c[key]) for c in runs]  # type: ignore[arg-type]
+            mid = statistics.median(values)
+            spread = (max(values) - min(values)) / mid * 100 if mid else 0.0
+            case[f"{key.removesuffix('_ms')}_spread_pct"] = round(spread, 1)
+        case["runs"] = len(runs)
+        out.append(case)
+    return out
+
+
+SPREAD_OF = ("cpu_s_per_10k", "added_p50_ms")
 
 
 COLUMNS = (
@@ -171,6 +217,12 @@ COLUMNS = (
     Column("p99_ms", "p99 ms", ">8.3f"), Column("idle_p50_ms", "1c p50", ">8.3f"),
     Column("added_p50_ms", "+p50/hop", ">9.3f"), Column("cpu_s_per_10k", "cpu s/10k", ">10.3f"),
     Column("requests_per_cpu_s", "req/cpu-s", ">10d"), Column("errors", "errors", ">7d"),
+)  # fmt: skip
+# With --repeat: the medians, then how far the runs of each case spread.
+REPEAT_COLUMNS = (
+    *COLUMNS[:-1], Column("cpu_s_per_10k_spread_pct", "cpu +-%", ">8.1f"),
+    Column("added_p50_spread_pct", "+p50 +-%", ">9.1f"), Column("runs", "runs", ">5d"),
+    COLUMNS[-1],
 )  # fmt: skip
 
 
@@ -211,7 +263,12 @@ def ratio(a: Case, b: Case, key: str) -> float:
 def main() -> int:
     parser = bench_arguments(__doc__, seconds=10, connections=16)
     parser.add_argument("--quick", action="store_true", help="3 s runs: about two minutes")
-    parser.add_argument("--only", default="", help="only the cases whose name has this text")
+    parser.add_argument(
+        "--only", default="", help="only the cases whose name has one of these texts (a,b,...)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every case, interleaved: medians"
+    )
     args = parser.parse_args()
     require("wrk", "taskset", "haproxy", "nginx")
     if (os.cpu_count() or 1) < 2:
@@ -221,7 +278,7 @@ def main() -> int:
     load = Load(seconds=3 if args.quick else args.seconds, connections=args.connections, threads=1)
     with tempfile.TemporaryDirectory(prefix="slipway-peers-") as tmp:
         os.chmod(tmp, 0o755)  # nginx's worker runs as nobody and reads the upstream's file here
-        cases = run(Path(tmp), load=load, only=args.only)
+        cases = medians(run(Path(tmp), load=load, only=args.only, repeat=args.repeat))
     notes = [
         f"wrk -t1 -c{load.connections} -d{load.seconds}s (req/s, p50, p99, CPU) and -c1 "
         f"-d{load.idle.seconds}s (1c p50, +p50/hop); proxies on core {proxies.PROXY_CPU}, wrk "
@@ -230,7 +287,9 @@ def main() -> int:
         "reader (no control plane); queue-proxy's ingress is Slipway's (Envoy is not available)",
         *verdict(cases),
     ]
-    emit(cases, COLUMNS, as_json=args.json, notes=notes)
+    if args.repeat > 1:
+        notes.insert(1, f"medians of {args.repeat} interleaved rounds; +-%: (max - min) / median")
+    emit(cases, REPEAT_COLUMNS if args.repeat > 1 else COLUMNS, as_json=args.json, notes=notes)
     return 0
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -64,12 +65,14 @@ def start(
     env: dict[str, str] | None = None,
     running: Running | None = None,
     cpu: str = PROXY_CPU,
+    wrap: Sequence[str] = (),
 ) -> Running:
-    """Run `argv` on `cpu` (its output to `log`) and wait until it listens on `port`."""
+    """Run `argv` on `cpu` (its output to `log`) and wait until it listens on `port`; `wrap`
+    goes in front of it (`valgrind --tool=callgrind ...`, as `bench.proxycounts` runs them)."""
     running = running or Running()
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            ["taskset", "-c", cpu, *argv],
+            ["taskset", "-c", cpu, *wrap, *argv],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -79,7 +82,8 @@ def start(
     running.procs.append(proc)
     running.logs.append(log)
     try:
-        wait_tcp("127.0.0.1", port, timeout_s=30)
+        # valgrind runs HAProxy's start-up (its CA store alone) some 50 times slower
+        wait_tcp("127.0.0.1", port, timeout_s=180 if wrap else 30)
     except SystemExit as e:
         running.stop()
         raise SystemExit(f"{argv[0]} did not start: {e}\n{log.read_text()[-2000:]}") from e
@@ -125,6 +129,12 @@ def binary(name: str, *, group: str | None = None) -> str:
     return str(path)
 
 
+class Launch(Protocol):
+    """(a fresh folder, the upstream's port) -> the started proxy; `wrap` goes before its argv."""
+
+    def __call__(self, folder: Path, upstream: int, *, wrap: Sequence[str] = ()) -> Target: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Target:
     """A started proxy: where wrk sends requests, and what it measures."""
@@ -138,8 +148,8 @@ class Target:
 # Slipway's ingress --------------------------------------------------------------------------------
 def slipway(
     *, service: str = configs.PUBLIC, without: tuple[str, ...] = (), private: bool = True
-) -> Callable[[Path, int], Target]:
-    def launch(folder: Path, upstream: int) -> Target:
+) -> Launch:
+    def launch(folder: Path, upstream: int, *, wrap: Sequence[str] = ()) -> Target:
         port = free_port()
         ingress = configs.slipway_plane(
             run_dir=folder, port=port, upstream_port=upstream, private=private
@@ -149,7 +159,7 @@ def slipway(
         )
         logs = RequestLogs.listen(socket_path(folder))  # as the control plane reads them
         running = start(
-            [binary("haproxy"), "-db", "-f", str(config)], log=folder / "log", port=port
+            [binary("haproxy"), "-db", "-f", str(config)], log=folder / "log", port=port, wrap=wrap
         )
         running.on_stop.append(logs.close)
         headers = None
@@ -178,20 +188,20 @@ def slipway_then_queue_proxy(folder: Path, upstream: int) -> Target:
 
 
 # the peers ----------------------------------------------------------------------------------------
-def haproxy_own(folder: Path, upstream: int) -> Target:
+def haproxy_own(folder: Path, upstream: int, *, wrap: Sequence[str] = ()) -> Target:
     port = free_port()
     config = folder / "haproxy.cfg"
     config.write_text(configs.haproxy_own_conf(port=port, upstream_port=upstream))
     argv = [binary("haproxy"), "-db", "-f", str(config)]
-    return Target(running=start(argv, log=folder / "log", port=port), port=port)
+    return Target(running=start(argv, log=folder / "log", port=port, wrap=wrap), port=port)
 
 
-def nginx_proxy(folder: Path, upstream: int) -> Target:
+def nginx_proxy(folder: Path, upstream: int, *, wrap: Sequence[str] = ()) -> Target:
     port = free_port()
     config = folder / "nginx.conf"
     config.write_text(configs.nginx_conf(port=port, run_dir=folder, upstream_port=upstream))
     argv = [binary("nginx"), "-e", "stderr", "-c", str(config)]
-    return Target(running=start(argv, log=folder / "log", port=port), port=port)
+    return Target(running=start(argv, log=folder / "log", port=port, wrap=wrap), port=port)
 
 
 def traefik(folder: Path, upstream: int) -> Target:

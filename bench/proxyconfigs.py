@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core import names
-from pipeline.dataplane import jwt
+from pipeline.dataplane.mapsync import write_maps
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site, Split
 from pipeline.dataplane.render import render
 from pipeline.identity import tokens
@@ -132,10 +132,11 @@ def slipway_conf(ingress: SlipwayIngress, *, without: Sequence[str] = ()) -> str
 
 
 def write_slipway_files(ingress: SlipwayIngress, *, text: str) -> Path:
-    """The config and the invokers map where HAProxy reads them (as the manager writes them)."""
+    """The config and the maps (routes, invokers) where HAProxy reads them, as the manager
+    writes them."""
     site = ingress.site
     site.run_dir.mkdir(parents=True, exist_ok=True)
-    site.invokers_map.write_text(jwt.map_text(jwt.invokers_map(ingress.plane.invokers)))
+    write_maps(ingress.plane, site=site)
     site.config_file.write_text(text)
     return site.config_file
 

@@ -9,6 +9,7 @@
     changes      the runtime commands that bring a running HAProxy to a plane (pure)
     tlschanges   the same for its certificates: ssl cert transactions, crt-list (pure)
     tlssync      certificate files for a reload, and those commands for the running worker
+    mapsync      the routes and invokers map files, and `set/add/del map` for the running worker
     challenges   ACME HTTP-01 tokens HAProxy answers itself, from a map changed at runtime
     procs        the master's `show proc`: current worker, refused reloads, old workers (pure)
     process      run HAProxy and bring it to a rendered plane: start, reload, runtime changes

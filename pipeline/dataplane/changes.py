@@ -30,6 +30,8 @@ Op = Literal[
     "delete",  # refused while connections remain: deleted on a later apply
     "grant",  # invokers map: add `key` -> `value`
     "revoke",  # invokers map: del `key`
+    "route",  # routes map `map`: add or set `key` (a host) -> `value` (its backend)
+    "unroute",  # routes map `map`: del `key`
 ]
 
 
@@ -44,6 +46,8 @@ class Change:
     number: int = 0
     key: str = ""
     value: str = ""
+    map: str = ""  # the map file of "route" and "unroute"
+    replace: bool = False  # "route": the host has an entry to change (`set map`, not `add map`)
 
 
 def server_changes(backend: Backend, running: Mapping[str, ServerState]) -> list[Change]:
@@ -85,3 +89,15 @@ def invoker_changes(wanted: Mapping[str, str], live: Mapping[str, str]) -> list[
         for key in sorted(wanted.keys() - live.keys())
     ]
     return revoked + granted
+
+
+def route_changes(path: str, wanted: Mapping[str, str], live: Mapping[str, str]) -> list[Change]:
+    """Routes map entries set or added first, then the hosts no longer routed removed: a host
+    that moves to a new revision never misses from the map in between."""
+    at = partial(Change, map=path)
+    routed = [
+        at(op="route", key=host, value=backend, replace=host in live)
+        for host, backend in sorted(wanted.items())
+        if live.get(host) != backend
+    ]
+    return routed + [at(op="unroute", key=host) for host in sorted(live.keys() - wanted.keys())]

@@ -141,6 +141,16 @@ class Site:
         return self.run_dir / "invokers.map"
 
     @property
+    def routes_map(self) -> Path:
+        """Host -> backend of every single-revision route of the public listeners."""
+        return self.run_dir / "routes.map"
+
+    @property
+    def internal_routes_map(self) -> Path:
+        """The same for the internal listener, cluster-local services included."""
+        return self.run_dir / "internal-routes.map"
+
+    @property
     def https_port(self) -> int:
         return int(self.https_bind.rsplit(":", 1)[1]) if self.https_bind else 0
 

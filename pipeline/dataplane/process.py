@@ -3,8 +3,9 @@
 The reconciler calls `HAProxyManager.apply(plane)` whenever routes or instances change. The
 manager always writes the full config (so a later reload or restart sees every current server),
 then does the least it can: start HAProxy if it is not running; reload it hitlessly through the
-master when the structure changed (routes, backends, timeouts); otherwise add, drain, ready and
-delete servers, and swap certificates (`tlssync`), through the runtime API. Which runtime
+master when the structure changed (backends, split or private routes, timeouts); otherwise add,
+drain, ready and delete servers, move single-revision hosts and invokers (`mapsync`), and swap
+certificates (`tlssync`), through the runtime API. Which runtime
 commands is decided purely in `changes` and `tlschanges`, against what HAProxy itself reports,
 so a restarted control plane adopts a running HAProxy instead of trusting its own memory; this
 module only reads, sends and waits.
@@ -24,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.core.errors import Unavailable
-from pipeline.dataplane import jwt
-from pipeline.dataplane.changes import Change, invoker_changes, server_changes
+from pipeline.dataplane.changes import Change, server_changes
+from pipeline.dataplane.mapsync import MapSync, read_text, write_atomically
 from pipeline.dataplane.model import DataPlane, Site
 from pipeline.dataplane.procs import Procs
 from pipeline.dataplane.render import (
@@ -48,6 +49,7 @@ class HAProxyManager:
         self.runtime = Runtime(site.admin_socket)
         self.master = Socket(site.master_socket)
         self.tls = TlsSync(site=site, runtime=self.runtime)  # certificates: files, runtime API
+        self.maps = MapSync(site=site, runtime=self.runtime)  # routes and invokers maps
         # What the running HAProxy loaded, as a structure key. Read back from run_dir when
         # HAProxy is already running, so a restarted control plane does not reload for nothing;
         # checked against the live backends in `_loaded_structure`.
@@ -91,7 +93,7 @@ class HAProxyManager:
         "runtime: N changes" or "unchanged"."""
         text, wanted = self._render(plane)
         # Before any check or reload: the config refers to them, and a new worker loads them.
-        self._write_invokers(plane)
+        self.maps.write(plane)
         self.tls.write(plane)
         if not self.is_running():
             self._install(text)
@@ -107,10 +109,11 @@ class HAProxyManager:
             return "reloaded"
         # Same structure: only server lines differ. The file is still checked (about 40 ms), as
         # the next reload or restart will load it.
-        if text != self._installed and _read(self.site.config_file) != text:
+        if text != self._installed and read_text(self.site.config_file) != text:
             self._install(text)
+        # Servers first: a host moved to a new revision's backend finds its instances there.
         changes, pending = self._sync_servers(plane)
-        changes += self._sync_invokers(plane) + self.tls.sync(plane)
+        changes += self.maps.sync(plane) + self.tls.sync(plane)
         if not changes and not pending:
             return "unchanged"
         summary = f"runtime: {changes} changes"
@@ -160,7 +163,7 @@ class HAProxyManager:
     def _install(self, text: str) -> None:
         """Validate, then replace the config file: a config HAProxy rejects never lands."""
         self.validate(text)
-        _write_atomically(self.site.config_file, text)
+        write_atomically(self.site.config_file, text)
         self._installed = text
 
     def _check(self, path: Path) -> None:
@@ -240,12 +243,12 @@ class HAProxyManager:
         # Written only once HAProxy runs the config: a crash between writing haproxy.cfg and
         # reloading must not make the next manager believe the new structure is loaded.
         self._loaded = loaded
-        _write_atomically(self._loaded_file, f"{loaded}\n")
+        write_atomically(self._loaded_file, f"{loaded}\n")
 
     def _loaded_structure(self, plane: DataPlane) -> str | None:
         if self._loaded is None:
             # Adopting a running HAProxy: trust the record only if the live backends agree.
-            recorded = _read(self._loaded_file).strip()
+            recorded = read_text(self._loaded_file).strip()
             if recorded and self._has_backends(plane):
                 self._loaded = recorded
         return self._loaded
@@ -253,22 +256,6 @@ class HAProxyManager:
     @property
     def _loaded_file(self) -> Path:
         return self.site.run_dir / "loaded.structure"
-
-    def _write_invokers(self, plane: DataPlane) -> None:
-        text = jwt.map_text(jwt.invokers_map(plane.invokers))
-        if _read(self.site.invokers_map) != text or not self.site.invokers_map.exists():
-            _write_atomically(self.site.invokers_map, text)
-
-    def _sync_invokers(self, plane: DataPlane) -> int:
-        """Grant and revoke invokers in the running worker: `add map` / `del map`, no reload.
-        Only when the config uses the map, i.e. some route is private."""
-        if not any(r.private for r in plane.routes):
-            return 0
-        live = self.runtime.show_map(self.site.invokers_map)
-        changes = invoker_changes(jwt.invokers_map(plane.invokers), live)
-        for change in changes:
-            self._send(change)
-        return len(changes)
 
     def _sync_servers(self, plane: DataPlane) -> tuple[int, list[str]]:
         sent, pending = 0, []
@@ -314,10 +301,6 @@ class HAProxyManager:
                 self.runtime.set_address(b, name, change.address, change.port)
             case "delete":
                 self.runtime.del_server(b, name)
-            case "grant":
-                self.runtime.add_map(self.site.invokers_map, change.key, change.value)
-            case "revoke":
-                self.runtime.del_map(self.site.invokers_map, change.key)
 
     def _wait(self, ready: Callable[[], bool], *, what: str) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -359,24 +342,6 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}-", delete=False
-    ) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return ""
 
 
 def _tail(text: str, lines: int = 20) -> str:

@@ -14,8 +14,13 @@ Shape of the file, and why:
   domain goes to Slipway's API, `/metrics` included (Slipway's metrics join HAProxy's counters
   with services, tags and instances), and `/metrics/haproxy` to HAProxy's own Prometheus exporter;
   a host nothing answers to gets a 404 naming the host.
+- A host served by one revision (most hosts: every service at 100%, every tag URL) is a line
+  of a map file (`route_maps`, host -> backend), looked up once per request by the last
+  `use_backend`, so moving a service to its new revision is a `set map` on the runtime API, not
+  a reload, and the lookup does not grow with the number of services as a chain of ACLs does.
 - Traffic splits are drawn per request (`rand(100)` into a transaction variable, cumulative
   ranges), never per connection: one keep-alive client still sees the configured percentages.
+  Only a split host has rules of its own, and only a frontend with one draws the number.
 - One backend per revision, `balance leastconn`: requests vary in duration and each instance has
   a concurrency limit (maxconn), so the least busy instance is the right pick; it is also one of
   the dynamic algorithms that `add server` on the runtime API requires.
@@ -34,11 +39,21 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from pipeline.dataplane import jwt, requestlogs, tlsrender
 from pipeline.dataplane.checks import API_BACKEND, NO_ROUTE_BACKEND, check, sift
 from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # for the manager
-from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site, Unready
+from pipeline.dataplane.model import (
+    Backend,
+    DataPlane,
+    JwtPolicy,
+    Route,
+    Server,
+    Site,
+    Split,
+    Unready,
+)
 
 STRUCTURE_MARKER = "# slipway-structure "
 # HAProxy's own exporter, on the bare domain; `/metrics` itself is Slipway's (pipeline.api.metrics).
@@ -76,6 +91,24 @@ def structure_of_config(text: str) -> str | None:
     return first.removeprefix(STRUCTURE_MARKER) if first.startswith(STRUCTURE_MARKER) else None
 
 
+def route_maps(plane: DataPlane, *, site: Site) -> dict[Path, dict[str, str]]:
+    """The map files the frontends route single-revision hosts by: file -> host -> backend.
+    The public one leaves cluster-local hosts out; the internal one exists with its listener.
+    Pure; the manager writes these files before a start or reload and brings the running
+    worker's maps to them at runtime."""
+    routes = sift(plane, domain=site.domain).plane.routes
+    single = {r.host: splits[0].backend for r in routes if len(splits := _splits(r)) == 1}
+    public = {r.host for r in routes if not r.internal_only}
+    maps = {site.routes_map: {h: b for h, b in single.items() if h in public}}
+    if site.internal_bind:
+        maps[site.internal_routes_map] = single
+    return maps
+
+
+def _splits(route: Route) -> list[Split]:
+    return sorted((s for s in route.splits if s.percent > 0), key=lambda s: s.backend)
+
+
 def server_args(server: Server) -> str:
     """Everything after `server <name>` for one instance.
 
@@ -93,8 +126,9 @@ def server_args(server: Server) -> str:
         # elsewhere (`retry-on`), so the higher limit costs clients nothing.
         "check inter 2s fall 2 rise 1",
         f"observe layer7 error-limit {ERROR_LIMIT} on-error mark-down",
-        # Keep-alive to instances saves a handshake per request; retry-on empty-response covers
-        # the race where an instance closes an idle connection as a request is sent on it.
+        # Keep-alive to instances saves a handshake per request. If an instance closes an idle
+        # connection as a request is sent on it, HAProxy closes the client's connection without
+        # an answer, as the instance did, so the client may safely send it again (`_defaults`).
         "pool-max-conn -1 pool-purge-delay 5s",
     ]
     if server.maxconn:
@@ -167,10 +201,13 @@ def _defaults() -> str:
         "timeout server 300s",
         "timeout queue 30s",
         # Re-pick an instance on every retry, and retry only what never reached the application:
-        # a refused connection, or a reused connection closed before any response byte.
+        # a refused connection. Not `empty-response`: to resend a request HAProxy copies every
+        # request's whole buffer (16 KiB) before sending it, 40% of the instructions of a
+        # request here (bench.proxycounts), and it would also replay a POST whose instance died
+        # while handling it. A reused connection the instance closed is left to the client.
         "retries 3",
         "option redispatch 1",
-        "retry-on conn-failure empty-response",
+        "retry-on conn-failure",
         # On a reload the old worker answers one more request on each idle keep-alive connection
         # with `Connection: close` instead of closing it under the client: keep-alive clients
         # see no failed request during a reload.
@@ -192,13 +229,14 @@ def _frontend(
     if not internal:
         routes = [r for r in routes if not r.internal_only]
     bind = tlsrender.bind(site) if tls else site.internal_bind if internal else site.bind
+    split = [r for r in routes if len(_splits(r)) > 1]
     lines = [
         f"bind {bind}",
         "option forwardfor",
         f"http-request set-header X-Forwarded-Proto {'https' if tls else 'http'}",
         "http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
         # Drawn for every request, so a split holds per request even on one keep-alive connection.
-        "http-request set-var(txn.pick) rand(100)",
+        *(["http-request set-var(txn.pick) rand(100)"] if split else []),
         *(tlsrender.plain_lines(site) if site.https_bind and not (tls or internal) else []),
         f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
     ]
@@ -213,23 +251,27 @@ def _frontend(
         if site.internal_sources:
             only = f"tcp-request connection reject unless {{ src {site.internal_sources} }}"
             lines.insert(1, only)
+    # Host ACLs only where a rule names the host: split hosts, and private ones (`jwt`).
+    lines += [
+        f"acl host:{r.host} var(txn.host) -m str {r.host}"
+        for r in routes
+        if r.private or len(_splits(r)) > 1
+    ]
     ranges: set[tuple[int, int]] = set()
-    for route in routes:
-        lines.append(f"acl host:{route.host} var(txn.host) -m str {route.host}")
-        splits = sorted((s for s in route.splits if s.percent > 0), key=lambda s: s.backend)
-        if len(splits) == 1:
-            rules.append(f"use_backend {splits[0].backend} if host:{route.host}")
-            continue
+    for route in split:
         start = 0
-        for split in splits:
-            end = start + split.percent - 1
+        for s in _splits(route):
+            end = start + s.percent - 1
             ranges.add((start, end))
-            rules.append(f"use_backend {split.backend} if host:{route.host} pick:{start}-{end}")
+            rules.append(f"use_backend {s.backend} if host:{route.host} pick:{start}-{end}")
             start = end + 1
     lines += [f"acl pick:{a}-{b} var(txn.pick) -m int {a}:{b}" for a, b in sorted(ranges)]
     # Private services: token and invoker checks before any backend is picked (dataplane.jwt).
     lines += jwt.frontend_lines(routes, site=site, policy=policy)
     lines += rules
+    # Last: a host the map does not know names no backend, and HAProxy takes the default one.
+    routes_map = site.internal_routes_map if internal else site.routes_map
+    lines.append(f"use_backend %[var(txn.host),map({routes_map})]")
     lines.append(f"default_backend {NO_ROUTE_BACKEND}")
     name = "internal" if internal else "https" if tls else "ingress"
     return _section(f"frontend {name}", *lines)

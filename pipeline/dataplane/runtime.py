@@ -193,6 +193,9 @@ class Runtime:
     def del_map(self, path: Path, key: str) -> None:
         self._expect(f"del map {path} {key}")
 
+    def set_map(self, path: Path, key: str, value: str) -> None:
+        self._expect(f"set map {path} {key} {value}")
+
     # -- TLS certificates (HAProxy's "ssl cert" transactions and crt-lists) -------------------
 
     def ssl_certs(self) -> tuple[set[str], set[str]]:

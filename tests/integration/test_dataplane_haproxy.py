@@ -244,6 +244,34 @@ def test_servers_change_through_the_runtime_api(
     assert manager.worker_pid() == pid
 
 
+def test_a_deploy_reloads_once_and_moves_traffic_at_runtime(
+    manager: HAProxyManager, client: httpx.Client, instances: dict[str, _Instance]
+) -> None:
+    """A deploy: the new revision's backend appears (one reload), then the service's host and a
+    tag move to it and the old tag goes: `set map` / `add map` / `del map`, the same worker."""
+    old = Backend(name="rev-hello-00001", servers=(srv(instances, "a"),))
+    new = Backend(name="rev-hello-00002", servers=(srv(instances, "b"),))
+    tag = route("v1--hello.localhost", ("rev-hello-00001", 100))
+    serving = DataPlane(routes=(route("hello.localhost", ("rev-hello-00001", 100)), tag),
+                        backends=(old,))  # fmt: skip
+    manager.apply(serving)
+    assert manager.apply(replace(serving, backends=(old, new))) == "reloaded"
+    pid = manager.worker_pid()
+    assert who(client, "hello.localhost") == "a"
+
+    moved = DataPlane(
+        routes=(route("hello.localhost", ("rev-hello-00002", 100)),
+                route("v2--hello.localhost", ("rev-hello-00002", 100))),
+        backends=(old, new),
+    )  # fmt: skip
+    assert manager.apply(moved) == "runtime: 3 changes"  # set, add, del in the routes map
+    assert manager.worker_pid() == pid
+    assert {who(client, "hello.localhost") for _ in range(10)} == {"b"}
+    assert who(client, "v2--hello.localhost") == "b"
+    assert client.get("/", headers={"Host": "v1--hello.localhost"}).status_code == 404
+    assert manager.apply(moved) == "unchanged"
+
+
 def test_reload_loses_no_request(
     manager: HAProxyManager, instances: dict[str, _Instance], site: Site
 ) -> None:
@@ -278,8 +306,11 @@ def test_reload_loses_no_request(
     try:
         for i in range(3):
             time.sleep(0.3)
-            extra = route(f"r{i}.localhost", ("rev-hello-00001", 100))
-            assert manager.apply(replace(base, routes=(*base.routes, extra))) == "reloaded"
+            # A new backend is structure (a new route alone is a map entry, no reload).
+            extra = route(f"r{i}.localhost", (f"rev-r{i}-00001", 100))
+            added = Backend(name=f"rev-r{i}-00001", servers=base.backends[0].servers)
+            more = replace(base, routes=(*base.routes, extra), backends=(*base.backends, added))
+            assert manager.apply(more) == "reloaded"
             pids.add(manager.worker_pid())
             with httpx.Client(base_url=f"http://{site.bind}") as fresh:
                 assert who(fresh, f"r{i}.localhost") in "ab"

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.dataplane.changes import Change, invoker_changes, server_changes
+from pipeline.dataplane.changes import Change, invoker_changes, route_changes, server_changes
 from pipeline.dataplane.model import Backend, Server
 from pipeline.dataplane.procs import Procs
 from pipeline.dataplane.render import server_args
@@ -78,6 +78,39 @@ def test_invoker_changes_revoke_then_grant() -> None:
         Change(op="grant", key="target service:caller", value="1"),
     ]
     assert invoker_changes(wanted, wanted) == []
+
+
+M = "/run/routes.map"
+
+
+@pytest.mark.parametrize(
+    ("wanted", "live", "expected"),
+    [
+        pytest.param(
+            {"hello.localhost": "rev-hello-00002"}, {"hello.localhost": "rev-hello-00001"},
+            [Change(op="route", map=M, key="hello.localhost", value="rev-hello-00002",
+                    replace=True)],
+            id="deploy-moves-the-host",
+        ),
+        pytest.param(
+            {"a.localhost": "rev-a-00001", "b.localhost": "rev-b-00001"}, {"b.localhost": "rev-x"},
+            [Change(op="route", map=M, key="a.localhost", value="rev-a-00001"),
+             Change(op="route", map=M, key="b.localhost", value="rev-b-00001", replace=True)],
+            id="new-host-added-and-other-moved",
+        ),
+        pytest.param(
+            {"v2--a.localhost": "rev-a-00002"}, {"v1--a.localhost": "rev-a-00001"},
+            [Change(op="route", map=M, key="v2--a.localhost", value="rev-a-00002"),
+             Change(op="unroute", map=M, key="v1--a.localhost")],
+            id="new-tag-before-the-old-one-goes",
+        ),
+        pytest.param({"a.localhost": "rev-a"}, {"a.localhost": "rev-a"}, [], id="unchanged"),
+    ],
+)  # fmt: skip
+def test_route_changes(
+    wanted: dict[str, str], live: dict[str, str], expected: list[Change]
+) -> None:
+    assert route_changes(M, wanted, live) == expected
 
 
 SHOW_PROC = """\

@@ -18,8 +18,9 @@ import pytest
 
 from pipeline.core.errors import InvalidSpec
 from pipeline.dataplane.checks import sift
+from pipeline.dataplane.mapsync import write_maps
 from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
-from pipeline.dataplane.render import render, structure, structure_of_config
+from pipeline.dataplane.render import render, route_maps, structure, structure_of_config
 
 GOLDEN = Path(__file__).parent / "golden"
 SITE = Site(
@@ -100,7 +101,9 @@ def test_render_matches_golden(plane: DataPlane, request: pytest.FixtureRequest)
 @pytest.mark.parametrize("plane", PLANES)
 def test_rendered_config_is_valid_haproxy(plane: DataPlane, tmp_path: Path) -> None:
     config = tmp_path / "haproxy.cfg"
-    config.write_text(render(plane, site=replace(SITE, run_dir=tmp_path)))
+    site = replace(SITE, run_dir=tmp_path)
+    write_maps(plane, site=site)  # HAProxy refuses a config whose map file is missing
+    config.write_text(render(plane, site=site))
     result = subprocess.run(
         [HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True, check=False
     )
@@ -139,7 +142,7 @@ def test_structure_ignores_servers(change: Callable[[Backend], Backend]) -> None
 @pytest.mark.parametrize(
     "changed",
     [
-        pytest.param(replace(SPLIT, routes=SPLIT.routes[:1]), id="route-removed"),
+        pytest.param(replace(SPLIT, routes=SPLIT.routes[1:]), id="split-route-removed"),
         pytest.param(
             replace(
                 SPLIT,
@@ -177,6 +180,51 @@ def test_structure_is_recorded_in_the_config() -> None:
 
 def route(host: str, backend: str = "rev-x", percent: int = 100, **more: Any) -> Route:
     return Route(host=host, splits=(Split(backend=backend, percent=percent),), **more)
+
+
+TAG = "commit-abc1234--hello.localhost"
+
+
+@pytest.mark.parametrize(
+    ("changed", "public"),
+    [
+        pytest.param(
+            replace(SPLIT, routes=(SPLIT.routes[0], route(TAG, "rev-hello-00001"))),
+            {TAG: "rev-hello-00001"},
+            id="tag-moved-to-another-revision",
+        ),
+        pytest.param(replace(SPLIT, routes=SPLIT.routes[:1]), {}, id="tag-removed"),
+        pytest.param(
+            replace(SPLIT, routes=(*SPLIT.routes, route("new.localhost", "rev-hello-00001"))),
+            {TAG: "rev-hello-00002", "new.localhost": "rev-hello-00001"},
+            id="service-added",
+        ),
+    ],
+)
+def test_a_single_revision_route_is_a_map_entry_not_structure(
+    changed: DataPlane, public: dict[str, str]
+) -> None:
+    """What makes a deploy's traffic change a `set map` instead of a reload."""
+    assert structure(changed, site=SITE) == structure(SPLIT, site=SITE)
+    assert route_maps(changed, site=SITE)[SITE.routes_map] == public
+
+
+def test_routes_maps_keep_cluster_local_hosts_off_the_public_listeners() -> None:
+    plane = replace(ONE, routes=(*ONE.routes, route("local.localhost", "rev-hello-00001",
+                                                    internal_only=True)))  # fmt: skip
+    assert list(route_maps(plane, site=SITE)) == [SITE.routes_map]  # no internal listener
+    site = replace(SITE, internal_bind="172.30.0.1:8080")
+    maps = route_maps(plane, site=site)
+    assert maps[site.routes_map] == {"hello.localhost": "rev-hello-00001"}
+    assert maps[site.internal_routes_map] == {
+        "hello.localhost": "rev-hello-00001",
+        "local.localhost": "rev-hello-00001",
+    }
+
+
+def test_only_a_frontend_with_a_split_draws_a_random_number() -> None:
+    assert "rand(100)" in render(SPLIT, site=SITE)
+    assert "rand(100)" not in render(ONE, site=SITE)
 
 
 # A plane with one route that would break the config; `ONE`'s route must still render.
@@ -220,6 +268,7 @@ def test_render_leaves_out_a_broken_route_and_keeps_the_rest(
     served = replace(plane, routes=ONE.routes, backends=sifted.plane.backends)
     assert text == render(served, site=site)
     config = tmp_path / "haproxy.cfg"
+    write_maps(plane, site=site)
     config.write_text(text)
     result = subprocess.run(
         [HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True, check=False

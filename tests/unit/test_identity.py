@@ -20,8 +20,9 @@ import pytest
 from pipeline.core.annotations import INVOKERS_ANNOTATION, PRIVATE_ANNOTATION
 from pipeline.core.errors import InvalidInput, InvalidSpec, Unavailable
 from pipeline.dataplane import jwt
+from pipeline.dataplane.mapsync import write_maps
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Site, Split
-from pipeline.dataplane.render import render, structure
+from pipeline.dataplane.render import render, route_maps, structure
 from pipeline.identity import access, keys, tokens
 from pipeline.identity.callers import Caller
 from pipeline.identity.metadata import Issuer, answer
@@ -268,7 +269,7 @@ def test_private_rules_are_valid_haproxy(tmp_path: Path) -> None:
     live = (store.ensure(), store.rotate())
     site = replace(SITE, run_dir=tmp_path)
     plane = replace(PRIVATE, jwt=replace(POLICY, keys=tuple((k.kid, k.public_path) for k in live)))
-    site.invokers_map.write_text(jwt.map_text(jwt.invokers_map(plane.invokers)))
+    write_maps(plane, site=site)  # the invokers and routes maps the config reads
     config = tmp_path / "haproxy.cfg"
     config.write_text(render(plane, site=site))
     check = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True)
@@ -291,7 +292,7 @@ def test_a_private_service_with_many_tags_still_makes_a_valid_config(tmp_path: P
         jwt=replace(POLICY, keys=((key.kid, key.public_path),)),
     )
     site = replace(SITE, run_dir=tmp_path)
-    site.invokers_map.write_text(jwt.map_text(jwt.invokers_map(plane.invokers)))
+    write_maps(plane, site=site)  # the invokers and routes maps the config reads
     config = tmp_path / "haproxy.cfg"
     config.write_text(render(plane, site=site))
 
@@ -369,7 +370,7 @@ def test_render_leaves_out_a_private_route_without_its_service() -> None:
     text = render(plane, site=SITE)
 
     assert "host:target.localhost" not in text
-    assert "use_backend rev-pub-00001 if host:pub.localhost" in text
+    assert route_maps(plane, site=SITE)[SITE.routes_map] == {"pub.localhost": "rev-pub-00001"}
 
 
 # -- metadata protocol ------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from pathlib import Path
 from dnslib import DNSRecord
 
 from pipeline.dataplane import resolver as internaldns
+from pipeline.dataplane.mapsync import write_maps
 from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
-from pipeline.dataplane.render import render
+from pipeline.dataplane.render import render, route_maps
 
 SITE = Site(
     bind="127.0.0.1:8080",
@@ -50,11 +51,16 @@ def test_cluster_local_routes_only_on_the_internal_listener(tmp_path: Path) -> N
     fronts = _frontends(text)
     assert "bind 127.0.0.1:8080" in fronts["ingress"]
     assert "bind 172.30.0.1:8080" in fronts["internal"]
+    maps = route_maps(PLANE, site=replace(SITE, run_dir=tmp_path))
     assert "db-api.localhost" not in fronts["ingress"]
-    assert "use_backend rev-db-api-00001 if host:db-api.localhost" in fronts["internal"]
-    assert "use_backend rev-web-00001 if host:web.localhost" in fronts["internal"]
+    assert "db-api.localhost" not in maps[tmp_path / "routes.map"]
+    assert maps[tmp_path / "internal-routes.map"] == {
+        "db-api.localhost": "rev-db-api-00001",
+        "web.localhost": "rev-web-00001",
+    }
     assert "slipway-api" not in fronts["internal"], "the API is not offered to instances"
     config = tmp_path / "haproxy.cfg"
+    write_maps(PLANE, site=replace(SITE, run_dir=tmp_path))  # the routes maps the config reads
     config.write_text(text)
     check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -67,6 +73,7 @@ def test_internal_listener_refuses_connections_from_outside_the_bridge(tmp_path:
     assert "tcp-request connection reject unless { src 172.30.0.0/16 }" in internal
     assert "reject" not in _frontends(text)["ingress"]
     config = tmp_path / "haproxy.cfg"
+    write_maps(PLANE, site=replace(SITE, run_dir=tmp_path))  # the routes maps the config reads
     config.write_text(text)
     check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -102,6 +109,7 @@ def test_every_revision_backend_has_the_activator_as_backup(tmp_path: Path) -> N
         assert "server activator 127.0.0.1:8082 backup" in block
         assert f"http-request set-header X-Slipway-Revision {backend.removeprefix('rev-')}" in block
     config = tmp_path / "haproxy.cfg"
+    write_maps(PLANE, site=replace(SITE, run_dir=tmp_path))  # the routes maps the config reads
     config.write_text(text)
     check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -19,6 +19,7 @@ import pytest
 from pipeline.core.errors import InvalidSpec
 from pipeline.dataplane import jwt
 from pipeline.dataplane.challenges import HAProxyChallenges
+from pipeline.dataplane.mapsync import write_maps
 from pipeline.dataplane.model import Backend, CertFile, DataPlane, Route, Site, Split, Tls
 from pipeline.dataplane.render import render, structure
 from pipeline.dataplane.runtime import Socket
@@ -71,8 +72,10 @@ def test_plain_listener_redirects_and_answers_challenges_first() -> None:
     ingress = text.split("frontend ingress\n")[1].split("\nfrontend ")[0].splitlines()
     rules = [line.strip() for line in ingress if line.strip().startswith("http-request")]
     # After the request's variables, before anything else (private services' token checks too).
-    assert rules[3].startswith("http-request return status 200") and "acme-challenge" in rules[3]
-    assert rules[4] == (
+    first = next(i for i, r in enumerate(rules) if not r.startswith("http-request set-"))
+    assert rules[first].startswith("http-request return status 200")
+    assert "acme-challenge" in rules[first]
+    assert rules[first + 1] == (
         "http-request redirect location https://%[var(txn.host)]:8443%[capture.req.uri] "
         "code 308 unless { path_beg /.well-known/acme-challenge/ }"
     )
@@ -137,6 +140,7 @@ def test_rendered_https_config_is_valid_haproxy(tmp_path: Path) -> None:
     )
     assert oct(site.cert_file("hello.localhost").stat().st_mode & 0o777) == "0o600"
     config = tmp_path / "haproxy.cfg"
+    write_maps(plane, site=site)  # the routes maps the frontends read
     config.write_text(render(plane, site=site))
     result = subprocess.run(
         [HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True, check=False

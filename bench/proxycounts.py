@@ -1,0 +1,184 @@
+"""What one request costs a proxy in counts, not seconds: user-space instructions (callgrind) and
+system calls (perf's `raw_syscalls:sys_enter` tracepoint) per request.
+
+Why counts: on the shared 2-core VM two wrk runs of the same config differ by more than the 5%
+`bench.peers` tries to resolve (`--repeat` shows the spread), while these counts repeat to well
+under 1%. Hardware counters (`perf stat -e instructions`) are not exposed on this VM, hence
+callgrind, which runs the proxy about 50x slower: the figures are per request, never per second.
+
+Per case: the proxy runs under callgrind twice, answering `--requests` and then 3x as many
+sequential requests on one keep-alive connection; the difference of the two totals over the
+difference in requests is the cost of a request, start-up and configuration loading cancel out.
+Health checks (Slipway's servers are checked every 2 s) run in proportion to the wall time and
+so leak in slightly: under 1% of a request here. Then, without valgrind, `perf stat` attached to
+the proxy's processes counts the system calls the same requests make.
+
+    .venv/bin/python -m bench.proxycounts [--requests 2000] [--only TEXT[,TEXT]] [--json]
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import proxies
+from bench import proxyconfigs as configs
+from bench.common import Case, Column, bench_arguments, emit, process_tree, progress, require
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counted:
+    name: str
+    launch: proxies.Launch
+
+
+CASES = (
+    Counted(name="Slipway ingress: service URL", launch=proxies.slipway()),
+    Counted(name="Slipway ingress: 90/10 split", launch=proxies.slipway(service=configs.SPLIT)),
+    Counted(
+        name="Slipway ingress: private + token", launch=proxies.slipway(service=configs.PRIVATE)
+    ),
+    Counted(name="  without request log", launch=proxies.slipway(without=("request log",))),
+    Counted(name="  without rand(100)", launch=proxies.slipway(without=("rand(100)",))),
+    Counted(name="  without private route (JWT)", launch=proxies.slipway(private=False)),
+    Counted(
+        name="  without forwarded headers",
+        launch=proxies.slipway(without=("forwarded headers",)),
+    ),
+    Counted(
+        name="  without all four",
+        launch=proxies.slipway(without=tuple(configs.ABLATIONS), private=False),
+    ),
+    Counted(name="HAProxy, own config", launch=proxies.haproxy_own),
+    Counted(name="nginx proxy_pass (Dokku)", launch=proxies.nginx_proxy),
+)
+
+
+def send(target: proxies.Target, *, requests: int) -> None:
+    """`requests` GETs one after another on one keep-alive connection; each must be a 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=60)
+    headers = {"Host": target.host, **(target.headers or {})}
+    try:
+        for _ in range(requests):
+            conn.request("GET", "/", headers=headers)
+            reply = conn.getresponse()
+            body = reply.read()
+            if reply.status != 200 or body != proxies.BODY.encode():
+                raise SystemExit(f"{target.host} answered {reply.status}: {body[:200]!r}")
+    finally:
+        conn.close()
+
+
+_TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.M)
+
+
+def callgrind_total(text: str) -> int:
+    """The instructions a callgrind output file counted (pure)."""
+    found = _TOTAL.search(text)
+    if not found:
+        raise ValueError("no `summary:` or `totals:` line in callgrind's output")
+    return int(found.group(1))
+
+
+def instructions(case: Counted, *, folder: Path, upstream: int, requests: int) -> float:
+    """User-space instructions per request: the difference of two callgrind runs."""
+    totals = []
+    for n in (requests, 3 * requests):
+        out = folder / f"callgrind-{n}"
+        out.mkdir(parents=True)
+        out.chmod(0o777)  # nginx's worker (user nobody) writes its own file here
+        (folder / f"proxy-{n}").mkdir()
+        wrap = ["valgrind", "--tool=callgrind", "--trace-children=yes",
+                f"--callgrind-out-file={out}/cg.%p"]  # fmt: skip
+        target = case.launch(folder / f"proxy-{n}", upstream, wrap=wrap)
+        try:
+            send(target, requests=n)
+        finally:
+            target.running.stop()
+        totals.append(sum(callgrind_total(f.read_text()) for f in out.glob("cg.*")))
+    return (totals[1] - totals[0]) / (2 * requests)
+
+
+def syscalls(case: Counted, *, folder: Path, upstream: int, requests: int) -> float:
+    """System calls per request, counted by perf on the proxy's processes and threads."""
+    (folder / "proxy-perf").mkdir()
+    target = case.launch(folder / "proxy-perf", upstream)
+    out = folder / "perf.csv"
+    try:
+        send(target, requests=100)  # connections to the upstream are open, pools warm
+        pids = ",".join(str(p) for p in sorted(process_tree(target.running.pids)))
+        perf = subprocess.Popen(
+            ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", pids, "-o", str(out)],
+            stdin=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)  # attached
+        send(target, requests=requests)
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=30)
+    finally:
+        target.running.stop()
+    counted = [ln for ln in out.read_text().splitlines() if "raw_syscalls:sys_enter" in ln]
+    if not counted:
+        raise SystemExit(f"perf counted nothing:\n{out.read_text()}")
+    return int(counted[0].split(",")[0]) / requests
+
+
+def run(folder: Path, *, requests: int, only: Sequence[str]) -> list[Case]:
+    cases: list[Case] = []
+    chosen = [c for c in CASES if not only or any(o in c.name.lower() for o in only)]
+    with proxies.upstream(folder / "upstream") as port:
+        for i, case in enumerate(chosen):
+            progress(f"callgrind and perf: {case.name.strip()} ...")
+            where = folder / str(i)
+            ipr = instructions(case, folder=where, upstream=port, requests=requests)
+            spr = syscalls(case, folder=where, upstream=port, requests=requests)
+            cases.append({"name": case.name.strip(), "instructions_per_request": round(ipr),
+                          "syscalls_per_request": round(spr, 2)})  # fmt: skip
+    own = [c["instructions_per_request"] for c in cases if c["name"] == "HAProxy, own config"]
+    for row in cases:
+        if own:
+            ratio = float(row["instructions_per_request"]) / float(own[0])  # type: ignore[arg-type]
+            row["instructions_over_haproxy_own"] = round(ratio, 3)
+    return cases
+
+
+COLUMNS = (
+    Column("name", "case", "<34"),
+    Column("instructions_per_request", "instr/req", ">11d"),
+    Column("instructions_over_haproxy_own", "x own", ">8.3f"),
+    Column("syscalls_per_request", "syscalls/req", ">13.2f"),
+)
+
+
+def main() -> int:
+    parser = bench_arguments(__doc__)
+    parser.add_argument("--requests", type=int, default=2000, help="the first run's requests")
+    parser.add_argument("--only", default="", help="cases whose name has one of these (a,b)")
+    args = parser.parse_args()
+    require("valgrind", "perf", "taskset", "haproxy", "nginx")
+    os.sched_setaffinity(0, {int(proxies.LOAD_CPU)})
+    only = [o.strip().lower() for o in args.only.split(",") if o.strip()]
+    with tempfile.TemporaryDirectory(prefix="slipway-counts-") as tmp:
+        os.chmod(tmp, 0o755)  # nginx's worker runs as nobody and reads the upstream's file here
+        cases = run(Path(tmp), requests=args.requests, only=only)
+    notes = [
+        f"instructions: callgrind, ({3 * args.requests} - {args.requests}) sequential requests "
+        "on one keep-alive connection; syscalls: perf stat -e raw_syscalls:sys_enter over "
+        f"{args.requests} requests; user space only in the first, the kernel's entries in the "
+        "second",
+    ]
+    emit(cases, COLUMNS, as_json=args.json, notes=notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
