@@ -54,8 +54,9 @@ CASES = (
         name="  without forwarded headers",
         launch=proxies.slipway(without=("forwarded headers",)),
     ),
+    Counted(name="  without L7 retries", launch=proxies.slipway(without=("L7 retries",))),
     Counted(
-        name="  without all four",
+        name="  without all five",
         launch=proxies.slipway(without=tuple(configs.ABLATIONS), private=False),
     ),
     Counted(name="HAProxy, own config", launch=proxies.haproxy_own),

