@@ -12,8 +12,9 @@ Where the figures come from, and what they honestly are:
   at a revision is `slipway_traffic_percent{tag=...}` (join on `revision`).
 - Latency is HAProxy's average over the last 1024 requests and the maximum since the worker
   started (gauges): HAProxy keeps no histogram, and Slipway does not invent one.
-- HAProxy's counters belong to the current worker: a reload (a route or revision changed)
-  restarts them from zero, which Prometheus' `rate()` treats as the counter reset it is.
+- HAProxy's counters belong to the current worker: a reload (a revision added or removed, a
+  split routed; not a whole-service traffic move, which is a runtime map change) restarts
+  them from zero, which Prometheus' `rate()` treats as the counter reset it is.
 - Builds and deploy durations come from the database, so they survive restarts and are exact
   histograms over every recorded build and ready revision.
 """
