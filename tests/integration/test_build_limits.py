@@ -81,7 +81,9 @@ def wait_build(sw: Slipway, service: str, status: str, timeout_s: float = 60) ->
 
 
 def test_builds_queue_in_order_one_at_a_time(limited: Slipway, tmp_path: Path) -> None:
-    apps = [slow_app(tmp_path / f"q{i}", 2) for i in range(3)]
+    # The first build outlasts the next two deploys' start-up (a CLI process each, an upload):
+    # with 2 s it sometimes finished before the third was queued, which then had 1 ahead.
+    apps = [slow_app(tmp_path / f"q{i}", 8 if i == 0 else 2) for i in range(3)]
     with contextlib.ExitStack() as stack:
         procs = []
         for i, app in enumerate(apps):
