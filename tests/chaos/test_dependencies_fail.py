@@ -147,8 +147,10 @@ def test_dockerd_restart_keeps_instances(
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
             subprocess.run(["kill", "-TERM", str(pid)], check=True)
             wait_for("dockerd to stop", lambda: not Path(f"/proc/{pid}").exists(), timeout_s=60)
-            subprocess.Popen([a.decode() for a in args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            # `setsid --fork`: dockerd runs on in its own session, a grandchild of this test,
+            # so nothing here waits for it (or warns that it still runs) when the test ends.
+            subprocess.run(["setsid", "--fork", *(a.decode() for a in args)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)  # fmt: skip
             wait_for("dockerd", lambda: _pings(docker_client), timeout_s=60)
             time.sleep(3)
         load.assert_no_failures()
