@@ -153,8 +153,9 @@ def test_dockerd_restart_keeps_instances(
             wait_for("dockerd to stop", lambda: not Path(f"/proc/{pid}").exists(), timeout_s=60)
             # `setsid --fork`: dockerd runs on in its own session, a grandchild of this test,
             # so nothing here waits for it (or warns that it still runs) when the test ends.
+            quiet = subprocess.DEVNULL
             subprocess.run(["setsid", "--fork", *(a.decode() for a in args)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)  # fmt: skip
+                           stdout=quiet, stderr=quiet, check=True)  # fmt: skip
             wait_for("dockerd", lambda: _pings(docker_client), timeout_s=60)
             time.sleep(3)
         load.assert_no_failures()
