@@ -1,13 +1,12 @@
-"""The Helm chart, rendered WITHOUT helm: tests/unit/gotemplate.py evaluates the subset of Go
-templates the chart uses (helm is not installed here), every rendered document must parse as YAML
-and pass `kubernetes-validate` (strict, one Kubernetes version), and the Role must grant what
-pipeline/knative/apply.py calls and nothing else. `helm lint`/`helm template` themselves, and an
-install into a cluster, were not run (see docs/kubernetes.md).
+"""The Helm chart, rendered and linted by the real helm (tests/unit/helm.py runs the pinned
+v3.22.0 that `scripts/tools helm` builds): every object `helm template` prints must pass
+`kubernetes-validate` (strict, the Kubernetes version helm renders for), the Role must grant what
+pipeline/knative/apply.py calls and nothing else, and values the chart refuses must stop helm with
+the chart's own message. An install into a cluster is not run here (see docs/kubernetes.md).
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,48 +14,38 @@ import pytest
 import yaml
 
 from pipeline.knative import apply
-from tests.unit.gotemplate import TemplateFail, Unsupported, parse, render_chart
+from tests.unit import helm
+from tests.unit.helm import CHART, HelmFailed
 from tests.unit.kubeschemas import validate_core
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "slipway"
-RELEASE = {"Name": "slipway", "Namespace": "slipway", "Service": "Helm"}
 REQUIRED = {
     "signingKeys": {
         "privateKeyPem": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
     },
     "registry": {"dockerConfigJson": '{"auths": {"registry.example.com": {"auth": "eDp5"}}}'},
 }
-
-
-def merged(base: dict[str, Any], *overrides: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for override in overrides:
-        for key, value in override.items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict):
-                out[key] = merged(out[key], value)
-            else:
-                out[key] = value
-    return out
-
-
-def render(*overrides: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
-    chart_meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    values = merged(yaml.safe_load((CHART / "values.yaml").read_text()), *overrides)
-    templates = {p.name: p.read_text() for p in sorted((CHART / "templates").iterdir())}
-    rendered = render_chart(
-        templates,
-        values=values,
-        release=RELEASE,
-        chart={"Name": chart_meta["name"], "AppVersion": chart_meta["appVersion"]},
-    )
-    notes = rendered.pop("NOTES.txt")
-    objects = [
-        doc
-        for name, text in rendered.items()
-        for doc in yaml.safe_load_all(text)
-        if doc is not None
-    ]
-    return objects, notes
+REPLICATED = {
+    "replicaCount": 3, "targetNamespace": "apps",
+    "database": {"url": "postgresql://s:p@db/slipway"},
+    "persistence": {"accessMode": "ReadWriteMany", "storageClassName": "nfs"},
+    "ingress": {"className": "nginx", "tlsSecretName": "tls",
+                "annotations": {"a.example.com/b": "c"}},
+}  # fmt: skip
+EXISTING_SECRETS = {
+    "signingKeys": {"existingSecret": "keys"},
+    "registry": {"existingSecret": "push"},
+    "ingress": {"enabled": False},
+}
+# Each case is a list of override files, given to helm in order (helm merges them).
+CASES = [
+    pytest.param((REQUIRED,), {"Deployment": 1, "Service": 2, "ServiceAccount": 1, "Role": 1,
+                               "RoleBinding": 1, "PersistentVolumeClaim": 1, "Secret": 2,
+                               "Ingress": 1}, id="defaults"),
+    pytest.param((REQUIRED, REPLICATED), {"Deployment": 1, "Secret": 3, "Ingress": 1},
+                 id="replicated-postgres-tls"),
+    pytest.param((EXISTING_SECRETS,), {"Secret": 0, "Ingress": 0},
+                 id="existing-secrets-no-ingress"),
+]  # fmt: skip
 
 
 def by_kind(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -66,26 +55,10 @@ def by_kind(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-@pytest.mark.parametrize(
-    ("overrides", "kinds"),
-    [
-        pytest.param(REQUIRED, {"Deployment": 1, "Service": 2, "ServiceAccount": 1, "Role": 1,
-                                "RoleBinding": 1, "PersistentVolumeClaim": 1, "Secret": 2,
-                                "Ingress": 1}, id="defaults"),
-        pytest.param(merged(REQUIRED, {"replicaCount": 3, "targetNamespace": "apps",
-                                       "database": {"url": "postgresql://s:p@db/slipway"},
-                                       "persistence": {"accessMode": "ReadWriteMany",
-                                                       "storageClassName": "nfs"},
-                                       "ingress": {"className": "nginx", "tlsSecretName": "tls",
-                                                   "annotations": {"a.example.com/b": "c"}}}),
-                     {"Deployment": 1, "Secret": 3, "Ingress": 1}, id="replicated-postgres-tls"),
-        pytest.param({"signingKeys": {"existingSecret": "keys"},
-                      "registry": {"existingSecret": "push"}, "ingress": {"enabled": False}},
-                     {"Secret": 0, "Ingress": 0}, id="existing-secrets-no-ingress"),
-    ],
-)  # fmt: skip
-def test_chart_renders_valid_objects(overrides: dict[str, Any], kinds: dict[str, int]) -> None:
-    objects, notes = render(overrides)
+@pytest.mark.parametrize(("overrides", "kinds"), CASES)
+def test_chart_renders_valid_objects(overrides: tuple[dict[str, Any], ...],
+                                     kinds: dict[str, int]) -> None:  # fmt: skip
+    objects = helm.template(*overrides)
     for obj in objects:
         validate_core(obj)
     found = by_kind(objects)
@@ -97,11 +70,42 @@ def test_chart_renders_valid_objects(overrides: dict[str, Any], kinds: dict[str,
     assert env["SLIPWAY_ENGINE"] == "knative"
     assert env["SLIPWAY_SOURCE_URL"] == "http://slipway-slipway.slipway.svc:8081"
     assert pod["serviceAccountName"] == "slipway-slipway"
-    assert "{{.Tag}}--{{.Name}}" in notes
+    # The notes print Knative's own templates for the user to paste: helm must not expand them.
+    notes = helm.notes(*overrides)
+    assert '"domain-template":"{{.Name}}.{{.Domain}}"' in notes
+    assert '"tag-template":"{{.Tag}}--{{.Name}}"' in notes
+
+
+@pytest.mark.parametrize(("overrides", "kinds"), CASES)
+def test_chart_passes_helm_lint(overrides: tuple[dict[str, Any], ...],
+                                kinds: dict[str, int]) -> None:  # fmt: skip
+    done = helm.lint(*overrides)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
+    assert "[WARNING]" not in done.stdout and "[ERROR]" not in done.stdout
+    assert "Missing required value" not in done.stderr
+
+
+def test_lint_reports_a_template_that_cannot_render() -> None:
+    """A value of the wrong shape (a string where the chart reads image.repository) is an error
+    lint finds by executing the templates, and names where."""
+    done = helm.lint(REQUIRED, {"image": "slipway/slipway:0.1.0"})
+    assert done.returncode != 0
+    assert "[ERROR] templates/" in done.stdout
+    assert "deployment.yaml" in done.stdout and "<.Values.image.repository>" in done.stdout
+
+
+def test_lint_does_not_enforce_required_values_template_does() -> None:
+    """helm lint runs `required` and `fail` in lint mode: logged, not failed. So the checks below
+    (replicas need PostgreSQL, required values) go through `helm template`, as an install would."""
+    done = helm.lint({"replicaCount": 2})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Missing required value: set signingKeys.privateKeyPem" in done.stderr
+    assert "Fail: replicaCount > 1 needs PostgreSQL" in done.stderr
 
 
 def test_metadata_server_is_a_service_pods_reach_by_their_own_address() -> None:
-    objects, _ = render(REQUIRED, {"targetNamespace": "apps", "platformId": "prod"})
+    objects = helm.template(REQUIRED, {"targetNamespace": "apps", "platformId": "prod"})
     found = by_kind(objects)
     (deployment,) = found["Deployment"]
     template = deployment["spec"]["template"]
@@ -133,29 +137,45 @@ def test_metadata_server_is_a_service_pods_reach_by_their_own_address() -> None:
     assert str(container_port["containerPort"]) == options["port"]
 
 
-def test_replicas_need_postgresql() -> None:
-    with pytest.raises(TemplateFail, match="needs PostgreSQL"):
-        render(REQUIRED, {"replicaCount": 2})
-    with pytest.raises(TemplateFail, match="needs PostgreSQL"):
-        render(REQUIRED, {"replicaCount": 2, "database": {"url": "sqlite:////data/x.db"}})
+@pytest.mark.parametrize(
+    "database", [pytest.param({}, id="sqlite-default"),
+                 pytest.param({"database": {"url": "sqlite:////data/x.db"}}, id="sqlite-url")],
+)  # fmt: skip
+def test_replicas_need_postgresql(database: dict[str, Any]) -> None:
+    with pytest.raises(HelmFailed) as caught:
+        helm.template(REQUIRED, {"replicaCount": 2}, database)
+    assert caught.value.returncode != 0
+    assert caught.value.stderr.startswith(
+        "Error: execution error at (slipway/templates/deployment.yaml:"
+    )
+    assert "replicaCount > 1 needs PostgreSQL: set database.url to postgresql://" in (
+        caught.value.stderr
+    )
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("overrides", "template", "message"),
     [
-        pytest.param({"registry": REQUIRED["registry"]}, "signingKeys.privateKeyPem",
-                     id="signing-key"),
-        pytest.param({"signingKeys": REQUIRED["signingKeys"]}, "registry.dockerConfigJson",
-                     id="registry-credentials"),
+        pytest.param({"registry": REQUIRED["registry"]}, "secrets.yaml",
+                     "set signingKeys.privateKeyPem (openssl genpkey -algorithm RSA -pkeyopt "
+                     "rsa_keygen_bits:2048) or signingKeys.existingSecret", id="signing-key"),
+        pytest.param({"signingKeys": REQUIRED["signingKeys"]}, "secrets.yaml",
+                     "set registry.dockerConfigJson (push credentials) or "
+                     "registry.existingSecret", id="registry-credentials"),
     ],
 )  # fmt: skip
-def test_required_values(overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(TemplateFail, match=message):
-        render(overrides)
+def test_required_values(overrides: dict[str, Any], template: str, message: str) -> None:
+    with pytest.raises(HelmFailed) as caught:
+        helm.template(overrides)
+    assert caught.value.returncode != 0
+    assert caught.value.stderr.startswith(
+        f"Error: execution error at (slipway/templates/{template}:"
+    )
+    assert message in caught.value.stderr
 
 
 def test_role_grants_exactly_what_the_code_calls() -> None:
-    objects, _ = render(REQUIRED, {"targetNamespace": "apps"})
+    objects = helm.template(REQUIRED, {"targetNamespace": "apps"})
     (role,) = by_kind(objects)["Role"]
     assert role["metadata"]["namespace"] == "apps"
     granted = {
@@ -182,15 +202,16 @@ def test_role_grants_exactly_what_the_code_calls() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    "source",
-    ["{{ range .Values.x }}{{ end }}", "{{ $x := 1 }}", '{{ lookup "v1" "Secret" "a" "b" }}',
-     "{{ tpl .Values.x . }}"],
-)  # fmt: skip
-def test_evaluator_refuses_what_it_does_not_implement(source: str) -> None:
-    with pytest.raises(Unsupported):
-        parse(source)
-        render_chart({"t.yaml": source}, values={"x": []}, release=RELEASE, chart={})
+def test_no_helm_fails_the_tests_with_the_reason(tmp_path: Path) -> None:
+    """A stand-in for scripts/tools on a machine that cannot build helm (no Go): the chart tests
+    must fail, saying why, rather than skip."""
+    tools = tmp_path / "tools"
+    tools.write_text("#!/bin/sh\necho 'error: Go is not installed' >&2\nexit 1\n")
+    tools.chmod(0o755)
+    with pytest.raises(pytest.fail.Exception) as caught:
+        helm.helm_binary(tools)
+    assert "helm is missing and could not be built; the chart was NOT checked" in str(caught.value)
+    assert "exited 1" in str(caught.value) and "error: Go is not installed" in str(caught.value)
 
 
 def test_the_chart_runs_the_image_scripts_image_builds() -> None:
