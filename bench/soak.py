@@ -18,8 +18,8 @@ Figures, one row per time window (ten windows, at least 30 s each):
   failure is listed under the table with its time and what came back);
 - `wakes`, `wake_max_ms`: requests to a scale-to-zero service at zero, and the slowest;
 - `cp_rss_mb`, `cp_fds`: the control plane (`slipway server` and its children, plus its
-  daemons: resolver, metadata server, activator) at the window's end; `haproxy_rss_mb`, `haproxy_fds`: its
-  master and workers (goal: flat). The `start` row is before the load starts.
+  daemons: resolver, metadata server, activator) at the window's end; `haproxy_rss_mb`,
+  `haproxy_fds`: its master and workers (goal: flat). The `start` row is before the load starts.
 
 A shared 2-core machine: read latencies as rough; the memory and descriptor trend is the point.
 
