@@ -20,10 +20,9 @@ import pytest
 from pipeline import __version__
 from pipeline.identity import keys
 from tests.integration.conftest import ROOT, free_port
-from tests.unit import kubestandin
+from tests.unit import helm, kubestandin
 from tests.unit.installprobe import PROBE
 from tests.unit.test_chart import REQUIRED
-from tests.unit.test_chart import render as render_chart
 from tests.unit.test_metadata_kubernetes import PODS, knative_pod, kubeconfig_for
 
 pytestmark = pytest.mark.integration
@@ -103,7 +102,7 @@ def test_the_charts_metadata_container_mints_for_a_pod(
     the API server (the STAND-IN of tests/unit/kubestandin.py, no cluster runs here) for the pod
     with the caller's IP and mints that service's token. Host networking stands in for the pod
     network: this test's requests come from 127.0.0.1, the pod IP the stand-in lists."""
-    objects, _ = render_chart(REQUIRED, {"targetNamespace": "apps", "platformId": "prod"})
+    objects = helm.template(REQUIRED, {"targetNamespace": "apps", "platformId": "prod"})
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][1]
     port = free_port()
