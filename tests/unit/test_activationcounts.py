@@ -20,6 +20,7 @@ import pytest
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from pipeline.app.activatorserver import quiet_request_logs
 from pipeline.dataplane.activationcounts import ActivationCounts
 from pipeline.dataplane.activator import Activation, create_app
 from pipeline.dataplane.render import REVISION_HEADER
@@ -104,7 +105,7 @@ class _Instance(BaseHTTPRequestHandler):
         self.wfile.write(b"awake\n")
 
     def log_message(self, format: str, *args: object) -> None:
-        pass
+        quiet_request_logs()
 
 
 @pytest.fixture
@@ -144,3 +145,19 @@ def test_a_burst_through_the_activator_logs_two_lines_with_the_right_count(insta
     events = lines(out)
     assert [e["event"] for e in events] == ["request_activated", "requests_activated"]
     assert events[1]["count"] == 59 and events[1]["instances"] == [instance]
+
+
+def test_the_forwarding_client_logs_no_line_per_request(
+    instance: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At the activator's INFO level, httpx itself would log each request it forwards."""
+    httpx_log = logging.getLogger("httpx")
+    level = httpx_log.level
+    caplog.set_level(logging.INFO)  # as `logs.configure` sets it in the activator
+    try:
+        quiet_request_logs()
+        for _ in range(3):
+            assert httpx.get(f"http://{instance}/").status_code == 200
+    finally:
+        httpx_log.setLevel(level)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("httpx")] == []
