@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.client import HTTPResponse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,13 @@ def metadata_port(tmp_path: Path) -> Iterator[int]:
     store = keys.KeyStore(tmp_path)
     store.ensure()
     issuer = Issuer(issuer="http://localhost:8080", domain="localhost", project="p", keys=store)
-    server = make_server(bind="127.0.0.1", port=0, lookup=lambda _address: None, issuer=issuer)
+    yield from _serving(
+        make_server(bind="127.0.0.1", port=0, lookup=lambda _address: None, issuer=issuer)
+    )
+
+
+def _serving(server: HTTPServer) -> Iterator[int]:
+    """Its port while it serves in a thread; shut and closed afterwards."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
@@ -72,13 +78,7 @@ class _Stranger(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def stranger_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stranger)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    yield from _serving(ThreadingHTTPServer(("127.0.0.1", 0), _Stranger))
 
 
 @pytest.fixture
