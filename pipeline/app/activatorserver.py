@@ -12,6 +12,7 @@ reconciler's readiness probe. The control plane starts this process next to Dock
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,15 @@ def wait_for_instance(options: Options) -> lonestarts.WaitForInstance:
     )
 
 
+def quiet_request_logs() -> None:
+    """httpx logs every request it sends at INFO: a line per forwarded request in the
+    activator's log, the very growth `dataplane.activationcounts` bounds. Its warnings stay."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def main(options: Options) -> None:
     logs.configure()
+    quiet_request_logs()
     app = activator.create_app(wait_for_instance=wait_for_instance(options),
                                timeout_s=options.timeout_s)  # fmt: skip
     uvicorn.run(

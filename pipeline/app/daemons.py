@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
 
 from dnslib import DNSRecord
@@ -128,17 +129,57 @@ def stop(pid_file: Path) -> None:
         os.kill(pid, signal.SIGTERM)
 
 
-def _flavored(address: str, port: int) -> bool:
-    import http.client
-
+def _http_answers(
+    address: str, port: int, headers: dict[str, str], check: Callable[[HTTPResponse], bool]
+) -> bool:
+    """Does a GET / on `address:port` get the answer `check` knows its own helper by? A port
+    that is open is not enough: another process (or the helper's predecessor) may hold it."""
     try:
-        conn = http.client.HTTPConnection(address, port, timeout=1)
-        conn.request("GET", "/", headers={"Metadata-Flavor": "Google"})
-        ok = conn.getresponse().getheader("Metadata-Flavor") == "Google"
+        conn = HTTPConnection(address, port, timeout=1)
+        conn.request("GET", "/", headers=headers)
+        ok = check(conn.getresponse())
         conn.close()
     except OSError:
         return False
     return ok
+
+
+def _flavored(reply: HTTPResponse) -> bool:
+    """The metadata server echoes the header every GCE metadata client sends."""
+    return reply.getheader("Metadata-Flavor") == "Google"
+
+
+def _activates(reply: HTTPResponse) -> bool:
+    """The activator's own refusal of a request without a revision: it is the activator that
+    listens there (it has no path of its own; every path is an app's)."""
+    return reply.status == 400 and reply.read().startswith(b"slipway: activator")
+
+
+def _ensure_http(
+    *,
+    name: str,
+    run_dir: Path,
+    logs_dir: Path,
+    address: str,
+    port: int,
+    args: list[str],
+    headers: dict[str, str],
+    check: Callable[[HTTPResponse], bool],
+    unavailable: str,
+) -> bool:
+    """`_ensure` for a helper that listens on HTTP at `address:port`; its subcommand is `name`."""
+    return _ensure(
+        name=name,
+        run_dir=run_dir,
+        logs_dir=logs_dir,
+        record=[address, str(port), *args],
+        argv=[name, "--bind", address, "--port", str(port), *args],
+        answers=lambda: _http_answers(address, port, headers, check),
+        tries=100,
+        unavailable=unavailable,
+        address=address,
+        port=port,
+    )
 
 
 def ensure_metadata(
@@ -146,34 +187,17 @@ def ensure_metadata(
 ) -> bool:
     """Make sure the metadata server (pipeline.app.metadataserver) answers on `address:port`;
     False if it cannot run. `args` are its command-line options; a change restarts it."""
-    return _ensure(
+    return _ensure_http(
         name="metadata",
         run_dir=run_dir,
         logs_dir=logs_dir,
-        record=[address, str(port), *args],
-        argv=["metadata", "--bind", address, "--port", str(port), *args],
-        answers=lambda: _flavored(address, port),
-        tries=100,
-        unavailable="the metadata server did not start; instances get no identity tokens",
         address=address,
         port=port,
+        args=args,
+        headers={"Metadata-Flavor": "Google"},
+        check=_flavored,
+        unavailable="the metadata server did not start; instances get no identity tokens",
     )
-
-
-def _activates(address: str, port: int) -> bool:
-    """The activator's own refusal of a request without a revision: it is the activator that
-    listens there (it has no path of its own; every path is an app's)."""
-    import http.client
-
-    try:
-        conn = http.client.HTTPConnection(address, port, timeout=1)
-        conn.request("GET", "/")
-        reply = conn.getresponse()
-        ok = reply.status == 400 and reply.read().startswith(b"slipway: activator")
-        conn.close()
-    except OSError:
-        return False
-    return ok
 
 
 def ensure_activator(
@@ -181,15 +205,14 @@ def ensure_activator(
 ) -> bool:
     """Make sure the activator (pipeline.app.activatorserver) answers on `address:port`;
     False if it cannot run. `args` are its other options; a change restarts it."""
-    return _ensure(
+    return _ensure_http(
         name="activator",
         run_dir=run_dir,
         logs_dir=logs_dir,
-        record=[address, str(port), *args],
-        argv=["activator", "--bind", address, "--port", str(port), *args],
-        answers=lambda: _activates(address, port),
-        tries=100,
-        unavailable="the activator did not start; revisions at zero get HAProxy's 503",
         address=address,
         port=port,
+        args=args,
+        headers={},
+        check=_activates,
+        unavailable="the activator did not start; revisions at zero get HAProxy's 503",
     )

@@ -12,7 +12,8 @@ BuildKit numbers what it does (`#5`) and prints each vertex's lines under that n
     #5 DONE 3.2s | #5 CACHED | #5 ERROR: … | #5 CANCELED   how it ended
 
 The log reads like the classic builder's, with the timings it never had: `Step deps 2/3 : RUN
-pip install …`, the output lines bare, then ` ---> Done in 3.2s` or ` ---> Using cache`. Steps of
+pip install …`, the output lines bare, then ` ---> Done in 3.2s` or ` ---> Using cache` (no
+` ---> Done in 0.0s`: under QUIET_S it says nothing the next header does not). Steps of
 parallel stages interleave, so whenever the lines switch to another vertex its header is repeated
 with "(continued)": every output line stays attributable. The step that failed, its output tail
 and the timings are kept for the error message and the summary.
@@ -25,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 TAIL_LINES = 20
+QUIET_S = 0.05  # BuildKit prints tenths: "DONE 0.0s" is all this drops
 CLIPPED = "[output clipped, log limit"
 CLIP_HINT = (
     "(the Docker Engine's BuildKit limits each step's log output; BUILDKIT_STEP_LOG_MAX_SIZE and "
@@ -103,6 +105,10 @@ class PlainProgress:
             return [vertex.name]
         if _DIGEST.match(text) or text in (vertex.name, _header_text(vertex)):
             return []  # the digest, or BuildKit repeating the header: ours comes when needed
+        done = _DONE.match(text)
+        if done and float(done.group(1)) < QUIET_S:
+            vertex.seconds = float(done.group(1))
+            return []  # before `_switch_to`: no "(continued)" header for a line not shown
         shown = self._switch_to(vertex)
         output = _OUTPUT.match(text)
         if output:

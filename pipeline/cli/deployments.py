@@ -169,11 +169,15 @@ def deploy(
     if archive is not None:
         out.print(f"-----> Uploading {source} ({len(archive) // 1024} KiB)", highlight=False)
     request = deploy_request(params=params, git=git, ref=ref, archive=archive, secrets=secrets)
-    done = follow_stream("POST", f"/v1/services/{name}/deployments", **request)
+    ready: dict[str, Any] = {}
+    done = follow_stream("POST", f"/v1/services/{name}/deployments",
+                         seen=lambda ev: ready.update(ev) if ev.get("event") == "ready" else None,
+                         **request)  # fmt: skip
     if done.get("event") != "done":
         raise fail("the deployment stream ended early: see `slipway services describe`")
-    urls = done.get("urls") or []
-    out.print(f"{done['revision']} ready  {'  '.join(urls)}", highlight=False)
+    if "urls" not in ready:  # a server from before the ready step listed them: say them here
+        urls = done.get("urls") or []
+        out.print(f"{done['revision']} ready  {'  '.join(urls)}", highlight=False)
 
 
 def deploy_params(

@@ -6,7 +6,7 @@ The command modules beside this one only decide what to ask and which fields to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
@@ -35,12 +35,24 @@ def call(method: str, path: str, **kwargs: Any) -> Any:
         raise fail(e.message) from e
 
 
-def follow_stream(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    """One streaming API request, its events printed as they arrive; the final event."""
+Event = dict[str, Any]
+
+
+def follow_stream(
+    method: str, path: str, *, seen: Callable[[Event], None] = lambda _ev: None, **kwargs: Any
+) -> Event:
+    """One streaming API request, its events printed as they arrive (each also to `seen`); the
+    final event."""
     try:
-        return follow(Client.from_env().stream(method, path, **kwargs))
+        return follow(_each(Client.from_env().stream(method, path, **kwargs), seen))
     except ClientError as e:
         raise fail(e.message) from e
+
+
+def _each(events: Iterator[Event], seen: Callable[[Event], None]) -> Iterator[Event]:
+    for ev in events:
+        seen(ev)
+        yield ev
 
 
 def follow(events: Iterator[dict[str, Any]]) -> dict[str, Any]:

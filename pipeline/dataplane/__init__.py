@@ -19,5 +19,6 @@
     wakeups      the activator asks the control plane for an instance, on a 0600 unix socket
     lonestarts   the activator alone while the control plane is down: use, thaw or start
     activator    where a request goes when its revision has no instance that can take it
+    activationcounts  what the activator logs of them: a line per wake-up, then counts
     resolver     the DNS resolver instances use: `<anything>.<domain>` is the internal listener
 """

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import anyio.to_thread
 import httpx
@@ -50,6 +50,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from structlog.typing import FilteringBoundLogger
 
 from pipeline.core.logs import get as get_log
+from pipeline.dataplane.activationcounts import ActivationCounts
 from pipeline.dataplane.render import REVISION_HEADER
 
 # Content-Length stays: the body is passed through byte for byte (raw, not re-encoded), and a
@@ -96,6 +97,10 @@ class Activation:
     timeout_s: float
     client: httpx.AsyncClient  # forwards plain requests to instances
     log: FilteringBoundLogger
+    # A line per wake-up and then counts, not a line per request (see activationcounts).
+    counts: ActivationCounts = field(
+        default_factory=lambda: ActivationCounts(get_log(component="activator"))
+    )
 
     async def instance(self, headers: Headers) -> str | Response:
         """The address of a ready instance of the request's revision, or the refusal to send:
@@ -124,16 +129,27 @@ def create_app(
         routes=[
             Route("/{path:path}", activate, methods=methods),
             WebSocketRoute("/{path:path}", activate_websocket),
-        ]
+        ],
+        lifespan=_counts_flushed,
     )
+    log = get_log(component="activator")
     app.state.activation = Activation(
         wake=wake,
         wait_for_instance=wait_for_instance,
         timeout_s=timeout_s,
         client=httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, read=None)),
-        log=get_log(component="activator"),
+        log=log,
+        counts=ActivationCounts(log),
     )
     return app
+
+
+@contextlib.asynccontextmanager
+async def _counts_flushed(app: Starlette) -> AsyncIterator[None]:
+    """Requests counted but not yet logged are logged when the activator stops."""
+    yield
+    activation: Activation = app.state.activation
+    activation.counts.flush()
 
 
 async def activate(request: Request) -> Response:
@@ -158,7 +174,7 @@ async def activate(request: Request) -> Response:
         activation.log.warning("activation_forward_failed", revision=revision, instance=address,
                                error=e.__class__.__name__)  # fmt: skip
         return PlainTextResponse(f"slipway: revision {revision}: {e.__class__.__name__}\n", 502)
-    activation.log.info("request_activated", revision=revision, instance=address)
+    activation.counts.activated(revision, address)
     response = StreamingResponse(
         upstream.aiter_raw(),
         status_code=upstream.status_code,

@@ -1,154 +1,48 @@
-"""HAProxyManager against a real HAProxy and real HTTP servers on loopback.
-
-Each test starts its own HAProxy (master-worker daemon) on a free 127.0.0.1 port with its run
-directory under pytest's tmp dir, and stops it in teardown. The instances are threaded
-`http.server`s that answer with their own name, so every assertion reads which instance served.
+"""HAProxyManager against a real HAProxy and real HTTP servers on loopback: routing, splits,
+and changes (runtime API, map edits, hitless reloads). What it refuses and how it recovers is in
+test_dataplane_haproxy_refusals.py; the shared HAProxy and instances are in haproxyplanes.py.
 """
 
 from __future__ import annotations
 
-import json
-import pickle
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 
-from pipeline.core.errors import Unavailable
-from pipeline.dataplane import process
-from pipeline.dataplane.model import Backend, DataPlane, Route, Server, Site, Split
+from pipeline.dataplane.model import Backend, DataPlane, Site
 from pipeline.dataplane.process import HAProxyManager
+from tests.integration.haproxyplanes import (
+    HELLO,
+    Instance,
+    outcome,
+    plane_one,
+    route,
+    srv,
+    until,
+    who,
+)
+from tests.integration.haproxyplanes import (  # fixtures, shared by import
+    client as client,
+)
+from tests.integration.haproxyplanes import (
+    instances as instances,
+)
+from tests.integration.haproxyplanes import (
+    manager as manager,
+)
+from tests.integration.haproxyplanes import (
+    site as site,
+)
 
 pytestmark = pytest.mark.integration
 
-HAPROXY = "/usr/sbin/haproxy"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like a real instance
-    wbufsize = -1  # headers and body in one write: no Nagle + delayed-ACK stall per request
-    server: _Instance
-
-    def do_GET(self) -> None:
-        query = parse_qs(urlparse(self.path).query)
-        if "sleep" in query:
-            time.sleep(float(query["sleep"][0]))
-        body = json.dumps(
-            {
-                "name": self.server.name,
-                "xff": self.headers.get("X-Forwarded-For"),
-                "xfp": self.headers.get("X-Forwarded-Proto"),
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Instance(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, name: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.name = name
-        self.port = self.server_address[1]
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # HAProxy resets idle keep-alive connections to instances when an old worker exits.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-@pytest.fixture(scope="module")
-def instances() -> Iterator[dict[str, _Instance]]:
-    servers = {name: _Instance(name) for name in ("a", "b", "c", "api")}
-    for srv in servers.values():
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield servers
-    for srv in servers.values():
-        srv.shutdown()
-        srv.server_close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def site(tmp_path_factory: pytest.TempPathFactory, instances: dict[str, _Instance]) -> Site:
-    # A short path: unix socket paths are limited to 108 bytes.
-    return Site(
-        bind=f"127.0.0.1:{_free_port()}",
-        domain="localhost",
-        api_server=f"127.0.0.1:{instances['api'].port}",
-        run_dir=tmp_path_factory.mktemp("hx"),
-    )
-
-
-@pytest.fixture
-def manager(site: Site) -> Iterator[HAProxyManager]:
-    mgr = HAProxyManager(site=site, binary=HAPROXY)
-    yield mgr
-    mgr.stop()
-
-
-@pytest.fixture
-def client(site: Site) -> Iterator[httpx.Client]:
-    # One connection at most: every request of a test rides the same keep-alive connection.
-    with httpx.Client(
-        base_url=f"http://{site.bind}", limits=httpx.Limits(max_connections=1), timeout=10
-    ) as c:
-        yield c
-
-
-def srv(instances: dict[str, _Instance], name: str, *, draining: bool = False) -> Server:
-    return Server(
-        name=f"i-{name}", address="127.0.0.1", port=instances[name].port, draining=draining
-    )
-
-
-def route(host: str, *splits: tuple[str, int]) -> Route:
-    return Route(host=host, splits=tuple(Split(backend=b, percent=p) for b, p in splits))
-
-
-def plane_one(instances: dict[str, _Instance], *names: str, draining: bool = False) -> DataPlane:
-    return DataPlane(
-        routes=(route("hello.localhost", ("rev-hello-00001", 100)),),
-        backends=(
-            Backend(
-                name="rev-hello-00001",
-                servers=tuple(srv(instances, n, draining=draining) for n in names),
-            ),
-        ),
-    )
-
-
-def who(c: httpx.Client, host: str, path: str = "/") -> str:
-    r = c.get(path, headers={"Host": host})
-    assert r.status_code == 200, r.text
-    return str(r.json()["name"])
-
 
 def test_routes_by_host_and_bare_domain(
-    manager: HAProxyManager, client: httpx.Client, instances: dict[str, _Instance], site: Site
+    manager: HAProxyManager, client: httpx.Client, instances: dict[str, Instance], site: Site
 ) -> None:
     assert manager.apply(plane_one(instances, "a")) == "started"
     port = site.bind.rsplit(":", 1)[1]
@@ -174,7 +68,7 @@ def test_routes_by_host_and_bare_domain(
 
 
 def test_split_is_per_request_on_one_connection(
-    manager: HAProxyManager, client: httpx.Client, instances: dict[str, _Instance]
+    manager: HAProxyManager, client: httpx.Client, instances: dict[str, Instance]
 ) -> None:
     plane = DataPlane(
         routes=(route("hello.localhost", ("rev-hello-00001", 90), ("rev-hello-00002", 10)),),
@@ -191,7 +85,7 @@ def test_split_is_per_request_on_one_connection(
 
 
 def test_servers_change_through_the_runtime_api(
-    manager: HAProxyManager, client: httpx.Client, instances: dict[str, _Instance]
+    manager: HAProxyManager, client: httpx.Client, instances: dict[str, Instance]
 ) -> None:
     manager.apply(plane_one(instances, "a"))
     pid = manager.worker_pid()
@@ -215,7 +109,7 @@ def test_servers_change_through_the_runtime_api(
         )
     )
     t.start()
-    _until(lambda: manager.server_sessions("rev-hello-00001").get("i-a") == 1)
+    until(lambda: manager.server_sessions("rev-hello-00001").get("i-a") == 1)
     draining = DataPlane(
         routes=pinned.routes,
         backends=(
@@ -245,7 +139,7 @@ def test_servers_change_through_the_runtime_api(
 
 
 def test_a_deploy_reloads_once_and_moves_traffic_at_runtime(
-    manager: HAProxyManager, client: httpx.Client, instances: dict[str, _Instance]
+    manager: HAProxyManager, client: httpx.Client, instances: dict[str, Instance]
 ) -> None:
     """A deploy: the new revision's backend appears (one reload), then the service's host and a
     tag move to it and the old tag goes: `set map` / `add map` / `del map`, the same worker."""
@@ -273,7 +167,7 @@ def test_a_deploy_reloads_once_and_moves_traffic_at_runtime(
 
 
 def test_reload_loses_no_request(
-    manager: HAProxyManager, instances: dict[str, _Instance], site: Site
+    manager: HAProxyManager, instances: dict[str, Instance], site: Site
 ) -> None:
     base = plane_one(instances, "a", "b")
     manager.apply(base)
@@ -283,18 +177,18 @@ def test_reload_loses_no_request(
     def keep_alive() -> None:
         with httpx.Client(base_url=f"http://{site.bind}", timeout=10) as c:
             while not stop.is_set():
-                results["keep-alive"][_outcome(lambda: c.get("/", headers=_HELLO))] += 1
+                results["keep-alive"][outcome(lambda: c.get("/", headers=HELLO))] += 1
 
     def new_connections() -> None:
         while not stop.is_set():
             results["new-connection"][
-                _outcome(lambda: httpx.get(f"http://{site.bind}/", headers=_HELLO, timeout=10))
+                outcome(lambda: httpx.get(f"http://{site.bind}/", headers=HELLO, timeout=10))
             ] += 1
 
     def in_flight() -> None:
         # Still running on the old worker when the reload happens.
         url = f"http://{site.bind}/?sleep=1"
-        results["in-flight"][_outcome(lambda: httpx.get(url, headers=_HELLO, timeout=10))] += 1
+        results["in-flight"][outcome(lambda: httpx.get(url, headers=HELLO, timeout=10))] += 1
 
     results["in-flight"] = Counter()
     threads = [
@@ -324,116 +218,3 @@ def test_reload_loses_no_request(
     for kind, outcomes in results.items():
         assert set(outcomes) == {"200"}, (kind, outcomes)
         assert outcomes["200"] > 10, (kind, outcomes)
-
-
-def test_backend_without_servers_answers_503(
-    manager: HAProxyManager, client: httpx.Client, instances: dict[str, _Instance]
-) -> None:
-    manager.apply(plane_one(instances))
-    r = client.get("/", headers=_HELLO)
-    assert r.status_code == 503
-    assert r.text == "slipway: revision hello-00001 has no ready instance\n"
-
-    manager.apply(plane_one(instances, "a", draining=True))
-    assert client.get("/", headers=_HELLO).status_code == 503
-
-
-def test_request_past_timeout_gets_504(
-    manager: HAProxyManager, client: httpx.Client, instances: dict[str, _Instance]
-) -> None:
-    plane = plane_one(instances, "a")
-    plane = replace(plane, backends=(replace(plane.backends[0], timeout_s=1),))
-    manager.apply(plane)
-    r = client.get("/?sleep=2", headers=_HELLO)
-    assert r.status_code == 504
-    assert r.text == "slipway: revision hello-00001 did not answer within its timeout of 1s\n"
-
-
-def test_no_free_instance_within_queue_timeout_gets_503(
-    manager: HAProxyManager, client: httpx.Client, instances: dict[str, _Instance], site: Site
-) -> None:
-    busy = replace(srv(instances, "a"), maxconn=1)
-    manager.apply(
-        replace(
-            plane_one(instances),
-            backends=(Backend(name="rev-hello-00001", servers=(busy,), queue_timeout_s=1),),
-        )
-    )
-    slow = threading.Thread(
-        target=lambda: httpx.get(f"http://{site.bind}/?sleep=2", headers=_HELLO, timeout=10)
-    )
-    slow.start()
-    _until(lambda: manager.server_sessions("rev-hello-00001").get("i-a") == 1)
-    r = client.get("/", headers=_HELLO)
-    slow.join()
-    assert r.status_code == 503
-    assert "no instance was free within 1s" in r.text
-
-
-def test_invalid_config_keeps_the_old_one_serving(
-    manager: HAProxyManager,
-    client: httpx.Client,
-    instances: dict[str, _Instance],
-    site: Site,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    plane = plane_one(instances, "a")
-    manager.apply(plane)
-    before = site.config_file.read_text()
-    pid = manager.worker_pid()
-
-    monkeypatch.setattr(process, "render", lambda plane, *, site: "frontend broken\n  bind\n")
-    changed = replace(plane, routes=(*plane.routes, route("x.localhost", ("rev-hello-00001", 100))))
-    with pytest.raises(Unavailable, match="HAProxy rejected the rendered configuration") as err:
-        manager.apply(changed)
-    assert "'bind' expects" in err.value.message
-    with pytest.raises(Unavailable, match="HAProxy rejected"):
-        manager.apply(plane_one(instances, "a", "b"))  # the runtime path checks the file too
-
-    assert site.config_file.read_text() == before
-    assert manager.worker_pid() == pid
-    assert who(client, "hello.localhost") == "a"
-
-
-def test_restarted_control_plane_adopts_running_haproxy(
-    manager: HAProxyManager, client: httpx.Client, instances: dict[str, _Instance], site: Site
-) -> None:
-    plane = plane_one(instances, "a")
-    # Started by a Python process that then exits: HAProxy is its own daemon and keeps serving.
-    script = (
-        "import pickle, sys; from pipeline.dataplane.process import HAProxyManager; "
-        "site, plane = pickle.loads(sys.stdin.buffer.read()); "
-        f"print(HAProxyManager(site=site, binary={HAPROXY!r}).apply(plane))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        input=pickle.dumps((site, plane)),
-        capture_output=True,
-        check=True,
-        cwd=Path(__file__).parents[2],
-    )
-    assert out.stdout.decode().strip() == "started"
-    assert who(client, "hello.localhost") == "a"
-
-    pid = manager.worker_pid()
-    assert manager.is_running()
-    assert manager.apply(plane) == "unchanged"
-    assert manager.apply(plane_one(instances, "a", "b")).startswith("runtime:")
-    assert manager.worker_pid() == pid
-
-
-_HELLO = {"Host": "hello.localhost"}
-
-
-def _outcome(send: Callable[[], httpx.Response]) -> str:
-    try:
-        return str(send().status_code)
-    except httpx.HTTPError as exc:
-        return type(exc).__name__
-
-
-def _until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)

@@ -29,7 +29,8 @@ def test_deploy_from_folder_serves_url(slipway: Slipway, tmp_path: Path) -> None
     result = slipway.cli("deploy", "hello", "--source", str(app))
 
     url = f"http://hello.localhost:{slipway.ingress_port}"
-    assert f"hello-00001 ready  {url}" in result.stdout
+    assert "-----> hello-00001 ready" in result.stdout
+    assert result.stdout.count(url) == 1 and f"{url}  (100%)" in result.stdout  # said once
     assert "Step 1/" in result.stdout  # build output reached the user
     resp = slipway.get("hello")
     assert resp.status_code == 200

@@ -116,7 +116,6 @@ executor failed running [/bin/sh -c pip install -r r.txt]: exit code: 1"""
 SHOWN = """\
 [internal] load build definition from Dockerfile
 transferring dockerfile: 120B done
- ---> Done in 0.0s
 Step deps 1/2 : FROM docker.io/slipway/busybox:1.35-bookworm
  ---> Using cache
 Step deps 2/2 : RUN --mount=type=cache,id=c,target=/c pip install -r r.txt
@@ -154,6 +153,17 @@ def test_a_single_stage_step_reads_like_the_classic_builder() -> None:
     assert shown == ["Step 1/2 : FROM docker.io/slipway/busybox:1.35-bookworm",
                      " ---> Done in 0.2s", "Step 2/2 : RUN echo hi", "hi", " ---> Done in 1.25s"]  # fmt: skip  # noqa: E501
     assert progress.failed is None
+
+
+def test_a_step_done_in_no_time_shows_no_done_line_and_no_continued_header() -> None:
+    """`DONE 0.0s` says nothing; `DONE 0.1s` does. The quiet one is still timed."""
+    progress = PlainProgress()
+    lines = ["#5 [1/3] FROM docker.io/slipway/busybox:1.35-bookworm", "#6 [2/3] RUN echo hi",
+             "#6 0.3 hi", "#5 DONE 0.0s", "#6 DONE 0.1s", "#7 [3/3] COPY . /app", "#7 DONE 0.0s"]  # fmt: skip  # noqa: E501
+    shown = [out for line in lines for out in progress.feed(line)]
+    assert shown == ["Step 1/3 : FROM docker.io/slipway/busybox:1.35-bookworm",
+                     "Step 2/3 : RUN echo hi", "hi", " ---> Done in 0.1s", "Step 3/3 : COPY . /app"]  # fmt: skip  # noqa: E501
+    assert [s.seconds for s in progress.steps()] == [0.0, 0.1, 0.0]
 
 
 def test_clipped_output_says_where_the_limit_is_set_once() -> None:

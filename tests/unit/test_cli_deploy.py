@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer.main
@@ -247,6 +248,33 @@ def test_deploy_prints_the_event_stream(recorder: Recorder) -> None:
         "-----> hello-00002 ready   1.2s",
         "hello-00002 ready  http://hello.x",
     ]
+
+
+@pytest.mark.parametrize(
+    ("ready", "last_lines"),
+    [
+        pytest.param({"urls": ["http://hello.x", "http://v2--hello.x"], "percent": 100},
+                     ["-----> hello-00002 ready   1.2s", "       http://hello.x  (100%)",
+                      "       http://v2--hello.x"], id="ready-lists-them-once"),
+        pytest.param({}, ["-----> hello-00002 ready   1.2s", "hello-00002 ready  http://hello.x"],
+                     id="older-server-said-at-the-end"),
+        pytest.param(None, ["-----> Revision hello-00002 created, waiting until ready",
+                            "hello-00002 ready  http://hello.x"], id="no-ready-step"),
+    ],
+)  # fmt: skip
+def test_deploy_prints_the_urls_once(
+    recorder: Recorder, ready: dict[str, Any] | None, last_lines: list[str]
+) -> None:
+    recorder.events = [
+        {"event": "revision", "revision": "hello-00002"},
+        *([] if ready is None else
+          [{"event": "ready", "revision": "hello-00002", "seconds": 1.2, **ready}]),
+        {**DONE, "urls": ["http://hello.x", "http://v2--hello.x"] if ready else ["http://hello.x"]},
+    ]  # fmt: skip
+    result = run("deploy", "hello", "--image", "r/x:1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-len(last_lines):] == last_lines
+    assert result.stdout.count("http://hello.x") == 1
 
 
 def test_deploy_error_event_prints_the_log_tail_and_fails(recorder: Recorder) -> None:
