@@ -24,8 +24,10 @@ Shape of the file, and why:
 - One backend per revision, `balance leastconn`: requests vary in duration and each instance has
   a concurrency limit (maxconn), so the least busy instance is the right pick; it is also one of
   the dynamic algorithms that `add server` on the runtime API requires.
-- Private services (`Route.private`): both frontends check the identity token and the invokers
-  map before any backend is picked; the rules come from `dataplane.jwt`.
+- Private services (`Route.private`): each revision backend of a private service checks the
+  identity token and the invokers map before anything else, whichever listener or host led
+  there; the rules come from `dataplane.jwt`. In the backend, not the frontends, so a public
+  service's request evaluates none of them.
 - Every backend carries its "no ready instance" 503 whether or not it has servers, so adding or
   removing servers never changes anything but `server` lines: that is what lets scaling go
   through the runtime API without a reload.
@@ -47,7 +49,6 @@ from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # 
 from pipeline.dataplane.model import (
     Backend,
     DataPlane,
-    JwtPolicy,
     Route,
     Server,
     Site,
@@ -148,26 +149,27 @@ def _body(plane: DataPlane, *, site: Site) -> str:
     backends = sorted(plane.backends, key=lambda b: b.name)
     longest = max([API_TIMEOUT_S, *(b.timeout_s for b in backends)])
     routes = sorted(plane.routes, key=lambda r: r.host)
+    guarded = jwt.guarded_backends(routes)
     sections = [
         _global(site, hard_stop_after_s=longest + HARD_STOP_MARGIN_S),
         _defaults(),
-        _frontend(routes, site=site, policy=plane.jwt),
-        *([_frontend(routes, site=site, tls=True, policy=plane.jwt)] if site.https_bind else []),
-        *(
-            [
-                _frontend(
-                    sorted(plane.routes, key=lambda r: r.host),
-                    site=site,
-                    internal=True,
-                    policy=plane.jwt,
-                )
-            ]
-            if site.internal_bind
-            else []
-        ),
+        _frontend(routes, site=site),
+        *([_frontend(routes, site=site, tls=True)] if site.https_bind else []),
+        *([_frontend(routes, site=site, internal=True)] if site.internal_bind else []),
         _api_backend(site),
         _no_route_backend(plane.unready),
-        *(_backend(b, activator=site.activator) for b in backends),
+        *(
+            _backend(
+                b,
+                activator=site.activator,
+                guard=(
+                    jwt.backend_lines(*guarded[b.name], site=site, policy=plane.jwt)
+                    if b.name in guarded
+                    else []
+                ),
+            )
+            for b in backends
+        ),
     ]
     return "\n".join(sections)
 
@@ -217,7 +219,6 @@ def _frontend(
     site: Site,
     internal: bool = False,
     tls: bool = False,
-    policy: JwtPolicy | None = None,
 ) -> str:
     """The public ingress (plain, or `tls` on the HTTPS port), or (internal=True) the listener
     instances reach on the bridge gateway: there every service answers, cluster-local ones too,
@@ -247,12 +248,8 @@ def _frontend(
         if site.internal_sources:
             only = f"tcp-request connection reject unless {{ src {site.internal_sources} }}"
             lines.insert(1, only)
-    # Host ACLs only where a rule names the host: split hosts, and private ones (`jwt`).
-    lines += [
-        f"acl host:{r.host} var(txn.host) -m str {r.host}"
-        for r in routes
-        if r.private or len(_splits(r)) > 1
-    ]
+    # Host ACLs only where a rule names the host: split hosts.
+    lines += [f"acl host:{r.host} var(txn.host) -m str {r.host}" for r in split]
     ranges: set[tuple[int, int]] = set()
     for route in split:
         start = 0
@@ -262,8 +259,6 @@ def _frontend(
             rules.append(f"use_backend {s.backend} if host:{route.host} pick:{start}-{end}")
             start = end + 1
     lines += [f"acl pick:{a}-{b} var(txn.pick) -m int {a}:{b}" for a, b in sorted(ranges)]
-    # Private services: token and invoker checks before any backend is picked (dataplane.jwt).
-    lines += jwt.frontend_lines(routes, site=site, policy=policy)
     lines += rules
     # Last: a host the map does not know names no backend, and HAProxy takes the default one.
     routes_map = site.internal_routes_map if internal else site.routes_map
@@ -317,7 +312,7 @@ ACTIVATOR_SERVER = "activator"
 REVISION_HEADER = "X-Slipway-Revision"
 
 
-def _backend(backend: Backend, *, activator: str = "") -> str:
+def _backend(backend: Backend, *, activator: str = "", guard: Sequence[str] = ()) -> str:
     revision = backend.name.removeprefix("rev-")
     lines = [
         "balance leastconn",
@@ -346,7 +341,9 @@ def _backend(backend: Backend, *, activator: str = "") -> str:
         # activator holds it, asks for an instance and forwards it once one is ready.
         lines.insert(0, f"http-request set-header {REVISION_HEADER} {revision}")
         lines.append(f"server {ACTIVATOR_SERVER} {activator} backup")
-    return _section(f"backend {backend.name}", *lines)
+    # A private revision's token check comes first: a refused request neither learns whether
+    # the revision is ready nor wakes it through the activator.
+    return _section(f"backend {backend.name}", *guard, *lines)
 
 
 def _check_lines(backend: Backend) -> list[str]:
