@@ -87,8 +87,12 @@ def slipway_plane(
     ]
     policy = None
     if private:
+        # Its own revision backend, as every service has: a private service's backend carries
+        # the token check (dataplane.jwt), so sharing one would put it in front of the others.
+        revs.append(names.backend_name(f"{PRIVATE}-00001"))
         host = names.service_host(PRIVATE, DOMAIN)
-        routes.append(Route(host=host, splits=whole, service=PRIVATE, private=True))
+        own = (Split(backend=revs[-1], percent=100),)
+        routes.append(Route(host=host, splits=own, service=PRIVATE, private=True))
         key = KeyStore(run_dir / "keys").ensure()
         policy = JwtPolicy(issuer=issuer(port), keys=((key.kid, key.public_path),))
     plane = DataPlane(
