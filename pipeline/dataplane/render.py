@@ -12,15 +12,18 @@ Shape of the file, and why:
 
 - One frontend: the Host header, lowercased and without its port, picks the route; the bare
   domain goes to Slipway's API, `/metrics` included (Slipway's metrics join HAProxy's counters
-  with services, tags and instances), and `/metrics/haproxy` to HAProxy's own Prometheus exporter;
-  a host nothing answers to gets a 404 naming the host.
+  with services, tags and instances), and `/metrics/haproxy` to HAProxy's own Prometheus exporter
+  (asked for in the API backend, so no other host's request checks for it); a host nothing
+  answers to gets a 404 naming the host.
 - A host served by one revision (most hosts: every service at 100%, every tag URL) is a line
-  of a map file (`route_maps`, host -> backend), looked up once per request by the last
-  `use_backend`, so moving a service to its new revision is a `set map` on the runtime API, not
-  a reload, and the lookup does not grow with the number of services as a chain of ACLs does.
+  of a map file (`route_maps`, host -> backend), looked up once per request into `txn.backend`,
+  so moving a service to its new revision is a `set map` on the runtime API, not a reload, and
+  the lookup does not grow with the number of services as a chain of ACLs does. The first
+  `use_backend` takes what the map found: such a request evaluates no other routing rule.
 - Traffic splits are drawn per request (`rand(100)` into a transaction variable, cumulative
   ranges), never per connection: one keep-alive client still sees the configured percentages.
-  Only a split host has rules of its own, and only a frontend with one draws the number.
+  Only a split host has rules of its own, and only a frontend with one draws the number, only
+  for a host the map did not know.
 - One backend per revision, `balance leastconn`: requests vary in duration and each instance has
   a concurrency limit (maxconn), so the least busy instance is the right pick; it is also one of
   the dynamic algorithms that `add server` on the runtime API requires.
@@ -227,22 +230,23 @@ def _frontend(
         routes = [r for r in routes if not r.internal_only]
     bind = tlsrender.bind(site) if tls else site.internal_bind if internal else site.bind
     split = [r for r in routes if len(_splits(r)) > 1]
+    routes_map = site.internal_routes_map if internal else site.routes_map
     lines = [
         f"bind {bind}",
         "option forwardfor",
         f"http-request set-header X-Forwarded-Proto {'https' if tls else 'http'}",
         "http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
-        # Drawn for every request, so a split holds per request even on one keep-alive connection.
-        *(["http-request set-var(txn.pick) rand(100)"] if split else []),
         *(tlsrender.plain_lines(site) if site.https_bind and not (tls or internal) else []),
+        # A host that the map does not know leaves the variable unset.
+        f"http-request set-var(txn.backend) var(txn.host),map({routes_map})",
+        "acl mapped var(txn.backend) -m found",
+        # Drawn for every request to a split host, so a split holds per request even on one
+        # keep-alive connection; a single-revision host draws nothing.
+        *(["http-request set-var(txn.pick) rand(100) unless mapped"] if split else []),
         f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
     ]
     lines += requestlogs.frontend_lines(site)  # a line per request for `slipway logs`
-    rules = [
-        f"http-request use-service prometheus-exporter if host:{site.domain} "
-        f"{{ path {HAPROXY_METRICS_PATH} }}",
-        f"use_backend {API_BACKEND} if host:{site.domain}",
-    ]
+    rules = [f"use_backend {API_BACKEND} if host:{site.domain}"]
     if internal:
         rules = []
         if site.internal_sources:
@@ -259,10 +263,11 @@ def _frontend(
             rules.append(f"use_backend {s.backend} if host:{route.host} pick:{start}-{end}")
             start = end + 1
     lines += [f"acl pick:{a}-{b} var(txn.pick) -m int {a}:{b}" for a, b in sorted(ranges)]
+    # First the map's answer, the common case: HAProxy stops at the first `use_backend` that
+    # applies. A dynamic name it cannot resolve would end the search at the default backend,
+    # hence the condition: an unmapped host goes on to the rules after it.
+    lines.append("use_backend %[var(txn.backend)] if mapped")
     lines += rules
-    # Last: a host the map does not know names no backend, and HAProxy takes the default one.
-    routes_map = site.internal_routes_map if internal else site.routes_map
-    lines.append(f"use_backend %[var(txn.host),map({routes_map})]")
     lines.append(f"default_backend {NO_ROUTE_BACKEND}")
     name = "internal" if internal else "https" if tls else "ingress"
     return _section(f"frontend {name}", *lines)
@@ -272,6 +277,7 @@ def _api_backend(site: Site) -> str:
     return _section(
         f"backend {API_BACKEND}",
         f"timeout server {API_TIMEOUT_S}s",
+        f"http-request use-service prometheus-exporter if {{ path {HAPROXY_METRICS_PATH} }}",
         f"server api {site.api_server}",
     )
 
