@@ -121,7 +121,6 @@ def token(ingress: SlipwayIngress) -> str:
 # What each ablation takes out of Slipway's rendered config, by the start of the line.
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "request log": ("log uxst@", "log-format ", "option dontlognull"),
-    "rand(100)": ("http-request set-var(txn.pick) rand(100)",),
     "forwarded headers": ("option forwardfor", "http-request set-header X-Forwarded-Proto"),
     # HAProxy keeps a copy of every request's buffer (16 KiB) in case it must be sent again.
     "L7 retries": ("retry-on ",),

@@ -20,10 +20,9 @@ Shape of the file, and why:
   so moving a service to its new revision is a `set map` on the runtime API, not a reload, and
   the lookup does not grow with the number of services as a chain of ACLs does. The first
   `use_backend` takes what the map found: such a request evaluates no other routing rule.
-- Traffic splits are drawn per request (`rand(100)` into a transaction variable, cumulative
-  ranges), never per connection: one keep-alive client still sees the configured percentages.
-  Only a split host has rules of its own, and only a frontend with one draws the number, only
-  for a host the map did not know.
+- Traffic splits are drawn per request, never per connection: one keep-alive client still sees
+  the configured percentages. Only a split host has rules of its own, and the number is drawn
+  inside them (`_split_rules`), so no other host's request draws one or evaluates a rule for it.
 - One backend per revision, `balance leastconn`: requests vary in duration and each instance has
   a concurrency limit (maxconn), so the least busy instance is the right pick; it is also one of
   the dynamic algorithms that `add server` on the runtime API requires.
@@ -240,9 +239,6 @@ def _frontend(
         # A host that the map does not know leaves the variable unset.
         f"http-request set-var(txn.backend) var(txn.host),map({routes_map})",
         "acl mapped var(txn.backend) -m found",
-        # Drawn for every request to a split host, so a split holds per request even on one
-        # keep-alive connection; a single-revision host draws nothing.
-        *(["http-request set-var(txn.pick) rand(100) unless mapped"] if split else []),
         f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
     ]
     lines += requestlogs.frontend_lines(site)  # a line per request for `slipway logs`
@@ -254,15 +250,8 @@ def _frontend(
             lines.insert(1, only)
     # Host ACLs only where a rule names the host: split hosts.
     lines += [f"acl host:{r.host} var(txn.host) -m str {r.host}" for r in split]
-    ranges: set[tuple[int, int]] = set()
     for route in split:
-        start = 0
-        for s in _splits(route):
-            end = start + s.percent - 1
-            ranges.add((start, end))
-            rules.append(f"use_backend {s.backend} if host:{route.host} pick:{start}-{end}")
-            start = end + 1
-    lines += [f"acl pick:{a}-{b} var(txn.pick) -m int {a}:{b}" for a, b in sorted(ranges)]
+        rules += _split_rules(route)
     # First the map's answer, the common case: HAProxy stops at the first `use_backend` that
     # applies. A dynamic name it cannot resolve would end the search at the default backend,
     # hence the condition: an unmapped host goes on to the rules after it.
@@ -271,6 +260,24 @@ def _frontend(
     lines.append(f"default_backend {NO_ROUTE_BACKEND}")
     name = "internal" if internal else "https" if tls else "ingress"
     return _section(f"frontend {name}", *lines)
+
+
+def _split_rules(route: Route) -> list[str]:
+    """One `use_backend` per revision of a split host, each drawing its own number: revision i
+    of percent p_i is taken with probability p_i / (what the earlier ones left), `rand(left)
+    lt p_i`, and the last takes the rest, which makes each revision's share exactly p_i / 100.
+    Drawn in the rules rather than into a variable for every request: a request to any other
+    host draws nothing, and one to this host draws at most one number per revision."""
+    splits = _splits(route)
+    rules = []
+    left = 100
+    for s in splits[:-1]:
+        rules.append(
+            f"use_backend {s.backend} if host:{route.host} {{ rand({left}) -m int lt {s.percent} }}"
+        )
+        left -= s.percent
+    rules.append(f"use_backend {splits[-1].backend} if host:{route.host}")
+    return rules
 
 
 def _api_backend(site: Site) -> str:
