@@ -87,8 +87,12 @@ def slipway_plane(
     ]
     policy = None
     if private:
+        # Its own revision backend, as every service has: a private service's backend carries
+        # the token check (dataplane.jwt), so sharing one would put it in front of the others.
+        revs.append(names.backend_name(f"{PRIVATE}-00001"))
         host = names.service_host(PRIVATE, DOMAIN)
-        routes.append(Route(host=host, splits=whole, service=PRIVATE, private=True))
+        own = (Split(backend=revs[-1], percent=100),)
+        routes.append(Route(host=host, splits=own, service=PRIVATE, private=True))
         key = KeyStore(run_dir / "keys").ensure()
         policy = JwtPolicy(issuer=issuer(port), keys=((key.kid, key.public_path),))
     plane = DataPlane(
@@ -117,7 +121,6 @@ def token(ingress: SlipwayIngress) -> str:
 # What each ablation takes out of Slipway's rendered config, by the start of the line.
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "request log": ("log uxst@", "log-format ", "option dontlognull"),
-    "rand(100)": ("http-request set-var(txn.pick) rand(100)",),
     "forwarded headers": ("option forwardfor", "http-request set-header X-Forwarded-Proto"),
     # HAProxy keeps a copy of every request's buffer (16 KiB) in case it must be sent again.
     "L7 retries": ("retry-on ",),

@@ -48,7 +48,6 @@ CASES = (
         name="Slipway ingress: private + token", launch=proxies.slipway(service=configs.PRIVATE)
     ),
     Counted(name="  without request log", launch=proxies.slipway(without=("request log",))),
-    Counted(name="  without rand(100)", launch=proxies.slipway(without=("rand(100)",))),
     Counted(name="  without private route (JWT)", launch=proxies.slipway(private=False)),
     Counted(
         name="  without forwarded headers",
@@ -56,7 +55,7 @@ CASES = (
     ),
     Counted(name="  without L7 retries", launch=proxies.slipway(without=("L7 retries",))),
     Counted(
-        name="  without all five",
+        name="  without all four",
         launch=proxies.slipway(without=tuple(configs.ABLATIONS), private=False),
     ),
     Counted(name="HAProxy, own config", launch=proxies.haproxy_own),

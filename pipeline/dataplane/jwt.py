@@ -1,10 +1,17 @@
 """The identity check of private services, as HAProxy rules: pure, like the rest of `render`.
 
-`frontend_lines` gives the lines a frontend needs so that a request for a private service's host
-(its URL or a tag URL) reaches a backend only with a valid identity token of one of its invokers;
-`render` puts them after the host ACLs of both listeners. `invokers_map` renders the map file
-those rules consult; the manager writes it and changes the running HAProxy with `add map` /
-`del map`, so granting or revoking an invoker never reloads.
+`backend_lines` gives the lines that lead each revision backend of a private service, so that a
+request reaches one of its instances (or the activator) only with a valid identity token of one
+of its invokers; `guarded_backends` says which backends those are and for which service.
+`invokers_map` renders the map file those rules consult; the manager writes it and changes the
+running HAProxy with `add map` / `del map`, so granting or revoking an invoker never reloads.
+
+Why in the backends and not the frontends: a revision backend belongs to one service, so the
+rules run only for requests that service takes, whichever listener (public, HTTPS, internal)
+or host (service URL, tag URL, split) led there, and a public service's request walks past none
+of them (in the frontend every request evaluated every one of these rules, about 4.7k
+instructions on a public request: docs/benchmarks.md). The service is a constant there, so no
+variable has to carry it from the host.
 
 What HAProxy checks, in order (no Python is called per request):
 
@@ -18,8 +25,8 @@ What HAProxy checks, in order (no Python is called per request):
    slash). Any failure: 401 with `WWW-Authenticate: Bearer`.
 4. The caller: `<service>/<sub>` is a key of the invokers map; else 403.
 
-HAProxy's `sub` converter and `strcmp` compare a variable with the sample, which is how the
-expiry and the audience's service are checked without Python.
+HAProxy's `sub` converter compares a claim with the time of the request, which is how the expiry
+is checked without Python.
 """
 
 from __future__ import annotations
@@ -32,68 +39,71 @@ ALGORITHM = "RS256"
 _CLAIMS = (("iss", "str"), ("aud", "str"), ("sub", "str"), ("exp", "int"), ("nbf", "int"))
 
 
-def frontend_lines(routes: Iterable[Route], *, site: Site, policy: JwtPolicy | None) -> list[str]:
-    """Rules for the private routes among `routes`; none when no route is private."""
-    private = sorted((r for r in routes if r.private), key=lambda r: r.host)
-    if not private:
-        return []
+def guarded_backends(routes: Iterable[Route]) -> dict[str, tuple[str, list[str]]]:
+    """backend -> (service, that service's private hosts) for every backend a private route
+    sends traffic to (a 0% split included: a tag may still reach it).
+
+    A backend is one revision of one service, so one service per backend is the rule; if two
+    services' private routes ever named the same backend, the first by name guards it, which
+    refuses the other's callers rather than letting anyone in (fail closed). Likewise a public
+    route to a guarded backend would need a token."""
     hosts: dict[str, list[str]] = {}
-    for route in private:
-        hosts.setdefault(route.service or route.host, []).append(route.host)
+    owner: dict[str, str] = {}
+    for route in sorted((r for r in routes if r.private), key=lambda r: r.host):
+        hosts.setdefault(route.service, []).append(route.host)
+        for split in route.splits:
+            owner[split.backend] = min(owner.get(split.backend, route.service), route.service)
+    return {backend: (svc, hosts[svc]) for backend, svc in sorted(owner.items())}
+
+
+def backend_lines(
+    service: str, hosts: Iterable[str], *, site: Site, policy: JwtPolicy | None
+) -> list[str]:
+    """The rules that lead a backend of private `service` reached by `hosts`."""
     port = int(site.bind.rsplit(":", 1)[1])
-    # One line per host, never one per service: HAProxy reads at most 64 words a line and
-    # rejects the whole file past that, so a private service with many tags would freeze the
-    # data plane for every service.
     lines = [
-        *(
-            f"http-request set-var(txn.svc) str({svc}) if host:{h}"
-            for svc, hs in sorted(hosts.items())
-            for h in sorted(hs)
-        ),
-        "acl private var(txn.svc) -m found",
-        "http-request set-var(txn.jwt) http_auth_bearer if private",
+        "http-request set-var(txn.jwt) http_auth_bearer",
         "http-request set-var(txn.jwt) http_auth_bearer(x-serverless-authorization) "
-        "if private { req.hdr(x-serverless-authorization) -m found }",
-        "http-request set-var(txn.now) date if private",
-        "http-request set-var(txn.alg) var(txn.jwt),jwt_header_query('$.alg') if private",
-        "http-request set-var(txn.kid) var(txn.jwt),jwt_header_query('$.kid') if private",
+        "if { req.hdr(x-serverless-authorization) -m found }",
+        "http-request set-var(txn.now) date",
+        "http-request set-var(txn.alg) var(txn.jwt),jwt_header_query('$.alg')",
+        "http-request set-var(txn.kid) var(txn.jwt),jwt_header_query('$.kid')",
     ]
     for kid, path in sorted((policy.keys if policy else ()), key=lambda k: k[0]):
         lines.append(
             f'http-request set-var(txn.sig) var(txn.jwt),jwt_verify("{ALGORITHM}","{path}") '
-            f"if private {{ var(txn.alg) -m str {ALGORITHM} }} {{ var(txn.kid) -m str {kid} }}"
+            f"if {{ var(txn.alg) -m str {ALGORITHM} }} {{ var(txn.kid) -m str {kid} }}"
         )
     https = site.https_port
     lines += [
         "acl jwt_signed var(txn.sig) -m int 1",
         *(
             f"http-request set-var(txn.{claim}) var(txn.jwt),jwt_payload_query('$.{claim}'"
-            f"{',int' if kind == 'int' else ''}) if private jwt_signed"
+            f"{',int' if kind == 'int' else ''}) if jwt_signed"
             for claim, kind in _CLAIMS
-        ),
-        *(
-            f"http-request set-var(txn.aud_svc) str({svc}) if private jwt_signed "
-            f"{{ var(txn.aud) -m str {' '.join(audiences([h], port=port, https=https))} }}"
-            for svc, hs in sorted(hosts.items())
-            for h in sorted(hs)
         ),
         f"acl jwt_iss var(txn.iss) -m str {_issuer(policy)}",
         "acl jwt_live var(txn.exp),sub(txn.now) -m int gt 0",
         "acl jwt_nbf var(txn.nbf) -m found",
         "acl jwt_started var(txn.nbf),sub(txn.now) -m int le 0",
-        "acl jwt_aud var(txn.aud_svc),strcmp(txn.svc) -m int eq 0",
-        "http-request set-var(txn.member) var(txn.svc),concat(/,txn.sub,) if private jwt_signed",
-        f"acl jwt_invoker var(txn.member),map({site.invokers_map}) -m str 1",
+        # One line per host, never one per service: HAProxy reads at most 64 words a line and
+        # rejects the whole file past that, so a private service with many tags would freeze
+        # the data plane for every service. Lines of one ACL name are ORed.
+        *(
+            f"acl jwt_aud var(txn.aud) -m str {' '.join(audiences([h], port=port, https=https))}"
+            for h in sorted(hosts)
+        ),
+        f"acl jwt_invoker str({map_key(service, '')}),concat(,txn.sub,),"
+        f"map({site.invokers_map}) -m str 1",
         "http-request return status 401 content-type text/plain "
         "hdr www-authenticate 'Bearer realm=\"slipway\"' lf-string "
-        "\"slipway: service '%[var(txn.svc)]' is private: send an identity token for its URL "
+        f"\"slipway: service '{service}' is private: send an identity token for its URL "
         '(Authorization: Bearer TOKEN; `slipway auth print-identity-token --audience URL`)\\n" '
-        "if private !jwt_signed || private !jwt_iss || private !jwt_live "
-        "|| private jwt_nbf !jwt_started || private !jwt_aud",
+        "if !jwt_signed || !jwt_iss || !jwt_live || jwt_nbf !jwt_started || !jwt_aud",
         "http-request return status 403 content-type text/plain lf-string "
-        "\"slipway: '%[var(txn.sub)]' may not invoke service '%[var(txn.svc)]': "
-        '`slipway services add-invoker %[var(txn.svc)] --member %[var(txn.sub)]` allows it\\n" '
-        "if private !jwt_invoker",
+        f"\"slipway: '%[var(txn.sub)]' may not invoke service '{service}': "
+        f'`slipway services add-invoker {service} --member %[var(txn.sub)]` allows it\\n" '
+        "if !jwt_invoker",
     ]
     return lines
 

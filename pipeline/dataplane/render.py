@@ -12,20 +12,24 @@ Shape of the file, and why:
 
 - One frontend: the Host header, lowercased and without its port, picks the route; the bare
   domain goes to Slipway's API, `/metrics` included (Slipway's metrics join HAProxy's counters
-  with services, tags and instances), and `/metrics/haproxy` to HAProxy's own Prometheus exporter;
-  a host nothing answers to gets a 404 naming the host.
+  with services, tags and instances), and `/metrics/haproxy` to HAProxy's own Prometheus exporter
+  (asked for in the API backend, so no other host's request checks for it); a host nothing
+  answers to gets a 404 naming the host.
 - A host served by one revision (most hosts: every service at 100%, every tag URL) is a line
-  of a map file (`route_maps`, host -> backend), looked up once per request by the last
-  `use_backend`, so moving a service to its new revision is a `set map` on the runtime API, not
-  a reload, and the lookup does not grow with the number of services as a chain of ACLs does.
-- Traffic splits are drawn per request (`rand(100)` into a transaction variable, cumulative
-  ranges), never per connection: one keep-alive client still sees the configured percentages.
-  Only a split host has rules of its own, and only a frontend with one draws the number.
+  of a map file (`route_maps`, host -> backend), looked up once per request into `txn.backend`,
+  so moving a service to its new revision is a `set map` on the runtime API, not a reload, and
+  the lookup does not grow with the number of services as a chain of ACLs does. The first
+  `use_backend` takes what the map found: such a request evaluates no other routing rule.
+- Traffic splits are drawn per request, never per connection: one keep-alive client still sees
+  the configured percentages. Only a split host has rules of its own, and the number is drawn
+  inside them (`_split_rules`), so no other host's request draws one or evaluates a rule for it.
 - One backend per revision, `balance leastconn`: requests vary in duration and each instance has
   a concurrency limit (maxconn), so the least busy instance is the right pick; it is also one of
   the dynamic algorithms that `add server` on the runtime API requires.
-- Private services (`Route.private`): both frontends check the identity token and the invokers
-  map before any backend is picked; the rules come from `dataplane.jwt`.
+- Private services (`Route.private`): each revision backend of a private service checks the
+  identity token and the invokers map before anything else, whichever listener or host led
+  there; the rules come from `dataplane.jwt`. In the backend, not the frontends, so a public
+  service's request evaluates none of them.
 - Every backend carries its "no ready instance" 503 whether or not it has servers, so adding or
   removing servers never changes anything but `server` lines: that is what lets scaling go
   through the runtime API without a reload.
@@ -47,7 +51,6 @@ from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # 
 from pipeline.dataplane.model import (
     Backend,
     DataPlane,
-    JwtPolicy,
     Route,
     Server,
     Site,
@@ -148,26 +151,27 @@ def _body(plane: DataPlane, *, site: Site) -> str:
     backends = sorted(plane.backends, key=lambda b: b.name)
     longest = max([API_TIMEOUT_S, *(b.timeout_s for b in backends)])
     routes = sorted(plane.routes, key=lambda r: r.host)
+    guarded = jwt.guarded_backends(routes)
     sections = [
         _global(site, hard_stop_after_s=longest + HARD_STOP_MARGIN_S),
         _defaults(),
-        _frontend(routes, site=site, policy=plane.jwt),
-        *([_frontend(routes, site=site, tls=True, policy=plane.jwt)] if site.https_bind else []),
-        *(
-            [
-                _frontend(
-                    sorted(plane.routes, key=lambda r: r.host),
-                    site=site,
-                    internal=True,
-                    policy=plane.jwt,
-                )
-            ]
-            if site.internal_bind
-            else []
-        ),
+        _frontend(routes, site=site),
+        *([_frontend(routes, site=site, tls=True)] if site.https_bind else []),
+        *([_frontend(routes, site=site, internal=True)] if site.internal_bind else []),
         _api_backend(site),
         _no_route_backend(plane.unready),
-        *(_backend(b, activator=site.activator) for b in backends),
+        *(
+            _backend(
+                b,
+                activator=site.activator,
+                guard=(
+                    jwt.backend_lines(*guarded[b.name], site=site, policy=plane.jwt)
+                    if b.name in guarded
+                    else []
+                ),
+            )
+            for b in backends
+        ),
     ]
     return "\n".join(sections)
 
@@ -217,7 +221,6 @@ def _frontend(
     site: Site,
     internal: bool = False,
     tls: bool = False,
-    policy: JwtPolicy | None = None,
 ) -> str:
     """The public ingress (plain, or `tls` on the HTTPS port), or (internal=True) the listener
     instances reach on the bridge gateway: there every service answers, cluster-local ones too,
@@ -226,57 +229,62 @@ def _frontend(
         routes = [r for r in routes if not r.internal_only]
     bind = tlsrender.bind(site) if tls else site.internal_bind if internal else site.bind
     split = [r for r in routes if len(_splits(r)) > 1]
+    routes_map = site.internal_routes_map if internal else site.routes_map
     lines = [
         f"bind {bind}",
         "option forwardfor",
         f"http-request set-header X-Forwarded-Proto {'https' if tls else 'http'}",
         "http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
-        # Drawn for every request, so a split holds per request even on one keep-alive connection.
-        *(["http-request set-var(txn.pick) rand(100)"] if split else []),
         *(tlsrender.plain_lines(site) if site.https_bind and not (tls or internal) else []),
+        # A host that the map does not know leaves the variable unset.
+        f"http-request set-var(txn.backend) var(txn.host),map({routes_map})",
+        "acl mapped var(txn.backend) -m found",
         f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
     ]
     lines += requestlogs.frontend_lines(site)  # a line per request for `slipway logs`
-    rules = [
-        f"http-request use-service prometheus-exporter if host:{site.domain} "
-        f"{{ path {HAPROXY_METRICS_PATH} }}",
-        f"use_backend {API_BACKEND} if host:{site.domain}",
-    ]
+    rules = [f"use_backend {API_BACKEND} if host:{site.domain}"]
     if internal:
         rules = []
         if site.internal_sources:
             only = f"tcp-request connection reject unless {{ src {site.internal_sources} }}"
             lines.insert(1, only)
-    # Host ACLs only where a rule names the host: split hosts, and private ones (`jwt`).
-    lines += [
-        f"acl host:{r.host} var(txn.host) -m str {r.host}"
-        for r in routes
-        if r.private or len(_splits(r)) > 1
-    ]
-    ranges: set[tuple[int, int]] = set()
+    # Host ACLs only where a rule names the host: split hosts.
+    lines += [f"acl host:{r.host} var(txn.host) -m str {r.host}" for r in split]
     for route in split:
-        start = 0
-        for s in _splits(route):
-            end = start + s.percent - 1
-            ranges.add((start, end))
-            rules.append(f"use_backend {s.backend} if host:{route.host} pick:{start}-{end}")
-            start = end + 1
-    lines += [f"acl pick:{a}-{b} var(txn.pick) -m int {a}:{b}" for a, b in sorted(ranges)]
-    # Private services: token and invoker checks before any backend is picked (dataplane.jwt).
-    lines += jwt.frontend_lines(routes, site=site, policy=policy)
+        rules += _split_rules(route)
+    # First the map's answer, the common case: HAProxy stops at the first `use_backend` that
+    # applies. A dynamic name it cannot resolve would end the search at the default backend,
+    # hence the condition: an unmapped host goes on to the rules after it.
+    lines.append("use_backend %[var(txn.backend)] if mapped")
     lines += rules
-    # Last: a host the map does not know names no backend, and HAProxy takes the default one.
-    routes_map = site.internal_routes_map if internal else site.routes_map
-    lines.append(f"use_backend %[var(txn.host),map({routes_map})]")
     lines.append(f"default_backend {NO_ROUTE_BACKEND}")
     name = "internal" if internal else "https" if tls else "ingress"
     return _section(f"frontend {name}", *lines)
+
+
+def _split_rules(route: Route) -> list[str]:
+    """One `use_backend` per revision of a split host, each drawing its own number: revision i
+    of percent p_i is taken with probability p_i / (what the earlier ones left), `rand(left)
+    lt p_i`, and the last takes the rest, which makes each revision's share exactly p_i / 100.
+    Drawn in the rules rather than into a variable for every request: a request to any other
+    host draws nothing, and one to this host draws at most one number per revision."""
+    splits = _splits(route)
+    rules = []
+    left = 100
+    for s in splits[:-1]:
+        rules.append(
+            f"use_backend {s.backend} if host:{route.host} {{ rand({left}) -m int lt {s.percent} }}"
+        )
+        left -= s.percent
+    rules.append(f"use_backend {splits[-1].backend} if host:{route.host}")
+    return rules
 
 
 def _api_backend(site: Site) -> str:
     return _section(
         f"backend {API_BACKEND}",
         f"timeout server {API_TIMEOUT_S}s",
+        f"http-request use-service prometheus-exporter if {{ path {HAPROXY_METRICS_PATH} }}",
         f"server api {site.api_server}",
     )
 
@@ -317,7 +325,7 @@ ACTIVATOR_SERVER = "activator"
 REVISION_HEADER = "X-Slipway-Revision"
 
 
-def _backend(backend: Backend, *, activator: str = "") -> str:
+def _backend(backend: Backend, *, activator: str = "", guard: Sequence[str] = ()) -> str:
     revision = backend.name.removeprefix("rev-")
     lines = [
         "balance leastconn",
@@ -346,7 +354,9 @@ def _backend(backend: Backend, *, activator: str = "") -> str:
         # activator holds it, asks for an instance and forwards it once one is ready.
         lines.insert(0, f"http-request set-header {REVISION_HEADER} {revision}")
         lines.append(f"server {ACTIVATOR_SERVER} {activator} backup")
-    return _section(f"backend {backend.name}", *lines)
+    # A private revision's token check comes first: a refused request neither learns whether
+    # the revision is ready nor wakes it through the activator.
+    return _section(f"backend {backend.name}", *guard, *lines)
 
 
 def _check_lines(backend: Backend) -> list[str]:

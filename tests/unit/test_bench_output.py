@@ -179,7 +179,7 @@ def test_slipways_config_gets_one_thread_and_keeps_every_costly_part(
         for prefix in prefixes:
             assert any(line.strip().startswith(prefix) for line in text.splitlines()), prefix
     assert "jwt_verify" in text
-    assert "pick:0-89" in text  # the 90/10 split
+    assert "{ rand(100) -m int lt 90 }" in text  # the 90/10 split
 
 
 @pytest.mark.parametrize("ablation", list(proxyconfigs.ABLATIONS))

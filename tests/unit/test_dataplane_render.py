@@ -7,10 +7,12 @@ Regenerate the golden files after an intended change with
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -222,9 +224,66 @@ def test_routes_maps_keep_cluster_local_hosts_off_the_public_listeners() -> None
     }
 
 
-def test_only_a_frontend_with_a_split_draws_a_random_number() -> None:
-    assert "rand(100)" in render(SPLIT, site=SITE)
-    assert "rand(100)" not in render(ONE, site=SITE)
+def test_only_a_split_hosts_rules_draw_a_random_number() -> None:
+    assert "rand(" not in render(ONE, site=SITE)
+    draws = [line for line in render(SPLIT, site=SITE).splitlines() if "rand(" in line]
+    assert draws and all(line.strip().startswith("use_backend ") for line in draws)
+    assert all("if host:hello.localhost " in line for line in draws)
+
+
+_DRAW = re.compile(r"use_backend (\S+) if host:(\S+)(?: \{ rand\((\d+)\) -m int lt (\d+) \})?$")
+
+
+def split_shares(text: str, host: str) -> dict[str, Fraction]:
+    """What each backend gets of `host`'s requests, read off the rendered rules: HAProxy takes
+    the first `use_backend` whose draw succeeds (`rand(n)` is uniform on 0..n-1)."""
+    shares: dict[str, Fraction] = {}
+    left = Fraction(1)  # the requests no earlier rule took
+    for line in text.split("frontend ingress\n")[1].split("\n\n")[0].splitlines():
+        m = _DRAW.fullmatch(line.strip())
+        if not m or m.group(2) != host:
+            continue
+        chance = Fraction(int(m.group(4)), int(m.group(3))) if m.group(3) else Fraction(1)
+        shares[m.group(1)] = shares.get(m.group(1), Fraction(0)) + left * chance
+        left -= left * chance
+    assert left == 0, "a request to the split host would fall through its rules"
+    return shares
+
+
+@pytest.mark.parametrize(
+    "percents",
+    [
+        pytest.param((90, 10), id="90-10"),
+        pytest.param((33, 33, 34), id="thirds"),
+        pytest.param((1, 98, 1), id="1-98-1"),
+        pytest.param((10, 20, 30, 40), id="four"),
+        pytest.param((50, 0, 50), id="zero-percent-revision-left-out"),
+    ],
+)
+def test_a_split_gives_each_revision_exactly_its_percent(percents: tuple[int, ...]) -> None:
+    backends = [f"rev-s-0000{i}" for i in range(1, len(percents) + 1)]
+    splits = tuple(Split(backend=b, percent=p) for b, p in zip(backends, percents, strict=True))
+    plane = DataPlane(
+        routes=(Route(host="s.localhost", splits=splits),),
+        backends=tuple(Backend(name=b) for b in backends),
+    )
+    shares = split_shares(render(plane, site=SITE), "s.localhost")
+    expected = {b: Fraction(p, 100) for b, p in zip(backends, percents, strict=True) if p}
+    assert shares == expected
+
+
+def test_a_single_revision_host_is_taken_by_the_first_routing_rule() -> None:
+    """A host of the routes map evaluates no split or bare-domain rule: the map's answer is the
+    first `use_backend`, and only the bare domain's backend asks for HAProxy's exporter."""
+    text = render(SPLIT, site=SITE)
+    frontend = text.split("frontend ingress\n")[1].split("\n\n")[0]
+    routing = [ln.strip() for ln in frontend.splitlines() if ln.strip().startswith("use_backend")]
+    assert routing[0] == "use_backend %[var(txn.backend)] if mapped"
+    lookups = [ln for ln in frontend.splitlines() if "map(" in ln]
+    assert len(lookups) == 1 and f"map({SITE.routes_map})" in lookups[0]
+    assert "prometheus-exporter" not in frontend
+    api = text.split("backend slipway-api\n")[1].split("\n\n")[0]
+    assert "use-service prometheus-exporter if { path /metrics/haproxy }" in api
 
 
 # A plane with one route that would break the config; `ONE`'s route must still render.

@@ -134,18 +134,39 @@ def test_a_private_service_with_many_tags_still_makes_a_valid_config(tmp_path: P
     assert max(len(line.split()) for line in config.read_text().splitlines()) < 64
 
 
-def test_both_listeners_check_tokens_and_public_configs_have_no_rules() -> None:
-    text = render(PRIVATE, site=SITE)
-    ingress, internal = text.split("frontend internal")
-    for section in (ingress, internal.split("backend ")[0]):
-        assert "http-request return status 401" in section
-        assert "jwt_verify" in section
+def _sections(text: str) -> dict[str, str]:
+    """`frontend ingress` / `backend rev-x` -> that section's text."""
+    return {part.split("\n", 1)[0]: part for part in text.split("\n\n")}
+
+
+def test_the_private_services_backends_check_tokens_and_nothing_else_does() -> None:
+    # Both listeners route to the same revision backends, so the rules there guard the service
+    # whichever listener or host a request came by; a public request never evaluates them.
+    sections = _sections(render(PRIVATE, site=SITE))
+    private = sections["backend rev-target-00001"]
+    assert private.splitlines()[1].strip().startswith("http-request set-var(txn.jwt)")
+    assert "http-request return status 401" in private and "jwt_verify" in private
+    assert "service 'target' is private" in private
+    others = [text for name, text in sections.items() if name != "backend rev-target-00001"]
+    assert {"frontend ingress", "frontend internal", "backend rev-pub-00001"} <= set(sections)
+    assert not [text for text in others if "jwt" in text or "txn.sub" in text]
     public = replace(PRIVATE, routes=tuple(replace(r, private=False) for r in PRIVATE.routes))
     assert "jwt" not in render(public, site=SITE)
 
 
+def test_every_backend_a_private_route_reaches_is_guarded_for_its_service() -> None:
+    splits = (Split(backend="rev-target-00001", percent=100),
+              Split(backend="rev-target-00002", percent=0))  # fmt: skip
+    split = Route(host="target.localhost", service="target", private=True, splits=splits)
+    guarded = jwt.guarded_backends([split, *PRIVATE.routes[1:]])
+    assert guarded == {
+        "rev-target-00001": ("target", ["target.localhost", "v1--target.localhost"]),
+        "rev-target-00002": ("target", ["target.localhost", "v1--target.localhost"]),
+    }
+
+
 def test_one_verify_rule_per_key_selected_by_kid() -> None:
-    lines = jwt.frontend_lines(PRIVATE.routes, site=SITE, policy=POLICY)
+    lines = jwt.backend_lines("target", ["target.localhost"], site=SITE, policy=POLICY)
     verify = [line for line in lines if "jwt_verify" in line]
     assert len(verify) == 2
     for (kid, path), line in zip(POLICY.keys, verify, strict=True):
@@ -153,7 +174,7 @@ def test_one_verify_rule_per_key_selected_by_kid() -> None:
 
 
 def test_without_keys_private_services_stay_closed() -> None:
-    lines = jwt.frontend_lines(PRIVATE.routes, site=SITE, policy=None)
+    lines = jwt.backend_lines("target", ["target.localhost"], site=SITE, policy=None)
     assert not any("jwt_verify" in line for line in lines)
     assert any(line.startswith("http-request return status 401") for line in lines)
 
@@ -201,5 +222,5 @@ def test_render_leaves_out_a_private_route_without_its_service() -> None:
 
     text = render(plane, site=SITE)
 
-    assert "host:target.localhost" not in text
+    assert "target.localhost" not in text and "jwt" not in text
     assert route_maps(plane, site=SITE)[SITE.routes_map] == {"pub.localhost": "rev-pub-00001"}
