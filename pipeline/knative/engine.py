@@ -83,6 +83,7 @@ class KnativeEngine:
         self._refuse_taken_revision(service.name, ksvc["spec"]["template"]["metadata"]["name"])
         for policy in policies:
             self._api.apply(_resource_of(policy), policy)
+        ksvc = render.keep_live_template(ksvc, self._api.get(KSERVICES, service.name))
         applied = self._api.apply(KSERVICES, ksvc)
         if not policies:
             self._delete_policies(service.name)  # no longer private
