@@ -123,9 +123,7 @@ def render_traffic(service: Service, revisions: Sequence[Revision]) -> list[dict
     return out
 
 
-def keep_live_template(
-    rendered: dict[str, Any], live: dict[str, Any] | None
-) -> dict[str, Any]:
+def keep_live_template(rendered: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
     """`rendered` with the cluster's own template when both name the same revision.
 
     Knative's defaulting webhook fills in the template on the apply that creates a revision

@@ -2,8 +2,10 @@
 condition read back from the Revision, translated by `knative.status`.
 
 Knative reports a pod stuck in an image pull only once the Deployment's progress deadline has
-passed (600 s by default), so these services set `serving.knative.dev/progress-deadline` on
-their template, as a user may."""
+passed (600 s by default), so that case sets `serving.knative.dev/progress-deadline` on its
+template, as a user may. The exiting app keeps Knative's default deadline: Slipway reads the
+revision's pods itself (Knative would report the exit code only at that deadline), so it fails
+with `ExitCode` well within the tier's SLIPWAY_READINESS_TIMEOUT, not as `ReadinessTimeout`."""
 
 from __future__ import annotations
 
@@ -26,7 +28,10 @@ from tests.knative.conftest import (
 DEADLINE = "45s"
 
 
-def _replace(slipway: KnativeSlipway, folder: Path, service: str, image: str) -> str:
+def _replace(
+    slipway: KnativeSlipway, folder: Path, service: str, image: str, *, deadline: str = ""
+) -> str:
+    annotations = {"serving.knative.dev/progress-deadline": deadline} if deadline else {}
     doc = folder / f"{service}.yaml"
     doc.write_text(
         yaml.safe_dump(
@@ -36,9 +41,7 @@ def _replace(slipway: KnativeSlipway, folder: Path, service: str, image: str) ->
                 "metadata": {"name": service},
                 "spec": {
                     "template": {
-                        "metadata": {
-                            "annotations": {"serving.knative.dev/progress-deadline": DEADLINE}
-                        },
+                        "metadata": {"annotations": annotations},
                         "spec": {"containers": [{"image": image}]},
                     }
                 },
@@ -105,7 +108,7 @@ def test_an_image_the_node_cannot_pull_fails_the_revision_with_image_not_found(
     image = _unpullable(
         docker_client, tmp_path / "app", f"{cluster.registry}/slipway-kt/{service}:1"
     )
-    out = _replace(slipway, tmp_path, service, image.ref)
+    out = _replace(slipway, tmp_path, service, image.ref, deadline=DEADLINE)
     row = _row(slipway, service)
     assert row["status"] == "Failed", row
     assert row["reason"] == "ImageNotFound", row
@@ -135,6 +138,13 @@ def test_an_app_that_exits_fails_the_revision_with_its_exit_code(
     assert row["status"] == "Failed", row
     assert row["reason"] == "ExitCode", row
     assert "exited with code 3" in row["message"], row
+    assert "exited with code 3: kt-exiting-app starts and gives up" in row["message"], row
     assert "exited with code 3" in out, out
-    conditions = _knative_ready(kube_reader, f"{service}-00001")
-    assert conditions["ContainerHealthy"]["reason"] == "ExitCode3", conditions
+    # What Slipway read: the pod's user container, which the kubelet saw exit with 3.
+    codes = [
+        (c.state.terminated or c.last_state.terminated).exit_code
+        for p in kube_reader.pods(f"{service}-00001")
+        for c in p.status.container_statuses or ()
+        if c.name == "user-container" and (c.state.terminated or c.last_state.terminated)
+    ]
+    assert 3 in codes, codes
