@@ -21,6 +21,7 @@ from tests.knative.conftest import (
     KnativeSlipway,
     Kube,
     PushedImage,
+    eventually,
     exiting_app,
     push,
 )
@@ -148,3 +149,50 @@ def test_an_app_that_exits_fails_the_revision_with_its_exit_code(
         if c.name == "user-container" and (c.state.terminated or c.last_state.terminated)
     ]
     assert 3 in codes, codes
+
+
+def test_a_revision_name_another_knative_service_holds_fails_with_name_taken(
+    slipway: KnativeSlipway,
+    docker_client: docker.DockerClient,
+    busybox: str,
+    kube_reader: Kube,
+    tmp_path: Path,
+    cluster: Any,
+) -> None:
+    """Knative lets a Service named `kt-x` bring the revision name `kt-x-taken-00001` (its
+    prefix rule), the very name Slipway gives the first revision of its service `kt-x-taken`.
+    Slipway refuses to apply over it, and the revision fails with NameTaken."""
+    other = f"kt{secrets.token_hex(2)}"
+    service = f"{other}-taken"
+    image = push(
+        docker_client,
+        exiting_app(tmp_path / "app", 0),
+        f"{cluster.registry}/slipway-kt/{service}:1",
+    )
+    kube_reader.custom.create_namespaced_custom_object(
+        "serving.knative.dev", "v1", kube_reader.namespace, "services",
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "metadata": {"name": other},
+            "spec": {"template": {
+                "metadata": {"name": f"{service}-00001",
+                             "annotations": {"autoscaling.knative.dev/initial-scale": "0"}},
+                "spec": {"containers": [{"image": image.pinned}]},
+            }},
+        },
+    )  # fmt: skip
+    eventually(
+        f"Knative creating revision {service}-00001 for {other}",
+        lambda: kube_reader.knative("revisions", f"{service}-00001"),
+    )
+    out = _replace(slipway, tmp_path, service, image.ref)
+    row = _row(slipway, service)
+    assert row["status"] == "Failed", row
+    assert row["reason"] == "NameTaken", row
+    assert f"Knative Service {other!r}" in row["message"], row
+    assert "NameTaken" in out, out
+    # Not overwritten: the revision is still the other Service's, and Slipway made no Service.
+    taken = kube_reader.knative("revisions", f"{service}-00001") or {}
+    assert taken["metadata"]["labels"]["serving.knative.dev/service"] == other
+    assert kube_reader.knative("services", service) is None
