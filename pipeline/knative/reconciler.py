@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from pipeline.core.errors import Conflict, SlipwayError
+from pipeline.core.errors import Conflict, InvalidSpec, SlipwayError
 from pipeline.core.logs import get as get_log
 from pipeline.core.records import Revision, Service
 from pipeline.engines.base import RevisionState, ServiceState
@@ -55,12 +55,15 @@ def revision_updates(
     now: float,
     readiness_timeout_s: float,
     refused: str = "",
+    refused_reason: str = "NameTaken",
     last_error: str = "",
     pods: Mapping[str, RevisionState] | None = None,
 ) -> list[Mark]:
     """How each Pending revision's row should change, given what Knative reports.
 
-    `refused`: why the apply was refused (a revision name taken), failing the newest revision.
+    `refused`: why the apply was refused for good, failing the newest revision with
+    `refused_reason`: `NameTaken` (a name something else holds) or `InvalidSpec` (the cluster's
+    admission, e.g. Knative's webhook, refused the spec: retrying cannot help).
     `last_error`: why the cluster could not be asked (said when a revision times out).
     `pods`: what the pods of revisions Knative has not settled show (`status.pods_state`): an
     exited app fails its revision at once; a waiting one explains a timeout.
@@ -71,7 +74,13 @@ def revision_updates(
     for rev in revisions:
         if rev.status != "Pending":
             continue
-        mark = _settled(rev, state, latest=latest.name if latest else "", refused=refused)
+        mark = _settled(
+            rev,
+            state,
+            latest=latest.name if latest else "",
+            refused=refused,
+            refused_reason=refused_reason,
+        )
         seen = pods.get(rev.name)
         if mark is None and seen is not None and seen.status == "Failed":
             mark = _failed(rev, seen.reason, seen.message)
@@ -93,12 +102,12 @@ def revision_updates(
 
 
 def _settled(
-    rev: Revision, state: ServiceState | None, *, latest: str, refused: str
+    rev: Revision, state: ServiceState | None, *, latest: str, refused: str, refused_reason: str
 ) -> Mark | None:
     """The outcome Knative's state settles for a Pending revision; None: not settled yet."""
     observed = state.revision(rev.name) if state is not None else None
     if refused and rev.name == latest:
-        return _failed(rev, "NameTaken", refused)
+        return _failed(rev, refused_reason, refused)
     if observed is not None:
         if observed.status == "Pending":
             return None
@@ -208,6 +217,7 @@ class KnativeReconciler:
         previous = self._states.get(svc.name)
         urls = previous.urls if previous is not None else []
         refused = last_error = ""
+        refused_reason = "NameTaken"
         state: ServiceState | None = None
         try:
             ksvc, policies = self._engine.manifests(service=svc, revisions=revisions, urls=urls)
@@ -219,6 +229,9 @@ class KnativeReconciler:
                 log.info("service_applied", template=ksvc["spec"]["template"]["metadata"]["name"])
         except Conflict as e:
             refused = e.message
+            log.warning("service_refused", error=e.message)
+        except InvalidSpec as e:
+            refused, refused_reason = e.message, "InvalidSpec"
             log.warning("service_refused", error=e.message)
         except SlipwayError as e:
             last_error = e.message
@@ -232,6 +245,7 @@ class KnativeReconciler:
             now=self._clock(),
             readiness_timeout_s=self._readiness_timeout_s,
             refused=refused,
+            refused_reason=refused_reason,
             last_error=last_error,
             pods=pods,
         ):

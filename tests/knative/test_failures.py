@@ -23,6 +23,7 @@ from tests.knative.conftest import (
     PushedImage,
     eventually,
     exiting_app,
+    httpd_app,
     push,
 )
 
@@ -195,4 +196,31 @@ def test_a_revision_name_another_knative_service_holds_fails_with_name_taken(
     # Not overwritten: the revision is still the other Service's, and Slipway made no Service.
     taken = kube_reader.knative("revisions", f"{service}-00001") or {}
     assert taken["metadata"]["labels"]["serving.knative.dev/service"] == other
+    assert kube_reader.knative("services", service) is None
+
+
+def test_a_spec_knatives_webhook_refuses_fails_with_invalid_spec(
+    slipway: KnativeSlipway,
+    docker_client: docker.DockerClient,
+    busybox: str,
+    kube_reader: Kube,
+    tmp_path: Path,
+    cluster: Any,
+) -> None:
+    """Slipway passes `serving.knative.dev/*` template annotations through unchecked; Knative's
+    validating webhook refuses a progress deadline that is not a duration. That answer is final:
+    the revision fails as InvalidSpec with the webhook's words, without waiting out the readiness
+    timeout, and nothing is created in the cluster."""
+    service = f"kt-refused-{secrets.token_hex(2)}"
+    image = push(
+        docker_client, httpd_app(tmp_path / "app", "refused\n"),
+        f"{cluster.registry}/slipway-kt/{service}:1",
+    )  # fmt: skip
+    out = _replace(slipway, tmp_path, service, image.ref, deadline="soon")
+    row = _row(slipway, service)
+    assert row["status"] == "Failed", row
+    assert row["reason"] == "InvalidSpec", row
+    assert "validation.webhook.serving.knative.dev" in row["message"], row
+    assert "progress-deadline" in row["message"], row
+    assert "InvalidSpec" in out, out
     assert kube_reader.knative("services", service) is None

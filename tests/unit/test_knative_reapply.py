@@ -73,3 +73,21 @@ def test_same_revision_name_sends_the_live_template_with_the_new_traffic() -> No
 def test_a_new_revision_name_sends_the_rendered_template(live: dict[str, Any] | None) -> None:
     rendered = _ksvc("hello-00002", defaulted=False, traffic=SPLIT)
     assert keep_live_template(rendered, live) == rendered
+
+
+def test_a_spec_the_webhook_refuses_fails_the_newest_revision_at_once() -> None:
+    """Knative's validating webhook answers 400 for good (tests/knative/test_failures.py: a
+    progress deadline that is not a duration): the revision fails as InvalidSpec with the
+    webhook's words, instead of waiting out the readiness timeout as "could not be asked"."""
+    from pipeline.knative.reconciler import Mark, revision_updates
+    from tests.unit.factories import revision
+
+    rows = [revision("hello", 1, "Ready"), revision("hello", 2, "Pending")]
+    why = "the cluster refused services.serving.knative.dev 'hello': admission webhook denied"
+    marks = revision_updates(
+        rows, None, now=rows[1].created_at.timestamp() + 1, readiness_timeout_s=60.0,
+        refused=why, refused_reason="InvalidSpec",
+    )  # fmt: skip
+    assert marks == [
+        Mark(revision="hello-00002", status="Failed", reason="InvalidSpec", message=why)
+    ]
