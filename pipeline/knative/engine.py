@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.core import names
 from pipeline.core.annotations import (
+    KNATIVE_REVISION_LABEL,
     KNATIVE_SERVICE_LABEL,
     MANAGED_BY_LABEL,
     MANAGER,
@@ -21,7 +22,7 @@ from pipeline.core.annotations import (
 )
 from pipeline.core.errors import Conflict
 from pipeline.core.records import Revision, Service
-from pipeline.engines.base import Instance, ServiceState
+from pipeline.engines.base import Instance, RevisionState, ServiceState
 from pipeline.knative import istio, render, status
 from pipeline.knative.apply import (
     AUTHORIZATION_POLICIES,
@@ -83,6 +84,7 @@ class KnativeEngine:
         self._refuse_taken_revision(service.name, ksvc["spec"]["template"]["metadata"]["name"])
         for policy in policies:
             self._api.apply(_resource_of(policy), policy)
+        ksvc = render.keep_live_template(ksvc, self._api.get(KSERVICES, service.name))
         applied = self._api.apply(KSERVICES, ksvc)
         if not policies:
             self._delete_policies(service.name)  # no longer private
@@ -101,6 +103,11 @@ class KnativeEngine:
         if obj is None:
             return None
         return status.service_state(obj, self._revisions(name))
+
+    def pods_state(self, revision: str) -> RevisionState | None:
+        """What the revision's pods show before Knative reports it (`status.pods_state`)."""
+        pods = self._api.list_pods(selector=f"{KNATIVE_REVISION_LABEL}={revision}")
+        return status.pods_state(revision, pods)
 
     def list_services(self) -> list[str]:
         selector = f"{MANAGED_BY_LABEL}={MANAGER},{PLATFORM_LABEL}={self._api.platform}"

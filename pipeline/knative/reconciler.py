@@ -14,13 +14,13 @@ make out.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from pipeline.core.errors import Conflict, SlipwayError
+from pipeline.core.errors import Conflict, InvalidSpec, SlipwayError
 from pipeline.core.logs import get as get_log
 from pipeline.core.records import Revision, Service
-from pipeline.engines.base import ServiceState
+from pipeline.engines.base import RevisionState, ServiceState
 from pipeline.knative import render
 from pipeline.knative.domainmappings import DomainMappingSync
 from pipeline.knative.status import slipway_reason
@@ -41,6 +41,8 @@ class KnativeServices(Protocol):
 
     def service_state(self, name: str) -> ServiceState | None: ...
 
+    def pods_state(self, revision: str) -> RevisionState | None: ...
+
     def list_services(self) -> list[str]: ...
 
     def delete_service(self, name: str) -> None: ...
@@ -53,19 +55,35 @@ def revision_updates(
     now: float,
     readiness_timeout_s: float,
     refused: str = "",
+    refused_reason: str = "NameTaken",
     last_error: str = "",
+    pods: Mapping[str, RevisionState] | None = None,
 ) -> list[Mark]:
     """How each Pending revision's row should change, given what Knative reports.
 
-    `refused`: why the apply was refused (a revision name taken), failing the newest revision.
+    `refused`: why the apply was refused for good, failing the newest revision with
+    `refused_reason`: `NameTaken` (a name something else holds) or `InvalidSpec` (the cluster's
+    admission, e.g. Knative's webhook, refused the spec: retrying cannot help).
     `last_error`: why the cluster could not be asked (said when a revision times out).
+    `pods`: what the pods of revisions Knative has not settled show (`status.pods_state`): an
+    exited app fails its revision at once; a waiting one explains a timeout.
     """
+    pods = pods or {}
     latest = render.newest(revisions)
     marks: list[Mark] = []
     for rev in revisions:
         if rev.status != "Pending":
             continue
-        mark = _settled(rev, state, latest=latest.name if latest else "", refused=refused)
+        mark = _settled(
+            rev,
+            state,
+            latest=latest.name if latest else "",
+            refused=refused,
+            refused_reason=refused_reason,
+        )
+        seen = pods.get(rev.name)
+        if mark is None and seen is not None and seen.status == "Failed":
+            mark = _failed(rev, seen.reason, seen.message)
         if mark is None and now - rev.created_at.timestamp() > readiness_timeout_s:
             why = (
                 f"the cluster could not be asked: {last_error}"
@@ -74,19 +92,22 @@ def revision_updates(
                 f"`kubectl describe revision {rev.name}` shows why"
             )
             message = f"Knative did not report {rev.name} ready within {readiness_timeout_s:.0f}s"
-            mark = _failed(rev, "ReadinessTimeout", f"{message}: {why}")
+            if seen is not None and seen.reason:
+                mark = _failed(rev, seen.reason, f"{message}: {seen.message}")
+            else:
+                mark = _failed(rev, "ReadinessTimeout", f"{message}: {why}")
         if mark is not None:
             marks.append(mark)
     return marks
 
 
 def _settled(
-    rev: Revision, state: ServiceState | None, *, latest: str, refused: str
+    rev: Revision, state: ServiceState | None, *, latest: str, refused: str, refused_reason: str
 ) -> Mark | None:
     """The outcome Knative's state settles for a Pending revision; None: not settled yet."""
     observed = state.revision(rev.name) if state is not None else None
     if refused and rev.name == latest:
-        return _failed(rev, "NameTaken", refused)
+        return _failed(rev, refused_reason, refused)
     if observed is not None:
         if observed.status == "Pending":
             return None
@@ -196,6 +217,7 @@ class KnativeReconciler:
         previous = self._states.get(svc.name)
         urls = previous.urls if previous is not None else []
         refused = last_error = ""
+        refused_reason = "NameTaken"
         state: ServiceState | None = None
         try:
             ksvc, policies = self._engine.manifests(service=svc, revisions=revisions, urls=urls)
@@ -208,18 +230,24 @@ class KnativeReconciler:
         except Conflict as e:
             refused = e.message
             log.warning("service_refused", error=e.message)
+        except InvalidSpec as e:
+            refused, refused_reason = e.message, "InvalidSpec"
+            log.warning("service_refused", error=e.message)
         except SlipwayError as e:
             last_error = e.message
             log.warning("service_not_applied", error=e.message)
         if state is not None:
             self._states[svc.name] = state
+        pods = self._pods(revisions, state) if not (refused or last_error) else {}
         for mark in revision_updates(
             revisions,
             state,
             now=self._clock(),
             readiness_timeout_s=self._readiness_timeout_s,
             refused=refused,
+            refused_reason=refused_reason,
             last_error=last_error,
+            pods=pods,
         ):
             try:
                 self._store.mark_revision(
@@ -230,3 +258,21 @@ class KnativeReconciler:
             log.info(
                 "revision_marked", revision=mark.revision, status=mark.status, reason=mark.reason
             )
+
+    def _pods(
+        self, revisions: Sequence[Revision], state: ServiceState | None
+    ) -> dict[str, RevisionState]:
+        """Pod states of the revisions Slipway waits on and Knative reports as still pending."""
+        out: dict[str, RevisionState] = {}
+        for rev in revisions:
+            observed = state.revision(rev.name) if state is not None else None
+            if rev.status != "Pending" or observed is None or observed.status != "Pending":
+                continue
+            try:
+                seen = self._engine.pods_state(rev.name)
+            except SlipwayError as e:  # Knative's condition still settles it
+                self._log.warning("pods_not_read", revision=rev.name, error=e.message)
+                continue
+            if seen is not None:
+                out[rev.name] = seen
+        return out

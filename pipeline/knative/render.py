@@ -123,6 +123,26 @@ def render_traffic(service: Service, revisions: Sequence[Revision]) -> list[dict
     return out
 
 
+def keep_live_template(rendered: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
+    """`rendered` with the cluster's own template when both name the same revision.
+
+    Knative's defaulting webhook fills in the template on the apply that creates a revision
+    (`containers[0].name: user-container`, a TCP `readinessProbe`, ...), and server-side apply
+    records those fields as set by Slipway's field manager. When the template name is unchanged
+    (a traffic or tag edit), the webhook skips defaulting ("BYO RevisionName"), so applying the
+    rendered template again would drop the defaulted fields, and the validating webhook refuses
+    any template change under an unchanged name ("Saw the following changes without a name
+    change"). A revision's template never changes under its name, so the live one is sent back.
+    """
+    live_template: dict[str, Any] = ((live or {}).get("spec") or {}).get("template") or {}
+    live_name = (live_template.get("metadata") or {}).get("name")
+    if not live_name or live_name != rendered["spec"]["template"]["metadata"]["name"]:
+        return rendered
+    out = copy.deepcopy(rendered)
+    out["spec"]["template"] = copy.deepcopy(live_template)
+    return out
+
+
 def manifest_hash(*manifests: dict[str, Any] | None) -> str:
     """What the reconciler compares to skip an apply that would change nothing."""
     canonical = json.dumps(manifests, sort_keys=True, separators=(",", ":"))

@@ -41,6 +41,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "Unschedulable": ("Unschedulable", "no node can run the pod: lower the resource requests"),
 }
 _EXIT_CODE = re.compile(r"^ExitCode(-?\d+)$")
+QUEUE_CONTAINER = "queue-proxy"  # Knative's sidecar in every revision pod
+# A container's waiting reasons that explain why a revision is not ready yet.
+WAITING_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff")
 
 
 def condition(conditions: Iterable[Condition] | None, kind: str = "Ready") -> Condition | None:
@@ -81,6 +84,38 @@ def revision_state(obj: dict[str, Any]) -> RevisionState:
         str(cause.get("reason") or ""), str(cause.get("message") or "")
     )
     return RevisionState(name=name, status="Failed", reason=reason, message=message)
+
+
+def pods_state(name: str, pods: Iterable[dict[str, Any]]) -> RevisionState | None:
+    """What a revision's pods show before Knative's condition does, or None.
+
+    Knative looks at the pods only when it reconciles the revision, which a crash-looping pod
+    does not trigger (the Deployment's status does not change): on the real cluster an app that
+    exits got its `ExitCode<N>` condition only at the Deployment's progress deadline (600 s by
+    default). A user container that has exited is final here, as it is for Knative (`Failed`,
+    with the log tail Knative makes the termination message). A container waiting on its image
+    stays `Pending` with the reason: image pulls are retried, so it only explains a timeout.
+    """
+    waiting: RevisionState | None = None
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue  # a pod going away exits because it was told to
+        for container in (pod.get("status") or {}).get("containerStatuses") or ():
+            if container.get("name") == QUEUE_CONTAINER:
+                continue
+            terminated = (container.get("state") or {}).get("terminated") or (
+                container.get("lastState") or {}
+            ).get("terminated")
+            if terminated:
+                message = str(terminated.get("message") or terminated.get("reason") or "")
+                code = int(terminated.get("exitCode") or 0)
+                reason, text = slipway_reason(f"ExitCode{code}", message.strip())
+                return RevisionState(name=name, status="Failed", reason=reason, message=text)
+            why = (container.get("state") or {}).get("waiting") or {}
+            if waiting is None and why.get("reason") in WAITING_REASONS:
+                reason, text = slipway_reason(str(why["reason"]), str(why.get("message") or ""))
+                waiting = RevisionState(name=name, status="Pending", reason=reason, message=text)
+    return waiting
 
 
 def service_state(obj: dict[str, Any], revisions: Iterable[dict[str, Any]] = ()) -> ServiceState:
