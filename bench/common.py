@@ -222,10 +222,37 @@ def delete_service(name: str) -> None:
     )  # fmt: skip
 
 
-def require(*tools: str) -> None:
+# The Debian package of each command a bench needs, where the names differ.
+PACKAGES = {"nginx": "nginx-light", "perf": "linux-perf", "taskset": "util-linux"}
+
+
+def missing_packages(tools: Iterable[str], which: Any = shutil.which) -> list[str]:
+    """The Debian packages to install for the `tools` not on PATH (each package once)."""
+    wanted: list[str] = []
     for tool in tools:
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} is not installed: apt-get install {tool}")
+        package = PACKAGES.get(tool, tool)
+        if not which(tool) and package not in wanted:
+            wanted.append(package)
+    return wanted
+
+
+def require(*tools: str) -> None:
+    """Install the missing commands from Debian's archive when run as root, as ./scripts/up does
+    for the platform (the benches' own tools, such as nginx for the peers, are in no script);
+    otherwise stop with the apt-get line to run."""
+    packages = missing_packages(tools)
+    if not packages:
+        return
+    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    if os.geteuid() != 0:
+        raise SystemExit(f"not installed: {', '.join(packages)}; run: sudo {' '.join(command)}")
+    print(f"installing {', '.join(packages)} (apt-get)", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+    still = missing_packages(tools)
+    if still:
+        raise SystemExit(f"installed, yet not on PATH: {', '.join(still)}")
 
 
 # output -------------------------------------------------------------------------------------------
@@ -299,14 +326,17 @@ def throwaway_slipway(*, extra_env: dict[str, str] | None = None) -> Iterator[An
     """A registry and a control plane of their own on free ports, under a data dir in /tmp, as
     the integration tests start them (tests.integration.conftest, imported, not copied); every
     container, network and process they made is removed on the way out. Yields the tests'
-    `Slipway` (its `cli`, `get`, `api_get`, `proc`, `data_dir`, `env`)."""
+    `Slipway` (its `cli`, `get`, `api_get`, `proc`, `data_dir`, `env`). Every process the run
+    started is gone afterwards (`bench.reaping`): SystemExit names any that is not."""
     import docker
 
+    from bench import reaping  # it imports this module
     from tests.integration import conftest
 
     client = docker.from_env(timeout=120)
     root = Path(tempfile.mkdtemp(prefix="slipway-bench-"))
     dirs = _TempDirs(root)
+    started: set[reaping.Proc] = set()
     try:
         conftest.baseimages.ensure_base_images(client, references=[conftest.BUSYBOX])
         registry = conftest.Registry(dirs.mktemp("registry"))
@@ -318,9 +348,16 @@ def throwaway_slipway(*, extra_env: dict[str, str] | None = None) -> Iterator[An
                 registry.address,
                 extra_env=extra_env,
             ) as sw:
-                yield sw
+                try:
+                    yield sw
+                finally:  # the shutdown comes next: all of them, as they were before it
+                    started = reaping.started_under(root)
         finally:
             registry.stop()
     finally:
         client.close()
+        # And what was started since (the control plane restarting HAProxy as it stopped).
+        left = reaping.reap(started | reaping.started_under(root))
         shutil.rmtree(root, ignore_errors=True)
+    if left:
+        raise SystemExit(f"still running after the bench's teardown: {left}")

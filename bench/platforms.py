@@ -2,28 +2,24 @@
 control plane of `bench.common.throwaway_slipway`, two busybox httpd images (bodies `v1`, `v2`)
 pushed to its registry, Service documents, and waits for what HAProxy serves.
 
-Its teardown leaves nothing running: HAProxy and the daemons run in sessions of their own (they
-outlive the control plane by design), so after the usual shutdown every process group the run
-started is signalled whole, SIGKILLed after a timeout, and HAProxy under the run's temp dir is
-checked gone (an HAProxy left behind once kept spinning at 41% CPU).
+Its teardown leaves nothing running: `throwaway_slipway` reaps every process the run started
+(`bench.reaping`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import docker
 import httpx
 import yaml
 
-from bench.common import throwaway_slipway, with_descendants
+from bench.common import throwaway_slipway
 from pipeline.cli.client import Client
 from pipeline.core import names
 
@@ -166,107 +162,13 @@ def platform_up(
     """A throwaway platform with both images pushed; the local image tags removed afterwards,
     and every process the run started gone (SystemExit naming any that is not)."""
     env = {"SLIPWAY_READINESS_TIMEOUT": "60", "SLIPWAY_GRACE_PERIOD": "2", **(extra_env or {})}
-    started: set[Proc] = set()
-    root: Path | None = None
-    try:
-        with throwaway_slipway(extra_env=env) as sw:
-            root = sw.data_dir.parent  # the run's temp dir: registry and data dir are in it
-            try:
-                refs = images(sw, sw.data_dir, repo=repo)
-                try:
-                    yield Platform(sw, refs)
-                finally:  # the local tags this run made (each run's registry has a new port)
-                    client = docker.from_env()
-                    for ref in refs:
-                        with suppress(docker.errors.APIError):  # still used, or already gone
-                            client.images.remove(ref)
-                    client.close()
-            finally:  # the shutdown comes next: all of them, as they were before it
-                started = started_under(root)
-    finally:
-        # And what was started since (the control plane restarting HAProxy as it stopped).
-        left = reap(started | started_under(root)) if root is not None else []
-    if left:
-        raise SystemExit(f"still running after the bench's teardown: {left}")
-
-
-class Proc(NamedTuple):
-    """A process as first seen: its start time tells it from a later one given the same pid."""
-
-    pid: int
-    start: int
-
-
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, process group, start time) from /proc now; None once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
-    return fields[0], int(fields[2]), int(fields[19])  # fields 3, 5 and 22 of the line
-
-
-def _names(pid: int, root: Path) -> bool:
-    """Does the command line or the environment (as it was at exec) name a path under `root`?"""
-    needle = f"{root}/".encode()
-    try:
-        return any(needle in Path(f"/proc/{pid}/{part}").read_bytes()
-                   for part in ("cmdline", "environ"))  # fmt: skip
-    except OSError:
-        return False  # gone, or not ours to read
-
-
-def started_under(root: Path) -> set[Proc]:
-    """The processes of a run whose files are under `root`, and their descendants: the control
-    plane and what it starts carry SLIPWAY_DATA_DIR there (HAProxy, the daemons: the resolver's
-    command line names no path), the registry's command line names its config there."""
-    pids = {int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()}
-    procs = set()
-    for pid in with_descendants({pid for pid in pids if _names(pid, root)}) - {os.getpid()}:
-        stat = _stat(pid)
-        if stat is not None:
-            procs.add(Proc(pid, stat[2]))
-    return procs
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
-
-
-def _alive(proc: Proc) -> bool:
-    stat = _stat(proc.pid)
-    return stat is not None and stat[0] != "Z" and stat[2] == proc.start
-
-
-def _signal(procs: set[Proc], sig: signal.Signals) -> None:
-    """Each process's whole group where it leads a session of its own (HAProxy's workers, a
-    daemon's children, grandchildren that outlived their parent); in the bench's own group only
-    the process itself."""
-    own = os.getpgrp()
-    for proc in procs:
-        stat = _stat(proc.pid)
-        if stat is None or stat[2] != proc.start:
-            continue
-        with suppress(ProcessLookupError, PermissionError):
-            if stat[1] != own:
-                os.killpg(stat[1], sig)
-            else:
-                os.kill(proc.pid, sig)
-
-
-def reap(procs: set[Proc], *, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
-    """SIGTERM to what still runs of `procs`, SIGKILL to what outlives `timeout_s`; the command
-    lines of any left even then (none, unless one is stuck in the kernel)."""
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        living = {p for p in procs if _alive(p)}
-        if not living:
-            return []
-        _signal(living, sig)
-        deadline = time.monotonic() + wait_s
-        while any(_alive(p) for p in living) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    return [_cmdline(p.pid) for p in procs if _alive(p)]
+    with throwaway_slipway(extra_env=env) as sw:
+        refs = images(sw, sw.data_dir, repo=repo)
+        try:
+            yield Platform(sw, refs)
+        finally:  # the local tags this run made (each run's registry has a new port)
+            client = docker.from_env()
+            for ref in refs:
+                with suppress(docker.errors.APIError):  # still used, or already gone
+                    client.images.remove(ref)
+            client.close()

@@ -225,3 +225,12 @@ def test_serving_rows_compare_each_load_with_its_own_direct_run() -> None:
     ]  # fmt: skip
     assert rows[1]["vs_direct_pct"] == 80.0
     assert rows[3]["added_p50_ms"] == pytest.approx(0.05)
+
+
+def test_missing_bench_tools_name_their_debian_packages_once() -> None:
+    on_path = {"wrk": "/usr/bin/wrk"}
+    assert common.missing_packages(["wrk", "nginx", "perf", "nginx"], on_path.get) == [
+        "nginx-light",
+        "linux-perf",
+    ]
+    assert common.missing_packages(["wrk"], on_path.get) == []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.platforms import reap, started_under
+from bench.reaping import reap, started_under
 
 HAPROXY = shutil.which("haproxy")
 
