@@ -7,6 +7,8 @@ and a line per request would grow the unrotated activator log without bound. So 
 request of a wake-up is logged at once (`request_activated`: which instance took it), the
 following ones are counted and logged as one `requests_activated` line per revision every
 `every_s` while they keep coming; a revision quiet for a whole period starts a new wake-up.
+WebSocket sessions are counted the same way, in counts of their own (`websocket_activated`,
+`websockets_activated`): a client that reconnects in a loop is a line per period, not per session.
 """
 
 from __future__ import annotations
@@ -30,15 +32,19 @@ class ActivationCounts:
     """Called from the activator's routes, on its event loop; the period's end is a timer on
     that loop, so a burst's count is logged when the period ends, not at the next request."""
 
-    def __init__(self, log: FilteringBoundLogger, *, every_s: float = EVERY_S) -> None:
+    def __init__(
+        self, log: FilteringBoundLogger, *, every_s: float = EVERY_S, what: str = "request"
+    ) -> None:
         self.log = log
         self.every_s = every_s
+        self._first = f"{what}_activated"  # the wake-up's first one
+        self._counted = f"{what}s_activated"  # the ones after it, per period
         self._periods: dict[str, _Period] = {}
 
     def activated(self, revision: str, instance: str) -> None:
         period = self._periods.get(revision)
         if period is None:
-            self.log.info("request_activated", revision=revision, instance=instance)
+            self.log.info(self._first, revision=revision, instance=instance)
             self._open(revision)
             return
         period.count += 1
@@ -66,7 +72,7 @@ class ActivationCounts:
     def _log_period(self, revision: str, period: _Period) -> None:
         if period.count:
             self.log.info(
-                "requests_activated",
+                self._counted,
                 revision=revision,
                 count=period.count,
                 instances=sorted(period.instances),

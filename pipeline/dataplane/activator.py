@@ -101,6 +101,9 @@ class Activation:
     counts: ActivationCounts = field(
         default_factory=lambda: ActivationCounts(get_log(component="activator"))
     )
+    websocket_counts: ActivationCounts = field(
+        default_factory=lambda: ActivationCounts(get_log(component="activator"), what="websocket")
+    )
 
     async def instance(self, headers: Headers) -> str | Response:
         """The address of a ready instance of the request's revision, or the refusal to send:
@@ -140,6 +143,7 @@ def create_app(
         client=httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, read=None)),
         log=log,
         counts=ActivationCounts(log),
+        websocket_counts=ActivationCounts(log, what="websocket"),
     )
     return app
 
@@ -150,6 +154,7 @@ async def _counts_flushed(app: Starlette) -> AsyncIterator[None]:
     yield
     activation: Activation = app.state.activation
     activation.counts.flush()
+    activation.websocket_counts.flush()
 
 
 async def activate(request: Request) -> Response:
@@ -228,7 +233,7 @@ async def activate_websocket(client: WebSocket) -> None:
         await client.send_denial_response(upstream)
         return
     revision = client.headers[REVISION_HEADER]
-    activation.log.info("websocket_activated", revision=revision, instance=address)
+    activation.websocket_counts.activated(revision, address)
     await client.accept(subprotocol=upstream.subprotocol)
     await relay_websocket(client, upstream)
 

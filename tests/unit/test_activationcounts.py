@@ -161,3 +161,24 @@ def test_the_forwarding_client_logs_no_line_per_request(
     finally:
         httpx_log.setLevel(level)
     assert [r.getMessage() for r in caplog.records if r.name.startswith("httpx")] == []
+
+
+def test_websocket_sessions_are_counted_apart_from_requests() -> None:
+    """A client reconnecting in a loop is a line per period, not one per session."""
+    log, out = json_log()
+
+    async def run() -> None:
+        sessions = ActivationCounts(log, every_s=PERIOD_S, what="websocket")
+        requests = ActivationCounts(log, every_s=PERIOD_S)
+        for _ in range(50):
+            sessions.activated("chat-00001", "10.0.0.2:8080")
+        requests.activated("chat-00001", "10.0.0.2:8080")
+        sessions.flush()
+        requests.flush()
+
+    asyncio.run(run())
+    assert [(e["event"], e.get("count")) for e in lines(out)] == [
+        ("websocket_activated", None),
+        ("request_activated", None),
+        ("websockets_activated", 49),
+    ]
