@@ -228,13 +228,14 @@ class KubeApi:
     def create_secret(self, manifest: dict[str, Any]) -> bool:
         """Create a Secret (a build's secrets, owned by its Job); False if it exists already."""
         name = str(manifest["metadata"]["name"])
+        body: Any = manifest  # the client serialises a dict as it is
         try:
             self._call(
                 "create",
                 SECRETS,
                 name,
                 lambda: self._core.create_namespaced_secret(
-                    self.namespace, manifest, field_manager=FIELD_MANAGER, _preload_content=False
+                    self.namespace, body, field_manager=FIELD_MANAGER, _preload_content=False
                 ),
             )
         except Conflict:

@@ -3,9 +3,9 @@
 Phases: render the Job (`builds`); create it (a retried build of the same id follows the Job
 that exists instead of making a second); give a Dockerfile build's secrets to it in a Secret the
 Job owns (so it goes with the Job; the pod waits for it); wait for its pod; stream the source
-fetch's and then the build's log into `on_line` as the pod writes them; wait for the Job to finish; return the
-pushed image pinned by the digest the build container left in its termination message. A
-failure raises `BuildFailed` with what went wrong and the tail of the log.
+fetch's and then the build's log into `on_line` as the pod writes them; wait for the Job to
+finish; return the pushed image pinned by the digest the build container left in its
+termination message. A failure raises `BuildFailed` with what went wrong and the tail of the log.
 """
 
 from __future__ import annotations
