@@ -2,8 +2,8 @@
 # in-cluster build Jobs run, pushed to $REG under slipway/ (pipeline/knative/builds.py names them
 # the same way; SLIPWAY_BUILDKIT_IMAGE etc. override them in Slipway):
 #
-#   slipway/buildkit:<v>            buildkitd + buildctl (scripts/tools buildkit, static) and
-#                                   Debian's runc (the OCI worker runs it) on slipway/debian:bookworm
+#   slipway/buildkit:<v>            buildkitd, buildctl, rootlesskit (scripts/tools buildkit) and
+#                                   Debian's runc + uidmap on slipway/debian:bookworm, user 1000
 #   slipway/busybox:1.35-bookworm   the source fetch (wget, tar); also a base image for Dockerfiles
 #   slipway/builder:bookworm        Slipway's CNB builder (scripts/builder): the creator Job
 #   slipway/cnb-run:bookworm        its run image, which the creator pulls in the pod
@@ -41,25 +41,40 @@ make_buildkit_image() { # -> slipway/buildkit:<version> in the local Docker Engi
   runc_bin="$(command -v runc)" || die "runc is not installed (apt-get install runc)"
   docker image inspect slipway/debian:bookworm >/dev/null 2>&1 || make_base_image slipway/debian:bookworm ||
     die "the BuildKit image starts from slipway/debian:bookworm, which is missing: run scripts/builder (or python -m pipeline.build.baseimages slipway/debian:bookworm)"
-  content="$( { sha256sum "$bin/buildkitd" "$bin/buildctl" "$runc_bin" | cut -c1-64;
-               docker image inspect -f '{{.Id}}' slipway/debian:bookworm; } | sha256sum | cut -c1-32)"
+  content="$( { sha256sum "$bin/buildkitd" "$bin/buildctl" "$bin/rootlesskit" "$runc_bin" | cut -c1-64;
+               docker image inspect -f '{{.Id}}' slipway/debian:bookworm; buildkit_dockerfile; } |
+             sha256sum | cut -c1-32)"
   [ "$(docker image inspect -f '{{index .Config.Labels "dev.slipway.content"}}' "$ref" 2>/dev/null)" = "$content" ] &&
     { echo "$ref"; return 0; }
   ctx="$(mktemp -d)"
-  cp "$bin/buildkitd" "$bin/buildctl" "$runc_bin" "$ctx/"
-  # runc links libseccomp.so.2 and glibc: bookworm's minbase has both (apt needs libseccomp).
-  cat >"$ctx/Dockerfile" <<EOF
-FROM slipway/debian:bookworm
-COPY buildkitd buildctl runc /usr/local/bin/
-LABEL dev.slipway.content=$content
-ENV BUILDKIT_HOST=unix:///run/buildkit/buildkitd.sock
-ENTRYPOINT ["buildkitd"]
-EOF
-  say "image $ref (buildkitd, buildctl $ver; runc $("$runc_bin" --version | head -1 | cut -d' ' -f3))"
-  DOCKER_BUILDKIT=0 docker build -q -t "$ref" "$ctx" >/dev/null 2>"$ctx/err" ||
-    { cat "$ctx/err" >&2; rm -rf "$ctx"; die "could not build $ref"; }
+  cp "$bin/buildkitd" "$bin/buildctl" "$bin/rootlesskit" "$runc_bin" "$ctx/"
+  { buildkit_dockerfile; echo "LABEL dev.slipway.content=$content"; } >"$ctx/Dockerfile"
+  say "image $ref (buildkitd, buildctl $ver, rootlesskit; runc $("$runc_bin" --version | head -1 | cut -d' ' -f3))"
+  DOCKER_BUILDKIT=0 docker build -q -t "$ref" "$ctx" >"$ctx/log" 2>&1 ||
+    { cat "$ctx/log" >&2; rm -rf "$ctx"; die "could not build $ref"; }
   rm -rf "$ctx"
   echo "$ref"
+}
+# As upstream's rootless image: user 1000 with a subordinate id range and newuidmap/newgidmap
+# (Debian's uidmap, setuid) for rootlesskit's user namespace. runc links libseccomp.so.2 and
+# glibc, which bookworm's minbase has (apt needs libseccomp). apt goes through the host's proxy
+# with the CA bundle slipway/debian:bookworm carries.
+buildkit_dockerfile() {
+  cat <<'EOF'
+FROM slipway/debian:bookworm
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends uidmap \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 1000 --create-home --shell /bin/sh user \
+ && echo user:100000:65536 >/etc/subuid && echo user:100000:65536 >/etc/subgid \
+ && mkdir -p /run/user/1000 /home/user/.local/tmp /home/user/.local/share/buildkit \
+ && chown -R user /run/user/1000 /home/user
+COPY buildkitd buildctl rootlesskit runc /usr/local/bin/
+ENV HOME=/home/user USER=user XDG_RUNTIME_DIR=/run/user/1000 TMPDIR=/home/user/.local/tmp \
+    BUILDKIT_HOST=unix:///run/user/1000/buildkit/buildkitd.sock
+USER 1000:1000
+ENTRYPOINT ["rootlesskit", "buildkitd"]
+EOF
 }
 make_base_image() { # ref: with the work tree's virtualenv, as scripts/builder does
   [ -x "$ROOT/.venv/bin/python" ] || return 1

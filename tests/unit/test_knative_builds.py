@@ -94,7 +94,7 @@ def test_build_job_is_a_valid_job(kind: str, overrides: dict[str, Any]) -> None:
     registry = settings.registry
     if kind == "buildkit":
         assert build["image"] == f"{registry}/slipway/buildkit:v0.34.2"
-        assert build["securityContext"] == {"privileged": True}
+        assert build["securityContext"] == {"privileged": True, "runAsUser": 0, "runAsGroup": 0}
         script = build["args"][0]
         assert "--frontend dockerfile.v0" in script
         assert "--metadata-file /tmp/metadata.json" in script
