@@ -116,7 +116,7 @@ def test_build_job_is_a_valid_job(kind: str, overrides: dict[str, Any]) -> None:
             }
     else:
         assert build["image"] == f"{registry}/slipway/builder:bookworm"
-        assert build["args"][0].startswith("/cnb/lifecycle/creator -app=/workspace")
+        assert build["args"][0].startswith("/cnb/lifecycle/creator -no-color -app=/workspace")
         pods_registry = settings.build_registry or registry
         assert env["CNB_RUN_IMAGE"] == f"{pods_registry}/slipway/cnb-run:bookworm"
         assert env.get("CNB_INSECURE_REGISTRIES") == (
