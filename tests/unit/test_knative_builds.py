@@ -17,6 +17,10 @@ from fastapi import FastAPI
 from pipeline.api import sources_route
 from pipeline.build import sourcetokens
 from pipeline.knative.builds import (
+    BUILDKIT_IMAGE,
+    CNB_BUILDER,
+    CNB_RUN_IMAGE,
+    FETCH_IMAGE,
     ClusterBuildSettings,
     buildkitd_config,
     job_outcome,
@@ -312,3 +316,15 @@ def test_source_route(source_app: FastAPI, build: str, authorization: str, statu
     if status == 200:
         assert response.content == b"\x1f\x8bsource"
         assert response.headers["content-type"] == "application/gzip"
+
+
+def test_default_images_are_the_ones_the_cluster_script_pushes() -> None:
+    """builds.py and scripts/cluster.d/build-images.sh name the same images (and the BuildKit
+    tag is the version tools/buildkit pins)."""
+    root = Path(__file__).resolve().parents[2]
+    script = (root / "scripts" / "cluster.d" / "build-images.sh").read_text()
+    for image in (FETCH_IMAGE, CNB_BUILDER, CNB_RUN_IMAGE):
+        assert f"push_local_image {image}" in script or f" {image} " in script, image
+    go_mod = (root / "tools" / "buildkit" / "go.mod").read_text()
+    assert f"github.com/moby/buildkit {BUILDKIT_IMAGE.rsplit(':', 1)[1]}" in go_mod
+    assert 'ref="slipway/buildkit:$ver"' in script
