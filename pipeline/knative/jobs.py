@@ -132,14 +132,11 @@ class ClusterBuilder:
             job = self._api.get(JOBS, job_name) or {}
             pods = self._api.list_pods(selector=selector)
             outcome = job_outcome(job, pods)
-            pod = pods[-1] if pods else None
-            for container in (FETCH_CONTAINER, BUILD_CONTAINER):
-                if pod is None or container in streamed or not container_started(pod, container):
-                    break
-                for line in self._api.follow_log(_name(pod), container=container):
-                    sink(line)
-                streamed.add(container)
+            self._stream(pods, streamed, sink)
             if outcome.state != "running":
+                # The pods were read before the fetch's log was followed to its end: read them
+                # again so the build's log (a failed step's own words) is not left out.
+                self._stream(self._api.list_pods(selector=selector), streamed, sink)
                 return outcome
             if self._clock() > deadline:
                 return JobOutcome(
@@ -147,6 +144,18 @@ class ClusterBuilder:
                     message=f"Job {job_name} did not finish within {self._settings.deadline_s}s",
                 )
             self._sleep(self._poll_s)
+
+    def _stream(self, pods: list[dict[str, Any]], streamed: set[str], sink: LineSink) -> None:
+        """Follow the fetch's and then the build's log, each once, as far as the pod got."""
+        pod = pods[-1] if pods else None
+        for container in (FETCH_CONTAINER, BUILD_CONTAINER):
+            if container in streamed:
+                continue
+            if pod is None or not container_started(pod, container):
+                return
+            for line in self._api.follow_log(_name(pod), container=container):
+                sink(line)
+            streamed.add(container)
 
 
 def _name(pod: dict[str, Any]) -> str:
