@@ -206,10 +206,13 @@ def _cluster_build_settings(settings: Settings) -> ClusterBuildSettings:
     return ClusterBuildSettings(
         namespace=settings.namespace,
         platform=settings.platform_id,
+        registry=settings.registry,
+        build_registry=settings.build_registry,
         registry_secret=settings.registry_secret,
-        kaniko_image=settings.kaniko_image,
+        buildkit_image=settings.buildkit_image,
         fetch_image=settings.fetch_image,
         cnb_builder=settings.cnb_builder,
+        cnb_run_image=settings.cnb_run_image,
         insecure_registry=settings.registry_insecure,
         templates=settings.buildtemplates_dir / "kubernetes",
     )

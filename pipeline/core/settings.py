@@ -86,9 +86,15 @@ class Settings:
     # An operator's RSA key (PEM), imported as the signing key (the Helm chart's Secret).
     signing_key_file: str = ""
     registry_secret: str = "slipway-registry"  # kubernetes.io/dockerconfigjson Secret for builds
-    kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
-    fetch_image: str = "curlimages/curl:8.11.1"
-    cnb_builder: str = "paketobuildpacks/builder-jammy-base"
+    # The registry as build pods reach it, when that differs from SLIPWAY_REGISTRY (the nodes'
+    # name for it): on one machine the node pulls from 127.0.0.1:5000, a pod cannot.
+    build_registry: str = ""
+    # In-cluster build images; "" = Slipway's own under SLIPWAY_REGISTRY (pipeline.knative.builds,
+    # pushed there by scripts/cluster.d/build-images.sh).
+    buildkit_image: str = ""
+    fetch_image: str = ""
+    cnb_builder: str = ""
+    cnb_run_image: str = ""
     # Builds: at most this many at once (the rest queue in order), each killed after the timeout.
     build_concurrency: int = 2
     build_timeout_s: float = 900.0
@@ -155,9 +161,11 @@ class Settings:
             metadata_host=e.get("SLIPWAY_METADATA_HOST", base.metadata_host),
             signing_key_file=e.get("SLIPWAY_SIGNING_KEY_FILE", base.signing_key_file),
             registry_secret=e.get("SLIPWAY_REGISTRY_SECRET", base.registry_secret),
-            kaniko_image=e.get("SLIPWAY_KANIKO_IMAGE", base.kaniko_image),
-            fetch_image=e.get("SLIPWAY_FETCH_IMAGE", base.fetch_image),
-            cnb_builder=e.get("SLIPWAY_CNB_BUILDER", base.cnb_builder),
+            build_registry=e.get("SLIPWAY_BUILD_REGISTRY", base.build_registry).strip(),
+            buildkit_image=e.get("SLIPWAY_BUILDKIT_IMAGE", base.buildkit_image).strip(),
+            fetch_image=e.get("SLIPWAY_FETCH_IMAGE", base.fetch_image).strip(),
+            cnb_builder=e.get("SLIPWAY_CNB_BUILDER", base.cnb_builder).strip(),
+            cnb_run_image=e.get("SLIPWAY_CNB_RUN_IMAGE", base.cnb_run_image).strip(),
             build_concurrency=int(e.get("SLIPWAY_BUILD_CONCURRENCY", base.build_concurrency)),
             build_timeout_s=float(e.get("SLIPWAY_BUILD_TIMEOUT", base.build_timeout_s)),
             buildtemplates_dir=Path(e.get("SLIPWAY_BUILDTEMPLATES", str(base.buildtemplates_dir))),

@@ -7,7 +7,7 @@ revisions, traffic, identity) is shared with the embedded Docker engine. Modules
     istio       private services -> RequestAuthentication + AuthorizationPolicy
     domainmappings  domain mappings -> serving.knative.dev/v1beta1 DomainMapping, kept in sync
     status      Knative status and conditions -> Slipway revision status, URLs
-    builds      build request -> kaniko or CNB `creator` Job (templates in buildtemplates/)
+    builds      build request -> BuildKit or CNB `creator` Job (templates in buildtemplates/)
     apply       the Kubernetes API calls (server-side apply), errors translated at the boundary
     engine      KnativeEngine: the ServiceEngine that applies and reads back
     reconciler  KnativeReconciler: the loop that copies status into revision rows

@@ -57,6 +57,7 @@ AUTHORIZATION_POLICIES = Resource("security.istio.io", "v1", "authorizationpolic
 JOBS = Resource("batch", "v1", "jobs", "Kubernetes")  # same URL shape as custom objects
 PODS = Resource("", "v1", "pods", "Kubernetes")
 POD_LOGS = Resource("", "v1", "pods/log", "Kubernetes")
+SECRETS = Resource("", "v1", "secrets", "Kubernetes")
 
 
 def connect(*, kubeconfig: str = "") -> k8s.ApiClient:
@@ -221,6 +222,23 @@ class KubeApi:
                 ),
             )
         except NotFound:
+            return False
+        return True
+
+    def create_secret(self, manifest: dict[str, Any]) -> bool:
+        """Create a Secret (a build's secrets, owned by its Job); False if it exists already."""
+        name = str(manifest["metadata"]["name"])
+        body: Any = manifest  # the client serialises a dict as it is
+        try:
+            self._call(
+                "create",
+                SECRETS,
+                name,
+                lambda: self._core.create_namespaced_secret(
+                    self.namespace, body, field_manager=FIELD_MANAGER, _preload_content=False
+                ),
+            )
+        except Conflict:
             return False
         return True
 

@@ -3,19 +3,27 @@ becomes an outcome.
 
 Two Jobs, from the jinja2 templates in `buildtemplates/kubernetes/`:
 
-- `kaniko-job.yaml.j2`: a Dockerfile build with kaniko (`gcr.io/kaniko-project/executor`).
+- `buildkit-job.yaml.j2`: a Dockerfile build with BuildKit: `buildkitd` and `buildctl` (built from
+  github.com/moby/buildkit by `scripts/tools buildkit`) in one container; the dockerfile frontend
+  is built into buildkitd, so no frontend image is pulled.
 - `cnb-job.yaml.j2`: a buildpacks build with the builder image's `/cnb/lifecycle/creator`.
 
 Both get the source from an init container that downloads `GET <Slipway>/v1/builds/<id>/source`
 with a short-lived token (`pipeline.build.sourcetokens`), push to the configured registry with the
-credentials in a `kubernetes.io/dockerconfigjson` Secret, and leave the pushed digest in the build
-container's termination message, which is how Slipway learns what to pin the revision to.
+credentials in a `kubernetes.io/dockerconfigjson` Secret (when there is one), and leave the pushed
+digest in the build container's termination message, which is how Slipway learns what to pin the
+revision to.
+
+Two names for one registry: `registry` is where the nodes pull from (what revisions are pinned
+to, and where the build images live), `build_registry` the same registry as build pods reach it.
+They differ on a single machine, where the node pulls from 127.0.0.1:5000 but a pod's 127.0.0.1
+is the pod (scripts/cluster forwards the pod network's gateway 10.244.0.1:5000 to it).
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,19 +37,30 @@ from pipeline.core.packagedata import buildtemplates_dir
 
 FETCH_CONTAINER = "fetch-source"
 BUILD_CONTAINER = "build"
-BuildKind = Literal["kaniko", "cnb"]
+BuildKind = Literal["buildkit", "cnb"]
+# Slipway's build images under the registry, as scripts/cluster.d/build-images.sh pushes them.
+BUILDKIT_IMAGE = "slipway/buildkit:v0.34.2"
+FETCH_IMAGE = "slipway/busybox:1.35-bookworm"
+CNB_BUILDER = "slipway/builder:bookworm"
+CNB_RUN_IMAGE = "slipway/cnb-run:bookworm"
+SECRET_ENV_PREFIX = "SLIPWAY_BUILD_SECRET_"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
+_SECRET_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterBuildSettings:
     namespace: str
     platform: str
-    registry_secret: str = "slipway-registry"
-    kaniko_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
-    fetch_image: str = "curlimages/curl:8.11.1"
-    cnb_builder: str = "paketobuildpacks/builder-jammy-base"
+    # host[:port][/path] the nodes pull from (SLIPWAY_REGISTRY); "" = every image named below.
+    registry: str = ""
+    build_registry: str = ""  # the same registry as build pods reach it; "" = `registry`
+    registry_secret: str = "slipway-registry"  # optional: no Secret = anonymous pushes
+    buildkit_image: str = ""  # "" = <registry>/slipway/buildkit:<version>
+    fetch_image: str = ""  # "" = <registry>/slipway/busybox:1.35-bookworm
+    cnb_builder: str = ""  # "" = <registry>/slipway/builder:bookworm
+    cnb_run_image: str = ""  # "" = <build_registry>/slipway/cnb-run:bookworm
     cnb_user_id: int = 1000  # the builder image's CNB_USER_ID / CNB_GROUP_ID
     cnb_group_id: int = 1000
     insecure_registry: bool = False  # plain-HTTP registry (in-cluster, no TLS)
@@ -53,12 +72,74 @@ class ClusterBuildSettings:
     # The folder with the Job templates: `kubernetes/` of the build templates.
     templates: Path = field(default_factory=lambda: buildtemplates_dir() / "kubernetes")
 
+    @property
+    def pods_registry(self) -> str:
+        return self.build_registry or self.registry
+
+    def image(self, which: Literal["buildkit", "fetch", "builder", "run"]) -> str:
+        """The image a Job runs (or the creator builds on), named or under the registry."""
+        named, default, registry = {
+            "buildkit": (self.buildkit_image, BUILDKIT_IMAGE, self.registry),
+            "fetch": (self.fetch_image, FETCH_IMAGE, self.registry),
+            "builder": (self.cnb_builder, CNB_BUILDER, self.registry),
+            "run": (self.cnb_run_image, CNB_RUN_IMAGE, self.pods_registry),
+        }[which]
+        if named:
+            return named
+        if not registry:
+            raise ValueError(
+                f"no {which} image for in-cluster builds: set SLIPWAY_REGISTRY (Slipway's build "
+                f"images are pushed under it by scripts/cluster.d/build-images.sh) or name the "
+                f"image (SLIPWAY_{_ENV_NAMES[which]})"
+            )
+        return f"{registry.rstrip('/')}/{default}"
+
+
+_ENV_NAMES = {
+    "buildkit": "BUILDKIT_IMAGE",
+    "fetch": "FETCH_IMAGE",
+    "builder": "CNB_BUILDER",
+    "run": "CNB_RUN_IMAGE",
+}
+
 
 @dataclass(frozen=True, kw_only=True)
 class JobOutcome:
     state: Literal["running", "succeeded", "failed"]
     message: str = ""
     digest: str = ""
+
+
+def push_reference(reference: str, settings: ClusterBuildSettings) -> str:
+    """`reference` (under the nodes' registry name) as build pods push it."""
+    pull, push = settings.registry.rstrip("/"), settings.build_registry.rstrip("/")
+    if push and pull and reference.startswith(pull + "/"):
+        return push + reference[len(pull) :]
+    return reference
+
+
+def buildkitd_config(settings: ClusterBuildSettings) -> str:
+    """buildkitd.toml: the plain-HTTP registry (pulls of FROM images; pushes say so in the
+    output) and that registry as docker.io's mirror, so `FROM slipway/busybox:...` finds Slipway's
+    base images there, as it does on the embedded engine (BuildKit falls back to docker.io)."""
+    host = settings.pods_registry.split("/", 1)[0]
+    if not host:
+        return ""
+    if not _REGISTRY_HOST.fullmatch(host):
+        raise ValueError(f"{host!r} is not a registry host[:port]")
+    lines = ['[registry."docker.io"]', f'  mirrors = ["{host}"]']
+    if settings.insecure_registry:
+        lines += [f'[registry."{host}"]', "  http = true", "  insecure = true"]
+    return "\n".join(lines) + "\n"
+
+
+def _dockerfile_parts(dockerfile: str) -> tuple[str, str]:
+    """("/workspace/<dir>", "<name>") for buildctl's `--local dockerfile=` and `filename=`."""
+    path = posixpath.normpath(dockerfile or "Dockerfile")
+    if path.startswith(("/", "../")) or path in ("..", "."):
+        raise ValueError(f"the Dockerfile path {dockerfile!r} leaves the source folder")
+    folder, name = posixpath.split(path)
+    return posixpath.join("/workspace", folder).rstrip("/"), name
 
 
 def _environment(templates: Path) -> jinja2.Environment:
@@ -80,33 +161,52 @@ def render_build_job(
     source_token: str,
     settings: ClusterBuildSettings,
     dockerfile: str = "Dockerfile",
+    secret_ids: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The Job manifest for one build; `destination` is `<registry>/<repo>:<tag>`."""
+    """The Job manifest for one build; `destination` is `<registry>/<repo>:<tag>` as build pods
+    push it. `secret_ids` are BuildKit secret ids whose values are the keys `<id>` of the Secret
+    named like the Job (`render_build_secret`)."""
     registry = destination.split("/", 1)[0]
-    insecure_flag = ""
-    if settings.insecure_registry:
-        if not _REGISTRY_HOST.fullmatch(registry):
-            raise ValueError(f"{registry!r} is not a registry host[:port]")
-        insecure_flag = shlex.quote(f"-insecure-registry={registry}") + " "
+    if settings.insecure_registry and not _REGISTRY_HOST.fullmatch(registry):
+        raise ValueError(f"{registry!r} is not a registry host[:port]")
+    for secret in secret_ids:
+        if not _SECRET_ID.fullmatch(secret):
+            raise ValueError(f"build secret name {secret!r} is not a valid secret id")
+    if secret_ids and kind != "buildkit":
+        raise ValueError("build secrets reach Dockerfile builds only (BuildKit secret mounts)")
+    context_dir, filename = _dockerfile_parts(dockerfile)
+    name = names.build_job_name(build_id)
     values = {
-        "name": names.build_job_name(build_id),
+        "name": name,
         "namespace": settings.namespace,
         "labels": k8s_labels(
             platform=settings.platform, **{SERVICE_LABEL: service, BUILD_LABEL: build_id}
         ),
         "destination": destination,
-        "dockerfile": dockerfile,
+        "dockerfile_dir": context_dir,
+        "dockerfile_name": filename,
         "source_url": source_url,
         "source_token": source_token,
         "insecure_registry": settings.insecure_registry,
-        "insecure_flag": insecure_flag,
+        "registry_host": registry,
+        "buildkitd_toml": buildkitd_config(settings) if kind == "buildkit" else "",
+        "buildkit_image": settings.image("buildkit") if kind == "buildkit" else "",
+        "fetch_image": settings.image("fetch"),
+        "cnb_builder": settings.image("builder") if kind == "cnb" else "",
+        "cnb_run_image": settings.image("run") if kind == "cnb" else "",
+        "secrets": [
+            {
+                "arg": f"id={s},env={SECRET_ENV_PREFIX}{i}",
+                "env": f"{SECRET_ENV_PREFIX}{i}",
+                "secret": name,
+                "key": s,
+            }
+            for i, s in enumerate(secret_ids)
+        ],
         **{
             key: getattr(settings, key)
             for key in (
                 "registry_secret",
-                "kaniko_image",
-                "fetch_image",
-                "cnb_builder",
                 "cnb_user_id",
                 "cnb_group_id",
                 "deadline_s",
@@ -122,6 +222,26 @@ def render_build_job(
     if not isinstance(job, dict):  # pragma: no cover - the templates are ours
         raise ValueError(f"{kind}-job.yaml.j2 did not render a mapping")
     return job
+
+
+def render_build_secret(
+    *, build_id: str, service: str, settings: ClusterBuildSettings, secrets: dict[str, str]
+) -> dict[str, Any]:
+    """The Secret that carries a build's secrets to its Job (never the Job spec: anyone who
+    reads Jobs would read them); named like the Job, deleted with it (ClusterBuilder)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": names.build_job_name(build_id),
+            "namespace": settings.namespace,
+            "labels": k8s_labels(
+                platform=settings.platform, **{SERVICE_LABEL: service, BUILD_LABEL: build_id}
+            ),
+        },
+        "type": "Opaque",
+        "stringData": dict(secrets),
+    }
 
 
 def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobOutcome:

@@ -323,3 +323,52 @@ def get_text(url: str, *, timeout_s: float = 60) -> str:
         return str(eventually(f"{url} answering 200", probe, timeout_s=timeout_s))
     except AssertionError as e:
         raise AssertionError(f"{e}; answers before: {seen[-10:]}") from None
+
+
+# ---- in-cluster builds (tests/knative/test_builds.py) ------------------------------------
+# Build pods reach the host at the pod network's gateway (scripts/cluster: POD_GW), never at
+# 127.0.0.1 (their own): `up` forwards <gateway>:5000 to the registry on the host's loopback.
+POD_GATEWAY = "10.244.0.1"
+
+
+@pytest.fixture(scope="session")
+def build_slipway(
+    tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, namespace: str
+) -> Iterator[KnativeSlipway]:
+    """A control plane of its own for in-cluster builds: its API listens where build pods reach
+    it (the source download), and Jobs push to the registry as pods reach it while revisions pin
+    the name the node pulls (SLIPWAY_BUILD_REGISTRY vs SLIPWAY_REGISTRY)."""
+    ident = secrets.token_hex(3)
+    data_dir = tmp_path_factory.mktemp("slipway-builds")
+    api = free_port()
+    port = cluster.registry.rsplit(":", 1)[-1]
+    env = {
+        **os.environ,
+        "SLIPWAY_ENGINE": "knative",
+        "SLIPWAY_KUBECONFIG": str(cluster.kubeconfig),
+        "SLIPWAY_NAMESPACE": namespace,
+        "SLIPWAY_DATA_DIR": str(data_dir),
+        # Every address: the pods' gateway is one of them (a test machine; the API wants the
+        # admin token or a build's source token all the same).
+        "SLIPWAY_API_HOST": "0.0.0.0",
+        "SLIPWAY_API_PORT": str(api),
+        "SLIPWAY_PORT": str(free_port()),
+        "SLIPWAY_PUBLIC_URL": f"http://127.0.0.1:{api}",
+        "SLIPWAY_SOURCE_URL": f"http://{POD_GATEWAY}:{api}",
+        "SLIPWAY_REGISTRY": cluster.registry,
+        "SLIPWAY_BUILD_REGISTRY": f"{POD_GATEWAY}:{port}",
+        "SLIPWAY_REGISTRY_INSECURE": "true",
+        "SLIPWAY_PLATFORM_ID": f"b{ident}",
+        "SLIPWAY_READINESS_TIMEOUT": "240",
+    }
+    env.pop("SLIPWAY_URL", None)
+    env.pop("SLIPWAY_TOKEN", None)
+    sw = KnativeSlipway(
+        data_dir=data_dir, env=env, ingress_port=int(env["SLIPWAY_PORT"]), api_port=api,
+        platform_id=f"b{ident}", network="",
+    )  # fmt: skip
+    try:
+        sw.start()
+        yield sw
+    finally:
+        sw.stop()

@@ -19,9 +19,9 @@ from pipeline.core import packagedata
 from pipeline.core.settings import Settings
 from pipeline.knative.builds import ClusterBuildSettings, render_build_job
 
-settings = ClusterBuildSettings(namespace="apps", platform="prod")
+settings = ClusterBuildSettings(namespace="apps", platform="prod", registry="127.0.0.1:5000")
 job = render_build_job(
-    kind="kaniko", build_id="3f9a61c2d0e4", service="hello",
+    kind="buildkit", build_id="3f9a61c2d0e4", service="hello",
     destination="registry.example.com/hello:build-3f9a61c2d0e4",
     source_url="http://slipway:8081/v1/builds/3f9a61c2d0e4/source", source_token="t",
     settings=settings,

@@ -1,14 +1,11 @@
-"""In-cluster builds: request in -> kaniko / CNB Job out (validated with kubernetes-validate),
-Job status -> outcome, source tokens and the source route, and ClusterBuilder driven against the
-STAND-IN Kubernetes API server (tests/unit/kubestandin.py; not Kubernetes, no kaniko runs).
+"""In-cluster builds, the pure parts: request in -> BuildKit / CNB Job out (validated with
+kubernetes-validate), registry names and images, Job status -> outcome, source tokens and the
+source route. ClusterBuilder itself runs against the real cluster: tests/knative/test_builds.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,20 +16,26 @@ from fastapi import FastAPI
 
 from pipeline.api import sources_route
 from pipeline.build import sourcetokens
-from pipeline.build.builders import BuilderChoice, BuildRequest, Kind
-from pipeline.build.sources import SourceInfo
-from pipeline.core.errors import BuildFailed, Conflict
-from pipeline.knative.apply import KubeApi
-from pipeline.knative.builds import ClusterBuildSettings, job_outcome, render_build_job
-from pipeline.knative.jobs import ClusterBuilder
-from tests.unit import kubestandin
+from pipeline.knative.builds import (
+    BUILDKIT_IMAGE,
+    CNB_BUILDER,
+    CNB_RUN_IMAGE,
+    FETCH_IMAGE,
+    ClusterBuildSettings,
+    buildkitd_config,
+    job_outcome,
+    push_reference,
+    render_build_job,
+    render_build_secret,
+)
 from tests.unit.kubeschemas import validate_core
-from tests.unit.kubestandin import StandIn
 
-SETTINGS = ClusterBuildSettings(namespace="apps", platform="prod")
+SETTINGS = ClusterBuildSettings(namespace="apps", platform="prod", registry="registry.example.com")
+LOCAL = ClusterBuildSettings(
+    namespace="apps", platform="prod", registry="127.0.0.1:5000", build_registry="10.244.0.1:5000",
+    insecure_registry=True,
+)  # fmt: skip
 DIGEST = "sha256:" + "c0" * 32
-JOBS = "/apis/batch/v1/namespaces/apps/jobs"
-PODS = "/api/v1/namespaces/apps/pods"
 
 
 def job(kind: str, **overrides: Any) -> dict[str, Any]:
@@ -57,14 +60,15 @@ def containers(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize(
     ("kind", "overrides"),
     [
-        pytest.param("kaniko", {}, id="kaniko"),
-        pytest.param("kaniko", {"dockerfile": "deploy/Dockerfile.prod",
-                                "settings": ClusterBuildSettings(namespace="apps", platform="prod",
-                                                                 insecure_registry=True)},
-                     id="kaniko-insecure-other-dockerfile"),
+        pytest.param("buildkit", {}, id="buildkit"),
+        pytest.param("buildkit", {"dockerfile": "deploy/Dockerfile.prod", "settings": LOCAL,
+                                  "destination": "10.244.0.1:5000/hello:build-3f9a61c2d0e4"},
+                     id="buildkit-insecure-other-dockerfile"),
+        pytest.param("buildkit", {"secret_ids": ("npmrc", "PIP_TOKEN")}, id="buildkit-secrets"),
         pytest.param("cnb", {}, id="cnb"),
-        pytest.param("cnb", {"settings": ClusterBuildSettings(
-            namespace="apps", platform="prod", insecure_registry=True)}, id="cnb-insecure"),
+        pytest.param("cnb", {"settings": LOCAL,
+                             "destination": "10.244.0.1:5000/hello:build-3f9a61c2d0e4"},
+                     id="cnb-insecure"),
     ],
 )  # fmt: skip
 def test_build_job_is_a_valid_job(kind: str, overrides: dict[str, Any]) -> None:
@@ -87,26 +91,113 @@ def test_build_job_is_a_valid_job(kind: str, overrides: dict[str, Any]) -> None:
     assert "$SOURCE_TOKEN" in fetch["args"][0]  # read from env by the shell, never inlined
     secret = [v for v in spec["template"]["spec"]["volumes"] if v["name"] == "registry-auth"]
     assert secret[0]["secret"]["secretName"] == "slipway-registry"
-    insecure = overrides.get("settings", SETTINGS).insecure_registry
-    if kind == "kaniko":
-        assert build["image"].startswith("gcr.io/kaniko-project/executor")
-        dockerfile = overrides.get("dockerfile", "Dockerfile")
-        assert build["args"][:4] == [
-            f"--dockerfile={dockerfile}",
-            "--context=dir:///workspace",
-            "--destination=registry.example.com/hello:build-3f9a61c2d0e4",
-            "--digest-file=/dev/termination-log",
-        ]
-        assert ("--insecure" in build["args"]) is insecure
+    settings = overrides.get("settings", SETTINGS)
+    destination = overrides.get("destination", "registry.example.com/hello:build-3f9a61c2d0e4")
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in build.get("env", ())}
+    assert env["DESTINATION"] == destination
+    registry = settings.registry
+    if kind == "buildkit":
+        assert build["image"] == f"{registry}/slipway/buildkit:v0.34.2"
+        assert build["securityContext"] == {"privileged": True, "runAsUser": 0, "runAsGroup": 0}
+        script = build["args"][0]
+        assert "--frontend dockerfile.v0" in script
+        assert "--metadata-file /tmp/metadata.json" in script
+        assert "/dev/termination-log" in script
+        folder, _, name = overrides.get("dockerfile", "Dockerfile").rpartition("/")
+        assert env["DOCKERFILE_DIR"] == ("/workspace/" + folder).rstrip("/")
+        assert env["DOCKERFILE_NAME"] == name
+        assert env["INSECURE"] == (",registry.insecure=true" if settings.insecure_registry else "")
+        host = (settings.build_registry or registry).split("/")[0]
+        assert f'mirrors = ["{host}"]' in env["BUILDKITD_TOML"]
+        assert (f'[registry."{host}"]' in env["BUILDKITD_TOML"]) is settings.insecure_registry
+        secret_ids = overrides.get("secret_ids", ())
+        assert env["BUILD_SECRETS"] == " ".join(
+            f"id={s},env=SLIPWAY_BUILD_SECRET_{i}" for i, s in enumerate(secret_ids)
+        )
+        for i, secret_id in enumerate(secret_ids):  # values come from the Secret, never the spec
+            assert env[f"SLIPWAY_BUILD_SECRET_{i}"] == {
+                "secretKeyRef": {"name": "slipway-build-3f9a61c2d0e4", "key": secret_id}
+            }
     else:
-        assert build["image"] == "paketobuildpacks/builder-jammy-base"
-        assert build["args"][0].startswith("/cnb/lifecycle/creator -app=/workspace")
-        assert ("-insecure-registry=registry.example.com" in build["args"][0]) is insecure
-        assert {
-            "name": "DESTINATION",
-            "value": "registry.example.com/hello:build-3f9a61c2d0e4",
-        } in (build["env"])
+        assert build["image"] == f"{registry}/slipway/builder:bookworm"
+        assert build["args"][0].startswith("/cnb/lifecycle/creator -no-color -app=/workspace")
+        pods_registry = settings.build_registry or registry
+        assert env["CNB_RUN_IMAGE"] == f"{pods_registry}/slipway/cnb-run:bookworm"
+        assert env.get("CNB_INSECURE_REGISTRIES") == (
+            "10.244.0.1:5000" if settings.insecure_registry else None
+        )
         assert spec["template"]["spec"]["securityContext"]["fsGroup"] == 1000
+    assert fetch["image"] == f"{registry}/slipway/busybox:1.35-bookworm"
+    assert secret[0]["secret"]["optional"] is True
+
+
+@pytest.mark.parametrize(
+    ("settings", "reference", "expected"),
+    [
+        pytest.param(LOCAL, "127.0.0.1:5000/tabc/hello:build-1",
+                     "10.244.0.1:5000/tabc/hello:build-1",
+                     id="pods-reach-the-registry-elsewhere"),
+        pytest.param(SETTINGS, "registry.example.com/hello:build-1",
+                     "registry.example.com/hello:build-1", id="one-name"),
+        pytest.param(LOCAL, "127.0.0.1:50001/hello:build-1", "127.0.0.1:50001/hello:build-1",
+                     id="another-registry-is-left-alone"),
+    ],
+)  # fmt: skip
+def test_push_reference(settings: ClusterBuildSettings, reference: str, expected: str) -> None:
+    assert push_reference(reference, settings) == expected
+
+
+def test_named_images_win_and_no_registry_is_a_clear_error() -> None:
+    named = ClusterBuildSettings(
+        namespace="a", platform="p", buildkit_image="ops/bk:1", fetch_image="ops/f:1",
+        cnb_builder="ops/b:1", cnb_run_image="ops/r:1",
+    )  # fmt: skip
+    assert [named.image(w) for w in ("buildkit", "fetch", "builder", "run")] == [
+        "ops/bk:1", "ops/f:1", "ops/b:1", "ops/r:1",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="set SLIPWAY_REGISTRY .* or name the image "
+                                         r"\(SLIPWAY_BUILDKIT_IMAGE\)"):  # fmt: skip
+        ClusterBuildSettings(namespace="a", platform="p").image("buildkit")
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    ["../Dockerfile", "/etc/passwd", "a/../../Dockerfile", "."],
+)
+def test_dockerfile_outside_the_source_is_refused(dockerfile: str) -> None:
+    with pytest.raises(ValueError, match="leaves the source folder"):
+        job("buildkit", dockerfile=dockerfile)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param({"secret_ids": ("a b",)}, "not a valid secret id", id="secret-id"),
+        pytest.param({"secret_ids": ("x",), "kind": "cnb"}, "Dockerfile builds only",
+                     id="secrets-with-buildpacks"),
+        pytest.param({"settings": LOCAL, "destination": "evil host/x:1"},
+                     "not a registry host", id="registry-host"),
+    ],
+)  # fmt: skip
+def test_bad_build_input(overrides: dict[str, Any], message: str) -> None:
+    kind = overrides.pop("kind", "buildkit")
+    with pytest.raises(ValueError, match=message):
+        job(kind, **overrides)
+
+
+def test_buildkitd_config_refuses_a_host_that_is_not_one() -> None:
+    with pytest.raises(ValueError, match="not a registry host"):
+        buildkitd_config(ClusterBuildSettings(namespace="a", platform="p", registry='x"]\n[y'))
+
+
+def test_build_secret_carries_the_values_only_there() -> None:
+    secret = render_build_secret(
+        build_id="3f9a61c2d0e4", service="hello", settings=SETTINGS, secrets={"npmrc": "s3cr3t"}
+    )
+    validate_core(secret)
+    assert secret["metadata"]["name"] == "slipway-build-3f9a61c2d0e4"
+    assert secret["stringData"] == {"npmrc": "s3cr3t"}
+    assert "s3cr3t" not in str(job("buildkit", secret_ids=("npmrc",)))
 
 
 def _pod(*statuses: dict[str, Any], init: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -141,7 +232,7 @@ def _terminated(name: str, code: int, message: str = "", reason: str = "") -> di
                                       "reason": "DeadlineExceeded",
                                       "message": "Job was active longer than specified"}]},
                      [], ("failed", "Job was active longer"), id="deadline"),
-        pytest.param({}, [_pod({"name": "build", "image": "gcr.io/kaniko-project/executor:v1",
+        pytest.param({}, [_pod({"name": "build", "image": "127.0.0.1:5000/slipway/buildkit:v1",
                                 "state": {"waiting": {"reason": "ImagePullBackOff",
                                                       "message": "pull denied"}}})],
                      ("failed", "cannot pull the build image"), id="builder-image-not-pullable"),
@@ -227,121 +318,13 @@ def test_source_route(source_app: FastAPI, build: str, authorization: str, statu
         assert response.headers["content-type"] == "application/gzip"
 
 
-# --- ClusterBuilder against the stand-in ------------------------------------------------------
-
-
-@pytest.fixture
-def standin() -> Iterator[tuple[StandIn, KubeApi]]:
-    for state, api in kubestandin.serve():
-        yield state, KubeApi(api, namespace="apps", platform="prod")
-
-
-def _tar(*files: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name in files:
-            info = tarfile.TarInfo(name)
-            tar.addfile(info, io.BytesIO(b""))
-    return buf.getvalue()
-
-
-def _request(*files: str) -> BuildRequest:
-    kind: Kind = "dockerfile" if "Dockerfile" in files else "pack"
-    return BuildRequest(
-        build_id="b1",
-        source=_tar(*files),
-        info=SourceInfo(files=files),
-        repository="registry.example.com/hello",
-        choice=BuilderChoice(kind=kind, reason="as chosen by choose_builder"),
-    )
-
-
-def _builder(api: KubeApi) -> ClusterBuilder:
-    return ClusterBuilder(
-        api,
-        settings=SETTINGS,
-        source_base_url="http://slipway.slipway.svc:8081/",
-        token_key=KEY,
-        clock=lambda: 1000.0,
-        sleep=lambda _s: None,
-    )
-
-
-def _finish(state: StandIn, *, ok: bool) -> None:
-    """What the Job controller and kubelet would leave behind (canned)."""
-
-    def on_apply(obj: dict[str, Any]) -> None:
-        if obj["kind"] != "Job":
-            return
-        condition = "Complete" if ok else "Failed"
-        obj["status"] = {"conditions": [{"type": condition, "status": "True"}]}
-        state.put(PODS, _pod(
-            _terminated("build", 0 if ok else 1, DIGEST if ok else "", "" if ok else "Error"),
-            init=[_terminated("fetch-source", 0)],
-        ) | {"metadata": {"name": "slipway-build-b1-xyz",
-                          "labels": {"slipway.dev/build": "b1"}}})  # fmt: skip
-
-    state.on_apply = on_apply
-    state.logs[("slipway-build-b1-xyz", "fetch-source")] = ["source: 4 KiB"]
-    state.logs[("slipway-build-b1-xyz", "build")] = ["INFO[0000] Building stage", "step 2"]
-
-
-def test_cluster_build_streams_logs_and_returns_the_digest(
-    standin: tuple[StandIn, KubeApi],
-) -> None:
-    state, api = standin
-    _finish(state, ok=True)
-    lines: list[str] = []
-    result = _builder(api).build(_request("Dockerfile", "app.py"), on_line=lines.append)
-    assert result.image == f"registry.example.com/hello@{DIGEST}"
-    assert lines == [
-        "-----> Building in the cluster with kaniko: Job slipway-build-b1",
-        "source: 4 KiB",
-        "INFO[0000] Building stage",
-        "step 2",
-    ]
-    (post,) = [r for r in state.requests if r.method == "POST"]
-    assert post.path == JOBS  # created once (RBAC: create), never patched
-    assert post.query["fieldManager"] == "slipway"
-    token = {e["name"]: e["value"] for e in containers(post.body)["fetch-source"]["env"]}
-    assert sourcetokens.verify(KEY, "b1", token["SOURCE_TOKEN"], now=1000)
-    assert token["SOURCE_URL"] == "http://slipway.slipway.svc:8081/v1/builds/b1/source"
-    follows = [r.query for r in state.requests if r.path.endswith("/log")]
-    assert follows == [
-        {"container": "fetch-source", "follow": "true"},
-        {"container": "build", "follow": "true"},
-    ]
-
-
-def test_cluster_build_without_dockerfile_uses_buildpacks(standin: tuple[StandIn, KubeApi]) -> None:
-    state, api = standin
-    _finish(state, ok=True)
-    lines: list[str] = []
-    _builder(api).build(_request("project.toml", "main.go"), on_line=lines.append)
-    assert "buildpacks (paketobuildpacks/builder-jammy-base)" in lines[0]
-
-
-def test_cluster_build_failure_carries_the_log_tail(standin: tuple[StandIn, KubeApi]) -> None:
-    state, api = standin
-    _finish(state, ok=False)
-    with pytest.raises(BuildFailed) as caught:
-        _builder(api).build(_request("Dockerfile"), on_line=lambda _line: None)
-    assert "the build failed with exit code 1 (Error)" in caught.value.message
-    assert caught.value.log_tail.endswith("step 2")
-
-
-def test_retried_build_follows_the_existing_job(standin: tuple[StandIn, KubeApi]) -> None:
-    state, api = standin
-    _finish(state, ok=True)
-    _builder(api).build(_request("Dockerfile"), on_line=lambda _line: None)
-    lines: list[str] = []
-    result = _builder(api).build(_request("Dockerfile"), on_line=lines.append)
-    assert result.image.endswith(DIGEST)
-    assert "(the Job exists already: following it)" in lines[1]
-
-
-def test_job_name_held_by_something_else(standin: tuple[StandIn, KubeApi]) -> None:
-    state, api = standin
-    state.put(JOBS, {"kind": "Job", "metadata": {"name": "slipway-build-b1", "labels": {}}})
-    with pytest.raises(Conflict, match="not created by this Slipway"):
-        _builder(api).build(_request("Dockerfile"), on_line=lambda _line: None)
+def test_default_images_are_the_ones_the_cluster_script_pushes() -> None:
+    """builds.py and scripts/cluster.d/build-images.sh name the same images (and the BuildKit
+    tag is the version tools/buildkit pins)."""
+    root = Path(__file__).resolve().parents[2]
+    script = (root / "scripts" / "cluster.d" / "build-images.sh").read_text()
+    for image in (FETCH_IMAGE, CNB_BUILDER, CNB_RUN_IMAGE):
+        assert f"push_local_image {image}" in script or f" {image} " in script, image
+    go_mod = (root / "tools" / "buildkit" / "go.mod").read_text()
+    assert f"github.com/moby/buildkit {BUILDKIT_IMAGE.rsplit(':', 1)[1]}" in go_mod
+    assert 'ref="slipway/buildkit:$ver"' in script

@@ -87,7 +87,7 @@ def test_wheel_carries_code_templates_and_migrations(wheel: Path) -> None:
     assert wheel.name == f"slipway-{__version__}-py3-none-any.whl"
     names = set(zipfile.ZipFile(wheel).namelist())
     templates = {f"pipeline/_buildtemplates/{name}" for name in files_under(TEMPLATES)}
-    assert {"README.md", "python/Dockerfile.j2", "kubernetes/kaniko-job.yaml.j2"} <= files_under(
+    assert {"README.md", "python/Dockerfile.j2", "kubernetes/buildkit-job.yaml.j2"} <= files_under(
         TEMPLATES
     )
     assert sorted(templates - names) == []
