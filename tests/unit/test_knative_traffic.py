@@ -65,7 +65,7 @@ def resolved(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
         pytest.param(
             ksvc(SPLIT, resolved([LATEST]), conditions=[MISSING]),
             "refused",
-            'RevisionMissing: the cluster has no revision of that name',
+            "RevisionMissing: the cluster has no revision of that name",
             id="revision-missing",
         ),
         pytest.param(
