@@ -2,7 +2,9 @@
 
 The traffic itself is edited purely (`pipeline.core.traffic`); this module validates the result
 like any Service, writes it and wakes the reconciler. A split that would send requests to a
-revision without a ready instance waits for one first, so a traffic change fails no request.
+revision without a ready instance waits for one first, so a traffic change fails no request; a
+split the runtime refuses (Knative's admission or Route) is stored back as it was and the
+refusal is the answer.
 The caller holds the service lock (`pipeline.deploy.locks`).
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from pipeline import spec
 from pipeline.core import traffic
-from pipeline.core.errors import RevisionFailed
+from pipeline.core.errors import Conflict, RevisionFailed
 from pipeline.core.records import Revision, Service
 from pipeline.core.settings import Settings
 from pipeline.deploy.waker import Waker
@@ -113,5 +115,15 @@ class Edits:
                 )
             self.put(svc, updated)
             self._reconciler.wait_for_pass(timeout_s=30)
+            refused = self._reconciler.refusal(svc.name, timeout_s=30)
+            if refused:
+                # The runtime kept serving the old split: store it back, so that what Slipway
+                # shows and applies is what serves.
+                self._store.put_service(svc.name, spec=svc.spec)
+                self._reconciler.wake()
+                raise Conflict(
+                    f"the cluster refused the traffic edit of {svc.name!r}, traffic unchanged: "
+                    f"{refused}"
+                )
         finally:
             self._reconciler.release(wanted)

@@ -19,3 +19,9 @@ class Waker(Protocol):
     def wait_ready(self, revisions: set[str], *, timeout_s: float) -> set[str]: ...
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool: ...
+
+    def refusal(self, service: str, *, timeout_s: float = 30.0) -> str:
+        """After a pass: why the runtime refused the service's desired state as stored now ("" if
+        it took it): a cluster's admission or Knative's Route can say no after the store said
+        yes."""
+        ...

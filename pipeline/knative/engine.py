@@ -104,6 +104,10 @@ class KnativeEngine:
             return None
         return status.service_state(obj, self._revisions(name))
 
+    def traffic_outcome(self, name: str) -> tuple[status.TrafficOutcome, str]:
+        """Whether Knative's Route took the Service's traffic (`status.traffic_outcome`)."""
+        return status.traffic_outcome(self._api.get(KSERVICES, name))
+
     def pods_state(self, revision: str) -> RevisionState | None:
         """What the revision's pods show before Knative reports it (`status.pods_state`)."""
         pods = self._api.list_pods(selector=f"{KNATIVE_REVISION_LABEL}={revision}")

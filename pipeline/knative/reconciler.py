@@ -9,11 +9,17 @@ a pass with nothing changed only reads.
 
 `revision_updates` is the decision, pure: revision rows and the observed state in, the marks to
 make out.
+
+Traffic edits are stored before they are applied, so the cluster's answer comes after: the
+deployer asks `refusal` whether the cluster refused the service's desired state (its admission
+refused the apply, or Knative's Route marked the split bad and kept serving the old one) and
+puts the previous traffic back if so, answering the user with why.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -23,7 +29,7 @@ from pipeline.core.records import Revision, Service
 from pipeline.engines.base import RevisionState, ServiceState
 from pipeline.knative import render
 from pipeline.knative.domainmappings import DomainMappingSync
-from pipeline.knative.status import slipway_reason
+from pipeline.knative.status import TrafficOutcome, slipway_reason
 from pipeline.reconcile.actions import Mark  # the same store update as the embedded engine's
 from pipeline.store.state import Store
 
@@ -42,6 +48,8 @@ class KnativeServices(Protocol):
     def service_state(self, name: str) -> ServiceState | None: ...
 
     def pods_state(self, revision: str) -> RevisionState | None: ...
+
+    def traffic_outcome(self, name: str) -> tuple[TrafficOutcome, str]: ...
 
     def list_services(self) -> list[str]: ...
 
@@ -147,6 +155,7 @@ class KnativeReconciler:
         self._clock = clock
         self._applied: dict[str, str] = {}  # service -> hash of what was last applied
         self._states: dict[str, ServiceState] = {}
+        self._refused: dict[str, str] = {}  # service -> why its last apply was refused
         self._wake = threading.Event()
         self._passes = 0
         self._pass_done = threading.Condition()
@@ -171,6 +180,27 @@ class KnativeReconciler:
         with self._pass_done:
             target = self._passes + 2  # one that may be running, then a full one
             return self._pass_done.wait_for(lambda: self._passes >= target, timeout=timeout_s)
+
+    def refusal(self, service: str, *, timeout_s: float = 30.0) -> str:
+        """After a pass (`wait_for_pass`): why the cluster refused the service's desired state as
+        stored now; "" once it took it, or when it has not said within `timeout_s` (nothing to
+        undo then: the reconciler keeps applying). Knative's Route answers after the apply, so
+        this waits for it."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            refused = self._refused.get(service, "")
+            if refused:
+                return refused
+            try:
+                outcome, message = self._engine.traffic_outcome(service)
+            except SlipwayError as e:  # not the edit's fault; the next pass applies it again
+                self._log.warning("traffic_not_read", service=service, error=e.message)
+                return ""
+            if outcome == "refused":
+                return message
+            if outcome == "taken" or time.monotonic() >= deadline:
+                return ""
+            time.sleep(0.25)
 
     def run(self, stop: threading.Event, *, interval_s: float = 1.0) -> None:
         while not stop.is_set():
@@ -208,6 +238,7 @@ class KnativeReconciler:
                     self._engine.delete_service(name)
                     self._applied.pop(name, None)
                     self._states.pop(name, None)
+                    self._refused.pop(name, None)
                     self._log.info("service_deleted", service=name)
         except SlipwayError as e:  # the next pass tries again
             self._log.warning("services_not_deleted", error=e.message)
@@ -236,6 +267,10 @@ class KnativeReconciler:
         except SlipwayError as e:
             last_error = e.message
             log.warning("service_not_applied", error=e.message)
+        if refused:
+            self._refused[svc.name] = refused
+        elif not last_error:
+            self._refused.pop(svc.name, None)
         if state is not None:
             self._states[svc.name] = state
         pods = self._pods(revisions, state) if not (refused or last_error) else {}

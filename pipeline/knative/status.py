@@ -147,3 +147,46 @@ def service_state(obj: dict[str, Any], revisions: Iterable[dict[str, Any]] = ())
         traffic=traffic,
         revisions=tuple(sorted((revision_state(r) for r in revisions), key=lambda r: r.name)),
     )
+
+
+TrafficOutcome = Literal["taken", "refused", "pending"]
+
+
+def traffic_outcome(obj: dict[str, Any] | None) -> tuple[TrafficOutcome, str]:
+    """Whether Knative's Route took the traffic in the Service's spec: `taken` once its status
+    serves exactly that split, `refused` (with Slipway's words for Knative's) when the Route
+    marked the current generation's traffic bad, else `pending`.
+
+    Knative's webhook accepts a traffic target naming a revision the cluster does not have (one
+    its garbage collector removed, say); the Route then reports `RevisionMissing` and keeps
+    serving its previous split, so the refusal is only ever visible here.
+    """
+    if obj is None:
+        return "pending", ""
+    metadata: dict[str, Any] = obj.get("metadata") or {}
+    status: dict[str, Any] = obj.get("status") or {}
+    if status.get("observedGeneration") != metadata.get("generation"):
+        return "pending", ""
+    routes = condition(status.get("conditions"), "RoutesReady")
+    if routes is not None and routes.get("status") == "False":
+        reason, message = slipway_reason(
+            str(routes.get("reason") or ""), str(routes.get("message") or "")
+        )
+        return "refused", f"{reason}: {message}" if message else reason
+    wanted = _split((obj.get("spec") or {}).get("traffic"))
+    if wanted and wanted == _split(status.get("traffic")):
+        return "taken", ""
+    return "pending", ""
+
+
+def _split(targets: Iterable[dict[str, Any]] | None) -> list[tuple[str, int, str]]:
+    """Traffic targets comparable between spec and status: a target that follows the latest
+    revision is named by that, since status also resolves it to a revision name."""
+    return sorted(
+        (
+            "" if t.get("latestRevision") else str(t.get("revisionName") or ""),
+            int(t.get("percent") or 0),
+            str(t.get("tag") or ""),
+        )
+        for t in targets or ()
+    )

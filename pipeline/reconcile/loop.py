@@ -206,6 +206,11 @@ class Reconciler:
             self.wake()
             return self._cond.wait_for(lambda: self._passes >= target, timeout=timeout_s)
 
+    def refusal(self, service: str, *, timeout_s: float = 30.0) -> str:
+        """Never a refusal here: the data plane takes every route the spec allows, and one
+        HAProxy cannot serve shows as a RouteRejected condition (`reconcile.rejections`)."""
+        return ""
+
     @property
     def passes(self) -> int:
         """Passes finished since this process started (the reconcile counter in /metrics)."""

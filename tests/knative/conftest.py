@@ -328,7 +328,7 @@ def get_text(url: str, *, timeout_s: float = 60) -> str:
 # ---- in-cluster builds (tests/knative/test_builds.py) ------------------------------------
 # Build pods reach the host at the pod network's gateway (scripts/cluster: POD_GW), never at
 # 127.0.0.1 (their own): `up` forwards <gateway>:5000 to the registry on the host's loopback.
-POD_GATEWAY = "10.244.0.1"
+POD_GATEWAY = os.environ.get("SLIPWAY_CLUSTER_POD_GATEWAY", "10.244.0.1")
 
 
 @pytest.fixture(scope="session")
@@ -372,3 +372,239 @@ def build_slipway(
         yield sw
     finally:
         sw.stop()
+
+
+# ---- identity: the metadata server on the cluster, and a pod asking it for tokens ---------
+# Added for tests/knative/test_metadata.py and test_private.py (issue 14's identity items).
+METADATA_SERVICE = "slipway-metadata"
+# The metadata server the test runs on the host listens on POD_GATEWAY (above): the one host
+# address pods reach.
+PYTHON_BASE = "slipway/python:3.11-bookworm"
+DOMAIN = "localhost"
+
+TOKEN_APP = '''
+import os, signal, sys, urllib.error, urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import google.auth.transport.requests
+from google.oauth2 import id_token
+
+
+class Tokens(BaseHTTPRequestHandler):
+    def do_GET(self):
+        url = urlsplit(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        status = 200
+        try:
+            if url.path == "/token":
+                # What code on Cloud Run does, unchanged: google-auth finds the metadata server
+                # through GCE_METADATA_HOST / GCE_METADATA_IP and asks it for an ID token.
+                body = id_token.fetch_id_token(google.auth.transport.requests.Request(), q["aud"])
+            elif url.path == "/metadata":  # the raw protocol, for format=full
+                request = urllib.request.Request(
+                    "http://" + os.environ["GCE_METADATA_HOST"] + q["path"],
+                    headers={"Metadata-Flavor": "Google"},
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as r:
+                        body = r.read().decode()
+                except urllib.error.HTTPError as e:
+                    status, body = e.code, e.read().decode()
+            else:
+                body = "ok"
+        except Exception as e:
+            status, body = 500, f"{type(e).__name__}: {e}"
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 ignores SIGTERM otherwise
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Tokens).serve_forever()
+'''
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A control plane whose revisions get `GCE_METADATA_HOST`, and its metadata server."""
+
+    slipway: KnativeSlipway
+    issuer: str  # SLIPWAY_PUBLIC_URL: the tokens' `iss`, the Istio policies' issuer
+    metadata_host: str  # what revisions get: the metadata Service's cluster DNS name
+    metadata_direct: str  # where the host reaches the server itself (POD_GATEWAY:port)
+
+    def jwks(self) -> dict[str, Any]:
+        resp = httpx.get(f"{self.issuer}/.well-known/jwks.json", timeout=10)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+
+def _metadata_service(kube: k8s.ApiClient, namespace: str, port: int) -> None:
+    """The Service the chart makes (`<release>-slipway-metadata`, port 80), here without a
+    selector: its endpoint is the host's pod-network address, where the test's server runs (the
+    chart's selects the control-plane pod; the hop pod -> ClusterIP -> endpoint is the same)."""
+    k8s.CoreV1Api(kube).create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": METADATA_SERVICE},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]},
+        },
+    )
+    k8s.DiscoveryV1Api(kube).create_namespaced_endpoint_slice(
+        namespace,
+        {
+            "metadata": {
+                "name": f"{METADATA_SERVICE}-host",
+                "labels": {
+                    "kubernetes.io/service-name": METADATA_SERVICE,
+                    "endpointslice.kubernetes.io/managed-by": "slipway-tests",
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [POD_GATEWAY]}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def identity(
+    tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, kube: k8s.ApiClient, namespace: str
+) -> Iterator[Identity]:
+    """A second `slipway server` in the session's namespace (its own platform id, so neither
+    touches the other's services) with SLIPWAY_METADATA_HOST set, as the chart sets it, and
+    `slipway metadata --engine=knative` with the options the chart's metadata container gets."""
+    ident = secrets.token_hex(3)
+    data_dir = tmp_path_factory.mktemp("slipway-identity")
+    api = free_port()
+    issuer = f"http://127.0.0.1:{api}"
+    metadata_host = f"{METADATA_SERVICE}.{namespace}.svc"
+    env = {
+        **os.environ,
+        "SLIPWAY_ENGINE": "knative",
+        "SLIPWAY_KUBECONFIG": str(cluster.kubeconfig),
+        "SLIPWAY_NAMESPACE": namespace,
+        "SLIPWAY_DATA_DIR": str(data_dir),
+        "SLIPWAY_API_PORT": str(api),
+        "SLIPWAY_PORT": str(free_port()),
+        "SLIPWAY_PUBLIC_URL": issuer,
+        "SLIPWAY_DOMAIN": DOMAIN,
+        "SLIPWAY_REGISTRY": cluster.registry,
+        "SLIPWAY_PLATFORM_ID": f"i{ident}",
+        "SLIPWAY_METADATA_HOST": metadata_host,
+        "SLIPWAY_READINESS_TIMEOUT": "240",
+    }
+    env.pop("SLIPWAY_URL", None)
+    env.pop("SLIPWAY_TOKEN", None)
+    sw = KnativeSlipway(
+        data_dir=data_dir, env=env, ingress_port=int(env["SLIPWAY_PORT"]), api_port=api,
+        platform_id=f"i{ident}", network="",
+    )  # fmt: skip
+    port = free_port()
+    metadata: subprocess.Popen[bytes] | None = None
+    try:
+        sw.start()
+        assert httpx.get(f"{issuer}/.well-known/jwks.json", timeout=10).json()["keys"]
+        with (data_dir / "metadata.log").open("ab") as log:
+            metadata = subprocess.Popen(
+                [
+                    sys.executable, "-m", "pipeline.cli", "metadata", "--engine=knative",
+                    f"--namespace={namespace}", f"--bind={POD_GATEWAY}", f"--port={port}",
+                    f"--keys-dir={data_dir / 'keys'}", f"--platform=i{ident}",
+                    f"--issuer={issuer}", f"--domain={DOMAIN}",
+                    f"--kubeconfig={cluster.kubeconfig}",
+                ],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+        direct = f"{POD_GATEWAY}:{port}"
+
+        def answers() -> int:
+            try:
+                return httpx.get(f"http://{direct}/", timeout=2).status_code
+            except httpx.HTTPError:
+                return 0
+
+        # The host is no pod of this Slipway: 403 is the server answering.
+        eventually(f"the metadata server answering on {direct}", answers, timeout_s=30)
+        _metadata_service(kube, namespace, port)
+        yield Identity(
+            slipway=sw, issuer=issuer, metadata_host=metadata_host, metadata_direct=direct
+        )
+    finally:
+        if metadata is not None:
+            metadata.terminate()
+            metadata.wait(timeout=10)
+        sw.stop()
+
+
+@dataclass(frozen=True)
+class TokenCaller:
+    """A Slipway service whose pod asks the metadata server for tokens (google-auth)."""
+
+    service: str
+    revision: str
+    address: str  # the revision's private ClusterIP, reached from the host
+
+    def get(self, path: str, *, timeout_s: float = 90) -> httpx.Response:
+        """The app's answer, retried while kube-proxy or the queue-proxy cannot yet forward
+        (the pod may still be starting); the app's own errors come back as they are."""
+        url = f"http://{self.address}{path}"
+
+        def probe() -> httpx.Response | None:
+            try:
+                resp = httpx.get(url, timeout=30)
+            except httpx.HTTPError:
+                return None
+            return None if resp.status_code in (502, 503) else resp
+
+        return eventually(f"{url} answering", probe, timeout_s=timeout_s)  # type: ignore[no-any-return]
+
+    def token(self, audience: str) -> str:
+        from urllib.parse import urlencode
+
+        resp = self.get("/token?" + urlencode({"aud": audience}))
+        assert resp.status_code == 200, f"google-auth in the pod failed: {resp.text}"
+        return resp.text
+
+
+def token_app(folder: Path) -> Path:
+    """TOKEN_APP on Debian's python3 with google-auth from PyPI: Debian's own python3-google-auth
+    (1.5.1 in bookworm) predates `id_token.fetch_id_token` and GCE_METADATA_HOST."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "app.py").write_text(TOKEN_APP)
+    (folder / "Dockerfile").write_text(
+        f"FROM {PYTHON_BASE}\n"
+        "RUN pip install --break-system-packages --no-cache-dir google-auth requests\n"
+        'COPY app.py /app.py\nUSER 65532:65532\nCMD ["python3", "/app.py"]\n'
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def token_caller(
+    identity: Identity,
+    docker_client: docker.DockerClient,
+    tmp_path_factory: pytest.TempPathFactory,
+    cluster: Cluster,
+    kube_reader: Kube,
+) -> TokenCaller:
+    from pipeline.build import baseimages
+
+    baseimages.ensure_base_images(docker_client, references=[PYTHON_BASE])
+    service = f"kt-caller-{secrets.token_hex(2)}"
+    image = push(
+        docker_client,
+        token_app(tmp_path_factory.mktemp("caller")),
+        f"{cluster.registry}/slipway-kt/{service}:1",
+    )
+    # min-instances 1: nothing routes requests here (no ingress), and the test calls the pod.
+    identity.slipway.cli("deploy", service, "--image", image.ref, "--min-instances", "1")
+    revision = f"{service}-00001"
+    return TokenCaller(
+        service=service,
+        revision=revision,
+        address=kube_reader.cluster_ip(f"{revision}-private"),
+    )

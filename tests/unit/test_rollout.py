@@ -54,6 +54,9 @@ class Passes:
         self.wake()
         return self.applies
 
+    def refusal(self, service: str, *, timeout_s: float = 30.0) -> str:
+        return ""
+
 
 class NoGarbage:
     def collect(self, service: str) -> None:
