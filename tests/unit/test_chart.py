@@ -2,7 +2,7 @@
 v3.22.0 that `scripts/tools helm` builds): every object `helm template` prints must pass
 `kubernetes-validate` (strict, the Kubernetes version helm renders for), the Role must grant what
 pipeline/knative/apply.py calls and nothing else, and values the chart refuses must stop helm with
-the chart's own message. `helm install` into the real cluster is tests/knative/test_chart_install.py.
+the chart's own message. `helm install` into the real cluster: tests/knative/test_chart_install.py.
 """
 
 from __future__ import annotations
