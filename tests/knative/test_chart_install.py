@@ -16,22 +16,18 @@ pod bridge's gateway address that passes requests for that registry (and nothing
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import http.client
 import json
 import os
 import secrets
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import docker
 import httpx
@@ -45,10 +41,10 @@ from kubernetes import client as k8s
 from pipeline import __version__
 from tests.integration.conftest import ROOT
 from tests.knative.conftest import Cluster, Kube, eventually, get_text, httpd_app, push
+from tests.knative.registryproxy import RegistryProxy, bridge_address
 from tests.unit.helm import CHART, helm_binary
 
 TOOLS = ROOT / "scripts" / "tools"
-BRIDGE = "slipcni0"  # scripts/cluster's pod bridge; its address is the pods' gateway
 # What the image is built from (scripts/image, the Dockerfile); with the venv's packages, the key
 # of the image tag: a changed source is a new tag, an unchanged one is reused from the registry.
 IMAGE_INPUTS = ("pyproject.toml", "README.md", "Dockerfile", ".dockerignore", "scripts/image",
@@ -113,68 +109,6 @@ def push_tag(client: docker.DockerClient, ref: str) -> str:
         digest = (line.get("aux") or {}).get("Digest", digest)
     assert digest.startswith("sha256:"), f"push of {ref} gave no digest"
     return str(digest)
-
-
-# ---- the stand-in for the pods' route to the registry --------------------------------------------
-class RegistryProxy:
-    """An HTTP forward proxy that passes requests for `registry` only (see the module docstring)."""
-
-    def __init__(self, *, bind: str, registry: str) -> None:
-        self.registry = registry
-        self.forwarded: list[str] = []
-        self.server = ThreadingHTTPServer((bind, 0), self._handler())
-        self.url = f"http://{bind}:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> RegistryProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                url = urlsplit(self.path)
-                if url.scheme != "http" or url.netloc != proxy.registry:
-                    self.send_error(403, f"this proxy forwards to {proxy.registry} only")
-                    return
-                proxy.forwarded.append(f"{self.command} {url.path}")
-                conn = http.client.HTTPConnection(proxy.registry, timeout=30)
-                hop = ("host", "proxy-connection", "connection")
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
-                target = url.path + (f"?{url.query}" if url.query else "")
-                conn.request(self.command, target, headers=headers)
-                resp = conn.getresponse()
-                body = resp.read()
-                self.send_response(resp.status)
-                for name, value in resp.getheaders():
-                    if name.lower() not in ("connection", "transfer-encoding", "content-length"):
-                        self.send_header(name, value)
-                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
-                self.send_header("Content-Length", length or str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-                conn.close()
-
-            do_GET = do_HEAD = _forward
-
-        return Handler
-
-
-def bridge_address() -> str:
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", BRIDGE], capture_output=True,
-                         text=True, check=False).stdout.split()  # fmt: skip
-    assert "inet" in out, f"no IPv4 address on the pod bridge {BRIDGE} (is the cluster up?)"
-    return out[out.index("inet") + 1].split("/")[0]
 
 
 # ---- the release ---------------------------------------------------------------------------------
@@ -309,7 +243,8 @@ def release(
             helm(["uninstall", name, "-n", namespace, "--wait", "--timeout", "2m"],
                  kubeconfig=cluster.kubeconfig, timeout=180)  # fmt: skip
             core.delete_namespace(namespace, propagation_policy="Background")
-            core.delete_persistent_volume(pv)
+            with contextlib.suppress(k8s.exceptions.ApiException):  # not made if setup failed
+                core.delete_persistent_volume(pv)
 
 
 # ---- the tests -----------------------------------------------------------------------------------
@@ -442,7 +377,7 @@ def test_a_role_lacking_a_verb_fails_the_deploy_with_the_403_named(
             {"apiGroups": r["api_groups"], "resources": r["resources"], "verbs": r["verbs"]}
             for r in original]})  # fmt: skip
     sys.stderr.write(f"\nthe 403 deploy failed after {took:.1f}s\n")
-    said = done.stdout + done.stderr
+    said = " ".join((done.stdout + done.stderr).split())  # the CLI may wrap long lines
     assert done.returncode != 0, f"a deploy the cluster refused was reported as done:\n{said}"
     assert "Traceback" not in said, said
     who = f"system:serviceaccount:{release.namespace}:{release.fullname}"
