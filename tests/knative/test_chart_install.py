@@ -329,7 +329,7 @@ def test_a_revisions_pod_gets_its_identity_from_the_charts_metadata_server(
     path = "computeMetadata/v1/instance/service-accounts/default/identity"
     script = (
         'wget -q -O- --header "Metadata-Flavor: Google" '
-        f'"http://$GCE_METADATA_HOST/{path}?audience={audience}"'
+        f'"http://$GCE_METADATA_HOST/{path}?audience={audience}&format=full"'
     )
     asked = release.kubectl_run("exec", pod, "-c", "user-container", "--", "sh", "-c", script)
     assert asked.returncode == 0, f"{asked.stdout}\n{asked.stderr}\n{release.diagnosis()}"
