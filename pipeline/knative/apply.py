@@ -167,6 +167,7 @@ class KubeApi:
                 "it, or deploy under another service name"
             )
         verb = "patch" if existing is not None else "patch (and create)"
+        manifest = with_annotations_map(manifest)
         result: Any = self._call(
             verb,
             resource,
@@ -348,6 +349,20 @@ class KubeApi:
         if e.status in (400, 422):
             return InvalidSpec(f"the cluster refused {what}: {message}")
         return Unavailable(f"Kubernetes answered {e.status} to {verb} {what}: {message}")
+
+
+def with_annotations_map(manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` with `metadata.annotations` present, `{}` when it has none.
+
+    Admission webhooks add annotations that no field manager owns (Knative's
+    `serving.knative.dev/creator` and `lastModifier`). When an apply drops the last annotation
+    Slipway owned (a private service made public) and sends no `annotations` map at all, server-side
+    apply removes the whole map, theirs too, and Knative's webhook refuses the Service ("annotation
+    value is immutable"). An empty map keeps it: only Slipway's own keys go."""
+    metadata: dict[str, Any] = manifest.get("metadata") or {}
+    if "annotations" in metadata:
+        return manifest
+    return {**manifest, "metadata": {**metadata, "annotations": {}}}
 
 
 # The API server's own words for an RBAC refusal (k8s.io/apiserver's forbidden message):

@@ -24,6 +24,7 @@ from pipeline.knative.apply import (
     Resource,
     forbidden_message,
     refused_verb,
+    with_annotations_map,
 )
 
 # The API server's message for an RBAC refusal, as k8s.io/apiserver words it.
@@ -102,3 +103,16 @@ def test_engine_selection_from_environment(tmp_path: Path) -> None:
 
     with pytest.raises(Unavailable, match="no Kubernetes configuration from the kubeconfig"):
         knative_parts(settings, store=None)  # type: ignore[arg-type]
+
+
+def test_an_applied_manifest_always_carries_an_annotations_map() -> None:
+    """Without the map, server-side apply would drop the annotations Knative's webhook added
+    when Slipway's last one goes (tests/knative/test_kubeapi.py shows the refusal that follows)."""
+    bare = {"metadata": {"name": "hello", "labels": {"a": "b"}}, "spec": {}}
+    assert with_annotations_map(bare) == {
+        "metadata": {"name": "hello", "labels": {"a": "b"}, "annotations": {}},
+        "spec": {},
+    }
+    assert bare["metadata"] == {"name": "hello", "labels": {"a": "b"}}  # not changed in place
+    kept = {"metadata": {"name": "hello", "annotations": {"slipway.dev/private": "true"}}}
+    assert with_annotations_map(kept) is kept
