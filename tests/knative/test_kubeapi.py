@@ -260,19 +260,28 @@ def test_a_403_names_the_verb_the_account_and_the_fix(
     assert caught.value.verb == missing
 
 
-def test_a_reconciler_pass_survives_a_cluster_that_refuses(
+def test_a_reconciler_pass_survives_a_cluster_that_refuses_and_says_why(
     kube: k8s.ApiClient, ns: str, tmp_path: Path
 ) -> None:
-    _who, denied = account(kube, ns, [])
+    """A pass logs the 403 and goes on (the server starts; the next pass retries); a revision
+    that waited out its readiness timeout meanwhile carries the 403's words."""
+    who, denied = account(kube, ns, [])
     engine_db = db.make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.migrate(engine_db)
     store = Store(db.session_factory(engine_db))
-    svc, _ = deployed(doc("refused"), [])
+    svc, (row,) = deployed(doc("refused"), ["Pending"])
     store.put_service("refused", spec=svc.spec)
+    store.create_revision("refused", image=row.image, template=row.template, template_hash="h1")
+    created = store.get_revision("refused-00001").created_at.timestamp()
     reconciler = KnativeReconciler(
-        store=store, engine=KnativeEngine(denied), readiness_timeout_s=60, clock=time.time
-    )
-    reconciler.reconcile_once()  # logs, does not raise: the server starts, the next pass retries
+        store=store, engine=KnativeEngine(denied), readiness_timeout_s=60,
+        clock=lambda: created + 61,
+    )  # fmt: skip
+    reconciler.reconcile_once()
+    failed = store.get_revision("refused-00001")
+    assert failed.status == "Failed", failed
+    assert "the cluster could not be asked: Kubernetes denied Slipway 'get'" in failed.message
+    assert f"Grant the service account {who}" in failed.message
 
 
 # ---- pods: the metadata server's lookup, and logs -----------------------------------------------
