@@ -50,7 +50,8 @@ TOOLS = ROOT / "scripts" / "tools"
 IMAGE_INPUTS = ("pyproject.toml", "README.md", "Dockerfile", ".dockerignore", "scripts/image",
                 "scripts/lib.sh", "pipeline", "webhooks", "buildtemplates")  # fmt: skip
 # Long enough for a loaded node to pull and start the app; it is also how long the 403 deploy
-# takes to fail while the reconciler treats a 403 like an unreachable cluster (see the report).
+# takes to fail while the reconciler treats a 403 like an unreachable cluster (docs/kubernetes.md,
+# "RBAC").
 READINESS_TIMEOUT_S = 120
 MANIFESTS = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"  # noqa: E501
 
