@@ -7,13 +7,15 @@ fields another manager set) is only ever sent for objects Slipway owns; an objec
 that Slipway did not create is refused, never overwritten.
 
 Every failure leaves as a Slipway error that names what to do: no cluster reachable, a 403 that
-names the missing verb and resource, a 404 on the resource type that means the CRD (Knative
+names the missing verb and resource (`Forbidden`: permanent until someone changes the Role, so a
+deploy can fail at once rather than wait), a 404 on the resource type that means the CRD (Knative
 Serving, Istio) is not installed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,6 +37,17 @@ from pipeline.core.errors import Conflict, InvalidSpec, NotFound, SlipwayError, 
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = MANAGER
 T = TypeVar("T")
+
+
+class Forbidden(Unavailable):
+    """The API server's RBAC refused a call (403). Retrying the same call cannot help until an
+    admin grants the verb; it is an `Unavailable` so that callers that retry (the metadata
+    server's 503, a reconciler pass) keep working unchanged once the Role is fixed."""
+
+    def __init__(self, message: str, *, verb: str, resource: str) -> None:
+        super().__init__(message)
+        self.verb = verb
+        self.resource = resource
 
 
 @dataclass(frozen=True)
@@ -155,6 +168,7 @@ class KubeApi:
                 "it, or deploy under another service name"
             )
         verb = "patch" if existing is not None else "patch (and create)"
+        manifest = with_annotations_map(manifest)
         result: Any = self._call(
             verb,
             resource,
@@ -336,11 +350,12 @@ class KubeApi:
                 f"Install {resource.installed_by} (see the README, 'Kubernetes and Knative')"
             )
         if e.status == 403:
-            verbs = verb.replace(" (and create)", " and create")
-            return Unavailable(
-                f"Kubernetes denied Slipway '{verbs}' on {resource.qualified} in namespace "
-                f"{self.namespace} (403: {message}); grant the service account that verb on "
-                "that resource (the Helm chart's Role lists what Slipway needs)"
+            return Forbidden(
+                forbidden_message(
+                    verb=verb, resource=resource, namespace=self.namespace, api_message=message
+                ),
+                verb=refused_verb(attempted=verb, api_message=message),
+                resource=resource.qualified,
             )
         if e.status == 401:
             return Unavailable(
@@ -352,6 +367,51 @@ class KubeApi:
         if e.status in (400, 422):
             return InvalidSpec(f"the cluster refused {what}: {message}")
         return Unavailable(f"Kubernetes answered {e.status} to {verb} {what}: {message}")
+
+
+def with_annotations_map(manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` with `metadata.annotations` present, `{}` when it has none.
+
+    Admission webhooks add annotations that no field manager owns (Knative's
+    `serving.knative.dev/creator` and `lastModifier`). When an apply drops the last annotation
+    Slipway owned (a private service made public) and sends no `annotations` map at all, server-side
+    apply removes the whole map, theirs too, and Knative's webhook refuses the Service ("annotation
+    value is immutable"). An empty map keeps it: only Slipway's own keys go."""
+    metadata: dict[str, Any] = manifest.get("metadata") or {}
+    if "annotations" in metadata:
+        return manifest
+    return {**manifest, "metadata": {**metadata, "annotations": {}}}
+
+
+# The API server's own words for an RBAC refusal (k8s.io/apiserver's forbidden message):
+# `<what> is forbidden: User "<user>" cannot <verb> resource "<plural>" in API group "<group>" ...`
+_REFUSAL = re.compile(r'User "(?P<user>[^"]*)" cannot (?P<verb>[a-z]+) resource')
+
+
+def refused_verb(*, attempted: str, api_message: str) -> str:
+    """The verb to grant: the one the API server says it refused, else the one Slipway tried."""
+    found = _REFUSAL.search(api_message)
+    return found.group("verb") if found else attempted.split(" ", 1)[0]
+
+
+def forbidden_message(*, verb: str, resource: Resource, namespace: str, api_message: str) -> str:
+    """What a 403 tells the user: the verb and resource refused, who was refused, and the fix.
+
+    `verb` is what Slipway attempted ("patch (and create)" for a server-side apply that may
+    create); the API server's message names the one verb it checked and refused: that one is
+    the verb to grant."""
+    attempted = verb.replace(" (and create)", " and create")
+    missing = refused_verb(attempted=verb, api_message=api_message)
+    found = _REFUSAL.search(api_message)
+    who = f"the service account {found.group('user')}" if found else "Slipway's service account"
+    return (
+        f"Kubernetes denied Slipway '{attempted}' on {resource.qualified} in namespace "
+        f"{namespace} (403: {api_message}). Grant {who} the verb '{missing}' on "
+        f"{resource.qualified} in namespace {namespace}: with the Helm chart, `helm upgrade` puts "
+        "its Role back (charts/slipway/templates/rbac.yaml lists every verb Slipway needs); "
+        "otherwise add that verb to the Role bound to the account "
+        f"(`kubectl -n {namespace} edit role <its role>`)"
+    )
 
 
 def _status_body(body: object) -> dict[str, Any]:

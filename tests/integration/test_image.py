@@ -1,6 +1,9 @@
 """The control-plane image the Helm chart runs, built by scripts/image (wheels made on this
 machine, the top-level Dockerfile, the real Docker Engine) and run: the CLI answers, the build
 templates come from the installed package, and it runs as the chart's uid 10001.
+
+The image running as the chart installs it (both containers, the chart's ServiceAccount, the
+metadata container minting for a revision's pod) is tests/knative/test_chart_install.py.
 """
 
 from __future__ import annotations
@@ -10,20 +13,13 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import docker
-import httpx
-import jwt as pyjwt
 import pytest
 
 from pipeline import __version__
-from pipeline.identity import keys
-from tests.integration.conftest import ROOT, free_port
-from tests.unit import helm, kubestandin
+from tests.integration.conftest import ROOT
 from tests.unit.installprobe import PROBE
-from tests.unit.test_chart import REQUIRED
-from tests.unit.test_metadata_kubernetes import PODS, knative_pod, kubeconfig_for
 
 pytestmark = pytest.mark.integration
 
@@ -93,62 +89,3 @@ def test_it_runs_as_the_charts_user(docker_client: docker.DockerClient, image: s
         ).strip()
         == "ok"
     )
-
-
-def test_the_charts_metadata_container_mints_for_a_pod(
-    docker_client: docker.DockerClient, image: str, tmp_path: Path
-) -> None:
-    """The Helm chart's second container, as the chart renders it, run from this image: it asks
-    the API server (the STAND-IN of tests/unit/kubestandin.py, no cluster runs here) for the pod
-    with the caller's IP and mints that service's token. Host networking stands in for the pod
-    network: this test's requests come from 127.0.0.1, the pod IP the stand-in lists."""
-    objects = helm.template(REQUIRED, {"targetNamespace": "apps", "platformId": "prod"})
-    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
-    container = deployment["spec"]["template"]["spec"]["containers"][1]
-    port = free_port()
-    args = [f"--port={port}" if a.startswith("--port=") else a for a in container["args"]]
-    keys_dir = tmp_path / "keys"
-    store = keys.KeyStore(keys_dir)
-    store.ensure()
-    for path in (keys_dir, *keys_dir.iterdir()):  # the control plane's files, as the chart's uid
-        os.chown(path, UID, UID)
-    for state, api in kubestandin.serve():
-        state.put(PODS, knative_pod("hello-pod", ip="127.0.0.1"))
-        (tmp_path / "kubeconfig").write_text(kubeconfig_for(api.configuration.host))
-        started = docker_client.containers.run(
-            image,
-            [*args, "--kubeconfig=/kube/config"],
-            detach=True,
-            network_mode="host",
-            volumes={
-                str(keys_dir): {"bind": "/var/lib/slipway/keys", "mode": "ro"},
-                str(tmp_path / "kubeconfig"): {"bind": "/kube/config", "mode": "ro"},
-            },
-        )
-        try:
-            url = (
-                f"http://127.0.0.1:{port}/computeMetadata/v1/instance/service-accounts/default/"
-                "identity?audience=https://target.apps.example.com"
-            )
-            reply = None
-            deadline = time.monotonic() + 30
-            while reply is None and time.monotonic() < deadline:
-                try:
-                    reply = httpx.get(url, headers={"Metadata-Flavor": "Google"}, timeout=5)
-                except httpx.TransportError:
-                    started.reload()
-                    assert started.status != "exited", started.logs().decode()
-                    time.sleep(0.2)
-            assert reply is not None, started.logs().decode()
-            assert reply.status_code == 200, reply.text
-            claims = pyjwt.decode(
-                reply.text,
-                key=pyjwt.PyJWKSet.from_dict(keys.jwks(store.live())).keys[0].key,
-                algorithms=["RS256"],
-                audience="https://target.apps.example.com",
-                issuer="https://slipway.example.com",
-            )
-            assert claims["email"] == "hello@apps.example.com"
-            assert state.requests[-1].query["fieldSelector"] == "status.podIP=127.0.0.1"
-        finally:
-            started.remove(force=True)

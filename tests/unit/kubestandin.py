@@ -1,5 +1,9 @@
 """A STAND-IN for the Kubernetes API server: a tiny http.server on 127.0.0.1.
 
+LEFT ONLY for tests/unit/test_knative_builds.py (whose owner is moving it to the real cluster):
+every other test that used it now runs against the real API server (tests/knative/test_kubeapi.py,
+test_chart_install.py) or tests a pure part. Delete this file with its last use.
+
 It is not Kubernetes. It speaks just enough of the API for the calls Slipway makes: GET, LIST
 (with labelSelector and equality fieldSelector), POST (create), server-side-apply PATCH and
 DELETE of namespaced objects under `/apis/<group>/<version>/...` (custom objects and batch

@@ -2,7 +2,7 @@
 v3.22.0 that `scripts/tools helm` builds): every object `helm template` prints must pass
 `kubernetes-validate` (strict, the Kubernetes version helm renders for), the Role must grant what
 pipeline/knative/apply.py calls and nothing else, and values the chart refuses must stop helm with
-the chart's own message. An install into a cluster is not run here (see docs/kubernetes.md).
+the chart's own message. `helm install` into the real cluster: tests/knative/test_chart_install.py.
 """
 
 from __future__ import annotations
@@ -172,6 +172,24 @@ def test_required_values(overrides: dict[str, Any], template: str, message: str)
         f"Error: execution error at (slipway/templates/{template}:"
     )
     assert message in caught.value.stderr
+
+
+def test_extra_env_comes_after_the_charts_own_in_the_control_plane_only() -> None:
+    extra = [
+        {"name": "HTTP_PROXY", "value": "http://proxy.example.com:3128"},
+        {"name": "SLIPWAY_READINESS_TIMEOUT", "valueFrom": {
+            "configMapKeyRef": {"name": "tuning", "key": "readiness"}}},
+    ]  # fmt: skip
+    objects = helm.template(REQUIRED, {"extraEnv": extra})
+    for obj in objects:
+        validate_core(obj)
+    (deployment,) = by_kind(objects)["Deployment"]
+    slipway, metadata = deployment["spec"]["template"]["spec"]["containers"]
+    assert slipway["env"][-2:] == extra
+    assert [e["name"] for e in slipway["env"]].count("SLIPWAY_ENGINE") == 1
+    assert not any(e["name"] == "HTTP_PROXY" for e in metadata.get("env") or [])
+    linted = helm.lint(REQUIRED, {"extraEnv": extra})
+    assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
 def test_role_grants_exactly_what_the_code_calls() -> None:

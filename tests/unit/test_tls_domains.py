@@ -1,13 +1,12 @@
 """Domain mappings: the DomainMapping document (parse and refuse by name), the routes a mapped
 host gets (pure), the rows (one host, one service; migration 0005 up and down), and the Knative
-engine's DomainMappings: rendered against Knative's own CRD schema, applied and pruned against
-the stand-in API server (tests/unit/kubestandin.py)."""
+engine's DomainMappings rendered against Knative's own CRD schema (applied and pruned against the
+real API server in tests/knative/test_kubeapi.py)."""
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,11 @@ from alembic.config import Config
 
 from pipeline.core.errors import Conflict, InvalidSpec, NotFound
 from pipeline.dataplane.model import DataPlane, Route, Split
-from pipeline.knative.apply import KubeApi
-from pipeline.knative.domainmappings import DomainMappingSync, render_domain_mapping
+from pipeline.knative.domainmappings import render_domain_mapping
 from pipeline.spec.domainmappings import manifest, parse_domain_mapping
 from pipeline.store import db
 from pipeline.store.domains import DomainMapping, DomainMappings
 from pipeline.tls.plane import public_hosts, with_mappings
-from tests.unit import kubestandin
 from tests.unit.kubeschemas import closed, shared_fixtures
 
 SHOP = manifest(host="shop.example.com", service="shop")
@@ -210,31 +207,3 @@ def test_rendered_domain_mapping_fits_knatives_schema() -> None:
         "spec": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
                          "name": "shop", "namespace": "apps"}},
     }  # fmt: skip
-
-
-@pytest.fixture
-def cluster() -> Iterator[tuple[kubestandin.StandIn, KubeApi]]:
-    for state, api in kubestandin.serve():
-        yield state, KubeApi(api, namespace="apps", platform="prod")
-
-
-def test_mappings_are_applied_once_and_pruned(
-    cluster: tuple[kubestandin.StandIn, KubeApi],
-) -> None:
-    state, api = cluster
-    wanted = [mapping("shop.example.com", "shop"), mapping("blog.example.com", "blog")]
-    sync = DomainMappingSync(api, mappings=lambda: wanted)
-    assert sync.sync() == []
-    assert {k.rsplit("/", 1)[1] for k in state.objects} == {"shop.example.com", "blog.example.com"}
-    patches = sum(1 for r in state.requests if r.method == "PATCH")
-    assert sync.sync() == []
-    assert sum(1 for r in state.requests if r.method == "PATCH") == patches  # nothing changed
-    # Not Slipway's: left alone, even though no mapping wants it.
-    state.put(DM, {"metadata": {"name": "theirs.example.com", "labels": {}}})
-    wanted.pop()
-    assert sync.sync() == []
-    assert set(state.objects) == {f"{DM}/shop.example.com", f"{DM}/theirs.example.com"}
-    # A name taken by an object Slipway did not create is refused, and said.
-    wanted.append(mapping("theirs.example.com", "shop"))
-    (problem,) = sync.sync()
-    assert problem.startswith("theirs.example.com: ") and "not created by this Slipway" in problem
