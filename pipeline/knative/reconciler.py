@@ -28,6 +28,7 @@ from pipeline.core.logs import get as get_log
 from pipeline.core.records import Revision, Service
 from pipeline.engines.base import RevisionState, ServiceState
 from pipeline.knative import render
+from pipeline.knative.apply import Forbidden
 from pipeline.knative.domainmappings import DomainMappingSync
 from pipeline.knative.status import TrafficOutcome, slipway_reason
 from pipeline.reconcile.actions import Mark  # the same store update as the embedded engine's
@@ -70,8 +71,9 @@ def revision_updates(
     """How each Pending revision's row should change, given what Knative reports.
 
     `refused`: why the apply was refused for good, failing the newest revision with
-    `refused_reason`: `NameTaken` (a name something else holds) or `InvalidSpec` (the cluster's
-    admission, e.g. Knative's webhook, refused the spec: retrying cannot help).
+    `refused_reason`: `NameTaken` (a name something else holds), `InvalidSpec` (the cluster's
+    admission, e.g. Knative's webhook, refused the spec: retrying cannot help) or `Forbidden`
+    (RBAC refused Slipway's service account a verb).
     `last_error`: why the cluster could not be asked (said when a revision times out).
     `pods`: what the pods of revisions Knative has not settled show (`status.pods_state`): an
     exited app fails its revision at once; a waiting one explains a timeout.
@@ -263,6 +265,11 @@ class KnativeReconciler:
             log.warning("service_refused", error=e.message)
         except InvalidSpec as e:
             refused, refused_reason = e.message, "InvalidSpec"
+            log.warning("service_refused", error=e.message)
+        except Forbidden as e:
+            # RBAC's no stays a no until an admin changes the Role: fail the new revision now
+            # (the message names the verb and the fix) instead of at the readiness timeout.
+            refused, refused_reason = e.message, "Forbidden"
             log.warning("service_refused", error=e.message)
         except SlipwayError as e:
             last_error = e.message

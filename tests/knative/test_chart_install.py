@@ -49,9 +49,8 @@ TOOLS = ROOT / "scripts" / "tools"
 # of the image tag: a changed source is a new tag, an unchanged one is reused from the registry.
 IMAGE_INPUTS = ("pyproject.toml", "README.md", "Dockerfile", ".dockerignore", "scripts/image",
                 "scripts/lib.sh", "pipeline", "webhooks", "buildtemplates")  # fmt: skip
-# Long enough for a loaded node to pull and start the app; it is also how long the 403 deploy
-# takes to fail while the reconciler treats a 403 like an unreachable cluster (docs/kubernetes.md,
-# "RBAC").
+# Long enough for a loaded node to pull and start the app. A 403 fails the revision at once
+# (reason Forbidden), not at this timeout (docs/kubernetes.md, "RBAC").
 READINESS_TIMEOUT_S = 120
 MANIFESTS = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"  # noqa: E501
 
@@ -381,6 +380,7 @@ def test_a_role_lacking_a_verb_fails_the_deploy_with_the_403_named(
     said = " ".join((done.stdout + done.stderr).split())  # the CLI may wrap long lines
     assert done.returncode != 0, f"a deploy the cluster refused was reported as done:\n{said}"
     assert "Traceback" not in said, said
+    assert "(Forbidden)" in said, f"failed as RBAC's refusal, not a readiness timeout: {said}"
     who = f"system:serviceaccount:{release.namespace}:{release.fullname}"
     assert "denied Slipway 'patch and create' on services.serving.knative.dev" in said, said
     assert f"Grant the service account {who} the verb 'patch'" in said, said
