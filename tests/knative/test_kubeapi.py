@@ -263,8 +263,9 @@ def test_a_403_names_the_verb_the_account_and_the_fix(
 def test_a_reconciler_pass_survives_a_cluster_that_refuses_and_says_why(
     kube: k8s.ApiClient, ns: str, tmp_path: Path
 ) -> None:
-    """A pass logs the 403 and goes on (the server starts; the next pass retries); a revision
-    that waited out its readiness timeout meanwhile carries the 403's words."""
+    """A pass logs the 403 and goes on (the server starts; the next pass retries the rest); the
+    new revision fails at once, long before its readiness timeout, as Forbidden with the 403's
+    words and the fix (RBAC's no stays a no until an admin changes the Role)."""
     who, denied = account(kube, ns, [])
     engine_db = db.make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.migrate(engine_db)
@@ -275,12 +276,12 @@ def test_a_reconciler_pass_survives_a_cluster_that_refuses_and_says_why(
     created = store.get_revision("refused-00001").created_at.timestamp()
     reconciler = KnativeReconciler(
         store=store, engine=KnativeEngine(denied), readiness_timeout_s=60,
-        clock=lambda: created + 61,
+        clock=lambda: created + 1,
     )  # fmt: skip
     reconciler.reconcile_once()
     failed = store.get_revision("refused-00001")
-    assert failed.status == "Failed", failed
-    assert "the cluster could not be asked: Kubernetes denied Slipway 'get'" in failed.message
+    assert (failed.status, failed.reason) == ("Failed", "Forbidden"), failed
+    assert failed.message.startswith("Kubernetes denied Slipway 'get'"), failed.message
     assert f"Grant the service account {who}" in failed.message
 
 
