@@ -214,5 +214,6 @@ def _cluster_build_settings(settings: Settings) -> ClusterBuildSettings:
         cnb_builder=settings.cnb_builder,
         cnb_run_image=settings.cnb_run_image,
         insecure_registry=settings.registry_insecure,
+        buildkit_rootless=settings.buildkit_rootless,
         templates=settings.buildtemplates_dir / "kubernetes",
     )

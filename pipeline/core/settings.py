@@ -95,6 +95,9 @@ class Settings:
     fetch_image: str = ""
     cnb_builder: str = ""
     cnb_run_image: str = ""
+    # buildkitd in build Jobs under rootlesskit, unprivileged (a kernel that lets newuidmap map
+    # a user namespace); false = privileged root (docs/kubernetes.md, "In-cluster builds").
+    buildkit_rootless: bool = False
     # Builds: at most this many at once (the rest queue in order), each killed after the timeout.
     build_concurrency: int = 2
     build_timeout_s: float = 900.0
@@ -166,6 +169,7 @@ class Settings:
             fetch_image=e.get("SLIPWAY_FETCH_IMAGE", base.fetch_image).strip(),
             cnb_builder=e.get("SLIPWAY_CNB_BUILDER", base.cnb_builder).strip(),
             cnb_run_image=e.get("SLIPWAY_CNB_RUN_IMAGE", base.cnb_run_image).strip(),
+            buildkit_rootless=e.get("SLIPWAY_BUILDKIT_ROOTLESS", "false").lower() == "true",
             build_concurrency=int(e.get("SLIPWAY_BUILD_CONCURRENCY", base.build_concurrency)),
             build_timeout_s=float(e.get("SLIPWAY_BUILD_TIMEOUT", base.build_timeout_s)),
             buildtemplates_dir=Path(e.get("SLIPWAY_BUILDTEMPLATES", str(base.buildtemplates_dir))),

@@ -64,6 +64,9 @@ class ClusterBuildSettings:
     cnb_user_id: int = 1000  # the builder image's CNB_USER_ID / CNB_GROUP_ID
     cnb_group_id: int = 1000
     insecure_registry: bool = False  # plain-HTTP registry (in-cluster, no TLS)
+    # buildkitd under rootlesskit as uid 1000, not privileged: for clusters whose kernel lets the
+    # setuid newuidmap write a user namespace's map (this sandbox's does not: docs/kubernetes.md).
+    buildkit_rootless: bool = False
     deadline_s: int = 1800
     ttl_s: int = 3600  # finished Jobs (and their logs) are kept this long
     cpu: str = "500m"
@@ -188,6 +191,7 @@ def render_build_job(
         "source_url": source_url,
         "source_token": source_token,
         "insecure_registry": settings.insecure_registry,
+        "rootless": settings.buildkit_rootless,
         "registry_host": registry,
         "buildkitd_toml": buildkitd_config(settings) if kind == "buildkit" else "",
         "buildkit_image": settings.image("buildkit") if kind == "buildkit" else "",

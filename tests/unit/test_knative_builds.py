@@ -6,6 +6,7 @@ source route. ClusterBuilder itself runs against the real cluster: tests/knative
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -129,6 +130,27 @@ def test_build_job_is_a_valid_job(kind: str, overrides: dict[str, Any]) -> None:
         assert spec["template"]["spec"]["securityContext"]["fsGroup"] == 1000
     assert fetch["image"] == f"{registry}/slipway/busybox:1.35-bookworm"
     assert secret[0]["secret"]["optional"] is True
+
+
+def test_a_rootless_buildkit_job_is_unprivileged_under_rootlesskit() -> None:
+    """The option for clusters whose kernel lets newuidmap map a user namespace (this sandbox's
+    does not, so the tier runs the privileged default): upstream's job.rootless.yaml settings."""
+    rootless = dataclasses.replace(SETTINGS, buildkit_rootless=True)
+    manifest = job("buildkit", settings=rootless)
+    validate_core(manifest)
+    build = containers(manifest)["build"]
+    assert build["securityContext"] == {
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "seccompProfile": {"type": "Unconfined"},
+        "appArmorProfile": {"type": "Unconfined"},
+    }
+    script = build["args"][0]
+    assert "rootlesskit buildkitd --oci-worker-no-process-sandbox" in script
+    env = {e["name"]: e.get("value") for e in build["env"]}
+    assert env["BUILDKIT_HOST"] == "unix:///run/user/1000/buildkit/buildkitd.sock"
+    state = [m for m in build["volumeMounts"] if m["name"] == "buildkit"]
+    assert state[0]["mountPath"] == "/home/user/.local/share/buildkit"  # the image's user owns it
 
 
 @pytest.mark.parametrize(
