@@ -131,7 +131,7 @@ def build(settings: Settings) -> Platform:
     deployer = Deployer(
         store=store,
         builders=parts.builders,
-        registry=RegistryClient(),
+        registry=RegistryClient(insecure=settings.insecure_registries),
         reconciler=parts.reconciler,
         settings=settings,
         secrets=secret_store,

@@ -134,7 +134,7 @@ def _remove_registry_images(platform: Platform, name: str, images: list[str]) ->
     user deployed by reference from elsewhere, which is theirs)."""
     repository = names.image_repository(platform.settings.registry, name)
     pinned = {image for image in images if image.startswith(f"{repository}@")}
-    with RegistryClient() as registry:
+    with RegistryClient(insecure=platform.settings.insecure_registries) as registry:
         pinned |= {registry.resolve(f"{repository}:{tag}") for tag in registry.tags(repository)}
         deleted = [p for p in sorted(pinned) if registry.delete(p)]
     return [f"registry image {parse(p).digest[:19]}" for p in deleted]

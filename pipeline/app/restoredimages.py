@@ -27,7 +27,7 @@ def push_at_start(settings: Settings, *, client: RegistryClient | None = None) -
         if client is not None:
             done = imagecopy.push_staged(folder, registry=settings.registry, client=client)
         else:
-            with RegistryClient(timeout_s=60) as own:
+            with RegistryClient(timeout_s=60, insecure=settings.insecure_registries) as own:
                 done = imagecopy.push_staged(folder, registry=settings.registry, client=own)
     except SlipwayError as e:
         log.warning("restored_images_not_pushed", reason=e.message, retry="at the next start")

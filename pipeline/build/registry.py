@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -84,10 +84,11 @@ def parse(reference: str) -> ImageRef:
     return ImageRef(registry=first, repository=repo, tag=tag, digest=digest)
 
 
-def _scheme(registry: str) -> str:
-    host = registry.rsplit(":", 1)[0]
-    # Docker treats loopback registries as insecure (plain HTTP) by default; so do we.
-    return "http" if host in ("localhost", "127.0.0.1", "[::1]") else "https"
+def _scheme(registry: str, insecure: Collection[str] = ()) -> str:
+    """Plain HTTP for loopback (as Docker does by default) and for the registries named insecure
+    (`SLIPWAY_REGISTRY_INSECURE`: e.g. an in-cluster registry Service without TLS)."""
+    loopback = registry.rsplit(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]")
+    return "http" if loopback or registry in insecure else "https"
 
 
 def unused_images(
@@ -111,13 +112,13 @@ def _digest_of(image: str) -> str:
     return image.rpartition("@")[2]
 
 
-def _manifest_url(ref: ImageRef, at: str) -> str:
+def _manifest_url(ref: ImageRef, at: str, insecure: Collection[str] = ()) -> str:
     """The manifest of `ref` at a tag or digest, on the registry's v2 API."""
-    return f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/manifests/{at}"
+    return f"{_scheme(ref.registry, insecure)}://{ref.registry}/v2/{ref.repository}/manifests/{at}"
 
 
-def _blobs_url(ref: ImageRef, tail: str) -> str:
-    return f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/blobs/{tail}"
+def _blobs_url(ref: ImageRef, tail: str, insecure: Collection[str] = ()) -> str:
+    return f"{_scheme(ref.registry, insecure)}://{ref.registry}/v2/{ref.repository}/blobs/{tail}"
 
 
 def _chunks(source: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
@@ -126,7 +127,9 @@ def _chunks(source: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
 
 
 class RegistryClient:
-    def __init__(self, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, *, timeout_s: float = 10.0, insecure: Collection[str] = ()) -> None:
+        # `insecure`: registries (host[:port]) spoken to over plain HTTP besides loopback.
+        self._insecure = frozenset(insecure)
         # One client for every request: a client per request builds a TLS context each time
         # (~10 ms idle, 0.1 s on a busy host), paid by every deploy that deletes an old image.
         # httpx clients are thread-safe; its pool keeps the registry's connection open.
@@ -146,7 +149,7 @@ class RegistryClient:
     def resolve(self, reference: str) -> str:
         """Return the digest-pinned reference, or raise NotFound / Unavailable."""
         ref = parse(reference)
-        url = _manifest_url(ref, ref.digest or ref.tag)
+        url = _manifest_url(ref, ref.digest or ref.tag, self._insecure)
         resp = self._send("HEAD", url, ref, headers={"Accept": MANIFEST_TYPES})
         if resp.status_code == 404:
             raise NotFound(
@@ -173,7 +176,7 @@ class RegistryClient:
         ref = parse(pinned)
         if not ref.digest:
             raise InvalidInput(f"{pinned}: only a digest-pinned image can be deleted")
-        resp = self._send("DELETE", _manifest_url(ref, ref.digest), ref)
+        resp = self._send("DELETE", _manifest_url(ref, ref.digest, self._insecure), ref)
         if resp.status_code == 404:
             return False
         if resp.status_code == 405:
@@ -189,7 +192,8 @@ class RegistryClient:
         """The tags of `registry/repository` (`services delete` removes what they point at);
         none when the registry has no such repository."""
         ref = parse(f"{repository}:latest")
-        url = f"{_scheme(ref.registry)}://{ref.registry}/v2/{ref.repository}/tags/list"
+        scheme = _scheme(ref.registry, self._insecure)
+        url = f"{scheme}://{ref.registry}/v2/{ref.repository}/tags/list"
         resp = self._send("GET", url, ref)
         if resp.status_code == 404:
             return []
@@ -199,7 +203,7 @@ class RegistryClient:
 
     def manifest(self, ref: ImageRef, digest: str) -> tuple[str, bytes]:
         """The media type and exact bytes of the manifest `digest` in `ref`'s repository."""
-        resp = self._send("GET", _manifest_url(ref, digest), ref,
+        resp = self._send("GET", _manifest_url(ref, digest, self._insecure), ref,
                           headers={"Accept": MANIFEST_TYPES})  # fmt: skip
         if resp.status_code == 404:
             raise NotFound(f"image {ref.pinned(digest)} is no longer in registry {ref.registry}")
@@ -212,7 +216,7 @@ class RegistryClient:
         """Copy blob `digest` into `into`, checking its sha256 as it is read; its size."""
         hashed, size = hashlib.sha256(), 0
         try:
-            with self._http.stream("GET", _blobs_url(ref, digest),
+            with self._http.stream("GET", _blobs_url(ref, digest, self._insecure),
                                    follow_redirects=True) as resp:  # fmt: skip
                 if resp.status_code == 404:
                     raise NotFound(f"blob {digest} of {ref.name} is missing from the registry")
@@ -230,7 +234,7 @@ class RegistryClient:
         return size
 
     def has_blob(self, ref: ImageRef, digest: str) -> bool:
-        resp = self._send("HEAD", _blobs_url(ref, digest), ref)
+        resp = self._send("HEAD", _blobs_url(ref, digest, self._insecure), ref)
         if resp.status_code == 404:
             return False
         self._check(resp, ref, "HEAD blob")
@@ -239,7 +243,7 @@ class RegistryClient:
     def push_blob(self, ref: ImageRef, digest: str, source: BinaryIO, *, size: int) -> None:
         """Monolithic upload: POST opens a session, one PUT ?digest= sends and commits it (the
         registry checks the digest itself)."""
-        opened = self._send("POST", _blobs_url(ref, "uploads/"), ref)
+        opened = self._send("POST", _blobs_url(ref, "uploads/", self._insecure), ref)
         self._check(opened, ref, "POST blob upload")
         location = str(opened.url.join(opened.headers.get("Location", "")))
         sep = "&" if "?" in location else "?"
@@ -253,7 +257,7 @@ class RegistryClient:
 
     def put_manifest(self, ref: ImageRef, at: str, *, media_type: str, body: bytes) -> None:
         """Store a manifest under a digest or a tag; its blobs (and children) must be there."""
-        resp = self._send("PUT", _manifest_url(ref, at), ref,
+        resp = self._send("PUT", _manifest_url(ref, at, self._insecure), ref,
                           headers={"Content-Type": media_type}, content=body)  # fmt: skip
         self._check(resp, ref, f"PUT manifest {at}")
 
@@ -286,7 +290,7 @@ class RegistryClient:
 
     def ping(self, registry: str) -> bool:
         try:
-            resp = self._http.get(f"{_scheme(registry)}://{registry}/v2/")
+            resp = self._http.get(f"{_scheme(registry, self._insecure)}://{registry}/v2/")
         except httpx.HTTPError:
             return False
         return resp.status_code in (200, 401)

@@ -38,7 +38,7 @@ def backup(
     copied: list[imagecopy.ImageSummary] = []
 
     def images(tar: tarfile.TarFile, *, images: tuple[str, ...], scratch: Path) -> None:
-        with RegistryClient(timeout_s=60) as client:
+        with RegistryClient(timeout_s=60, insecure=settings.insecure_registries) as client:
             copied.append(imagecopy.write_images(tar, images=images, registry=settings.registry,
                                                  client=client, scratch=scratch))  # fmt: skip
 
@@ -92,7 +92,7 @@ def _push_now(settings: Settings, staged: Path) -> None:
     """The registry is up (a restore onto a running machine): push right away; otherwise the
     control plane does it when it starts."""
     later = f"the control plane pushes them to {settings.registry} when it starts"
-    with RegistryClient(timeout_s=60) as client:
+    with RegistryClient(timeout_s=60, insecure=settings.insecure_registries) as client:
         if not client.ping(settings.registry):
             out.print(f"images staged in {staged}: {later}")
             return

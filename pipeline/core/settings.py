@@ -81,7 +81,7 @@ class Settings:
     public_url: str = ""
     # The URL build pods fetch sources from (the in-cluster Service); "" = public_url.
     source_url: str = ""
-    registry_insecure: bool = False  # the registry speaks plain HTTP (build Jobs push with it)
+    registry_insecure: bool = False  # the registry speaks plain HTTP (Slipway and build Jobs)
     metadata_host: str = ""  # host[:port] of the metadata service as a Kubernetes Service
     # An operator's RSA key (PEM), imported as the signing key (the Helm chart's Secret).
     signing_key_file: str = ""
@@ -195,6 +195,13 @@ class Settings:
                 e.get("SLIPWAY_TLS_CHECK_INTERVAL", base.tls_check_interval_s)
             ),
         )
+
+    @property
+    def insecure_registries(self) -> frozenset[str]:
+        """Registries Slipway's own client speaks plain HTTP to (besides loopback): the
+        registry's host[:port] when SLIPWAY_REGISTRY_INSECURE is true."""
+        host = self.registry.split("/", 1)[0]
+        return frozenset({host}) if self.registry_insecure and host else frozenset()
 
     @property
     def db_url(self) -> str:

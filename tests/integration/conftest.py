@@ -72,8 +72,8 @@ class Registry:
     and started at will over the same storage: the session's `registry`, and a case's own where
     the case takes it down."""
 
-    def __init__(self, root: Path) -> None:
-        self.address = f"127.0.0.1:{free_port()}"
+    def __init__(self, root: Path, *, host: str = "127.0.0.1") -> None:
+        self.address = f"{host}:{free_port()}"
         self.storage = root / "data"
         self.config = root / "config.yml"
         self.config.write_text(
