@@ -14,6 +14,7 @@ here), so revisions are reached through their Kubernetes Services, as the README
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -117,16 +118,23 @@ def kube(cluster: Cluster) -> k8s.ApiClient:
     return k8s.ApiClient(configuration)
 
 
-@pytest.fixture(scope="session")
-def namespace(kube: k8s.ApiClient) -> Iterator[str]:
-    """A namespace of this session's own; deleted (without waiting) at the end."""
-    name = f"slipway-kt-{secrets.token_hex(3)}"
+@contextlib.contextmanager
+def own_namespace(kube: k8s.ApiClient, prefix: str) -> Iterator[str]:
+    """A namespace `<prefix>-<hex>` of the caller's own; deleted (without waiting) at the end."""
+    name = f"{prefix}-{secrets.token_hex(3)}"
     core = k8s.CoreV1Api(kube)
     core.create_namespace({"metadata": {"name": name, "labels": {"dev.slipway.test": "knative"}}})
     try:
         yield name
     finally:
         core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def namespace(kube: k8s.ApiClient) -> Iterator[str]:
+    """The session's namespace."""
+    with own_namespace(kube, "slipway-kt") as name:
+        yield name
 
 
 class KnativeSlipway(Slipway):
@@ -157,12 +165,17 @@ class KnativeSlipway(Slipway):
         return resp.json()
 
 
-@pytest.fixture(scope="session")
-def slipway(
-    tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, namespace: str
-) -> Iterator[KnativeSlipway]:
-    ident = secrets.token_hex(3)
-    data_dir = tmp_path_factory.mktemp("slipway-knative")
+def knative_slipway(
+    tmp_path_factory: pytest.TempPathFactory,
+    cluster: Cluster,
+    namespace: str,
+    *,
+    platform_id: str,
+    extra_env: Callable[[int], dict[str, str]] = lambda _api: {},
+) -> KnativeSlipway:
+    """`slipway server` (not started) with SLIPWAY_ENGINE=knative in `namespace`, its own data
+    dir and free ports; `extra_env(api_port)` adds or overrides settings."""
+    data_dir = tmp_path_factory.mktemp(f"slipway-{platform_id}")
     api = free_port()
     env = {
         **os.environ,
@@ -174,17 +187,27 @@ def slipway(
         "SLIPWAY_PORT": str(free_port()),
         "SLIPWAY_PUBLIC_URL": f"http://127.0.0.1:{api}",
         "SLIPWAY_REGISTRY": cluster.registry,
-        "SLIPWAY_PLATFORM_ID": f"t{ident}",
+        "SLIPWAY_PLATFORM_ID": platform_id,
         # Knative reports most failures well within this; what it never reports on (its
         # progress deadline is 600 s) Slipway fails as ReadinessTimeout.
         "SLIPWAY_READINESS_TIMEOUT": "240",
+        **extra_env(api),
     }
     env.pop("SLIPWAY_URL", None)
     env.pop("SLIPWAY_TOKEN", None)
-    sw = KnativeSlipway(
+    return KnativeSlipway(
         data_dir=data_dir, env=env, ingress_port=int(env["SLIPWAY_PORT"]), api_port=api,
-        platform_id=f"t{ident}", network="",
+        platform_id=platform_id, network="",
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def slipway(
+    tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, namespace: str
+) -> Iterator[KnativeSlipway]:
+    sw = knative_slipway(
+        tmp_path_factory, cluster, namespace, platform_id=f"t{secrets.token_hex(3)}"
+    )
     try:
         sw.start()
         yield sw
@@ -338,34 +361,17 @@ def build_slipway(
     """A control plane of its own for in-cluster builds: its API listens where build pods reach
     it (the source download), and Jobs push to the registry as pods reach it while revisions pin
     the name the node pulls (SLIPWAY_BUILD_REGISTRY vs SLIPWAY_REGISTRY)."""
-    ident = secrets.token_hex(3)
-    data_dir = tmp_path_factory.mktemp("slipway-builds")
-    api = free_port()
     port = cluster.registry.rsplit(":", 1)[-1]
-    env = {
-        **os.environ,
-        "SLIPWAY_ENGINE": "knative",
-        "SLIPWAY_KUBECONFIG": str(cluster.kubeconfig),
-        "SLIPWAY_NAMESPACE": namespace,
-        "SLIPWAY_DATA_DIR": str(data_dir),
-        # Every address: the pods' gateway is one of them (a test machine; the API wants the
-        # admin token or a build's source token all the same).
-        "SLIPWAY_API_HOST": "0.0.0.0",
-        "SLIPWAY_API_PORT": str(api),
-        "SLIPWAY_PORT": str(free_port()),
-        "SLIPWAY_PUBLIC_URL": f"http://127.0.0.1:{api}",
-        "SLIPWAY_SOURCE_URL": f"http://{POD_GATEWAY}:{api}",
-        "SLIPWAY_REGISTRY": cluster.registry,
-        "SLIPWAY_BUILD_REGISTRY": f"{POD_GATEWAY}:{port}",
-        "SLIPWAY_REGISTRY_INSECURE": "true",
-        "SLIPWAY_PLATFORM_ID": f"b{ident}",
-        "SLIPWAY_READINESS_TIMEOUT": "240",
-    }
-    env.pop("SLIPWAY_URL", None)
-    env.pop("SLIPWAY_TOKEN", None)
-    sw = KnativeSlipway(
-        data_dir=data_dir, env=env, ingress_port=int(env["SLIPWAY_PORT"]), api_port=api,
-        platform_id=f"b{ident}", network="",
+    sw = knative_slipway(
+        tmp_path_factory, cluster, namespace, platform_id=f"b{secrets.token_hex(3)}",
+        extra_env=lambda api: {
+            # Every address: the pods' gateway is one of them (a test machine; the API wants
+            # the admin token or a build's source token all the same).
+            "SLIPWAY_API_HOST": "0.0.0.0",
+            "SLIPWAY_SOURCE_URL": f"http://{POD_GATEWAY}:{api}",
+            "SLIPWAY_BUILD_REGISTRY": f"{POD_GATEWAY}:{port}",
+            "SLIPWAY_REGISTRY_INSECURE": "true",
+        },
     )  # fmt: skip
     try:
         sw.start()
@@ -477,32 +483,14 @@ def identity(
     """A second `slipway server` in the session's namespace (its own platform id, so neither
     touches the other's services) with SLIPWAY_METADATA_HOST set, as the chart sets it, and
     `slipway metadata --engine=knative` with the options the chart's metadata container gets."""
-    ident = secrets.token_hex(3)
-    data_dir = tmp_path_factory.mktemp("slipway-identity")
-    api = free_port()
-    issuer = f"http://127.0.0.1:{api}"
+    platform_id = f"i{secrets.token_hex(3)}"
     metadata_host = f"{METADATA_SERVICE}.{namespace}.svc"
-    env = {
-        **os.environ,
-        "SLIPWAY_ENGINE": "knative",
-        "SLIPWAY_KUBECONFIG": str(cluster.kubeconfig),
-        "SLIPWAY_NAMESPACE": namespace,
-        "SLIPWAY_DATA_DIR": str(data_dir),
-        "SLIPWAY_API_PORT": str(api),
-        "SLIPWAY_PORT": str(free_port()),
-        "SLIPWAY_PUBLIC_URL": issuer,
-        "SLIPWAY_DOMAIN": DOMAIN,
-        "SLIPWAY_REGISTRY": cluster.registry,
-        "SLIPWAY_PLATFORM_ID": f"i{ident}",
-        "SLIPWAY_METADATA_HOST": metadata_host,
-        "SLIPWAY_READINESS_TIMEOUT": "240",
-    }
-    env.pop("SLIPWAY_URL", None)
-    env.pop("SLIPWAY_TOKEN", None)
-    sw = KnativeSlipway(
-        data_dir=data_dir, env=env, ingress_port=int(env["SLIPWAY_PORT"]), api_port=api,
-        platform_id=f"i{ident}", network="",
+    sw = knative_slipway(
+        tmp_path_factory, cluster, namespace, platform_id=platform_id,
+        extra_env=lambda _api: {"SLIPWAY_DOMAIN": DOMAIN, "SLIPWAY_METADATA_HOST": metadata_host},
     )  # fmt: skip
+    issuer = sw.env["SLIPWAY_PUBLIC_URL"]
+    data_dir, env = sw.data_dir, sw.env
     port = free_port()
     metadata: subprocess.Popen[bytes] | None = None
     try:
@@ -513,7 +501,7 @@ def identity(
                 [
                     sys.executable, "-m", "pipeline.cli", "metadata", "--engine=knative",
                     f"--namespace={namespace}", f"--bind={POD_GATEWAY}", f"--port={port}",
-                    f"--keys-dir={data_dir / 'keys'}", f"--platform=i{ident}",
+                    f"--keys-dir={data_dir / 'keys'}", f"--platform={platform_id}",
                     f"--issuer={issuer}", f"--domain={DOMAIN}",
                     f"--kubeconfig={cluster.kubeconfig}",
                 ],

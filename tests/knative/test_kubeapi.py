@@ -43,7 +43,7 @@ from pipeline.knative.reconciler import KnativeReconciler
 from pipeline.knative.render import render_service
 from pipeline.store import db
 from pipeline.store.state import Store
-from tests.knative.conftest import Cluster, eventually, push
+from tests.knative.conftest import Cluster, eventually, own_namespace, push
 from tests.unit.factories import revision, service
 from tests.unit.test_knative_render import deployed
 from tests.unit.test_tls_domains import mapping
@@ -69,13 +69,8 @@ def doc(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def ns(kube: k8s.ApiClient) -> Iterator[str]:
-    name = f"slipway-kapi-{secrets.token_hex(3)}"
-    core = k8s.CoreV1Api(kube)
-    core.create_namespace({"metadata": {"name": name, "labels": {"dev.slipway.test": "knative"}}})
-    try:
+    with own_namespace(kube, "slipway-kapi") as name:
         yield name
-    finally:
-        core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture(scope="module")
