@@ -28,8 +28,8 @@ from pipeline.core.logs import get as get_log
 from pipeline.core.records import Revision, Service
 from pipeline.engines.base import RevisionState, ServiceState
 from pipeline.knative import render
-from pipeline.knative.apply import Forbidden
 from pipeline.knative.domainmappings import DomainMappingSync
+from pipeline.knative.forbidden import Forbidden
 from pipeline.knative.status import TrafficOutcome, slipway_reason
 from pipeline.reconcile.actions import Mark  # the same store update as the embedded engine's
 from pipeline.store.state import Store

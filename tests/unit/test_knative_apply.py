@@ -22,10 +22,9 @@ from pipeline.knative.apply import (
     POD_LOGS,
     KubeApi,
     Resource,
-    forbidden_message,
-    refused_verb,
     with_annotations_map,
 )
+from pipeline.knative.forbidden import forbidden_message, refused_verb
 
 # The API server's message for an RBAC refusal, as k8s.io/apiserver words it.
 REFUSAL = (

@@ -26,8 +26,8 @@ from pipeline.identity import keys
 from pipeline.identity.callers import Caller
 from pipeline.identity.metadata import Issuer, answer
 from pipeline.knative.apply import PODS as PODS_RESOURCE
-from pipeline.knative.apply import Forbidden, forbidden_message
 from pipeline.knative.callers import caller_of_pod
+from pipeline.knative.forbidden import Forbidden, forbidden_message
 from pipeline.knative.render import render_service
 from tests.unit.factories import revision, service
 
