@@ -4,12 +4,16 @@ how to fix it (the chart's Role). Pure, apart from the exception it names."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pipeline.core.errors import Unavailable
 
-if TYPE_CHECKING:  # apply raises these; only the type is needed here
-    from pipeline.knative.apply import Resource
+
+class Resource(Protocol):
+    """What the message needs of `apply.Resource` (apply imports this module, not the reverse)."""
+
+    @property
+    def qualified(self) -> str: ...
 
 
 class Forbidden(Unavailable):
