@@ -58,6 +58,12 @@ class HAProxyManager:
         # passes) renders nothing, and the config file is compared only after a change.
         self._rendered: tuple[DataPlane, str, str] | None = None
         self._installed = ""  # the text last written to the config file by this manager
+        # The plane the running worker was last brought to in full (no delete left pending),
+        # and that worker's pid. Most passes hand the same plane again: then nothing is read
+        # back from HAProxy (at 500 services the read-back of every server and map entry was
+        # most of a quiet reconcile pass). A new worker (a reload by anyone, a restart) or a
+        # new manager reads everything back as before.
+        self._synced: tuple[DataPlane, int] | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -80,6 +86,15 @@ class HAProxyManager:
     def worker_pid(self) -> int:
         return int(self.runtime.info()["Pid"])
 
+    def _worker(self) -> int | None:
+        """The running worker's pid, or None when HAProxy is not running (`is_running`)."""
+        if self.master_pid() is None:
+            return None
+        try:
+            return self.worker_pid()
+        except Unavailable:
+            return None
+
     def sessions(self, backend: str) -> int:
         return self.runtime.sessions(backend)
 
@@ -91,11 +106,15 @@ class HAProxyManager:
     def apply(self, plane: DataPlane) -> str:
         """Bring HAProxy to `plane`; says what it did: "started", "reloaded",
         "runtime: N changes" or "unchanged"."""
+        worker = self._worker()
+        if worker is not None and self._synced == (plane, worker):
+            return "unchanged"
+        self._synced = None
         text, wanted = self._render(plane)
         # Before any check or reload: the config refers to them, and a new worker loads them.
         self.maps.write(plane)
         self.tls.write(plane)
-        if not self.is_running():
+        if worker is None:
             self._install(text)
             self._start()
             self._remember(wanted)
@@ -114,6 +133,8 @@ class HAProxyManager:
         # Servers first: a host moved to a new revision's backend finds its instances there.
         changes, pending = self._sync_servers(plane)
         changes += self.maps.sync(plane) + self.tls.sync(plane)
+        if not pending:
+            self._synced = (plane, worker)
         if not changes and not pending:
             return "unchanged"
         summary = f"runtime: {changes} changes"

@@ -218,3 +218,37 @@ def test_reload_loses_no_request(
     for kind, outcomes in results.items():
         assert set(outcomes) == {"200"}, (kind, outcomes)
         assert outcomes["200"] > 10, (kind, outcomes)
+
+
+def test_the_same_plane_again_reads_nothing_back_until_the_worker_changes(
+    manager: HAProxyManager, client: httpx.Client, instances: dict[str, Instance],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Most reconcile passes hand the same plane: after one full sync, HAProxy is asked only
+    which worker runs. A new worker (a reload by someone else) is read back in full again, and
+    a server removed behind Slipway's back in it comes back."""
+    one = plane_one(instances, "a")
+    assert manager.apply(one) == "started"
+    assert manager.apply(one) == "unchanged"  # the first pass on this worker reads it back
+    sent: list[str] = []
+    command = manager.runtime.socket.command
+
+    def counting(line: str, **kwargs: str) -> str:
+        sent.append(line)
+        return command(line, **kwargs)
+
+    monkeypatch.setattr(manager.runtime.socket, "command", counting)
+    assert manager.apply(replace(one)) == "unchanged"  # equal, though another object
+    assert sent == ["show info"]
+
+    sent.clear()
+    monkeypatch.undo()
+    before = manager.worker_pid()
+    manager.master.command("reload")  # as an operator's `systemctl reload` would
+    until(lambda: manager._worker() not in (None, before))
+    pid = manager.worker_pid()
+    manager.runtime.maint("rev-hello-00001", "i-a")
+    manager.runtime.del_server("rev-hello-00001", "i-a")
+    assert manager.apply(one).startswith("runtime:")  # read back, the server added again
+    assert manager.worker_pid() == pid
+    assert who(client, "hello.localhost") == "a"
