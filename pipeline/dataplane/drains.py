@@ -7,14 +7,12 @@ keeps the instance alive, up to the grace period the reconciler enforces.
 
 from __future__ import annotations
 
-import csv
-import io
-
 from pipeline.autoscale.scaler import Load
 from pipeline.core.errors import Unavailable
 from pipeline.dataplane.model import DataPlane
 from pipeline.dataplane.process import HAProxyManager
 from pipeline.dataplane.procs import Procs
+from pipeline.dataplane.runtime import stat_columns
 
 
 class HAProxyDataPlane:
@@ -35,22 +33,20 @@ class HAProxyDataPlane:
             return {}
         if not out.startswith("# "):
             return {}
-        rows = csv.DictReader(io.StringIO(out[2:]))
+        rows = stat_columns(out, "pxname", "svname", "scur", "qcur", "req_tot")
         return {
-            r["pxname"]: Load(
-                in_flight=int(r.get("scur") or 0) + int(r.get("qcur") or 0),
-                requests=int(r.get("req_tot") or 0),
-            )
-            for r in rows
-            if r.get("svname") == "BACKEND"
+            name: Load(in_flight=int(scur or 0) + int(qcur or 0), requests=int(total or 0))
+            for name, svname, scur, qcur, total in rows
+            if svname == "BACKEND"
         }
 
-    def down(self, backend: str) -> set[str]:
-        """Servers of `backend` that HAProxy's checks or observed errors have marked down."""
+    def down(self) -> dict[str, set[str]]:
+        """Per backend, the servers HAProxy's checks or observed errors have marked down (or in
+        maintenance), in one command: the pass asked two per backend with ready instances."""
         try:
-            return {s.name for s in self.manager.runtime.show_servers(backend) if not s.up}
+            return self.manager.runtime.servers_down()
         except Unavailable:
-            return set()
+            return {}
 
     def busy(self, backend: str, server: str) -> bool:
         try:

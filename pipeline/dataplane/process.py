@@ -1,14 +1,15 @@
 """Run HAProxy and bring it to a rendered data plane: start, reload, or runtime changes.
 
-The reconciler calls `HAProxyManager.apply(plane)` whenever routes or instances change. The
-manager always writes the full config (so a later reload or restart sees every current server),
-then does the least it can: start HAProxy if it is not running; reload it hitlessly through the
-master when the structure changed (backends, split or private routes, timeouts); otherwise add,
-drain, ready and delete servers, move single-revision hosts and invokers (`mapsync`), and swap
-certificates (`tlssync`), through the runtime API. Which runtime
-commands is decided purely in `changes` and `tlschanges`, against what HAProxy itself reports,
-so a restarted control plane adopts a running HAProxy instead of trusting its own memory; this
-module only reads, sends and waits.
+The reconciler calls `HAProxyManager.apply(plane)` on every pass. When the plane is the one the
+same worker was last brought to in full, it does nothing (asks only which worker runs). Otherwise
+it writes the full config (so a later reload or restart sees every current server), then does
+the least it can: start HAProxy if it is not running; reload it hitlessly through the master
+when the structure changed (backends, split or private routes, timeouts); otherwise add, drain,
+ready and delete servers, move single-revision hosts and invokers (`mapsync`), and swap
+certificates (`tlssync`), through the runtime API. Which runtime commands is decided purely in
+`changes` and `tlschanges`, against what HAProxy itself reports, so a restarted control plane
+adopts a running HAProxy instead of trusting its own memory; this module only reads, sends and
+waits.
 
 HAProxy runs as its own daemon in master-worker mode (-W -D): it keeps serving when the Python
 process that started it exits, and the master hands the listening sockets to each new worker.
@@ -75,13 +76,7 @@ class HAProxyManager:
         return pid if _alive(pid) else None
 
     def is_running(self) -> bool:
-        if self.master_pid() is None:
-            return False
-        try:
-            self.runtime.info()
-        except Unavailable:
-            return False
-        return True
+        return self._worker() is not None
 
     def worker_pid(self) -> int:
         return int(self.runtime.info()["Pid"])

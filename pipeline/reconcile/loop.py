@@ -293,6 +293,7 @@ class Reconciler:
                 passed.add(inst.id)
         memory = self._memory.settled(instances=instances, passed=frozenset(passed))
         checked = healing.checked(list(instances), ready=memory.ready, draining=memory.draining)
+        down = self._dataplane.down() if checked else {}
         with self._cond:
             holds = frozenset(self._held)
             asked, self._asked = frozenset(self._asked | self._asking.keys()), set()
@@ -302,7 +303,7 @@ class Reconciler:
             stopping=self._stopper.stopping(),
             holds=holds,
             load=self._dataplane.load(),
-            down={b: frozenset(self._dataplane.down(b)) for b in checked},
+            down={b: frozenset(down.get(b, ())) for b in checked},
             jwt=self._jwt_policy(),
             failed_starts=self._failed_starts,
             thawed=self._thaws.demand() | asked,

@@ -80,8 +80,8 @@ class ServingPlane:
     def busy(self, backend: str, server: str) -> bool:
         return self.inner.busy(backend, server)
 
-    def down(self, backend: str) -> set[str]:
-        return self.inner.down(backend)
+    def down(self) -> dict[str, set[str]]:
+        return self.inner.down()
 
     def load(self) -> dict[str, Load]:
         return self.inner.load()

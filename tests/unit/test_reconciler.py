@@ -80,8 +80,11 @@ class RecordingDataPlane:
             for b in {*self.in_flight, *self.requests}
         }
 
-    def down(self, backend: str) -> set[str]:
-        return {server for b, server in self.down_servers if b == backend}
+    def down(self) -> dict[str, set[str]]:
+        down: dict[str, set[str]] = {}
+        for backend, server in self.down_servers:
+            down.setdefault(backend, set()).add(server)
+        return down
 
 
 class Inline(Executor):
