@@ -12,8 +12,11 @@ services. At each size, 10 idle services get a new revision; once the idle ones 
 - `reload_ms`/`runtime_ms`: median apply that reloaded HAProxy / only sent runtime-API commands
   (the control plane's `dataplane_applied` lines);
 - `cp_rss_mb`, `haproxy_rss_mb` (master and workers), `instance_mb` (a running instance's
-  cgroup less page cache, plus its containerd shim); the idle services never start an instance,
-  so none is frozen here: `bench.coldstart` measures a frozen instance's memory;
+  cgroup less page cache, plus its containerd shim). Each idle service starts one instance to
+  become Ready (as Knative does) and freezes it after its window, so at 500 services the host
+  holds hundreds of frozen containers (317 froze in a 2026-12-02 run): the Docker listing a pass
+  makes grows with them
+  (`bench.coldstart` measures a frozen instance's memory);
 - `errors`: load requests not answered 200 while the others were created, changed, deleted.
 
 A shared 2-core machine: run under `nice -n 10`, read the figures as rough.
