@@ -61,9 +61,9 @@ class HAProxyManager:
         self._installed = ""  # the text last written to the config file by this manager
         # The plane the running worker was last brought to in full (no delete left pending),
         # and that worker's pid. Most passes hand the same plane again: then nothing is read
-        # back from HAProxy (at 500 services the read-back of every server and map entry was
-        # most of a quiet reconcile pass). A new worker (a reload by anyone, a restart) or a
-        # new manager reads everything back as before.
+        # back from HAProxy (at 500 services reading back every server and map entry took about
+        # 50 ms of a 208 ms quiet reconcile pass). A new worker (a reload by anyone, a restart)
+        # or a new manager reads everything back as before.
         self._synced: tuple[DataPlane, int] | None = None
 
     # -- state -------------------------------------------------------------------------------
