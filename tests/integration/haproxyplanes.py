@@ -77,7 +77,8 @@ def instances() -> Iterator[dict[str, Instance]]:
         srv.server_close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -87,7 +88,7 @@ def _free_port() -> int:
 def site(tmp_path_factory: pytest.TempPathFactory, instances: dict[str, Instance]) -> Site:
     # A short path: unix socket paths are limited to 108 bytes.
     return Site(
-        bind=f"127.0.0.1:{_free_port()}",
+        bind=f"127.0.0.1:{free_port()}",
         domain="localhost",
         api_server=f"127.0.0.1:{instances['api'].port}",
         run_dir=tmp_path_factory.mktemp("hx"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ from pipeline.dataplane.drains import HAProxyDataPlane
 from pipeline.dataplane.model import Backend, DataPlane, Server
 from pipeline.dataplane.process import HAProxyManager
 from pipeline.dataplane.runtime import stat_columns
-from tests.integration.haproxyplanes import Instance, route, srv, until, who
+from tests.integration.haproxyplanes import Instance, free_port, route, srv, until, who
 from tests.integration.haproxyplanes import (  # fixtures, shared by import
     client as client,
 )
@@ -29,13 +28,6 @@ from tests.integration.haproxyplanes import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _plane(instances: dict[str, Instance], dead_port: int) -> DataPlane:
@@ -57,7 +49,7 @@ def test_down_names_the_servers_checks_hold_down_in_every_backend(
 ) -> None:
     reads = HAProxyDataPlane(manager)
     assert reads.down() == {}  # HAProxy not running: nothing known down, no error
-    manager.apply(_plane(instances, _closed_port()))
+    manager.apply(_plane(instances, free_port()))
     # `check inter 2s fall 2`: the dead one is down after two failed checks.
     until(lambda: "i-dead" in reads.down().get("rev-hello-00001", set()), timeout_s=15)
     down = reads.down()
@@ -71,7 +63,7 @@ def test_load_counts_requests_per_backend_from_one_show_stat(
 ) -> None:
     reads = HAProxyDataPlane(manager)
     assert reads.load() == {}
-    manager.apply(_plane(instances, _closed_port()))
+    manager.apply(_plane(instances, free_port()))
     for _ in range(3):  # each on its own connection: a kept-alive one still counts in flight
         answer = httpx.get(f"{client.base_url}", headers={"Host": "other.localhost"}, timeout=10)
         assert answer.json()["name"] == "b"
