@@ -20,7 +20,8 @@ NS = "knative-serving"
 
 def _replicas(apps: k8s.AppsV1Api) -> tuple[int, int]:
     d = apps.read_namespaced_deployment("webhook", NS)
-    return int(d.spec.replicas or 0), int(d.status.ready_replicas or 0)
+    ready = d.status.ready_replicas if d.status else 0
+    return int(d.spec.replicas or 0), int(ready or 0)
 
 
 def test_up_scales_a_webhook_scaled_to_zero_back_and_finishes(
