@@ -92,7 +92,9 @@ def docker_parts(
 ) -> EngineParts:
     """SLIPWAY_ENGINE=docker: containers on Slipway's bridge network behind HAProxy."""
     client = docker_connect()
-    engine = DockerEngine(client, platform=settings.platform_id, network=settings.network)
+    engine = DockerEngine(
+        client, platform=settings.platform_id, network=settings.network, follow_events=True
+    )
     engine.ensure_network()
     gateway = engine.gateway()
     _start_daemons(settings, engine=engine, gateway=gateway)

@@ -14,7 +14,9 @@ capabilities minus those a web server never needs.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -30,6 +32,7 @@ from pipeline.core.errors import NotFound, SlipwayError, Unavailable
 from pipeline.core.revisions import RevisionConfig, contract_env
 from pipeline.engines.base import Instance
 from pipeline.engines.dockerlogs import DockerLogs
+from pipeline.engines.dockerwatch import ContainerCache
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _FACTORS = {
@@ -125,13 +128,36 @@ LIVE_STATES = frozenset({"running", "paused", "restarting"})
 
 class DockerEngine:
     def __init__(
-        self, client: docker.DockerClient, *, platform: str, network: str, metadata_host: str = ""
+        self,
+        client: docker.DockerClient,
+        *,
+        platform: str,
+        network: str,
+        metadata_host: str = "",
+        follow_events: bool = False,
     ) -> None:
         self._client = client
         self._platform = platform
         self._network = network
         self.metadata_host = metadata_host  # GCE_METADATA_HOST, once the server answers
         self.dns = ""  # the internal resolver's address, once the network is known
+        self._labels = [f"{names.LABEL_MANAGED}=true", f"{names.LABEL_PLATFORM}={platform}"]
+        # The control plane's engine lists from a cache kept by dockerd's events (one thread and
+        # one connection for the process's life: short-lived engines list directly).
+        self.cache: ContainerCache | None = None
+        if follow_events:
+            self.cache = ContainerCache(client, self._labels)
+            self.cache.start()
+
+    @contextlib.contextmanager
+    def _changing(self, ident: str) -> Iterator[None]:
+        """Marks the container changed once the change is done (or failed): the next listing
+        re-reads it from dockerd instead of waiting for its event."""
+        try:
+            yield
+        finally:
+            if self.cache is not None:
+                self.cache.mark(ident)
 
     def ensure_network(self) -> None:
         """The platform's isolated bridge, created if missing; one made before isolation existed
@@ -202,15 +228,15 @@ class DockerEngine:
         return str(subnets[0])
 
     def list_instances(self) -> list[Instance]:
-        filters = {
-            "label": [f"{names.LABEL_MANAGED}=true", f"{names.LABEL_PLATFORM}={self._platform}"]
-        }
         # One listing call, not docker-py's `containers.list`, which inspects every container
         # after listing: a container removed in between (a stop finishing) failed the whole
         # call, and the inspects were most of a reconcile pass. Only stopped containers are
         # inspected (for their exit code and error), and one gone meanwhile is simply left out.
         try:
-            listed = self._client.api.containers(all=True, filters=filters)
+            if self.cache is None:
+                listed = self._list()
+            else:
+                listed = self.cache.read(self._list, lambda ids: self._list(ids=ids))
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot list containers: {e}") from e
         instances = []
@@ -225,6 +251,14 @@ class DockerEngine:
             except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
                 raise Unavailable(f"cannot inspect container {entry['Id'][:12]}: {e}") from e
         return instances
+
+    def _list(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """GET /containers/json for this platform's containers (only `ids`, when given)."""
+        filters: dict[str, Any] = {"label": self._labels}
+        if ids is not None:
+            filters["id"] = ids
+        listed: list[dict[str, Any]] = self._client.api.containers(all=True, filters=filters)
+        return listed
 
     def _listed(self, entry: dict[str, Any]) -> Instance:
         """A running (or paused) container from the listing's own fields."""
@@ -281,10 +315,11 @@ class DockerEngine:
             # Three calls on a wake's path: create, start, inspect (docker-py's `run` plus a
             # reload was five with the image check: ~10-30 ms more before the app even starts).
             ident = self._create(kwargs)
-            self._client.api.start(ident)
-            container = self._client.containers.prepare_model(
-                self._client.api.inspect_container(ident)
-            )
+            with self._changing(ident):
+                self._client.api.start(ident)
+                container = self._client.containers.prepare_model(
+                    self._client.api.inspect_container(ident)
+                )
         except docker.errors.ImageNotFound as e:
             raise NotFound(f"image {config.image} not found: {e.explanation}") from e
         except docker.errors.APIError as e:
@@ -313,57 +348,60 @@ class DockerEngine:
             ) from e
 
     def stop_instance(self, instance: Instance, *, grace_s: float) -> None:
-        try:
-            container = self._client.containers.get(instance.id)
-            labels = container.labels or {}
-            if labels.get(names.LABEL_PLATFORM) != self._platform:
-                return  # never touch a container that is not ours
-            if container.status == "paused":
-                # A frozen process cannot handle SIGTERM: thawed first, it shuts down cleanly
-                # instead of always waiting out the grace period for SIGKILL.
-                container.unpause()
-                container.reload()
-            if container.status == "running":
-                container.stop(timeout=max(1, int(grace_s)))  # SIGTERM, then SIGKILL
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            return
-        except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
-            raise Unavailable(f"cannot stop {instance.name}: {e}") from e
+        with self._changing(instance.id):
+            try:
+                container = self._client.containers.get(instance.id)
+                labels = container.labels or {}
+                if labels.get(names.LABEL_PLATFORM) != self._platform:
+                    return  # never touch a container that is not ours
+                if container.status == "paused":
+                    # A frozen process cannot handle SIGTERM: thawed first, it shuts down cleanly
+                    # instead of always waiting out the grace period for SIGKILL.
+                    container.unpause()
+                    container.reload()
+                if container.status == "running":
+                    container.stop(timeout=max(1, int(grace_s)))  # SIGTERM, then SIGKILL
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                return
+            except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+                raise Unavailable(f"cannot stop {instance.name}: {e}") from e
 
     # Freeze and thaw take ids from `list_instances`, which lists only this platform's
     # containers; they go straight to the API (one call each: thaw is on a request's path).
     def freeze_instance(self, instance: Instance) -> None:
         """`docker pause`: the cgroup freezer stops every process; memory and sockets stay."""
-        try:
-            self._client.api.pause(instance.id)
-        except docker.errors.NotFound as e:
-            raise NotFound(f"instance {instance.name} is gone") from e
-        except docker.errors.APIError as e:
-            if e.status_code != 409:  # 409: already paused
-                raise SlipwayError(f"cannot freeze {instance.name}: {e.explanation}") from e
-        except requests.exceptions.ConnectionError as e:
-            raise Unavailable(f"cannot freeze {instance.name}: {e}") from e
+        with self._changing(instance.id):
+            try:
+                self._client.api.pause(instance.id)
+            except docker.errors.NotFound as e:
+                raise NotFound(f"instance {instance.name} is gone") from e
+            except docker.errors.APIError as e:
+                if e.status_code != 409:  # 409: already paused
+                    raise SlipwayError(f"cannot freeze {instance.name}: {e.explanation}") from e
+            except requests.exceptions.ConnectionError as e:
+                raise Unavailable(f"cannot freeze {instance.name}: {e}") from e
 
     def thaw_instance(self, instance: Instance) -> None:
         """`docker unpause`. Docker refuses it both for a running container (thawed already:
         fine) and an exited one (killed while frozen: `NotFound`); inspect tells them apart."""
-        try:
-            self._client.api.unpause(instance.id)
-            return
-        except docker.errors.APIError:
-            pass
-        except requests.exceptions.ConnectionError as e:
-            raise Unavailable(f"cannot thaw {instance.name}: {e}") from e
-        try:
-            state = self._client.api.inspect_container(instance.id).get("State") or {}
-        except docker.errors.NotFound as e:
-            raise NotFound(f"instance {instance.name} is gone") from e
-        except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
-            raise Unavailable(f"cannot thaw {instance.name}: {e}") from e
-        if not state.get("Running") or state.get("Paused"):
-            status = state.get("Status", "unknown")
-            raise NotFound(f"instance {instance.name} is {status}, not thawed")
+        with self._changing(instance.id):
+            try:
+                self._client.api.unpause(instance.id)
+                return
+            except docker.errors.APIError:
+                pass
+            except requests.exceptions.ConnectionError as e:
+                raise Unavailable(f"cannot thaw {instance.name}: {e}") from e
+            try:
+                state = self._client.api.inspect_container(instance.id).get("State") or {}
+            except docker.errors.NotFound as e:
+                raise NotFound(f"instance {instance.name} is gone") from e
+            except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+                raise Unavailable(f"cannot thaw {instance.name}: {e}") from e
+            if not state.get("Running") or state.get("Paused"):
+                status = state.get("Status", "unknown")
+                raise NotFound(f"instance {instance.name} is {status}, not thawed")
 
     def logs_tail(self, instance: Instance, *, lines: int = 20) -> str:
         try:
