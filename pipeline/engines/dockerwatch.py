@@ -56,13 +56,11 @@ class ContainerCache:
         self._listed_at = float("-inf")
         self._stream: Any = None
         self._closed = False
-        self._thread: threading.Thread | None = None
         self._log = get_log(component="docker-events")
         self.full_listings = 0  # how many reads listed everything (for tests and benches)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._follow, name="docker-events", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._follow, name="docker-events", daemon=True).start()
 
     def close(self) -> None:
         with self._lock:

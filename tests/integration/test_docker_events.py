@@ -34,10 +34,7 @@ def engine(docker_client: docker.DockerClient, platform: str) -> Iterator[Docker
     labels = [f"{names.LABEL_MANAGED}=true", f"{names.LABEL_PLATFORM}={platform}"]
     engine.cache = ContainerCache(docker_client, labels, full_every_s=3600)
     engine.cache.start()
-    deadline = time.monotonic() + 10
-    while not engine.cache.following:
-        assert time.monotonic() < deadline, "the event stream did not connect"
-        time.sleep(0.05)
+    until(lambda: engine.cache is not None and engine.cache.following, "the stream connected")
     yield engine
     engine.cache.close()
     for c in docker_client.containers.list(
@@ -55,16 +52,33 @@ def run(client: docker.DockerClient, image: str, platform: str, instance: str) -
     return client.containers.run(image, ["sleep", "300"], detach=True, labels=labels)
 
 
+def until(ok: Callable[[], bool], what: str) -> None:
+    """Asks `ok()` every 50 ms until it is true, for up to 10 s."""
+    deadline = time.monotonic() + 10
+    while not ok():
+        assert time.monotonic() < deadline, f"{what}: not within 10 s"
+        time.sleep(0.05)
+
+
+def listed(engine: DockerEngine) -> dict[str, Instance]:
+    return {i.instance: i for i in engine.list_instances()}
+
+
 def listed_until(
     engine: DockerEngine, ok: Callable[[dict[str, Instance]], bool], what: str
 ) -> dict[str, Instance]:
-    deadline = time.monotonic() + 10
-    while True:
-        listed = {i.instance: i for i in engine.list_instances()}
-        if ok(listed):
-            return listed
-        assert time.monotonic() < deadline, f"{what}: not listed within 10 s; listed {listed}"
-        time.sleep(0.05)
+    seen: dict[str, Instance] = {}
+
+    def check() -> bool:
+        nonlocal seen
+        seen = listed(engine)
+        return ok(seen)
+
+    try:
+        until(check, what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; listed {seen}") from None
+    return seen
 
 
 def test_changes_made_by_hand_reach_the_listing_through_events(
@@ -97,13 +111,13 @@ def test_what_the_engine_does_is_listed_as_soon_as_it_returns(
     c = run(docker_client, busybox_image, platform, "i-2")
     listed_until(engine, lambda d: "i-2" in d, "created by hand")
     for _ in range(3):  # each a read right after the call, no waiting on its event
-        inst = {i.instance: i for i in engine.list_instances()}["i-2"]
+        inst = listed(engine)["i-2"]
         engine.freeze_instance(inst)
-        assert {i.instance: i for i in engine.list_instances()}["i-2"].frozen
+        assert listed(engine)["i-2"].frozen
         engine.thaw_instance(inst)
-        assert not {i.instance: i for i in engine.list_instances()}["i-2"].frozen
+        assert not listed(engine)["i-2"].frozen
     engine.stop_instance(inst, grace_s=1)
-    assert "i-2" not in {i.instance for i in engine.list_instances()}
+    assert "i-2" not in listed(engine)
     assert engine.cache.full_listings == 1
     assert c.id == inst.id
 
@@ -115,12 +129,9 @@ def test_with_the_stream_lost_the_listing_is_full_again(
     c = run(docker_client, busybox_image, platform, "i-3")
     listed_until(engine, lambda d: "i-3" in d, "created by hand")
     engine.cache.close()  # as when dockerd goes away: nothing records events any more
-    deadline = time.monotonic() + 10
-    while engine.cache.following:
-        assert time.monotonic() < deadline, "the stream did not end on close"
-        time.sleep(0.05)
+    until(lambda: engine.cache is not None and not engine.cache.following, "the stream ended")
     before = engine.cache.full_listings
 
     docker_client.api.pause(c.id)  # no event will say so
-    assert {i.instance: i for i in engine.list_instances()}["i-3"].frozen
+    assert listed(engine)["i-3"].frozen
     assert engine.cache.full_listings == before + 1
