@@ -98,6 +98,7 @@ def docker_parts(
     engine.ensure_network()
     gateway = engine.gateway()
     _start_daemons(settings, engine=engine, gateway=gateway)
+    engine.keep_sandboxes(settings.spare_sandboxes)  # once `dns` is known: spares carry it
     manager = HAProxyManager(
         site=site_of(settings, internal=gateway, subnet=engine.subnet()),
         binary=settings.haproxy_bin,

@@ -70,6 +70,9 @@ class Settings:
     # slipway.dev/frozen-retention-period; all frozen ones stop when MemAvailable is below this.
     freeze_idle: bool = True
     freeze_min_available_mb: int = 512
+    # Network sandboxes kept ready (pipeline.engines.sandboxes): an instance starts into one
+    # instead of setting up its network (~0.3 s less per start); 0 turns them off.
+    spare_sandboxes: int = 1
     # Non-serving, untagged revisions kept for rollbacks; older ones are garbage-collected.
     revisions_kept: int = 10
     # Runtime engine: "docker" (embedded, one machine) or "knative" (Knative Serving on
@@ -154,6 +157,7 @@ class Settings:
             freeze_min_available_mb=int(
                 e.get("SLIPWAY_FREEZE_MIN_AVAILABLE_MB", base.freeze_min_available_mb)
             ),
+            spare_sandboxes=int(e.get("SLIPWAY_SPARE_SANDBOXES", base.spare_sandboxes)),
             revisions_kept=int(e.get("SLIPWAY_REVISIONS_KEPT", base.revisions_kept)),
             engine=_engine(e.get("SLIPWAY_ENGINE", base.engine)),
             kubeconfig=e.get("SLIPWAY_KUBECONFIG", base.kubeconfig),

@@ -10,12 +10,16 @@ resolver, the metadata server and the internal listener are) and nothing else on
 a private service's container cannot be called around HAProxy's token check. Every instance also
 gets the defaults below: a memory and a pids limit, `no-new-privileges`, and Docker's default
 capabilities minus those a web server never needs.
+
+The control plane's engine starts instances into network sandboxes made ahead of time
+(`engines.sandboxes`): an instance's address is its sandbox's, and the listing resolves it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +37,14 @@ from pipeline.core.revisions import RevisionConfig, contract_env
 from pipeline.engines.base import Instance
 from pipeline.engines.dockerlogs import DockerLogs
 from pipeline.engines.dockerwatch import ContainerCache
+from pipeline.engines.sandboxes import (
+    LABEL_DNS,
+    LABEL_SANDBOX,
+    Sandbox,
+    SandboxPool,
+    is_sandbox,
+    orphans,
+)
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _FACTORS = {
@@ -76,7 +88,10 @@ def container_kwargs(
     config: RevisionConfig,
     metadata_host: str = "",
     dns: str = "",
+    sandbox: str = "",
 ) -> dict[str, Any]:
+    """docker-py's `run` keywords for one instance; with `sandbox`, it joins that container's
+    network namespace (and resolver) instead of getting one of its own on `network`."""
     env = dict(config.env)
     env.update(
         contract_env(
@@ -102,7 +117,11 @@ def container_kwargs(
         "security_opt": ["no-new-privileges:true"],
         "cap_drop": list(DROPPED_CAPABILITIES),
     }
-    if dns:
+    if sandbox:
+        del kwargs["network"]
+        kwargs["network_mode"] = f"container:{sandbox}"
+        kwargs["labels"][LABEL_SANDBOX] = sandbox
+    elif dns:
         # Names under Slipway's domain resolve to the internal listener
         # (pipeline.dataplane.resolver).
         kwargs["dns"] = [dns]
@@ -148,6 +167,31 @@ class DockerEngine:
         if follow_events:
             self.cache = ContainerCache(client, self._labels)
             self.cache.start()
+        self.sandboxes: SandboxPool | None = None
+
+    def keep_sandboxes(self, spares: int) -> None:
+        """Keep `spares` network sandboxes ready to start instances into (`engines.sandboxes`);
+        the spares a previous control plane left are taken over. The control plane's engine
+        only, once `dns` is known: other engines start instances on the network directly."""
+        if spares <= 0:
+            return
+        pool = SandboxPool(
+            self._client, platform=self._platform, network=self._network, spares=spares,
+            dns=lambda: self.dns, mark=self._mark,
+        )  # fmt: skip
+        try:
+            listed = self._list()
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+            raise Unavailable(f"cannot list containers: {e}") from e
+        named = {(e.get("Labels") or {}).get(LABEL_SANDBOX) for e in listed}
+        pool.start({str(e["Id"]): str((e.get("Labels") or {}).get(LABEL_DNS, ""))
+                    for e in listed
+                    if is_sandbox(e.get("Labels") or {}) and e["Id"] not in named})  # fmt: skip
+        self.sandboxes = pool
+
+    def _mark(self, ident: str) -> None:
+        if self.cache is not None:
+            self.cache.mark(ident)
 
     @contextlib.contextmanager
     def _changing(self, ident: str) -> Iterator[None]:
@@ -156,8 +200,7 @@ class DockerEngine:
         try:
             yield
         finally:
-            if self.cache is not None:
-                self.cache.mark(ident)
+            self._mark(ident)
 
     def ensure_network(self) -> None:
         """The platform's isolated bridge, created if missing; one made before isolation existed
@@ -239,10 +282,15 @@ class DockerEngine:
                 listed = self.cache.read(self._list, lambda ids: self._list(ids=ids))
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot list containers: {e}") from e
+        sandboxes = {str(e["Id"]): e for e in listed if is_sandbox(e.get("Labels") or {})}
+        if self.sandboxes is not None:
+            self._sweep(listed, sandboxes)
         instances = []
         for entry in listed:
+            if str(entry["Id"]) in sandboxes:
+                continue
             if str(entry.get("State")) in LIVE_STATES:
-                instances.append(self._listed(entry))
+                instances.append(self._listed(entry, sandboxes))
                 continue
             try:
                 instances.append(self._instance(self._client.containers.get(entry["Id"])))
@@ -260,10 +308,29 @@ class DockerEngine:
         listed: list[dict[str, Any]] = self._client.api.containers(all=True, filters=filters)
         return listed
 
-    def _listed(self, entry: dict[str, Any]) -> Instance:
+    def _sweep(self, listed: list[dict[str, Any]], sandboxes: dict[str, dict[str, Any]]) -> None:
+        """Remove sandboxes no container names any more (their instance removed by hand, or a
+        start that died between the two), once old enough that no start is still on its way."""
+        assert self.sandboxes is not None
+        named = [str((e.get("Labels") or {}).get(LABEL_SANDBOX, "")) for e in listed]
+        created = {i: float(e.get("Created") or 0) for i, e in sandboxes.items()}
+        for ident in orphans(created, named, self.sandboxes.held(), now=time.time()):
+            self.sandboxes.remove(ident)
+
+    def _address(self, entry: dict[str, Any], sandboxes: dict[str, dict[str, Any]]) -> str:
+        """A listed container's address on the network: its own, or its running sandbox's."""
+        labels: dict[str, str] = entry.get("Labels") or {}
+        if LABEL_SANDBOX in labels:
+            sandbox = sandboxes.get(labels[LABEL_SANDBOX])
+            if sandbox is None or sandbox.get("State") != "running":
+                return ""  # the namespace it ran in is gone: it has no address
+            entry = sandbox
+        nets: dict[str, Any] = (entry.get("NetworkSettings") or {}).get("Networks") or {}
+        return str((nets.get(self._network) or {}).get("IPAddress") or "")
+
+    def _listed(self, entry: dict[str, Any], sandboxes: dict[str, dict[str, Any]]) -> Instance:
         """A running (or paused) container from the listing's own fields."""
         labels: dict[str, str] = entry.get("Labels") or {}
-        nets: dict[str, Any] = (entry.get("NetworkSettings") or {}).get("Networks") or {}
         names_: list[str] = entry.get("Names") or []
         return Instance(
             id=str(entry["Id"]),
@@ -271,19 +338,21 @@ class DockerEngine:
             service=labels.get(names.LABEL_SERVICE, ""),
             revision=labels.get(names.LABEL_REVISION, ""),
             instance=labels.get(names.LABEL_INSTANCE, ""),
-            address=str((nets.get(self._network) or {}).get("IPAddress") or ""),
+            address=self._address(entry, sandboxes),
             running=True,
             frozen=entry.get("State") == "paused",
             exit_code=None,
             error="",
         )
 
-    def _instance(self, c: Any) -> Instance:
+    def _instance(self, c: Any, *, sandbox: Sandbox | None = None) -> Instance:
         attrs: dict[str, Any] = c.attrs
         labels: dict[str, str] = attrs["Config"]["Labels"] or {}
         state: dict[str, Any] = attrs.get("State") or {}
         nets: dict[str, Any] = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
         address = str((nets.get(self._network) or {}).get("IPAddress") or "")
+        if sandbox is not None:
+            address = sandbox.address
         running = bool(state.get("Running"))
         return Instance(
             id=str(c.id),
@@ -301,6 +370,7 @@ class DockerEngine:
     def start_instance(
         self, *, service: str, revision: str, instance: str, config: RevisionConfig
     ) -> Instance:
+        sandbox = self.sandboxes.take() if self.sandboxes is not None else None
         kwargs = container_kwargs(
             platform=self._platform,
             network=self._network,
@@ -310,6 +380,7 @@ class DockerEngine:
             config=config,
             metadata_host=self.metadata_host,
             dns=self.dns,
+            sandbox=sandbox.id if sandbox else "",
         )
         try:
             # Three calls on a wake's path: create, start, inspect (docker-py's `run` plus a
@@ -321,12 +392,35 @@ class DockerEngine:
                     self._client.api.inspect_container(ident)
                 )
         except docker.errors.ImageNotFound as e:
+            self._discard(sandbox)
             raise NotFound(f"image {config.image} not found: {e.explanation}") from e
         except docker.errors.APIError as e:
+            # A sandbox removed by hand since it was made fails the start here: the next pass
+            # starts the instance again, into another.
+            self._discard(sandbox)
             raise SlipwayError(f"cannot start {kwargs['name']}: {e.explanation}") from e
         except requests.exceptions.ConnectionError as e:
+            self._discard(sandbox)
             raise Unavailable("Docker Engine is not reachable: is dockerd running?") from e
-        return self._instance(container)
+        finally:
+            if sandbox is not None and self.sandboxes is not None:
+                self.sandboxes.settled(sandbox)
+        return self._instance(container, sandbox=sandbox)
+
+    def _discard(self, sandbox: Sandbox | None) -> None:
+        if sandbox is not None:
+            self._remove_sandbox(sandbox.id)
+
+    def _remove_sandbox(self, ident: str) -> None:
+        """Remove a sandbox whose instance is gone (by any engine: a lone start's engine has no
+        pool, and the sandbox was not its own)."""
+        with self._changing(ident):
+            try:
+                self._client.api.remove_container(ident, force=True)
+            except docker.errors.NotFound:
+                return
+            except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+                raise Unavailable(f"cannot remove sandbox {ident[:12]}: {e}") from e
 
     def _create(self, kwargs: dict[str, Any]) -> str:
         """Create the container (its id); an image not here yet is pulled first, once."""
@@ -354,6 +448,7 @@ class DockerEngine:
                 labels = container.labels or {}
                 if labels.get(names.LABEL_PLATFORM) != self._platform:
                     return  # never touch a container that is not ours
+                sandbox = labels.get(LABEL_SANDBOX, "")
                 if container.status == "paused":
                     # A frozen process cannot handle SIGTERM: thawed first, it shuts down cleanly
                     # instead of always waiting out the grace period for SIGKILL.
@@ -366,6 +461,8 @@ class DockerEngine:
                 return
             except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
                 raise Unavailable(f"cannot stop {instance.name}: {e}") from e
+        if sandbox:
+            self._remove_sandbox(sandbox)  # only once its instance is gone: never under an app
 
     # Freeze and thaw take ids from `list_instances`, which lists only this platform's
     # containers; they go straight to the API (one call each: thaw is on a request's path).
