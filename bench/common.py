@@ -361,3 +361,13 @@ def throwaway_slipway(*, extra_env: dict[str, str] | None = None) -> Iterator[An
         shutil.rmtree(root, ignore_errors=True)
     if left:
         raise SystemExit(f"still running after the bench's teardown: {left}")
+
+
+def instance_address(client: Any, container: Any, network: str) -> str:
+    """An instance container's address on `network`: its network sandbox's when it runs in one
+    (pipeline.engines.sandboxes), else its own."""
+    from pipeline.engines.sandboxes import LABEL_SANDBOX
+
+    sandbox = (container.labels or {}).get(LABEL_SANDBOX)
+    attrs = client.api.inspect_container(sandbox) if sandbox else container.attrs
+    return str(attrs["NetworkSettings"]["Networks"][network]["IPAddress"])

@@ -72,7 +72,7 @@ def main() -> int:
     time.sleep(settings.grace_period_s + 2)  # let the old revision drain away
     client = docker.from_env()
     containers = client.containers.list(filters={"label": f"{names.LABEL_SERVICE}={SERVICE}"})
-    address = next(iter(containers[0].attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    address = common.instance_address(client, containers[0], settings.network)
 
     load = common.Load(seconds=args.seconds, connections=args.connections)
     through = common.wrk(ingress + "/", host=host, load=load)

@@ -41,6 +41,7 @@ import httpx
 from bench.common import Case, Column, bench_arguments, emit, progress, rss_mb
 from bench.platforms import BODIES, Platform, answers, platform_up, until
 from pipeline.core import names
+from pipeline.engines.sandboxes import LABEL_SANDBOX
 
 LOADED = 20
 CHANGED = 10  # idle services given a new revision at each size
@@ -123,8 +124,17 @@ def pass_time(platform: Platform, *, window_s: float) -> dict[str, float]:
     return {"pass_mean_ms": 1000 * total / max(passes, 1)}
 
 
+def container_mb(c: Any) -> float:
+    """One container's memory: its cgroup's (less page cache) plus its containerd shim."""
+    mem = c.stats(stream=False)["memory_stats"]
+    cgroup = mem.get("usage", 0) - mem.get("stats", {}).get("inactive_file", 0)
+    shims = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
+             and c.id.encode() in _read(f"/proc/{p.name}/cmdline")]  # fmt: skip
+    return float(cgroup / 2**20 + rss_mb([int(p) for p in shims]))
+
+
 def instance_mb(sw: Any) -> float:
-    """A running instance's memory: its cgroup's (less page cache) plus its containerd shim."""
+    """A running instance's memory (mean over the loaded services' instances)."""
     client = docker.from_env()
     try:
         sizes = []
@@ -133,12 +143,11 @@ def instance_mb(sw: Any) -> float:
                 "load"
             ):
                 continue
+            # With its network sandbox (pipeline.engines.sandboxes), its container and shim too.
+            sandbox = c.labels.get(LABEL_SANDBOX)
             with suppress(docker.errors.NotFound):  # replaced by a deploy since it was listed
-                mem = c.stats(stream=False)["memory_stats"]
-                cgroup = mem.get("usage", 0) - mem.get("stats", {}).get("inactive_file", 0)
-                shims = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
-                         and c.id.encode() in _read(f"/proc/{p.name}/cmdline")]  # fmt: skip
-                sizes.append(cgroup / 2**20 + rss_mb([int(p) for p in shims]))
+                parts = [c] + ([client.containers.get(sandbox)] if sandbox else [])
+                sizes.append(sum(container_mb(part) for part in parts))
         return statistics.mean(sizes) if sizes else 0.0
     finally:
         client.close()

@@ -32,6 +32,7 @@ import docker
 import httpx
 import yaml
 
+from bench import common
 from bench.common import (
     Case,
     Column,
@@ -147,7 +148,7 @@ def instance_address(client: docker.DockerClient, settings: Settings, revision: 
         }
     )
     assert containers, f"no running instance of {revision}"
-    return _address(containers[0], settings.network)
+    return common.instance_address(client, containers[0], settings.network)
 
 
 # a standalone HAProxy with Slipway's config, in front of instances the bench starts ---------------

@@ -29,6 +29,7 @@ from pipeline.app import daemons
 from pipeline.build import baseimages
 from pipeline.core import names
 from pipeline.core.errors import Unavailable
+from pipeline.engines.sandboxes import LABEL_SANDBOX, is_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX = "slipway/busybox:1.35-bookworm"
@@ -220,16 +221,28 @@ class Slipway:
             timeout=60,
         )
 
-    def containers(self, client: docker.DockerClient) -> list[docker.models.containers.Container]:
+    def containers(
+        self, client: docker.DockerClient, *, sandboxes: bool = False
+    ) -> list[docker.models.containers.Container]:
+        """This platform's instances (with `sandboxes`, the network sandboxes they run in and
+        the spares too: engines.sandboxes)."""
         label = f"{names.LABEL_PLATFORM}={self.platform_id}"
         for _ in range(10):
             try:
-                return list(client.containers.list(all=True, filters={"label": [label]}))
+                listed = client.containers.list(all=True, filters={"label": [label]})
+                return [c for c in listed if sandboxes or not is_sandbox(c.labels or {})]
             except docker.errors.NotFound:
                 # docker-py inspects each listed container; one the reconciler removed in
                 # between is gone by then. List again.
                 time.sleep(0.2)
         raise AssertionError("containers kept vanishing while being listed")
+
+    def address(self, client: docker.DockerClient, container: docker.models.containers.Container
+                ) -> str:  # fmt: skip
+        """An instance's address on the platform's network: its sandbox's, when it runs in one."""
+        sandbox = (container.labels or {}).get(LABEL_SANDBOX)
+        attrs = client.api.inspect_container(sandbox) if sandbox else container.attrs
+        return str(attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"])
 
     def running(self, client: docker.DockerClient, service: str) -> int:
         """How many of `service`'s instances are running."""
@@ -282,7 +295,7 @@ class Slipway:
         daemons.stop(self.data_dir / "run" / "dns.pid")
         daemons.stop(self.data_dir / "run" / "metadata.pid")
         daemons.stop(self.data_dir / "run" / "activator.pid")
-        for c in self.containers(client):
+        for c in self.containers(client, sandboxes=True):
             c.remove(force=True)
         for n in [n for n in client.networks.list(names=[self.network]) if n.name == self.network]:
             n.remove()

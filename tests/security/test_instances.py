@@ -27,8 +27,7 @@ def _instance(slipway: Slipway, client: docker.DockerClient, service: str) -> Co
 
 
 def _address(slipway: Slipway, client: docker.DockerClient, service: str) -> str:
-    attrs = _instance(slipway, client, service).attrs
-    return str(attrs["NetworkSettings"]["Networks"][slipway.network]["IPAddress"])
+    return slipway.address(client, _instance(slipway, client, service))
 
 
 def _deploy(slipway: Slipway, client: docker.DockerClient, tmp: Path, service: str,
