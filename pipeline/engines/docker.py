@@ -332,17 +332,23 @@ class DockerEngine:
         """A running (or paused) container from the listing's own fields."""
         labels: dict[str, str] = entry.get("Labels") or {}
         names_: list[str] = entry.get("Names") or []
+        address = self._address(entry, sandboxes)
+        # Its sandbox gone (removed by hand), the app runs on with no network at all: it is
+        # reported exited, so the reconciler removes it and starts another, as after a crash.
+        cut_off = LABEL_SANDBOX in labels and not address
         return Instance(
             id=str(entry["Id"]),
             name=names_[0].lstrip("/") if names_ else "",
             service=labels.get(names.LABEL_SERVICE, ""),
             revision=labels.get(names.LABEL_REVISION, ""),
             instance=labels.get(names.LABEL_INSTANCE, ""),
-            address=self._address(entry, sandboxes),
-            running=True,
-            frozen=entry.get("State") == "paused",
-            exit_code=None,
-            error="",
+            address=address,
+            running=not cut_off,
+            frozen=not cut_off and entry.get("State") == "paused",
+            exit_code=-1 if cut_off else None,
+            error=f"its network sandbox {labels.get(LABEL_SANDBOX, '')[:12]} is gone"
+            if cut_off
+            else "",
         )
 
     def _instance(self, c: Any, *, sandbox: Sandbox | None = None) -> Instance:

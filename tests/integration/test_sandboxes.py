@@ -163,6 +163,22 @@ def test_a_sandbox_no_instance_names_is_swept_once_old(
     assert engine.sandboxes.held() <= set(_sandboxes(docker_client, platform)), "a spare swept"
 
 
+def test_an_instance_whose_sandbox_is_removed_is_reported_exited_and_stops(
+    docker_client: docker.DockerClient, busybox_image: str, platform: str,
+    engines: list[DockerEngine],
+) -> None:  # fmt: skip
+    engine = _engine(docker_client, platform, engines)
+    instance = _start(engine, busybox_image)
+    sandbox = _sandbox_of(docker_client, instance)
+    docker_client.api.remove_container(sandbox, force=True)  # by hand: the app has no network
+
+    (listed,) = engine.list_instances()
+    assert (listed.id, listed.running, listed.address) == (instance.id, False, "")
+    assert "network sandbox" in listed.error and sandbox[:12] in listed.error
+    engine.stop_instance(listed, grace_s=1)
+    assert engine.list_instances() == []
+
+
 def test_a_spare_removed_by_hand_fails_one_start_and_the_next_uses_another(
     docker_client: docker.DockerClient, busybox_image: str, platform: str,
     engines: list[DockerEngine],
