@@ -45,6 +45,7 @@ from pipeline.engines.sandboxes import (
     is_sandbox,
     orphans,
 )
+from pipeline.engines.sandboxes import remove as remove_sandbox
 
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _FACTORS = {
@@ -312,6 +313,7 @@ class DockerEngine:
         """Remove sandboxes no container names any more (their instance removed by hand, or a
         start that died between the two), once old enough that no start is still on its way."""
         assert self.sandboxes is not None
+        self.sandboxes.drop_exited({i: str(e.get("State")) for i, e in sandboxes.items()})
         named = [str((e.get("Labels") or {}).get(LABEL_SANDBOX, "")) for e in listed]
         created = {i: float(e.get("Created") or 0) for i, e in sandboxes.items()}
         for ident in orphans(created, named, self.sandboxes.held(), now=time.time()):
@@ -421,12 +423,7 @@ class DockerEngine:
         """Remove a sandbox whose instance is gone (by any engine: a lone start's engine has no
         pool, and the sandbox was not its own)."""
         with self._changing(ident):
-            try:
-                self._client.api.remove_container(ident, force=True)
-            except docker.errors.NotFound:
-                return
-            except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
-                raise Unavailable(f"cannot remove sandbox {ident[:12]}: {e}") from e
+            remove_sandbox(self._client, ident)
 
     def _create(self, kwargs: dict[str, Any]) -> str:
         """Create the container (its id); an image not here yet is pulled first, once."""

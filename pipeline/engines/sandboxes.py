@@ -108,6 +108,19 @@ def orphans(
                   if i not in held and now - created >= ORPHAN_AGE_S)  # fmt: skip
 
 
+def remove(client: docker.DockerClient, ident: str) -> None:
+    """Remove a sandbox, never failing its caller: one left behind (dockerd away, a removal
+    already under way) is an orphan the control plane's next listing sweeps."""
+    try:
+        client.api.remove_container(ident, force=True)
+    except docker.errors.NotFound:
+        pass
+    except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
+        get_log(component="sandboxes").warning(
+            "sandbox_remove_failed", sandbox=ident[:12], error=str(e)
+        )
+
+
 class SandboxPool:
     def __init__(
         self,
@@ -171,11 +184,24 @@ class SandboxPool:
                     return sandbox
                 threading.Thread(target=self.remove, args=(sandbox.id,), daemon=True).start()
         self._wake.set()
+        if self._broken:
+            return None  # the refill thread keeps trying; a start does not wait on a failure
         made = self._make()
         if made is not None:
             with self._lock:
                 self._claimed.add(made.id)
         return made
+
+    def drop_exited(self, states: dict[str, str]) -> None:
+        """Spares the listing (sandbox id -> state) shows exited or paused (by hand) are removed
+        and made again, instead of failing the start that would take them."""
+        with self._lock:
+            dead = [s for s in self._spares if states.get(s.id, "running") != "running"]
+            self._spares = [s for s in self._spares if s not in dead]
+        for sandbox in dead:
+            self.remove(sandbox.id)
+        if dead:
+            self._wake.set()
 
     def settled(self, sandbox: Sandbox) -> None:
         """Its instance exists (or failed and the sandbox is removed): no longer claimed."""
@@ -184,11 +210,7 @@ class SandboxPool:
 
     def remove(self, ident: str) -> None:
         try:
-            self._client.api.remove_container(ident, force=True)
-        except docker.errors.NotFound:
-            pass
-        except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
-            self._log.warning("sandbox_remove_failed", sandbox=ident[:12], error=str(e))
+            remove(self._client, ident)
         finally:
             self._mark(ident)
 

@@ -194,6 +194,22 @@ def test_a_spare_removed_by_hand_fails_one_start_and_the_next_uses_another(
     assert _answers(instance.address) == "sandboxed\n"
 
 
+def test_a_spare_stopped_by_hand_is_replaced_before_a_start_takes_it(
+    docker_client: docker.DockerClient, busybox_image: str, platform: str,
+    engines: list[DockerEngine],
+) -> None:  # fmt: skip
+    engine = _engine(docker_client, platform, engines)
+    (spare,) = _spares(engine)
+    docker_client.api.kill(spare)
+    _until(lambda: _sandboxes(docker_client, platform).get(spare) == "exited", "the kill")
+
+    assert engine.list_instances() == []  # a pass: the exited spare is dropped
+    assert spare not in _sandboxes(docker_client, platform)
+    instance = _start(engine, busybox_image)
+    assert _sandbox_of(docker_client, instance) != spare
+    assert _answers(instance.address) == "sandboxed\n"
+
+
 def test_a_new_engine_takes_over_the_spares_it_finds(
     docker_client: docker.DockerClient, busybox_image: str, platform: str,
     engines: list[DockerEngine],
