@@ -167,6 +167,10 @@ class SandboxPool:
     def broken(self) -> str:
         return self._broken
 
+    def spares(self) -> list[Sandbox]:
+        with self._lock:
+            return list(self._spares)
+
     def held(self) -> set[str]:
         """Sandboxes that must not be swept: the spares and those being started into."""
         with self._lock:
