@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import common, peers, proxyconfigs, serving
+from bench import common, peers, proxyconfigs, proxycounts, serving
 
 WRK_REPORT = """\
 Running 2s test @ http://127.0.0.1:8080/
@@ -234,3 +234,20 @@ def test_missing_bench_tools_name_their_debian_packages_once() -> None:
         "linux-perf",
     ]
     assert common.missing_packages(["wrk"], on_path.get) == []
+
+
+ANNOTATED = """\
+--------------------------------------------------------------------------------
+Ir                   file:function
+--------------------------------------------------------------------------------
+491,216,485 (84.63%)  ./string/memmove-vec-unaligned-erms.S:__memcpy_avx_unaligned_erms [libc.so.6]
+    423,330 ( 0.07%)  ./string/memset-vec-unaligned-erms.S:__memset_avx2_unaligned_erms [libc.so.6]
+    135,480 ( 0.02%)  ./string/memcmp-avx2-movbe.S:__memcmp_avx2_movbe [libc.so.6]
+  1,000,000 ( 0.20%)  src/stream.c:process_stream [/usr/sbin/haproxy]
+"""
+
+
+def test_glibc_block_copies_and_sets_are_counted_apart_from_the_rest() -> None:
+    # memcpy and memset count (rep movsb/stosb: an instruction per byte under callgrind);
+    # memcmp and the proxy's own functions do not.
+    assert proxycounts.memory_block_total(ANNOTATED) == 491_216_485 + 423_330
