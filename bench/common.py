@@ -34,7 +34,8 @@ COUNTS = frozenset(
     {"rps", "errors", "failed", "requests", "instances", "connections", "hops", "runs", "rounds",
      "wakes",
      # bench.proxycounts: counts of things per request, whose name is their unit
-     "instructions_per_request", "syscalls_per_request"}
+     "instructions_per_request", "syscalls_per_request", "mem_block_instructions_per_request",
+     "instructions_without_mem_per_request"}
 )  # fmt: skip
 
 
