@@ -87,6 +87,9 @@ def sandbox_kwargs(*, image: str, platform: str, network: str, dns: str) -> dict
         "image": image,
         "entrypoint": [str(BUSYBOX), "sleep", str(SLEEP_S)],
         "user": "65534:65534",
+        # Nothing to shut down cleanly, and `sleep` as PID 1 ignores SIGTERM: `docker stop`
+        # (scripts/down) would otherwise wait out its timeout on every sandbox.
+        "stop_signal": "SIGKILL",
         "labels": {
             names.LABEL_MANAGED: "true",
             names.LABEL_PLATFORM: platform,

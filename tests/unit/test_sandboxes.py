@@ -22,6 +22,7 @@ def test_a_sandbox_holds_nothing_but_its_namespace() -> None:
     assert "no-new-privileges:true" in host["security_opt"]
     assert host["dns"] == ["10.0.0.1"], "instances share the sandbox's resolver"
     assert kwargs["user"] == "65534:65534"
+    assert kwargs["stop_signal"] == "SIGKILL", "docker stop would wait out its timeout"
     assert kwargs["labels"][names.LABEL_PLATFORM] == "p"
     assert sandboxes.is_sandbox(kwargs["labels"])
     assert kwargs["labels"][sandboxes.LABEL_DNS] == "10.0.0.1"
