@@ -1,8 +1,10 @@
 """Network sandboxes (pipeline.engines.sandboxes) against the real dockerd: an instance starts into
 a spare made ahead of time and answers on the sandbox's address; the pool refills; a stop removes
-the sandbox with its instance; a sandbox no instance names is swept; a spare removed by hand
-fails one start and the next goes into another; a new engine takes over the spares it finds; an
-engine without a pool (the metadata server's caller lookup) reads the same addresses."""
+the sandbox with its instance; a sandbox no instance names is swept; an instance whose sandbox is
+removed is reported exited; a spare removed by hand fails one start and the next goes into
+another, and a spare killed by hand is replaced before a start takes it; a new engine takes over
+the spares it finds; an engine without a pool (the metadata server's caller lookup) reads the
+same addresses; a pool that cannot make sandboxes leaves starts as they were."""
 
 from __future__ import annotations
 
@@ -71,8 +73,8 @@ def _spares(engine: DockerEngine) -> set[str]:
     """The pool's spares once it has made the first (dockerd has it before the pool does)."""
     assert engine.sandboxes is not None
     pool = engine.sandboxes
-    _until(lambda: len(pool.held()) == 1, "the first spare")
-    return pool.held()
+    _until(lambda: len(pool.spares()) == 1, "the first spare")
+    return {s.id for s in pool.spares()}
 
 
 def _until(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
