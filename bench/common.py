@@ -157,6 +157,19 @@ def rss_mb(pids: Iterable[int], *, descendants: bool = False) -> float:
     return kb / 1024
 
 
+def pss_mb(pids: Iterable[int]) -> float:
+    """Proportional memory (Pss) of these processes: shared pages split between their users, so
+    hundreds of containerd shims are not each charged the whole of their common binary."""
+    kb = 0
+    for pid in pids:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue  # gone
+        kb += sum(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+    return kb / 1024
+
+
 def process_tree(pids: Iterable[int]) -> set[int]:
     """These processes and all their descendants."""
     return with_descendants(set(pids))

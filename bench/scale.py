@@ -12,7 +12,8 @@ services. At each size, 10 idle services get a new revision; once the idle ones 
 - `reload_ms`/`runtime_ms`: median apply that reloaded HAProxy / only sent runtime-API commands
   (the control plane's `dataplane_applied` lines);
 - `cp_rss_mb`, `haproxy_rss_mb` (master and workers), `instance_mb` (a running instance's
-  cgroup less page cache, plus its containerd shim). Each idle service starts one instance to
+  cgroup less page cache, plus its containerd shim's Pss, and the same of its network
+  sandbox). Each idle service starts one instance to
   become Ready (as Knative does) and freezes it after its window, so at 500 services the host
   holds hundreds of frozen containers (317 froze in a 2026-12-02 run): the Docker listing a pass
   makes grows with them
@@ -38,7 +39,7 @@ from typing import Any
 import docker
 import httpx
 
-from bench.common import Case, Column, bench_arguments, emit, progress, rss_mb
+from bench.common import Case, Column, bench_arguments, emit, progress, pss_mb, rss_mb
 from bench.platforms import BODIES, Platform, answers, platform_up, until
 from pipeline.core import names
 from pipeline.engines.sandboxes import LABEL_SANDBOX
@@ -125,12 +126,13 @@ def pass_time(platform: Platform, *, window_s: float) -> dict[str, float]:
 
 
 def container_mb(c: Any) -> float:
-    """One container's memory: its cgroup's (less page cache) plus its containerd shim."""
+    """One container's memory: its cgroup's (less page cache) plus its containerd shim's share
+    (Pss: until 2026-12-03 its RSS, ~13 MB of which is the shim binary shared by all of them)."""
     mem = c.stats(stream=False)["memory_stats"]
     cgroup = mem.get("usage", 0) - mem.get("stats", {}).get("inactive_file", 0)
     shims = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
              and c.id.encode() in _read(f"/proc/{p.name}/cmdline")]  # fmt: skip
-    return float(cgroup / 2**20 + rss_mb([int(p) for p in shims]))
+    return float(cgroup / 2**20 + pss_mb([int(p) for p in shims]))
 
 
 def instance_mb(sw: Any) -> float:
