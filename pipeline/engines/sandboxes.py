@@ -75,8 +75,11 @@ def sandbox_kwargs(*, image: str, platform: str, network: str, dns: str) -> dict
         "read_only": True,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
-        "mem_limit": 16 * 2**20,
-        "pids_limit": 4,
+        # Bounds, not needs (the sleeping busybox uses ~0.1 MB): `runc init` runs inside the
+        # container's cgroup while it starts, with its own threads and memory, so tighter limits
+        # (16 MiB, 4 pids) failed a start on a loaded machine ("cannot start a stopped process").
+        "mem_limit": 64 * 2**20,
+        "pids_limit": 64,
         "restart_policy": {"Name": "no"},
         "log_config": {"Type": "none", "Config": {}},
     }
@@ -147,7 +150,8 @@ class SandboxPool:
         self._spares: list[Sandbox] = []
         self._claimed: set[str] = set()  # taken, its instance not yet created
         self._image = ""
-        self._broken = ""  # why no sandbox can be made: the engine starts instances directly
+        self._broken = ""  # why the last sandbox could not be made (an instance started directly)
+        self._unmakeable = False  # no sandbox image: not tried again on a start's path
         self._wake = threading.Event()
         self._closed = False
         self._log = get_log(component="sandboxes")
@@ -191,9 +195,9 @@ class SandboxPool:
                     return sandbox
                 threading.Thread(target=self.remove, args=(sandbox.id,), daemon=True).start()
         self._wake.set()
-        if self._broken:
-            return None  # the refill thread keeps trying; a start does not wait on a failure
-        made = self._make()
+        if self._unmakeable:
+            return None  # no image can be made: the refill thread keeps trying, starts do not
+        made = self._make() or self._make()  # a start failing under load is tried again, once
         if made is not None:
             with self._lock:
                 self._claimed.add(made.id)
@@ -267,6 +271,7 @@ class SandboxPool:
                 raise RuntimeError(f"no address on {self._network}")
             self._mark(ident)
             self._broken = ""
+            self._unmakeable = False
             return Sandbox(ident, address, dns)
         except (OSError, RuntimeError, docker.errors.DockerException,
                 requests.exceptions.RequestException) as e:  # fmt: skip
@@ -291,6 +296,7 @@ class SandboxPool:
     def _ensure_image(self) -> str:
         if self._image:
             return self._image
+        self._unmakeable = True  # until the image exists
         busybox = self._busybox.read_bytes()
         if b"ld-linux" in busybox[:4096] or not shutil.which(str(self._busybox)):
             raise RuntimeError(f"{self._busybox} is not a static executable")
@@ -302,5 +308,5 @@ class SandboxPool:
             self._client.api.import_image_from_data(
                 image_tar(busybox), repository=IMAGE_REPOSITORY, tag=tag
             )
-        self._image = image
+        self._image, self._unmakeable = image, False
         return image
