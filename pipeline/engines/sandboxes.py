@@ -5,7 +5,7 @@ on Slipway's bridge, and the embedded resolver's rules (run through a hook that 
 binary again). On the 2-core development VM, starting a container on Slipway's network took
 ~380 ms; starting one that joins a running container's namespace (`--network container:ID`), ~95
 ms. So, as Kubernetes does with its pod sandboxes, each instance runs in a namespace held by a
-small idle container (`busybox sleep`, no capabilities, read-only, 16 MiB), and the engine keeps
+small idle container (`busybox sleep`, no capabilities, read-only, 64 MiB), and the engine keeps
 `spares` of them ready, made by a thread of its own after each one is taken: a wake from zero
 then starts only the app.
 
