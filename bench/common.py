@@ -145,29 +145,28 @@ def proc_stat_cpu_s(stat: str) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of the line
 
 
-def rss_mb(pids: Iterable[int], *, descendants: bool = False) -> float:
-    """Resident memory (VmRSS) of these processes (and with `descendants`, of their children)."""
+def _proc_mb(pids: Iterable[int], *, file: str, field: str) -> float:
+    """The sum of one `field:` line (in kB) of /proc/PID/`file` over these processes."""
     kb = 0
-    for pid in with_descendants(set(pids)) if descendants else pids:
+    for pid in pids:
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
+            text = Path(f"/proc/{pid}/{file}").read_text()
         except OSError:
             continue  # gone
-        kb += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        kb += sum(int(line.split()[1]) for line in text.splitlines() if line.startswith(field))
     return kb / 1024
+
+
+def rss_mb(pids: Iterable[int], *, descendants: bool = False) -> float:
+    """Resident memory (VmRSS) of these processes (and with `descendants`, of their children)."""
+    chosen = with_descendants(set(pids)) if descendants else pids
+    return _proc_mb(chosen, file="status", field="VmRSS:")
 
 
 def pss_mb(pids: Iterable[int]) -> float:
     """Proportional memory (Pss) of these processes: shared pages split between their users, so
     hundreds of containerd shims are not each charged the whole of their common binary."""
-    kb = 0
-    for pid in pids:
-        try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        except OSError:
-            continue  # gone
-        kb += sum(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
-    return kb / 1024
+    return _proc_mb(pids, file="smaps_rollup", field="Pss:")
 
 
 def process_tree(pids: Iterable[int]) -> set[int]:

@@ -358,9 +358,8 @@ class DockerEngine:
         labels: dict[str, str] = attrs["Config"]["Labels"] or {}
         state: dict[str, Any] = attrs.get("State") or {}
         nets: dict[str, Any] = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
-        address = str((nets.get(self._network) or {}).get("IPAddress") or "")
-        if sandbox is not None:
-            address = sandbox.address
+        own = str((nets.get(self._network) or {}).get("IPAddress") or "")
+        address = sandbox.address if sandbox is not None else own  # joined: no network of its own
         running = bool(state.get("Running"))
         return Instance(
             id=str(c.id),
