@@ -60,6 +60,7 @@ class Outcome:
     created: bool  # False when the template did not change (no new revision, as in Knative)
     urls: list[str] = field(default_factory=list)  # those that reach `revision`, not all
     percent: int = 0  # the revision's share of the service's traffic
+    unpublished: tuple[str, ...] = ()  # hosts the runtime has not published a URL for yet
 
 
 class Rollout:
@@ -151,13 +152,13 @@ class Rollout:
                 service, revision=latest.name, tags=placement.tags, promote=placement.promotes
             )
         self._reconciler.wake()
-        return self._outcome(latest, created=False)
+        return self._published_outcome(latest, created=False)
 
     def _outcome(self, rev: Revision, *, created: bool) -> Outcome:
         reach = self._urls.of_revision(rev.service, rev.name)
         return Outcome(
             service=rev.service, revision=rev, created=created, urls=list(reach.urls),
-            percent=reach.percent,
+            percent=reach.percent, unpublished=reach.unpublished,
         )  # fmt: skip
 
     def _place_new(
@@ -190,9 +191,22 @@ class Rollout:
         lap("route")
         self._garbage.collect(service)
         lap("cleanup")
-        outcome = self._outcome(rev, created=True)
+        outcome = self._published_outcome(rev, created=True)
         seconds = round(time.monotonic() - started, 1)
         emit(events.ready(rev.name, seconds=seconds, urls=outcome.urls, percent=outcome.percent))
+        return outcome
+
+    def _published_outcome(self, rev: Revision, *, created: bool) -> Outcome:
+        """The outcome once the URLs that should reach the revision are published, or after
+        ROUTE_TIMEOUT_S with those that are. On the embedded engine at once; Knative's Route
+        publishes a new tag's URL in its status a moment after the revision turned Ready, and a
+        deploy that printed "no URL of its own" for a tagged revision would be wrong."""
+        deadline = time.monotonic() + ROUTE_TIMEOUT_S
+        outcome = self._outcome(rev, created=created)
+        while outcome.unpublished and time.monotonic() < deadline:
+            self._reconciler.wake()
+            self._reconciler.wait_for_pass(timeout_s=max(0.0, deadline - time.monotonic()))
+            outcome = self._outcome(rev, created=created)
         return outcome
 
     def _check_routed(self, revision: str) -> None:

@@ -33,6 +33,9 @@ class RevisionUrls:
     revision: str
     percent: int
     urls: tuple[str, ...]  # the service URL first when the revision takes traffic, then tags
+    # Hosts that should reach it but have no URL yet: on Knative, the Route publishes its URLs
+    # a moment after the revision turns Ready (never on the embedded engine: derived here).
+    unpublished: tuple[str, ...] = ()
 
 
 def label_of(url: str) -> str:
@@ -49,10 +52,12 @@ def revision_urls(
     wanted = {f"{t.tag}--{service}" for t in targets if t.revision == revision and t.tag}
     if percent > 0:
         wanted.add(service)
+    reaching = tuple(u for u in urls if label_of(u) in wanted)
     return RevisionUrls(
         revision=revision,
         percent=percent,
-        urls=tuple(u for u in urls if label_of(u) in wanted),
+        urls=reaching,
+        unpublished=tuple(sorted(wanted - {label_of(u) for u in reaching})),
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from pipeline.core import traffic
 from pipeline.core.errors import InvalidName, RevisionFailed
 from pipeline.core.settings import Settings
+from pipeline.deploy import rollout
 from pipeline.deploy.edits import Edits
 from pipeline.deploy.manifests import Placement
 from pipeline.deploy.rollout import ROUTE_NOT_APPLIED, Rollout
@@ -33,6 +34,7 @@ class Passes:
         self.store = store
         self.applies = True
         self.rejects = ""
+        self.passes = 0
 
     def wake(self) -> None:
         for rev in self.store.snapshot().revisions:
@@ -51,6 +53,7 @@ class Passes:
         return set()
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
+        self.passes += 1
         self.wake()
         return self.applies
 
@@ -63,18 +66,37 @@ class NoGarbage:
         pass
 
 
+class Route:
+    """Knative's Route as the reconciler reads it: the service URL at once, a tag's URL only
+    from the `late`-th pass on (the Route publishes it after the revision turned Ready)."""
+
+    def __init__(self, reconciler: Passes, *, late: int) -> None:
+        self.reconciler = reconciler
+        self.late = late
+
+    def __call__(self, service: str) -> list[str]:
+        urls = [f"http://{service}.example.localhost"]
+        if self.reconciler.passes >= self.late:
+            urls.append(f"http://t--{service}.example.localhost")
+        return urls
+
+
 class Deploys:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, published_route: bool = False) -> None:
         engine = db.make_engine(f"sqlite:///{tmp / 'db.sqlite'}")
         db.migrate(engine)
         self.store = Store(db.session_factory(engine))
         self.reconciler = Passes(self.store)
+        self.route = Route(self.reconciler, late=4)
         settings = Settings(data_dir=tmp, readiness_timeout_s=5)
         self.edits = Edits(store=self.store, reconciler=self.reconciler, settings=settings)
         self.rollout = Rollout(
             store=self.store, reconciler=self.reconciler, settings=settings, secrets=None,
             edits=self.edits, garbage=NoGarbage(),
-            urls=ServiceUrls(store=self.store, settings=settings),
+            urls=ServiceUrls(
+                store=self.store, settings=settings,
+                published=self.route if published_route else None,
+            ),
             watch=InstanceWatch(reader=None),
         )  # fmt: skip
         self.events: list[dict[str, Any]] = []
@@ -151,3 +173,33 @@ def test_a_traffic_tag_whose_host_is_another_service_is_refused(deploys: Deploys
         deploys.edits.retag("web", revision="web-00001", tags=("t",), promote=False)
 
     assert deploys.store.get_service("web").spec == before
+
+
+def test_a_tagged_deploy_on_knative_prints_the_tag_url_the_route_publishes_late(
+    tmp_path: Path,
+) -> None:
+    deploys = Deploys(tmp_path, published_route=True)
+
+    deploys.deploy("web", tags=("t",))
+
+    # The pass that applied the route is not the one that published the tag's URL: the deploy
+    # waited for it rather than print "no URL of its own" (the CI failure of stop 24).
+    assert deploys.reconciler.passes >= deploys.route.late
+    [ready] = readies(deploys)
+    assert ready["urls"] == ["http://web.example.localhost", "http://t--web.example.localhost"], (
+        ready
+    )
+    assert ready["percent"] == 100
+
+
+def test_a_url_never_published_ends_the_wait_with_the_urls_there_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rollout, "ROUTE_TIMEOUT_S", 0.2)
+    deploys = Deploys(tmp_path, published_route=True)
+    deploys.route.late = 10**9
+
+    deploys.deploy("web", tags=("t",))
+
+    [ready] = readies(deploys)
+    assert ready["urls"] == ["http://web.example.localhost"], ready
