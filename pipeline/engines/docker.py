@@ -34,15 +34,14 @@ from docker.models.containers import _create_container_args
 from pipeline.core import names
 from pipeline.core.errors import NotFound, SlipwayError, Unavailable
 from pipeline.core.revisions import RevisionConfig, contract_env
+from pipeline.engines import dockerlist
 from pipeline.engines.base import Instance
 from pipeline.engines.dockerlogs import DockerLogs
 from pipeline.engines.dockerwatch import ContainerCache
 from pipeline.engines.sandboxes import (
-    LABEL_DNS,
     LABEL_SANDBOX,
     Sandbox,
     SandboxPool,
-    is_sandbox,
     orphans,
 )
 from pipeline.engines.sandboxes import remove as remove_sandbox
@@ -184,10 +183,7 @@ class DockerEngine:
             listed = self._list()
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot list containers: {e}") from e
-        named = {(e.get("Labels") or {}).get(LABEL_SANDBOX) for e in listed}
-        pool.start({str(e["Id"]): str((e.get("Labels") or {}).get(LABEL_DNS, ""))
-                    for e in listed
-                    if is_sandbox(e.get("Labels") or {}) and e["Id"] not in named})  # fmt: skip
+        pool.start(dockerlist.spares_left(listed))
         self.sandboxes = pool
 
     def _mark(self, ident: str) -> None:
@@ -283,7 +279,7 @@ class DockerEngine:
                 listed = self.cache.read(self._list, lambda ids: self._list(ids=ids))
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot list containers: {e}") from e
-        sandboxes = {str(e["Id"]): e for e in listed if is_sandbox(e.get("Labels") or {})}
+        sandboxes = dockerlist.sandboxes_of(listed)
         if self.sandboxes is not None:
             self._sweep(listed, sandboxes)
         instances = []
@@ -291,7 +287,9 @@ class DockerEngine:
             if str(entry["Id"]) in sandboxes:
                 continue
             if str(entry.get("State")) in LIVE_STATES:
-                instances.append(self._listed(entry, sandboxes))
+                instances.append(
+                    dockerlist.live_instance(entry, sandboxes, network=self._network)
+                )
                 continue
             try:
                 instances.append(self._instance(self._client.containers.get(entry["Id"])))
@@ -314,44 +312,10 @@ class DockerEngine:
         start that died between the two), once old enough that no start is still on its way."""
         assert self.sandboxes is not None
         self.sandboxes.drop_exited({i: str(e.get("State")) for i, e in sandboxes.items()})
-        named = [str((e.get("Labels") or {}).get(LABEL_SANDBOX, "")) for e in listed]
+        named = dockerlist.named_sandboxes(listed)
         created = {i: float(e.get("Created") or 0) for i, e in sandboxes.items()}
         for ident in orphans(created, named, self.sandboxes.held(), now=time.time()):
             self.sandboxes.remove(ident)
-
-    def _address(self, entry: dict[str, Any], sandboxes: dict[str, dict[str, Any]]) -> str:
-        """A listed container's address on the network: its own, or its running sandbox's."""
-        labels: dict[str, str] = entry.get("Labels") or {}
-        if LABEL_SANDBOX in labels:
-            sandbox = sandboxes.get(labels[LABEL_SANDBOX])
-            if sandbox is None or sandbox.get("State") != "running":
-                return ""  # the namespace it ran in is gone: it has no address
-            entry = sandbox
-        nets: dict[str, Any] = (entry.get("NetworkSettings") or {}).get("Networks") or {}
-        return str((nets.get(self._network) or {}).get("IPAddress") or "")
-
-    def _listed(self, entry: dict[str, Any], sandboxes: dict[str, dict[str, Any]]) -> Instance:
-        """A running (or paused) container from the listing's own fields."""
-        labels: dict[str, str] = entry.get("Labels") or {}
-        names_: list[str] = entry.get("Names") or []
-        address = self._address(entry, sandboxes)
-        # Its sandbox gone (removed by hand), the app runs on with no network at all: it is
-        # reported exited, so the reconciler removes it and starts another, as after a crash.
-        cut_off = LABEL_SANDBOX in labels and not address
-        return Instance(
-            id=str(entry["Id"]),
-            name=names_[0].lstrip("/") if names_ else "",
-            service=labels.get(names.LABEL_SERVICE, ""),
-            revision=labels.get(names.LABEL_REVISION, ""),
-            instance=labels.get(names.LABEL_INSTANCE, ""),
-            address=address,
-            running=not cut_off,
-            frozen=not cut_off and entry.get("State") == "paused",
-            exit_code=-1 if cut_off else None,
-            error=f"its network sandbox {labels.get(LABEL_SANDBOX, '')[:12]} is gone"
-            if cut_off
-            else "",
-        )
 
     def _instance(self, c: Any, *, sandbox: Sandbox | None = None) -> Instance:
         attrs: dict[str, Any] = c.attrs
