@@ -121,13 +121,15 @@ class HAProxyManager:
             self._remember(wanted)
             self.tls.loaded(plane)
             return "reloaded"
-        # Same structure: only server lines differ. The file is still checked (about 40 ms), as
-        # the next reload or restart will load it.
-        if text != self._installed and read_text(self.site.config_file) != text:
-            self._install(text)
-        # Servers first: a host moved to a new revision's backend finds its instances there.
+        # Same structure: only server lines differ. Servers first: a host moved to a new
+        # revision's backend finds its instances there.
         changes, pending = self._sync_servers(plane)
         changes += self.maps.sync(plane) + self.tls.sync(plane)
+        # The file is still checked (about 40 ms), as the next reload or restart will load it,
+        # but after the changes: nothing running reads it, and a server waiting for it (a thawed
+        # or new instance, the activator forwarding meanwhile) would wait those 40 ms too.
+        if text != self._installed and read_text(self.site.config_file) != text:
+            self._install(text)
         if not pending:
             self._synced = (plane, worker)
         if not changes and not pending:

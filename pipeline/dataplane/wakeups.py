@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -42,7 +43,11 @@ def socket_path(run_dir: Path) -> Path:
 def create_app(
     *, wake: Callable[[], None], instance_for: Callable[[str, float], str | None]
 ) -> Starlette:
-    """`GET /instances/<revision>?timeout_s=N`: 200 host:port, or 503 when none came in time."""
+    """`GET /instances/<revision>?timeout_s=N`: 200 host:port, or 503 when none came in time.
+    `instance_for` wakes the loop itself when it has to wait for a start; the pass that puts a
+    thawed instance back into HAProxy is woken here, once the answer is out: started earlier,
+    it would hold the interpreter while the answer waits (a few ms of a thaw's ~20), and a pass
+    that listed containers before the thaw would take the instance out of HAProxy first."""
 
     async def instance(request: Request) -> Response:
         revision = request.path_params["revision"]
@@ -50,11 +55,11 @@ def create_app(
             timeout_s = float(request.query_params.get("timeout_s", "60"))
         except ValueError:
             return PlainTextResponse("timeout_s: not a number\n", 400)
-        wake()  # HAProxy already counts the held request as demand: decide now
         address = await anyio.to_thread.run_sync(instance_for, revision, timeout_s)
+        woken = BackgroundTask(wake)
         if address is None:
-            return PlainTextResponse("", 503)
-        return PlainTextResponse(address)
+            return PlainTextResponse("", 503, background=woken)
+        return PlainTextResponse(address, background=woken)
 
     return Starlette(routes=[Route("/instances/{revision}", instance)])
 

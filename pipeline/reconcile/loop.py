@@ -162,13 +162,13 @@ class Reconciler:
     def instance_for(self, revision: str, timeout_s: float) -> str | None:
         """For the activator: host:port of a ready instance, waiting up to `timeout_s`. A frozen
         one is thawed and handed over at once; one killed while frozen falls through to the
-        wait (the next pass collects it and starts a fresh instance)."""
+        wait (the next pass collects it and starts a fresh instance). After a thaw the caller
+        wakes the loop, once its answer is out (`wakeups`): that pass puts it back into HAProxy."""
         with self._cond:
             serving = self._serving.get(revision)
         if not serving:
             thawed = self._thaws.thaw(revision)
             if thawed is not None:
-                self.wake()  # the pass puts it back into HAProxy
                 return thawed
         with self._cond:
             self._asking[revision] = self._asking.get(revision, 0) + 1

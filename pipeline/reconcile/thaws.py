@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Mapping
 
 from pipeline.core.errors import SlipwayError
@@ -93,6 +94,7 @@ class Thaws:
                 (inst, address), self._frozen[revision] = pairs[0], pairs[1:]
                 self._claims[inst.id] = (revision, address, math.inf)
                 self._demand.add(revision)
+            began = time.monotonic()
             try:
                 self._engine.thaw_instance(inst)
             except SlipwayError as e:
@@ -103,5 +105,6 @@ class Thaws:
                 return None
             with self._guard:
                 self._claims[inst.id] = (revision, address, float(self._seq))
-            self._log.info("instance_thawed", revision=revision, instance=inst.name)
+            self._log.info("instance_thawed", revision=revision, instance=inst.name,
+                           seconds=round(time.monotonic() - began, 4))  # fmt: skip
             return address
