@@ -16,7 +16,9 @@ its own (`bench.common.throwaway_slipway`: no `./scripts/up` needed; the image i
 the Docker Engine and pushed, not built by Slipway). There the control plane's log is read for
 where a wake from stopped goes: `handover` (the activator's `instance_for`, request to address),
 of which `engine` (the Docker start: create, start, inspect) and `probe` (start returned to the
-first probe that passed); the rest is waking the loop, its pass and planning.
+first probe that passed); the rest is waking the loop, its pass and planning. And for a wake
+from frozen, `thaw` (the `docker unpause` the activator's request waits for); the rest of it is
+HAProxy to the activator, its question to the control plane, and the forward.
 
     .venv/bin/python -m bench.coldstart [--quick] [--rounds 3] [--warm 50] [--json]
 """
@@ -178,7 +180,7 @@ def log_length(path: Path | None) -> int:
 
 
 def breakdown(events: list[dict[str, Any]]) -> dict[str, float]:
-    """One wake from stopped, from the control plane's log: ms per part (see the docstring)."""
+    """One wake, from the control plane's log: ms per part (see the docstring)."""
 
     def seconds(name: str) -> float | None:
         found = [e for e in events if e.get("event") == name and "seconds" in e]
@@ -188,7 +190,8 @@ def breakdown(events: list[dict[str, Any]]) -> dict[str, float]:
 
     parts = {"handover_ms": seconds("instance_handed_over"),
              "engine_ms": seconds("instance_started"),
-             "probe_ms": seconds("instance_first_probe")}  # fmt: skip
+             "probe_ms": seconds("instance_first_probe"),
+             "thaw_ms": seconds("instance_thawed")}  # fmt: skip
     return {k: 1000 * v for k, v in parts.items() if v is not None}
 
 
@@ -249,7 +252,7 @@ COLUMNS = (
     Column("stopped_added_ms", "+ over run", ">11.0f"),
     Column("docker_run_net_median_ms", "run, our net ms", ">16.0f"),
     Column("handover_ms", "handover ms", ">12.0f"), Column("engine_ms", "engine ms", ">10.0f"),
-    Column("probe_ms", "probe ms", ">9.0f"),
+    Column("probe_ms", "probe ms", ">9.0f"), Column("thaw_ms", "thaw ms", ">8.1f"),
 )  # fmt: skip
 
 
@@ -274,10 +277,10 @@ def case(
         "docker_run_net_median_ms": round(statistics.median(net_ms)),
         "rounds": rounds,
     }
-    for key in ("handover_ms", "engine_ms", "probe_ms"):  # medians over the rounds that have it
+    for key in ("handover_ms", "engine_ms", "probe_ms", "thaw_ms"):  # medians of those that have it
         values = [p[key] for p in parts if key in p]
         if values:
-            result[key] = round(statistics.median(values))
+            result[key] = round(statistics.median(values), 1 if key == "thaw_ms" else None)
     return result
 
 
@@ -301,7 +304,7 @@ def run_app(
     return case(
         label, frozen_ms=tiers["frozen"][0], stopped_ms=tiers["stopped"][0],
         warm_ms=tiers["stopped"][1] + tiers["frozen"][1], floor_ms=floor, net_ms=net,
-        rounds=rounds, parts=tiers["stopped"][2],
+        rounds=rounds, parts=tiers["stopped"][2] + tiers["frozen"][2],
     )  # fmt: skip
 
 
@@ -365,7 +368,8 @@ def main() -> int:
         "medians); frozen: its instance paused, stopped: freezing off, a container starts; "
         "docker run: the same image started by hand until its first 200 (the floor), on "
         "Docker's default bridge and on Slipway's isolated network; handover/engine/probe: "
-        "a wake from stopped from the control plane's log (--quick only)"
+        "a wake from stopped from the control plane's log, thaw: the docker unpause of a wake "
+        "from frozen (--quick only)"
     ]
     emit(cases, COLUMNS, as_json=args.json, notes=notes)
     return 0
