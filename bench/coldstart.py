@@ -48,13 +48,13 @@ from bench.common import (
     delete_service,
     emit,
     progress,
+    running_settings,
     throwaway_slipway,
 )
 from bench.deploy import DOCKERFILE
 from pipeline.cli.client import Client, default_url
 from pipeline.core import names
 from pipeline.core.annotations import FROZEN_RETENTION_ANNOTATION, WINDOW_ANNOTATION
-from pipeline.core.settings import Settings
 
 SERVICE = "bench-cold"
 PYTHON_DOCKERFILE = """FROM slipway/python:3.11-bookworm
@@ -311,7 +311,7 @@ def run_app(
 @contextmanager
 def running(client: docker.DockerClient) -> Iterator[Target]:
     """The platform `./scripts/up` runs (its settings from the environment)."""
-    settings = Settings.from_env()
+    settings = running_settings()
     api = Client.from_env()
     try:
         yield Target(

@@ -227,6 +227,29 @@ def bench_arguments(
     return parser
 
 
+def running_settings() -> Any:
+    """The settings of the platform `./scripts/up` runs, once its plain listener is known to
+    serve: the benches that drive it send plain HTTP to 127.0.0.1 with a Host header, which a
+    listener that redirects everything to HTTPS (`scripts/up`'s default) answers with 308s."""
+    import httpx
+
+    from pipeline.core.settings import Settings
+
+    settings = Settings.from_env()
+    host = f"{settings.domain}:{settings.ingress_port}"
+    try:
+        reply = httpx.get(f"http://127.0.0.1:{settings.ingress_port}/v1/", headers={"Host": host})
+    except httpx.HTTPError as e:
+        raise SystemExit(f"no Slipway answers on port {settings.ingress_port} ({e}): "
+                         "start it with ./scripts/up") from e  # fmt: skip
+    if reply.is_redirect and reply.headers.get("location", "").startswith("https:"):
+        raise SystemExit(
+            "this bench measures the plain HTTP listener, and the running Slipway redirects it "
+            "to HTTPS: start it with `SLIPWAY_HTTPS_PORT=0 ./scripts/up` for the bench"
+        )
+    return settings
+
+
 def delete_service(name: str) -> None:
     """Remove a bench's service (best effort: a bench that failed half way may have none)."""
     subprocess.run(

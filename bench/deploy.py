@@ -23,7 +23,6 @@ import httpx
 from bench import common
 from pipeline.cli.client import default_url
 from pipeline.core import names
-from pipeline.core.settings import Settings
 
 SERVICE = "bench-hello"
 DOCKERFILE = """FROM slipway/busybox:1.35-bookworm
@@ -57,7 +56,7 @@ COLUMNS = (
 def main() -> int:
     args = common.bench_arguments(__doc__, seconds=10, connections=32).parse_args()
     common.require("wrk")
-    settings = Settings.from_env()
+    settings = common.running_settings()
     ingress = default_url(settings).replace("localhost", "127.0.0.1")
     host = f"{names.service_host(SERVICE, settings.domain)}:{settings.ingress_port}"
 

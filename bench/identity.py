@@ -15,11 +15,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import Case, Column, Load, bench_arguments, emit, require, rounded, wrk
+from bench.common import (
+    Case,
+    Column,
+    Load,
+    bench_arguments,
+    emit,
+    require,
+    rounded,
+    running_settings,
+    wrk,
+)
 from bench.deploy import DOCKERFILE
 from pipeline.cli.client import Client, default_url
 from pipeline.core import names
-from pipeline.core.settings import Settings
 
 PUBLIC, PRIVATE = "bench-public", "bench-private"
 
@@ -40,7 +49,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     require("wrk")
-    settings = Settings.from_env()
+    settings = running_settings()
     ingress = default_url(settings).replace("localhost", "127.0.0.1")
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp)

@@ -36,7 +36,15 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import Case, Column, bench_arguments, delete_service, emit, progress
+from bench.common import (
+    Case,
+    Column,
+    bench_arguments,
+    delete_service,
+    emit,
+    progress,
+    running_settings,
+)
 from pipeline.cli.client import default_token
 from pipeline.core import names
 from pipeline.core.settings import Settings
@@ -200,7 +208,7 @@ def main() -> int:
     parser = bench_arguments(__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="one-line changes pushed per app")
     args = parser.parse_args()
-    settings = Settings.from_env()
+    settings = running_settings()
     token = default_token(settings)
     remote = f"http://x:{token}@localhost:{settings.ingress_port}/git/{{service}}.git"
     cases = [

@@ -43,6 +43,7 @@ from bench.common import (
     free_port,
     progress,
     require,
+    running_settings,
     wait_tcp,
     wrk,
 )
@@ -223,7 +224,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench service afterwards")
     args = parser.parse_args()
     require("wrk")
-    settings = Settings.from_env()
+    settings = running_settings()
     ingress = default_url(settings).replace("://localhost", "://127.0.0.1")
     host = f"{names.service_host(SERVICE, settings.domain)}:{settings.ingress_port}"
     api = Client(url=default_url(settings), token=default_token(settings))

@@ -159,7 +159,8 @@ class KnativeReconciler:
         self._states: dict[str, ServiceState] = {}
         self._refused: dict[str, str] = {}  # service -> why its last apply was refused
         self._wake = threading.Event()
-        self._passes = 0
+        self._passes = 0  # finished
+        self._begun = 0  # begun: a pass that begins after a wait_for_pass call serves it
         self._pass_done = threading.Condition()
         self._log = get_log(component="knative-reconciler")
 
@@ -179,8 +180,10 @@ class KnativeReconciler:
         return set()
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
+        """Wait until the next pass to begin has finished (woken now, not at the interval)."""
         with self._pass_done:
-            target = self._passes + 2  # one that may be running, then a full one
+            target = self._begun + 1
+            self.wake()
             return self._pass_done.wait_for(lambda: self._passes >= target, timeout=timeout_s)
 
     def refusal(self, service: str, *, timeout_s: float = 30.0) -> str:
@@ -220,6 +223,8 @@ class KnativeReconciler:
 
     # one pass -------------------------------------------------------------------------------------
     def reconcile_once(self) -> None:
+        with self._pass_done:
+            self._begun += 1
         try:
             snapshot = self._store.snapshot()
             wanted = {svc.name for svc in snapshot.services}

@@ -99,7 +99,8 @@ class Reconciler:
         self._failed_starts: dict[str, str] = {}  # last pass's, observed by the next one
         self._wake = threading.Event()
         self._cond = threading.Condition()
-        self._passes = 0
+        self._passes = 0  # finished
+        self._begun = 0  # passes that took the lock: numbered as they begin
         self._pass_seconds = 0.0  # summed over the passes, and the last one's: see /metrics
         self._last_pass_s = 0.0
         self._unready = False  # an instance is running but not ready yet
@@ -200,9 +201,12 @@ class Reconciler:
         return found
 
     def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
-        """Wait until one full pass has started and finished after this call."""
+        """Wait until one full pass has started and finished after this call: the next pass to
+        begin. (It waited for two more to finish, which is right only while one runs: with the
+        loop idle the wake made one pass and the second came an interval later, the ~1 s
+        outliers of a deploy's `route` step.)"""
         with self._cond:
-            target = self._passes + 2
+            target = self._begun + 1
             self.wake()
             return self._cond.wait_for(lambda: self._passes >= target, timeout=timeout_s)
 
@@ -228,6 +232,8 @@ class Reconciler:
 
     def reconcile_once(self) -> str:
         with self._lock:
+            with self._cond:
+                self._begun += 1
             began = time.perf_counter()
             try:
                 result = self._pass()
