@@ -45,6 +45,10 @@ from pipeline.store.state import Store
 # How long a ready revision's route may take to reach the data plane (two reconcile passes).
 ROUTE_TIMEOUT_S = 30
 ROUTE_NOT_APPLIED = "RouteNotApplied"
+# How long a deploy waits for the runtime to publish the URLs that reach its revision (Knative's
+# Route: a pass or two after Ready). Bounded well under the route's: a cluster that never
+# publishes them costs each deploy this much, and the deploy then says it has no URL yet.
+PUBLISH_TIMEOUT_S = 10
 # While a new revision is Pending, how often rollout looks, and for how long it asks the
 # reconciler for a pass each time: most apps listen within a second of their start, and each
 # pass that finds them earlier is deploy latency saved; after that, the reconciler's own pace.
@@ -198,10 +202,10 @@ class Rollout:
 
     def _published_outcome(self, rev: Revision, *, created: bool) -> Outcome:
         """The outcome once the URLs that should reach the revision are published, or after
-        ROUTE_TIMEOUT_S with those that are. On the embedded engine at once; Knative's Route
+        PUBLISH_TIMEOUT_S with those that are. On the embedded engine at once; Knative's Route
         publishes a new tag's URL in its status a moment after the revision turned Ready, and a
         deploy that printed "no URL of its own" for a tagged revision would be wrong."""
-        deadline = time.monotonic() + ROUTE_TIMEOUT_S
+        deadline = time.monotonic() + PUBLISH_TIMEOUT_S
         outcome = self._outcome(rev, created=created)
         while outcome.unpublished and time.monotonic() < deadline:
             self._reconciler.wake()

@@ -195,7 +195,7 @@ def test_a_tagged_deploy_on_knative_prints_the_tag_url_the_route_publishes_late(
 def test_a_url_never_published_ends_the_wait_with_the_urls_there_are(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rollout, "ROUTE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(rollout, "PUBLISH_TIMEOUT_S", 0.2)
     deploys = Deploys(tmp_path, published_route=True)
     deploys.route.late = 10**9
 
