@@ -23,7 +23,10 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the platform is imported where it is used: most benches run without it
+    from pipeline.core.settings import Settings
 
 Figures = dict[str, float]
 Case = dict[str, object]  # "name" and other labels are strings; figures are numbers
@@ -227,7 +230,7 @@ def bench_arguments(
     return parser
 
 
-def running_settings() -> Any:
+def running_settings() -> Settings:
     """The settings of the platform `./scripts/up` runs, once its plain listener is known to
     serve: the benches that drive it send plain HTTP to 127.0.0.1 with a Host header, which a
     listener that redirects everything to HTTPS (`scripts/up`'s default) answers with 308s."""
@@ -235,7 +238,7 @@ def running_settings() -> Any:
 
     from pipeline.core.settings import Settings
 
-    settings = Settings.from_env()
+    settings: Settings = Settings.from_env()
     host = f"{settings.domain}:{settings.ingress_port}"
     try:
         reply = httpx.get(f"http://127.0.0.1:{settings.ingress_port}/v1/", headers={"Host": host})
