@@ -180,7 +180,7 @@ class DockerEngine:
             dns=lambda: self.dns, mark=self._mark,
         )  # fmt: skip
         try:
-            listed = self._list()
+            listed = self.listing()
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot list containers: {e}") from e
         pool.start(dockerlist.spares_left(listed))
@@ -274,9 +274,9 @@ class DockerEngine:
         # inspected (for their exit code and error), and one gone meanwhile is simply left out.
         try:
             if self.cache is None:
-                listed = self._list()
+                listed = self.listing()
             else:
-                listed = self.cache.read(self._list, lambda ids: self._list(ids=ids))
+                listed = self.cache.read(self.listing, lambda ids: self.listing(ids=ids))
         except (docker.errors.APIError, requests.exceptions.ConnectionError) as e:
             raise Unavailable(f"cannot list containers: {e}") from e
         sandboxes = dockerlist.sandboxes_of(listed)
@@ -299,8 +299,9 @@ class DockerEngine:
                 raise Unavailable(f"cannot inspect container {entry['Id'][:12]}: {e}") from e
         return instances
 
-    def _list(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
-        """GET /containers/json for this platform's containers (only `ids`, when given)."""
+    def listing(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """GET /containers/json for this platform's containers (only `ids`, when given), as
+        dockerd returns it: what `dockerlist` reads. Docker errors are the caller's to turn."""
         filters: dict[str, Any] = {"label": self._labels}
         if ids is not None:
             filters["id"] = ids

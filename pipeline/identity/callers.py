@@ -4,8 +4,9 @@ Protocol every way of finding it implements.
 The bottom of `identity`: the metadata server (`identity.metadata`) asks a `CallerLookup`, and
 the composition root (`app.metadataserver`) picks one per engine: the owned container with that
 address on Slipway's bridge network (`identity.dockercallers`), or the running Slipway pod with
-that pod IP (`knative.callers`). A lookup asks afresh on every call: addresses are reused as
-instances come and go.
+that pod IP (`knative.callers`). Addresses are reused as instances come and go, so a lookup never
+answers from memory alone: the Docker one confirms what it remembers by re-reading the
+containers behind it on every call.
 """
 
 from __future__ import annotations
