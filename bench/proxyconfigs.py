@@ -25,6 +25,7 @@ QUEUE_FIXED_PORTS = (8022, 9090)
 
 PUBLIC, SPLIT, PRIVATE = "bench-peers", "bench-peers-split", "bench-peers-private"
 DOMAIN = "localhost"
+ACTIVATOR = "127.0.0.1:9"
 INVOKER = "bench"
 
 
@@ -76,7 +77,11 @@ def slipway_plane(
 ) -> SlipwayIngress:
     """Slipway's data plane for three services on one upstream: public (one revision), a 90/10
     split between two revisions, and (`private`) a private one with one invoker."""
-    site = Site(bind=f"127.0.0.1:{port}", domain=DOMAIN, api_server="127.0.0.1:9", run_dir=run_dir)
+    # With an activator, as the platform renders it (`app.engines`): every revision backend then
+    # names the revision in a header and has the activator as its backup server. Nothing listens
+    # there; with the instance up, HAProxy never sends it a request.
+    site = Site(bind=f"127.0.0.1:{port}", domain=DOMAIN, api_server="127.0.0.1:9",
+                activator=ACTIVATOR, run_dir=run_dir)  # fmt: skip
     revs = [names.backend_name(f"{PUBLIC}-0000{i}") for i in (1, 2)]
     server = Server(name=names.server_name("i0"), address="127.0.0.1", port=upstream_port)
     whole = (Split(backend=revs[0], percent=100),)
@@ -124,6 +129,7 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "forwarded headers": ("option forwardfor", "http-request set-header X-Forwarded-Proto"),
     # HAProxy keeps a copy of every request's buffer (16 KiB) in case it must be sent again.
     "L7 retries": ("retry-on ",),
+    "activator header": ("http-request set-header X-Slipway-Revision",),
 }
 
 

@@ -61,7 +61,11 @@ CASES = (
     ),
     Counted(name="  without L7 retries", launch=proxies.slipway(without=("L7 retries",))),
     Counted(
-        name="  without all four",
+        name="  without the activator's header",
+        launch=proxies.slipway(without=("activator header",)),
+    ),
+    Counted(
+        name="  without all five",
         launch=proxies.slipway(without=tuple(configs.ABLATIONS), private=False),
     ),
     Counted(name="HAProxy, own config", launch=proxies.haproxy_own),
