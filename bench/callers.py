@@ -11,31 +11,19 @@ used to (list every container of the platform), plus a stranger's lookup (always
 
 from __future__ import annotations
 
-import statistics
-import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import docker.errors
 
-from bench.common import Case, Column, bench_arguments, emit, progress
+from bench.common import Case, Column, bench_arguments, emit, median_ms, progress
 from pipeline.build.baseimages import ensure_base_images
 from pipeline.core import names
 from pipeline.engines.docker import DockerEngine
 from pipeline.identity.dockercallers import CallerIndex, callers_by_address
 
 BUSYBOX = "slipway/busybox:1.35-bookworm"  # made from the OS archive (build.baseimages)
-
-
-def median_ms(fn: Callable[[], object], *, times: int) -> float:
-    took = []
-    for _ in range(times):
-        began = time.perf_counter()
-        fn()
-        took.append(time.perf_counter() - began)
-    return 1000 * statistics.median(took)
 
 
 def start(client: docker.DockerClient, *, platform: str, network: str, i: int) -> None:

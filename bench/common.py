@@ -16,11 +16,12 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,6 +211,16 @@ def wait_tcp(address: str, port: int, *, timeout_s: float = 30) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"{address}:{port} did not accept connections within {timeout_s}s")
+
+
+def median_ms(fn: Callable[[], object], *, times: int) -> float:
+    """The median of `times` calls of `fn`, in milliseconds (in-process benches)."""
+    took = []
+    for _ in range(times):
+        began = time.perf_counter()
+        fn()
+        took.append(time.perf_counter() - began)
+    return 1000 * statistics.median(took)
 
 
 def progress(message: str) -> None:

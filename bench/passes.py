@@ -14,14 +14,12 @@ control plane's `reconcile_pass_slow` lines).
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import Case, Column, bench_arguments, emit, progress
+from bench.common import Case, Column, bench_arguments, emit, median_ms, progress
 from pipeline.autoscale.scaler import Load
 from pipeline.core import names
 from pipeline.reconcile.inputs import Memory, Observed, Rules
@@ -62,15 +60,6 @@ def filled(store: Store, size: int) -> Observed:
             instances.append(instance(rev_name, f"a{i}", address=f"10.0.{i // 250}.{i % 250 + 2}"))
     load = {names.backend_name(i.revision): Load(in_flight=0, requests=5) for i in instances}
     return Observed(instances=tuple(instances), load=load)
-
-
-def median_ms(fn: Callable[[], object], *, times: int) -> float:
-    took = []
-    for _ in range(times):
-        began = time.perf_counter()
-        fn()
-        took.append(time.perf_counter() - began)
-    return 1000 * statistics.median(took)
 
 
 def measure(size: int, *, times: int) -> Case:
