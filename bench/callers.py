@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import docker.errors
 
-from bench.common import Case, Column, bench_arguments, emit, median_ms, progress
+from bench.common import Case, Column, bench_arguments, emit, median_ms, progress, size_list
 from pipeline.build.baseimages import ensure_base_images
 from pipeline.core import names
 from pipeline.engines.docker import DockerEngine
@@ -71,11 +71,9 @@ COLUMNS = [Column("name", "size", "<15"), Column("index_ms", "known (index) ms",
 def main() -> None:
     parser = bench_arguments(__doc__ or "")
     parser.add_argument("--quick", action="store_true", help="100 instances, 20 lookups each")
-    parser.add_argument("--sizes", default="", help="e.g. 10,100,500")
+    parser.add_argument("--sizes", type=size_list, help="e.g. 10,100,500")
     args = parser.parse_args()
-    sizes = (100,) if args.quick else (10, 100, 500)
-    if args.sizes:
-        sizes = tuple(int(s) for s in args.sizes.split(","))
+    sizes = args.sizes or ((100,) if args.quick else (10, 100, 500))
     client = docker.from_env(timeout=300)
     ensure_base_images(client, references=[BUSYBOX])
     cases = []

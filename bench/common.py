@@ -241,6 +241,17 @@ def bench_arguments(
     return parser
 
 
+def size_list(text: str) -> tuple[int, ...]:
+    """`--sizes 10,100,500` (an argparse type): whole numbers above 0, comma-separated."""
+    try:
+        sizes = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes are whole numbers above 0, e.g. 10,100")
+    return sizes
+
+
 def running_settings() -> Settings:
     """The settings of the platform `./scripts/up` runs, once its plain listener is known to
     serve: the benches that drive it send plain HTTP to 127.0.0.1 with a Host header, which a

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Case, Column, bench_arguments, emit, median_ms, progress
+from bench.common import Case, Column, bench_arguments, emit, median_ms, progress, size_list
 from pipeline.autoscale.scaler import Load
 from pipeline.core import names
 from pipeline.reconcile.inputs import Memory, Observed, Rules
@@ -88,11 +88,9 @@ COLUMNS = [Column("name", "size", "<14"), Column("read_ms", "read ms", ">9.1f"),
 def main() -> None:
     parser = bench_arguments(__doc__ or "")
     parser.add_argument("--quick", action="store_true", help="100 and 500 services, 5 times")
-    parser.add_argument("--sizes", default="", help="e.g. 10,100,500")
+    parser.add_argument("--sizes", type=size_list, help="e.g. 10,100,500")
     args = parser.parse_args()
-    sizes = (100, 500) if args.quick else (10, 100, 500, 1000)
-    if args.sizes:
-        sizes = tuple(int(s) for s in args.sizes.split(","))
+    sizes = args.sizes or ((100, 500) if args.quick else (10, 100, 500, 1000))
     cases = []
     for size in sizes:
         progress(f"{size} services")

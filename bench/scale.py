@@ -39,7 +39,7 @@ from typing import Any
 import docker
 import httpx
 
-from bench.common import Case, Column, bench_arguments, emit, progress, pss_mb, rss_mb
+from bench.common import Case, Column, bench_arguments, emit, progress, pss_mb, rss_mb, size_list
 from bench.platforms import BODIES, Platform, answers, platform_up, until
 from pipeline.core import names
 from pipeline.engines.sandboxes import LABEL_SANDBOX
@@ -263,11 +263,9 @@ COLUMNS = [
 def main() -> None:
     parser = bench_arguments(__doc__ or "")
     parser.add_argument("--quick", action="store_true", help="10 and 100 services only")
-    parser.add_argument("--sizes", default="", help="e.g. 10,50: sizes to run instead")
+    parser.add_argument("--sizes", type=size_list, help="e.g. 10,50: sizes to run instead")
     args = parser.parse_args()
-    sizes = (10, 100) if args.quick else (10, 100, 500)
-    if args.sizes:
-        sizes = tuple(int(s) for s in args.sizes.split(","))
+    sizes = args.sizes or ((10, 100) if args.quick else (10, 100, 500))
     cases, notes = run(sizes)
     emit(cases, COLUMNS, as_json=args.json, notes=notes)
 

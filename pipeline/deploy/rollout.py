@@ -208,7 +208,6 @@ class Rollout:
         deadline = time.monotonic() + PUBLISH_TIMEOUT_S
         outcome = self._outcome(rev, created=created)
         while outcome.unpublished and time.monotonic() < deadline:
-            self._reconciler.wake()
             self._reconciler.wait_for_pass(timeout_s=max(0.0, deadline - time.monotonic()))
             outcome = self._outcome(rev, created=created)
         return outcome

@@ -18,7 +18,9 @@ class Waker(Protocol):
 
     def wait_ready(self, revisions: set[str], *, timeout_s: float) -> set[str]: ...
 
-    def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool: ...
+    def wait_for_pass(self, *, timeout_s: float = 30.0) -> bool:
+        """Wake the loop and wait until the next pass to begin has finished."""
+        ...
 
     def refusal(self, service: str, *, timeout_s: float = 30.0) -> str:
         """After a pass: why the runtime refused the service's desired state as stored now ("" if

@@ -141,10 +141,6 @@ def is_isolated(attrs: dict[str, Any]) -> bool:
     return (attrs.get("Options") or {}).get(ISOLATION_OPTION) == "false"
 
 
-# Listing states in which inspect says `Running: true` (a paused container is still running).
-LIVE_STATES = frozenset({"running", "paused", "restarting"})
-
-
 class DockerEngine:
     def __init__(
         self,
@@ -286,10 +282,8 @@ class DockerEngine:
         for entry in listed:
             if str(entry["Id"]) in sandboxes:
                 continue
-            if str(entry.get("State")) in LIVE_STATES:
-                instances.append(
-                    dockerlist.live_instance(entry, sandboxes, network=self._network)
-                )
+            if dockerlist.is_live(entry):
+                instances.append(dockerlist.live_instance(entry, sandboxes, network=self._network))
                 continue
             try:
                 instances.append(self._instance(self._client.containers.get(entry["Id"])))

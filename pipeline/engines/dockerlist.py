@@ -15,6 +15,8 @@ from pipeline.engines.base import Instance
 from pipeline.engines.sandboxes import LABEL_DNS, LABEL_SANDBOX, is_sandbox
 
 Entry = dict[str, Any]  # one container of the listing, as dockerd returns it
+# Listing states in which inspect says `Running: true` (a paused container is still running).
+LIVE_STATES = frozenset({"running", "paused", "restarting"})
 
 
 def labels_of(entry: Entry) -> dict[str, str]:
@@ -38,6 +40,17 @@ def spares_left(listed: list[Entry]) -> dict[str, str]:
     named = set(named_sandboxes(listed))
     return {i: labels_of(e).get(LABEL_DNS, "") for i, e in sandboxes_of(listed).items()
             if i not in named}  # fmt: skip
+
+
+def is_live(entry: Entry) -> bool:
+    return str(entry.get("State")) in LIVE_STATES
+
+
+def live_instances(listed: list[Entry], *, network: str) -> list[tuple[Entry, Instance]]:
+    """The running (or paused) instances of a listing, sandboxes left out, each with its entry."""
+    sandboxes = sandboxes_of(listed)
+    return [(e, live_instance(e, sandboxes, network=network)) for e in listed
+            if str(e["Id"]) not in sandboxes and is_live(e)]  # fmt: skip
 
 
 def address(entry: Entry, sandboxes: dict[str, Entry], *, network: str) -> str:

@@ -26,7 +26,7 @@ import requests.exceptions
 
 from pipeline.core.errors import Unavailable
 from pipeline.engines import dockerlist
-from pipeline.engines.docker import LIVE_STATES, DockerEngine
+from pipeline.engines.docker import DockerEngine
 from pipeline.engines.dockerclient import connect
 from pipeline.engines.sandboxes import LABEL_SANDBOX
 from pipeline.identity.callers import Caller
@@ -43,13 +43,9 @@ class Known:
 def callers_by_address(listed: list[dockerlist.Entry], *, network: str) -> dict[str, Known]:
     """The running instances of a listing by address (pure). An address two entries claim
     (which dockerd never allows on one network) is nobody's rather than the first one's."""
-    sandboxes = dockerlist.sandboxes_of(listed)
     found: dict[str, Known] = {}
     claimed_twice: set[str] = set()
-    for entry in listed:
-        if str(entry["Id"]) in sandboxes or str(entry.get("State")) not in LIVE_STATES:
-            continue
-        inst = dockerlist.live_instance(entry, sandboxes, network=network)
+    for entry, inst in dockerlist.live_instances(listed, network=network):
         if not (inst.running and inst.address and inst.service):
             continue
         if inst.address in found:

@@ -4,6 +4,7 @@ Nothing here runs a benchmark."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter
 from pathlib import Path
@@ -251,3 +252,10 @@ def test_glibc_block_copies_and_sets_are_counted_apart_from_the_rest() -> None:
     # memcpy and memset count (rep movsb/stosb: an instruction per byte under callgrind);
     # memcmp and the proxy's own functions do not.
     assert proxycounts.memory_block_total(ANNOTATED) == 491_216_485 + 423_330
+
+
+def test_sizes_are_whole_numbers_above_zero_or_a_clear_error() -> None:
+    assert common.size_list("10,100,500") == (10, 100, 500)
+    for bad in ("", "10,,500", "ten", "0,10"):
+        with pytest.raises(argparse.ArgumentTypeError, match="whole numbers above 0"):
+            common.size_list(bad)

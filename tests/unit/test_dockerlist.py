@@ -59,3 +59,12 @@ def test_spares_left_are_the_sandboxes_no_container_names() -> None:
     assert dockerlist.spares_left(listed) == {"spare": "10.0.0.2"}
     assert sorted(dockerlist.sandboxes_of(listed)) == ["spare", "used"]
     assert dockerlist.named_sandboxes(listed) == ["", "", "used", ""]
+
+
+def test_live_instances_leave_out_sandboxes_and_stopped_containers() -> None:
+    listed = [sandbox("sb", ip="172.30.0.5"), app("a", sandbox_id="sb"),
+              app("b", ip="172.30.0.9", state="paused"), app("c", state="exited")]  # fmt: skip
+    live = dockerlist.live_instances(listed, network=NET)
+    assert [(e["Id"], i.address, i.frozen) for e, i in live] == [
+        ("a", "172.30.0.5", False), ("b", "172.30.0.9", True),
+    ]  # fmt: skip
