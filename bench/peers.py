@@ -10,12 +10,18 @@ hop adds when nothing queues (`added_p50_ms`: over direct, divided by the hops).
 - Slipway's ingress: HAProxy with the config Slipway renders, the invokers map and the
   request-log reader, as the control plane runs it (no control plane is needed, so the bench does
   not depend on ports another Slipway holds): the service URL, a 90/10 split, and a private
-  service with an identity token (RS256, checked in HAProxy). Then the same config without the
-  request log, without the private service (its JWT rules lead its own backends), without the
-  forwarded headers, without L7 retries (`retry-on`), and without all of them: where the gap to
-  a standalone HAProxy goes. (A split's number is drawn in its own rules: nothing to take out.)
+  service with an identity token (RS256, checked in HAProxy); the service URL while another
+  service is split (a split on the listener routes every host through two variables, `render`).
+  Then the same config without the request log, without the private service (its JWT rules lead
+  its own backends), without the forwarded headers, without L7 retries (`retry-on`), without the
+  activator's header, and without all of them: where the gap to a standalone HAProxy goes. (A
+  split's number is drawn in its own rules: nothing to take out.)
 - A standalone HAProxy with its own two-section config.
 - nginx as Dokku runs it: `proxy_pass` to an upstream with keepalive.
+- The same two doing the per-request work Slipway's ingress does that their users would also
+  want: the upstream picked by host (HAProxy: a map; nginx: `server_name`), a log line per request
+  and forwarded headers (`bench.proxyconfigs`, "the same work"). The plain rows above do less
+  per request than Slipway; these compare like with like.
 - Traefik (what Coolify uses) and kamal-proxy (what Kamal uses), built from their modules
   (`scripts/tools --dir traefik|kamal-proxy`; a cold traefik build takes ~10 min).
 - Knative's queue-proxy (`scripts/tools --dir knative`), alone and behind Slipway's ingress.
@@ -68,6 +74,10 @@ NGINX_LIMIT = "1 core, 1 worker"
 GO_LIMIT = "1 core, GOMAXPROCS=1"
 
 
+# Doing per request what Slipway's ingress does: host routing, a request log, forwarded headers.
+SAME_HAPROXY, SAME_NGINX = "HAProxy, same work", "nginx, same work"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Peer:
     name: str
@@ -85,6 +95,7 @@ PEERS = (
     ours("Slipway ingress: service URL"),
     ours("Slipway ingress: 90/10 split", service=configs.SPLIT),
     ours("Slipway ingress: private + token", service=configs.PRIVATE),
+    ours("  while another service is split", split=True),
     ours("  without request log", without=("request log",)),
     ours("  without private route (JWT)", private=False),
     ours("  without forwarded headers", without=("forwarded headers",)),
@@ -93,6 +104,8 @@ PEERS = (
     ours("  without all five", without=tuple(configs.ABLATIONS), private=False),
     Peer(name="HAProxy, own config", limit=HAPROXY_LIMIT, hops=1, launch=proxies.haproxy_own),
     Peer(name="nginx proxy_pass (Dokku)", limit=NGINX_LIMIT, hops=1, launch=proxies.nginx_proxy),
+    Peer(name=SAME_HAPROXY, limit=HAPROXY_LIMIT, hops=1, launch=proxies.haproxy_same_work),
+    Peer(name=SAME_NGINX, limit=NGINX_LIMIT, hops=1, launch=proxies.nginx_same_work),
     Peer(name="Traefik v3 (Coolify)", limit=GO_LIMIT, hops=1, launch=proxies.traefik),
     Peer(name="kamal-proxy (Kamal)", limit=GO_LIMIT, hops=1, launch=proxies.kamal_proxy),
     Peer(name="Knative queue-proxy alone", limit=GO_LIMIT, hops=1, launch=proxies.queue_proxy),
@@ -248,6 +261,13 @@ def verdict(cases: list[Case]) -> list[str]:
             f"vs. a standalone HAProxy with its own config: "
             f"{ratio(ours, own, 'requests_per_cpu_s'):.0%} of its requests per CPU second, "
             f"{ratio(ours, own, 'rps'):.0%} of its req/s"
+        )
+    same = [by_name[n] for n in (SAME_HAPROXY, SAME_NGINX) if n in by_name]
+    if same:
+        shares = [f"{ratio(ours, c, 'requests_per_cpu_s'):.0%} of {c['name']}'s" for c in same]
+        lines.append(
+            "doing the same work (host routing, request log, forwarded headers): "
+            f"{', '.join(shares)} requests per CPU second"
         )
     return lines
 

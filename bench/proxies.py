@@ -147,12 +147,20 @@ class Target:
 
 # Slipway's ingress --------------------------------------------------------------------------------
 def slipway(
-    *, service: str = configs.PUBLIC, without: tuple[str, ...] = (), private: bool = True
+    *,
+    service: str = configs.PUBLIC,
+    without: tuple[str, ...] = (),
+    private: bool = True,
+    split: bool | None = None,
 ) -> Launch:
+    """Slipway's ingress answering for `service`; a split service on the listener only when
+    `split` says so (by default: when the split service is the one asked)."""
+    with_split = service == configs.SPLIT if split is None else split
+
     def launch(folder: Path, upstream: int, *, wrap: Sequence[str] = ()) -> Target:
         port = free_port()
         ingress = configs.slipway_plane(
-            run_dir=folder, port=port, upstream_port=upstream, private=private
+            run_dir=folder, port=port, upstream_port=upstream, private=private, split=with_split
         )
         config = configs.write_slipway_files(
             ingress, text=configs.slipway_conf(ingress, without=without)
@@ -202,6 +210,31 @@ def nginx_proxy(folder: Path, upstream: int, *, wrap: Sequence[str] = ()) -> Tar
     config.write_text(configs.nginx_conf(port=port, run_dir=folder, upstream_port=upstream))
     argv = [binary("nginx"), "-e", "stderr", "-c", str(config)]
     return Target(running=start(argv, log=folder / "log", port=port, wrap=wrap), port=port)
+
+
+def haproxy_same_work(folder: Path, upstream: int, *, wrap: Sequence[str] = ()) -> Target:
+    """A standalone HAProxy doing Slipway's per-request work (`configs.haproxy_same_work_conf`),
+    its request lines read as the control plane reads Slipway's."""
+    port = free_port()
+    (folder / configs.HOSTS_MAP).write_text(configs.hosts_map_text())
+    config = folder / "haproxy.cfg"
+    config.write_text(configs.haproxy_same_work_conf(port=port, upstream_port=upstream,
+                                                     run_dir=folder))  # fmt: skip
+    logs = RequestLogs.listen(socket_path(folder))
+    argv = [binary("haproxy"), "-db", "-f", str(config)]
+    running = start(argv, log=folder / "log", port=port, wrap=wrap)
+    running.on_stop.append(logs.close)
+    return Target(running=running, port=port, host=f"{configs.SAME_WORK_HOST}:{port}")
+
+
+def nginx_same_work(folder: Path, upstream: int, *, wrap: Sequence[str] = ()) -> Target:
+    port = free_port()
+    config = folder / "nginx.conf"
+    config.write_text(configs.nginx_same_work_conf(port=port, run_dir=folder,
+                                                   upstream_port=upstream))  # fmt: skip
+    argv = [binary("nginx"), "-e", "stderr", "-c", str(config)]
+    running = start(argv, log=folder / "log", port=port, wrap=wrap)
+    return Target(running=running, port=port, host=f"{configs.SAME_WORK_HOST}:{port}")
 
 
 def traefik(folder: Path, upstream: int) -> Target:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core import names
+from pipeline.dataplane import requestlogs
 from pipeline.dataplane.mapsync import write_maps
 from pipeline.dataplane.model import Backend, DataPlane, JwtPolicy, Route, Server, Site, Split
 from pipeline.dataplane.render import render
@@ -66,6 +67,67 @@ def haproxy_own_conf(*, port: int, upstream_port: int) -> str:
     )
 
 
+# The same work ------------------------------------------------------------------------------------
+# The plain configs above do less per request than Slipway's ingress: one upstream, no request log,
+# (HAProxy) no forwarded headers. These do what every Slipway request gets that a user of each
+# proxy would also ask of it, written as that proxy's manual writes each part: the upstream picked
+# by the Host header among the apps it fronts, a log line per request, `X-Forwarded-For` and
+# `X-Forwarded-Proto`. What only Slipway needs is left out: the activator's header and backup
+# server, split and private-service rules, L7 retries, health checks.
+HOSTS_MAP = "hosts.map"
+SAME_WORK_HOST = names.service_host(PUBLIC, DOMAIN)
+
+
+def hosts_map_text() -> str:
+    """HAProxy's map of the apps it fronts: host -> backend (the bench's app, and one more)."""
+    return f"{SAME_WORK_HOST} app\nanother-app.{DOMAIN} app\n"
+
+
+def haproxy_same_work_conf(*, port: int, upstream_port: int, run_dir: Path) -> str:
+    """A standalone HAProxy doing the same work: the backend from a map of hosts (the way
+    HAProxy's docs route many hosts), forwarded headers, and Slipway's request-log lines to the
+    same kind of reader, so the log line costs what Slipway's costs."""
+    site = Site(bind=f"127.0.0.1:{port}", domain=DOMAIN, api_server="127.0.0.1:9",
+                run_dir=run_dir)  # fmt: skip
+    log = "".join(f"    {line}\n" for line in requestlogs.frontend_lines(site))
+    return (
+        "global\n    nbthread 1\n    maxconn 4096\n"
+        "defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n"
+        "    timeout server 60s\n    timeout http-keep-alive 10s\n"
+        f"frontend web\n    bind 127.0.0.1:{port}\n    option forwardfor\n"
+        "    http-request set-header X-Forwarded-Proto http\n"
+        f"{log}"
+        f"    use_backend %[req.hdr(host),field(1,:),lower,map({run_dir / HOSTS_MAP})]\n"
+        "    default_backend unknown\n"
+        "backend unknown\n    http-request return status 404\n"
+        f"backend app\n    server app 127.0.0.1:{upstream_port}\n"
+    )
+
+
+def nginx_same_work_conf(*, port: int, run_dir: Path, upstream_port: int) -> str:
+    """nginx doing the same work, as Dokku's template sets up each app: a `server` block per
+    host (`server_name`), an access log in the default `combined` format (one write a request),
+    and the forwarded headers; unknown hosts get the default server's 404."""
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = " ".join(f"{kind}_temp_path {run_dir};" for kind in kinds)
+    proxy = (
+        "location / { proxy_pass http://up; proxy_http_version 1.1; "
+        'proxy_set_header Connection ""; proxy_set_header Host $http_host; '
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
+        "proxy_set_header X-Forwarded-Proto $scheme; }"
+    )
+    return (
+        "worker_processes 1;\ndaemon off;\n"
+        f"pid {run_dir}/nginx.pid;\nerror_log stderr warn;\n"
+        "events { worker_connections 4096; }\n"
+        f"http {{ {temp} keepalive_requests 1000000; keepalive_timeout 75s;\n"
+        f"  upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n"
+        f"  server {{ listen 127.0.0.1:{port} default_server; access_log off; return 404; }}\n"
+        f"  server {{ listen 127.0.0.1:{port}; server_name {SAME_WORK_HOST} another-app.{DOMAIN};\n"
+        f"    access_log {run_dir}/access.log combined; {proxy} }}\n}}\n"
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class SlipwayIngress:
     plane: DataPlane
@@ -73,10 +135,11 @@ class SlipwayIngress:
 
 
 def slipway_plane(
-    *, run_dir: Path, port: int, upstream_port: int, private: bool = True
+    *, run_dir: Path, port: int, upstream_port: int, private: bool = True, split: bool = True
 ) -> SlipwayIngress:
-    """Slipway's data plane for three services on one upstream: public (one revision), a 90/10
-    split between two revisions, and (`private`) a private one with one invoker."""
+    """Slipway's data plane for up to three services on one upstream: public (one revision),
+    (`split`) a 90/10 split between two revisions, and (`private`) a private one with one
+    invoker. A split anywhere on the listener changes how every host is routed (`render`)."""
     # With an activator, as the platform renders it (`app.engines`): every revision backend then
     # names the revision in a header and has the activator as its backup server. Nothing listens
     # there; with the instance up, HAProxy never sends it a request.
@@ -85,11 +148,10 @@ def slipway_plane(
     revs = [names.backend_name(f"{PUBLIC}-0000{i}") for i in (1, 2)]
     server = Server(name=names.server_name("i0"), address="127.0.0.1", port=upstream_port)
     whole = (Split(backend=revs[0], percent=100),)
-    split = (Split(backend=revs[0], percent=90), Split(backend=revs[1], percent=10))
-    routes = [
-        Route(host=names.service_host(PUBLIC, DOMAIN), splits=whole, service=PUBLIC),
-        Route(host=names.service_host(SPLIT, DOMAIN), splits=split, service=SPLIT),
-    ]
+    routes = [Route(host=names.service_host(PUBLIC, DOMAIN), splits=whole, service=PUBLIC)]
+    if split:
+        shares = (Split(backend=revs[0], percent=90), Split(backend=revs[1], percent=10))
+        routes.append(Route(host=names.service_host(SPLIT, DOMAIN), splits=shares, service=SPLIT))
     policy = None
     if private:
         # Its own revision backend, as every service has: a private service's backend carries

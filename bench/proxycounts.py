@@ -19,6 +19,11 @@ memcpy/memmove/memset use them for larger blocks: a 16 KiB copy counts ~18,300 i
 cycles. So the instructions inside glibc's mem* functions get a column of their own, and the
 figure without them is the one to compare proxies by.
 
+Two ratios: over the standalone HAProxy with its own two-section config ("x own"), and over a
+standalone HAProxy doing the same work as Slipway's ingress ("x same": the upstream picked by
+host from a map, a request log line, forwarded headers; `bench.proxyconfigs`), as a user who
+puts HAProxy in front of several apps would set it up. "nginx, same work" does the same in nginx.
+
     .venv/bin/python -m bench.proxycounts [--requests 2000] [--only TEXT[,TEXT]] [--json]
 """
 
@@ -40,6 +45,10 @@ from bench import proxies
 from bench import proxyconfigs as configs
 from bench.common import Case, Column, bench_arguments, emit, process_tree, progress, require
 
+OWN_HAPROXY = "HAProxy, own config"
+# Slipway's per-request work done by a standalone HAProxy (`configs.haproxy_same_work_conf`).
+SAME_HAPROXY = "HAProxy, same work"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Counted:
@@ -53,6 +62,7 @@ CASES = (
     Counted(
         name="Slipway ingress: private + token", launch=proxies.slipway(service=configs.PRIVATE)
     ),
+    Counted(name="  while another service is split", launch=proxies.slipway(split=True)),
     Counted(name="  without request log", launch=proxies.slipway(without=("request log",))),
     Counted(name="  without private route (JWT)", launch=proxies.slipway(private=False)),
     Counted(
@@ -68,8 +78,10 @@ CASES = (
         name="  without all five",
         launch=proxies.slipway(without=tuple(configs.ABLATIONS), private=False),
     ),
-    Counted(name="HAProxy, own config", launch=proxies.haproxy_own),
+    Counted(name=OWN_HAPROXY, launch=proxies.haproxy_own),
     Counted(name="nginx proxy_pass (Dokku)", launch=proxies.nginx_proxy),
+    Counted(name=SAME_HAPROXY, launch=proxies.haproxy_same_work),
+    Counted(name="nginx, same work", launch=proxies.nginx_same_work),
 )
 
 
@@ -177,15 +189,29 @@ def run(folder: Path, *, requests: int, only: Sequence[str]) -> list[Case]:
                           "mem_block_instructions_per_request": round(mem),
                           "instructions_without_mem_per_request": round(ipr - mem),
                           "syscalls_per_request": round(spr, 2)})  # fmt: skip
-    own = [c for c in cases if c["name"] == "HAProxy, own config"]
+    return with_ratios(cases)
+
+
+# (figure, base case, the ratio's name)
+RATIOS = (
+    ("instructions_per_request", OWN_HAPROXY, "instructions_over_haproxy_own"),
+    ("instructions_without_mem_per_request", OWN_HAPROXY, "without_mem_over_haproxy_own"),
+    ("instructions_without_mem_per_request", SAME_HAPROXY, "without_mem_over_haproxy_same"),
+)
+
+
+def with_ratios(cases: list[Case]) -> list[Case]:
+    """Each row's figures over those of the standalone HAProxy rows that were run (pure)."""
+    by_name = {c["name"]: c for c in cases}
+    out = []
     for row in cases:
-        for key, ratio_key in (("instructions_per_request", "instructions_over_haproxy_own"),
-                               ("instructions_without_mem_per_request",
-                                "without_mem_over_haproxy_own")):  # fmt: skip
-            if own:
-                ratio = float(row[key]) / float(own[0][key])  # type: ignore[arg-type]
-                row[ratio_key] = round(ratio, 3)
-    return cases
+        row = dict(row)
+        for key, base_name, ratio_key in RATIOS:
+            base = by_name.get(base_name)
+            if base is not None:
+                row[ratio_key] = round(float(row[key]) / float(base[key]), 3)  # type: ignore[arg-type]
+        out.append(row)
+    return out
 
 
 COLUMNS = (
@@ -195,6 +221,7 @@ COLUMNS = (
     Column("mem_block_instructions_per_request", "of it mem*", ">11d"),
     Column("instructions_without_mem_per_request", "without mem*", ">13d"),
     Column("without_mem_over_haproxy_own", "x own", ">8.3f"),
+    Column("without_mem_over_haproxy_same", "x same", ">8.3f"),
     Column("syscalls_per_request", "syscalls/req", ">13.2f"),
 )
 

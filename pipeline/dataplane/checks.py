@@ -21,6 +21,8 @@ from pipeline.dataplane.model import DataPlane, Route, Site
 API_BACKEND = "slipway-api"
 NO_ROUTE_BACKEND = "slipway-no-route"
 RESERVED_BACKENDS = frozenset({API_BACKEND, NO_ROUTE_BACKEND})
+# HAProxy's fetch of the Host header as routes name hosts (`_HOST`): lowercased, without a port.
+HOST_FETCH = "req.hdr(host),field(1,:),lower"
 
 _HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -15,11 +15,16 @@ Shape of the file, and why:
   with services, tags and instances), and `/metrics/haproxy` to HAProxy's own Prometheus exporter
   (asked for in the API backend, so no other host's request checks for it); a host nothing
   answers to gets a 404 naming the host.
-- A host served by one revision (most hosts: every service at 100%, every tag URL) is a line
-  of a map file (`route_maps`, host -> backend), looked up once per request into `txn.backend`,
-  so moving a service to its new revision is a `set map` on the runtime API, not a reload, and
-  the lookup does not grow with the number of services as a chain of ACLs does. The first
-  `use_backend` takes what the map found: such a request evaluates no other routing rule.
+- A host served by one revision (most hosts: every service at 100%, every tag URL), and the bare
+  domain, is a line of a map file (`route_maps`, host -> backend), so moving a service to its
+  new revision is a `set map` on the runtime API, not a reload, and the lookup does not grow with
+  the number of services as a chain of ACLs does. Without a split on the listener, routing is
+  that one lookup, straight into `use_backend` (a host the map does not know ends at the default
+  backend, the 404). With one, the host and the map's answer go into variables first (`txn.host`,
+  `txn.backend`): the split rules need the host, and a dynamic `use_backend` that finds no
+  backend ends the search, so it must be taken only when the map answered. Setting the two
+  variables costs a request about 1.8k instructions (`bench.proxycounts`), which is why a
+  listener without splits does without them.
 - Traffic splits are drawn per request, never per connection: one keep-alive client still sees
   the configured percentages. Only a split host has rules of its own, and the number is drawn
   inside them (`_split_rules`), so no other host's request draws one or evaluates a rule for it.
@@ -46,7 +51,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.dataplane import jwt, requestlogs, tlsrender
-from pipeline.dataplane.checks import API_BACKEND, NO_ROUTE_BACKEND, check, sift
+from pipeline.dataplane.checks import API_BACKEND, HOST_FETCH, NO_ROUTE_BACKEND, check, sift
 from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # for the manager
 from pipeline.dataplane.model import (
     Backend,
@@ -102,7 +107,9 @@ def route_maps(plane: DataPlane, *, site: Site) -> dict[Path, dict[str, str]]:
     routes = sift(plane, domain=site.domain).plane.routes
     single = {r.host: splits[0].backend for r in routes if len(splits := _splits(r)) == 1}
     public = {r.host for r in routes if not r.internal_only}
-    maps = {site.routes_map: {h: b for h, b in single.items() if h in public}}
+    # The bare domain is the API's on the public listeners (not on the internal one).
+    api = {site.domain: API_BACKEND}
+    maps = {site.routes_map: {h: b for h, b in single.items() if h in public} | api}
     if site.internal_bind:
         maps[site.internal_routes_map] = single
     return maps
@@ -234,29 +241,30 @@ def _frontend(
         f"bind {bind}",
         "option forwardfor",
         f"http-request set-header X-Forwarded-Proto {'https' if tls else 'http'}",
-        "http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
         *(tlsrender.plain_lines(site) if site.https_bind and not (tls or internal) else []),
-        # A host that the map does not know leaves the variable unset.
-        f"http-request set-var(txn.backend) var(txn.host),map({routes_map})",
-        "acl mapped var(txn.backend) -m found",
-        f"acl host:{site.domain} var(txn.host) -m str {site.domain}",
     ]
+    if internal and site.internal_sources:
+        lines.insert(1, f"tcp-request connection reject unless {{ src {site.internal_sources} }}")
     lines += requestlogs.frontend_lines(site)  # a line per request for `slipway logs`
-    rules = [f"use_backend {API_BACKEND} if host:{site.domain}"]
-    if internal:
-        rules = []
-        if site.internal_sources:
-            only = f"tcp-request connection reject unless {{ src {site.internal_sources} }}"
-            lines.insert(1, only)
-    # Host ACLs only where a rule names the host: split hosts.
-    lines += [f"acl host:{r.host} var(txn.host) -m str {r.host}" for r in split]
-    for route in split:
-        rules += _split_rules(route)
-    # First the map's answer, the common case: HAProxy stops at the first `use_backend` that
-    # applies. A dynamic name it cannot resolve would end the search at the default backend,
-    # hence the condition: an unmapped host goes on to the rules after it.
-    lines.append("use_backend %[var(txn.backend)] if mapped")
-    lines += rules
+    if not split:
+        # The map's answer is the backend; a host it does not know resolves to no backend,
+        # which ends the search at the default one.
+        lines.append(f"use_backend %[{HOST_FETCH},map({routes_map})]")
+    else:
+        lines += [
+            f"http-request set-var(txn.host) {HOST_FETCH}",
+            # A host that the map does not know leaves the variable unset.
+            f"http-request set-var(txn.backend) var(txn.host),map({routes_map})",
+            "acl mapped var(txn.backend) -m found",
+            # Host ACLs only where a rule names the host: split hosts.
+            *(f"acl host:{r.host} var(txn.host) -m str {r.host}" for r in split),
+            # First the map's answer, the common case: HAProxy stops at the first `use_backend`
+            # that applies. A dynamic name it cannot resolve would end the search at the default
+            # backend, hence the condition: an unmapped host goes on to the split rules.
+            "use_backend %[var(txn.backend)] if mapped",
+        ]
+        for route in split:
+            lines += _split_rules(route)
     lines.append(f"default_backend {NO_ROUTE_BACKEND}")
     name = "internal" if internal else "https" if tls else "ingress"
     return _section(f"frontend {name}", *lines)
@@ -294,6 +302,8 @@ def _no_route_backend(unready: Sequence[Unready] = ()) -> str:
         "slipway: no service answers to host '%[var(txn.host)]'; "
         "`slipway services list` shows what is deployed\\n"
     )
+    # Set here too: a listener without splits routes without it (`_frontend`).
+    host = f"http-request set-var(txn.host) {HOST_FETCH}"
     # A service that exists but has no revision able to serve: 503 and why, before the 404.
     waiting = [
         "http-request return status 503 content-type text/plain string "
@@ -304,6 +314,7 @@ def _no_route_backend(unready: Sequence[Unready] = ()) -> str:
     ]
     return _section(
         f"backend {NO_ROUTE_BACKEND}",
+        host,
         *waiting,
         f'http-request return status 404 content-type text/plain lf-string "{message}"',
     )

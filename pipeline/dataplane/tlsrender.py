@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable
 
 from pipeline.core.errors import InvalidSpec
+from pipeline.dataplane.checks import HOST_FETCH
 from pipeline.dataplane.model import CertFile, Site
 
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
@@ -43,7 +44,7 @@ def plain_lines(site: Site) -> list[str]:
     return [
         f'http-request return status 200 content-type text/plain lf-string "%[{answer}]" '
         f"if {challenge} {{ {answer} -m found }}",
-        f"http-request redirect location https://%[var(txn.host)]{port}%[capture.req.uri] "
+        f"http-request redirect location https://%[{HOST_FETCH}]{port}%[capture.req.uri] "
         f"code 308 unless {challenge}",
     ]
 

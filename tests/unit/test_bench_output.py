@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from bench import common, peers, proxyconfigs, proxycounts, serving
+from pipeline.dataplane import requestlogs
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 WRK_REPORT = """\
 Running 2s test @ http://127.0.0.1:8080/
@@ -158,6 +163,21 @@ def test_the_verdict_compares_with_the_best_peer_and_a_standalone_haproxy() -> N
     assert "80% of its requests per CPU second, 90% of its req/s" in second
 
 
+def test_the_verdict_compares_like_with_like_when_the_same_work_rows_ran() -> None:
+    def row(name: str, cpu_s: float) -> common.Case:
+        got = _got(cpu_s=cpu_s)  # 60k requests
+        return peers.figures(name, limit="1 core", hops=1, got=got, direct_idle_p50=0.028)
+
+    cases = [
+        row("Slipway ingress: service URL", 1.5),  # 40k requests per CPU second
+        row("HAProxy, own config", 1.2),
+        row(peers.SAME_HAPROXY, 1.4),  # 42.9k
+        row(peers.SAME_NGINX, 1.25),  # 48k
+    ]
+    last = peers.verdict(cases)[-1]
+    assert "93% of HAProxy, same work's, 83% of nginx, same work's requests per CPU second" in last
+
+
 def test_peer_names_are_unique_and_every_named_peer_is_run() -> None:
     names = Counter(p.name.strip() for p in peers.PEERS)
     assert max(names.values()) == 1
@@ -259,3 +279,50 @@ def test_sizes_are_whole_numbers_above_zero_or_a_clear_error() -> None:
     for bad in ("", "10,,500", "ten", "0,10"):
         with pytest.raises(argparse.ArgumentTypeError, match="whole numbers above 0"):
             common.size_list(bad)
+
+
+def test_instruction_ratios_are_over_each_standalone_haproxy_that_ran() -> None:
+    def row(name: str, total: int, without_mem: int) -> common.Case:
+        return {"name": name, "instructions_per_request": total,
+                "instructions_without_mem_per_request": without_mem}  # fmt: skip
+
+    cases = [
+        row("Slipway ingress: service URL", 80_000, 46_000),
+        row(proxycounts.OWN_HAPROXY, 32_000, 32_000),
+        row(proxycounts.SAME_HAPROXY, 41_000, 40_000),
+    ]
+    ours = proxycounts.with_ratios(cases)[0]
+    assert ours["instructions_over_haproxy_own"] == 2.5
+    assert ours["without_mem_over_haproxy_own"] == pytest.approx(1.438)
+    assert ours["without_mem_over_haproxy_same"] == 1.15
+    alone = proxycounts.with_ratios(cases[:1])[0]  # no standalone row run: no ratio
+    assert alone.keys() == cases[0].keys()
+
+
+# The same work done by HAProxy and nginx --------------------------------------------------------
+def test_the_same_work_haproxy_routes_by_host_logs_as_slipway_and_forwards(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / proxyconfigs.HOSTS_MAP).write_text(proxyconfigs.hosts_map_text())
+    text = proxyconfigs.haproxy_same_work_conf(port=18080, upstream_port=18081, run_dir=tmp_path)
+    lines = [line.strip() for line in text.splitlines()]
+    assert f"{proxyconfigs.SAME_WORK_HOST} app" in proxyconfigs.hosts_map_text().splitlines()
+    assert f"use_backend %[req.hdr(host),field(1,:),lower,map({tmp_path}/hosts.map)]" in lines
+    assert {"option forwardfor", "http-request set-header X-Forwarded-Proto http"} <= set(lines)
+    site = proxyconfigs.slipway_plane(run_dir=tmp_path, port=18080, upstream_port=18081).site
+    assert set(requestlogs.frontend_lines(site)) <= set(lines)  # Slipway's very log lines
+    (tmp_path / "haproxy.cfg").write_text(text)
+    check = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "haproxy.cfg")],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_same_work_nginx_serves_the_host_logs_each_request_and_forwards(
+    tmp_path: Path,
+) -> None:
+    text = proxyconfigs.nginx_same_work_conf(port=18080, run_dir=tmp_path, upstream_port=18081)
+    named = text.split(f"server_name {proxyconfigs.SAME_WORK_HOST}", 1)[1]
+    assert f"access_log {tmp_path}/access.log combined;" in named
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in named
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in named
+    assert "default_server; access_log off; return 404;" in text  # unknown hosts: not proxied

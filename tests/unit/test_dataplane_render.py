@@ -208,7 +208,11 @@ def test_a_single_revision_route_is_a_map_entry_not_structure(
 ) -> None:
     """What makes a deploy's traffic change a `set map` instead of a reload."""
     assert structure(changed, site=SITE) == structure(SPLIT, site=SITE)
-    assert route_maps(changed, site=SITE)[SITE.routes_map] == public
+    assert route_maps(changed, site=SITE)[SITE.routes_map] == public | API_ROUTE
+
+
+# The bare domain is a line of the public routes map too: the API's.
+API_ROUTE = {"localhost": "slipway-api"}
 
 
 def test_routes_maps_keep_cluster_local_hosts_off_the_public_listeners() -> None:
@@ -217,8 +221,8 @@ def test_routes_maps_keep_cluster_local_hosts_off_the_public_listeners() -> None
     assert list(route_maps(plane, site=SITE)) == [SITE.routes_map]  # no internal listener
     site = replace(SITE, internal_bind="172.30.0.1:8080")
     maps = route_maps(plane, site=site)
-    assert maps[site.routes_map] == {"hello.localhost": "rev-hello-00001"}
-    assert maps[site.internal_routes_map] == {
+    assert maps[site.routes_map] == {"hello.localhost": "rev-hello-00001", **API_ROUTE}
+    assert maps[site.internal_routes_map] == {  # the API does not answer there
         "hello.localhost": "rev-hello-00001",
         "local.localhost": "rev-hello-00001",
     }
@@ -284,6 +288,26 @@ def test_a_single_revision_host_is_taken_by_the_first_routing_rule() -> None:
     assert "prometheus-exporter" not in frontend
     api = text.split("backend slipway-api\n")[1].split("\n\n")[0]
     assert "use-service prometheus-exporter if { path /metrics/haproxy }" in api
+
+
+def test_without_a_split_routing_is_one_map_lookup_and_no_variable() -> None:
+    """Setting `txn.host` and `txn.backend` costs every request ~1.8k instructions; only a
+    listener with a split host needs them."""
+    frontend = render(ONE, site=SITE).split("frontend ingress\n")[1].split("\n\n")[0]
+    lines = [ln.strip() for ln in frontend.splitlines()]
+    routing = [ln for ln in lines if ln.startswith(("use_backend", "default_backend"))]
+    assert routing == [
+        f"use_backend %[req.hdr(host),field(1,:),lower,map({SITE.routes_map})]",
+        "default_backend slipway-no-route",
+    ]
+    assert not [ln for ln in lines if "set-var" in ln or ln.startswith("acl ")]
+
+
+def test_the_no_route_answer_names_the_host_whichever_routing_the_listener_has() -> None:
+    for plane in (ONE, SPLIT):
+        no_route = render(plane, site=SITE).split("\nbackend slipway-no-route\n")[1]
+        first = no_route.splitlines()[0].strip()
+        assert first == "http-request set-var(txn.host) req.hdr(host),field(1,:),lower"
 
 
 # A plane with one route that would break the config; `ONE`'s route must still render.

@@ -223,4 +223,6 @@ def test_render_leaves_out_a_private_route_without_its_service() -> None:
     text = render(plane, site=SITE)
 
     assert "target.localhost" not in text and "jwt" not in text
-    assert route_maps(plane, site=SITE)[SITE.routes_map] == {"pub.localhost": "rev-pub-00001"}
+    assert route_maps(plane, site=SITE)[SITE.routes_map] == {
+        "pub.localhost": "rev-pub-00001", "localhost": "slipway-api",
+    }  # fmt: skip

@@ -71,12 +71,13 @@ def test_plain_listener_redirects_and_answers_challenges_first() -> None:
     text = render(PLANE, site=SITE)
     ingress = text.split("frontend ingress\n")[1].split("\nfrontend ")[0].splitlines()
     rules = [line.strip() for line in ingress if line.strip().startswith("http-request")]
-    # After the request's variables, before anything else (private services' token checks too).
+    # Before anything else but the forwarded headers (private services' token checks too).
     first = next(i for i, r in enumerate(rules) if not r.startswith("http-request set-"))
     assert rules[first].startswith("http-request return status 200")
     assert "acme-challenge" in rules[first]
     assert rules[first + 1] == (
-        "http-request redirect location https://%[var(txn.host)]:8443%[capture.req.uri] "
+        "http-request redirect location https://%[req.hdr(host),field(1,:),lower]:8443"
+        "%[capture.req.uri] "
         "code 308 unless { path_beg /.well-known/acme-challenge/ }"
     )
     internal = text.split("frontend internal\n")[1].split("\nbackend ")[0]
@@ -100,7 +101,7 @@ def test_private_services_take_tokens_for_their_https_urls() -> None:
 
 def test_port_443_redirects_without_a_port() -> None:
     text = render(PLANE, site=replace(SITE, https_bind="0.0.0.0:443"))
-    assert "redirect location https://%[var(txn.host)]%[capture.req.uri]" in text
+    assert "redirect location https://%[req.hdr(host),field(1,:),lower]%[capture.req.uri]" in text
 
 
 def test_without_https_nothing_changes() -> None:
