@@ -191,7 +191,8 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "forwarded headers": ("option forwardfor", "http-request set-header X-Forwarded-Proto"),
     # HAProxy keeps a copy of every request's buffer (16 KiB) in case it must be sent again.
     "L7 retries": ("retry-on ",),
-    "activator header": ("http-request set-header X-Slipway-Revision",),
+    # The server's name (the activator's names the revision), sent once the server is chosen.
+    "activator header": ("http-send-name-header",),
 }
 
 

@@ -1,10 +1,12 @@
 """The activator: where a request goes when its revision has no instance that can take it.
 
-Every revision backend in HAProxy has the activator as its `backup` server, with the revision
-named in a header. It is its own long-lived process (`slipway activator`, composed in
-`pipeline.app.activatorserver`, started and restarted by the control plane like the resolver
-and the metadata server), so it outlives control-plane restarts: a request held here, and a
-WebSocket relayed through here, are not cut when the control plane dies.
+Every revision backend in HAProxy has the activator as its `backup` server, named after the
+revision; HAProxy sends the chosen server's name in a header (`render.SERVER_HEADER`), which is
+how a request here says which revision it is for. It is its own long-lived process (`slipway
+activator`, composed in `pipeline.app.activatorserver`, started and restarted by the control
+plane like the resolver and the metadata server), so it outlives control-plane restarts: a
+request held here, and a WebSocket relayed through here, are not cut when the control plane
+dies.
 
 `wait_for_instance(revision, timeout)` finds the instance. While the control plane is up it is
 asked over a unix socket (`wakeups`) and does what it always did: a frozen instance (paused, see
@@ -49,9 +51,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from structlog.typing import FilteringBoundLogger
 
+from pipeline.core import names
 from pipeline.core.logs import get as get_log
 from pipeline.dataplane.activationcounts import ActivationCounts
-from pipeline.dataplane.render import REVISION_HEADER
+from pipeline.dataplane.render import SERVER_HEADER
 
 # Content-Length stays: the body is passed through byte for byte (raw, not re-encoded), and a
 # request body forwarded without it would go out chunked, which some servers do not decode.
@@ -68,8 +71,13 @@ def forwarded_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [
         (k, v)
         for k, v in headers
-        if k.lower() not in HOP_BY_HOP and k.lower() != REVISION_HEADER.lower()
+        if k.lower() not in HOP_BY_HOP and k.lower() != SERVER_HEADER.lower()
     ]
+
+
+def revision_of(headers: Headers) -> str:
+    """Pure: the revision a request that HAProxy sent here is for ("" if none is named)."""
+    return names.revision_of_activator_server(headers.get(SERVER_HEADER, ""))
 
 
 # The handshake's own headers: the activator makes a new handshake with the instance.
@@ -107,8 +115,8 @@ class Activation:
 
     async def instance(self, headers: Headers) -> str | Response:
         """The address of a ready instance of the request's revision, or the refusal to send:
-        400 without a revision header, 503 when no instance came within the timeout."""
-        revision = headers.get(REVISION_HEADER, "")
+        400 when no revision is named, 503 when no instance came within the timeout."""
+        revision = revision_of(headers)
         if not revision:
             return PlainTextResponse("slipway: activator reached without a revision\n", 400)
         self.wake()  # HAProxy already counts this request as demand: decide now, not in a second
@@ -163,7 +171,7 @@ async def activate(request: Request) -> Response:
     address = await activation.instance(request.headers)
     if isinstance(address, Response):
         return address
-    revision = request.headers[REVISION_HEADER]
+    revision = revision_of(request.headers)
     url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     client = activation.client
     bodyless = _bodyless(request)
@@ -232,7 +240,7 @@ async def activate_websocket(client: WebSocket) -> None:
     if isinstance(upstream, Response):
         await client.send_denial_response(upstream)
         return
-    revision = client.headers[REVISION_HEADER]
+    revision = revision_of(client.headers)
     activation.websocket_counts.activated(revision, address)
     await client.accept(subprotocol=upstream.subprotocol)
     await relay_websocket(client, upstream)
@@ -267,7 +275,7 @@ async def _handshake(
         ]
         return denial
     except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
-        revision = client.headers[REVISION_HEADER]
+        revision = revision_of(client.headers)
         activation.log.warning("websocket_refused", revision=revision, error=e.__class__.__name__)
         return PlainTextResponse(f"slipway: revision {revision}: {e.__class__.__name__}\n", 502)
 

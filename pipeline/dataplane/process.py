@@ -25,17 +25,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.core import names
 from pipeline.core.errors import Unavailable
 from pipeline.dataplane.changes import Change, server_changes
 from pipeline.dataplane.mapsync import MapSync, read_text, write_atomically
 from pipeline.dataplane.model import DataPlane, Site
 from pipeline.dataplane.procs import Procs
-from pipeline.dataplane.render import (
-    ACTIVATOR_SERVER,
-    RESERVED_BACKENDS,
-    render,
-    structure_of_config,
-)
+from pipeline.dataplane.render import RESERVED_BACKENDS, render, structure_of_config
 from pipeline.dataplane.runtime import CommandRejected, Runtime, Socket
 from pipeline.dataplane.tlssync import TlsSync
 
@@ -282,7 +278,7 @@ class HAProxyManager:
             running = {
                 s.name: s
                 for s in live.get(backend.name, ())
-                if s.name != ACTIVATOR_SERVER  # part of the structure, not an instance
+                if not names.is_activator_server(s.name)  # part of the structure, not an instance
             }
             for change in server_changes(backend, running):
                 try:

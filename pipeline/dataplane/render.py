@@ -50,6 +50,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from pipeline.core import names
 from pipeline.dataplane import jwt, requestlogs, tlsrender
 from pipeline.dataplane.checks import API_BACKEND, HOST_FETCH, NO_ROUTE_BACKEND, check, sift
 from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # for the manager
@@ -332,8 +333,10 @@ def quoted(text: str) -> str:
     return flat if len(flat) <= QUOTED_MAX else flat[: QUOTED_MAX - 3] + "..."
 
 
-ACTIVATOR_SERVER = "activator"
-REVISION_HEADER = "X-Slipway-Revision"
+# Every request to a revision carries the name of the server HAProxy chose: an instance's
+# (`i-...`), or the activator's, which names the revision (`names.activator_server_name`). HAProxy
+# removes any the client sent.
+SERVER_HEADER = "X-Slipway-Server"
 
 
 def _backend(backend: Backend, *, activator: str = "", guard: Sequence[str] = ()) -> str:
@@ -362,9 +365,10 @@ def _backend(backend: Backend, *, activator: str = "", guard: Sequence[str] = ()
     ]
     if activator:
         # Used only while no instance can take the request (at zero, or all draining): the
-        # activator holds it, asks for an instance and forwards it once one is ready.
-        lines.insert(0, f"http-request set-header {REVISION_HEADER} {revision}")
-        lines.append(f"server {ACTIVATOR_SERVER} {activator} backup")
+        # activator holds it, asks for an instance and forwards it once one is ready. The
+        # header is set once the server is chosen (and again on a redispatch).
+        lines.insert(0, f"http-send-name-header {SERVER_HEADER}")
+        lines.append(f"server {names.activator_server_name(revision)} {activator} backup")
     # A private revision's token check comes first: a refused request neither learns whether
     # the revision is ready nor wakes it through the activator.
     return _section(f"backend {backend.name}", *guard, *lines)

@@ -18,9 +18,10 @@ Why this shape:
   old ones finish) has its own connection.
 - The line is `<ms since epoch> <backend> <server> <status> <active ms> <method> <path>`: the
   time is when the response ended (`date(0,ms)` at log time), the backend names the revision
-  (`names.backend_name`), the server the instance (or `activator` while one was started, or
-  `<NOSRV>` when HAProxy answered itself). The path comes last and without the query string: the
-  query can carry secrets, and a path may be long (the line is cut at `LINE_MAX`).
+  (`names.backend_name`), the server the instance (or the activator while one was started,
+  read as `activator`: its server is named after the revision; or `<NOSRV>` when HAProxy
+  answered itself). The path comes last and without the query string: the query can carry
+  secrets, and a path may be long (the line is cut at `LINE_MAX`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from pipeline.core import names
 from pipeline.core.logs import get as get_log
 from pipeline.dataplane.model import Site
 
@@ -109,12 +111,20 @@ def parse(raw: bytes) -> tuple[str, RequestLine] | None:
     return service, RequestLine(
         time_ms=numbers[0],
         revision=revision,
-        instance="" if server == NO_SERVER else server,
+        instance=_instance(server),
         method=method,
         path=path,
         status=numbers[1],
         duration_ms=numbers[2],
     )
+
+
+def _instance(server: str) -> str:
+    """What a line says served the request: the instance's server name, `activator` for any
+    revision's activator server (`names.activator_server_name`), "" for HAProxy itself."""
+    if server == NO_SERVER:
+        return ""
+    return "activator" if names.is_activator_server(server) else server
 
 
 OnLine = Callable[[RequestLine], None]

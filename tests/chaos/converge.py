@@ -20,10 +20,11 @@ from pathlib import Path
 import docker
 
 from pipeline.app.engines import site_of
+from pipeline.core import names
 from pipeline.core.errors import Unavailable
 from pipeline.core.settings import Settings
 from pipeline.dataplane.model import DataPlane
-from pipeline.dataplane.render import ACTIVATOR_SERVER, render
+from pipeline.dataplane.render import render
 from pipeline.dataplane.runtime import Runtime
 from pipeline.engines.docker import DockerEngine
 from pipeline.identity.keys import KeyStore
@@ -89,7 +90,7 @@ def _live_servers(admin_socket: Path, *, plane_servers: dict[str, set[str]]) -> 
         return [f"HAProxy's admin socket does not answer: {e}"]
     problems = []
     for backend, wanted in plane_servers.items():
-        states = [s for s in live.get(backend, []) if s.name != ACTIVATOR_SERVER]
+        states = [s for s in live.get(backend, []) if not names.is_activator_server(s.name)]
         have = {s.name for s in states}
         if have != wanted:
             problems.append(f"HAProxy runs {sorted(have)} in {backend}; wanted: {sorted(wanted)}")

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import docker
 import pytest
 
+from pipeline.core import names
 from pipeline.core.errors import Unavailable
 from pipeline.dataplane import jwt
 from pipeline.dataplane.model import DataPlane
-from pipeline.dataplane.render import ACTIVATOR_SERVER, RESERVED_BACKENDS
+from pipeline.dataplane.render import RESERVED_BACKENDS
 from pipeline.dataplane.runtime import Runtime
 from tests.chaos.converge import converged, look
 from tests.chaos.load import body_is, steady_load
@@ -61,7 +62,7 @@ def _live(slipway: Slipway) -> RuntimeState:
         if backend in RESERVED_BACKENDS:  # the API's and the no-route backend: not the store's
             continue
         for s in states:
-            if s.name == ACTIVATOR_SERVER:
+            if names.is_activator_server(s.name):
                 backups.add(backend)
                 continue
             row = (s.name, s.address, s.port, s.maxconn, s.draining, s.weight, s.up)

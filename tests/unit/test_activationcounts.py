@@ -23,7 +23,7 @@ from structlog.typing import FilteringBoundLogger
 from pipeline.app.activatorserver import quiet_request_logs
 from pipeline.dataplane.activationcounts import ActivationCounts
 from pipeline.dataplane.activator import Activation, create_app
-from pipeline.dataplane.render import REVISION_HEADER
+from pipeline.dataplane.render import SERVER_HEADER
 
 PERIOD_S = 0.05
 
@@ -136,7 +136,7 @@ def test_a_burst_through_the_activator_logs_two_lines_with_the_right_count(insta
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://nap.localhost") as c,
         ):
-            headers = {REVISION_HEADER: "nap-00001"}
+            headers = {SERVER_HEADER: "activator-nap-00001"}
             try:
                 replies = await asyncio.gather(*(c.get("/", headers=headers) for _ in range(n)))
             finally:

@@ -21,7 +21,7 @@ from pipeline.dataplane.activator import (
     forwarded_headers,
     handshake_headers,
 )
-from pipeline.dataplane.render import REVISION_HEADER
+from pipeline.dataplane.render import SERVER_HEADER
 
 CLIENT = [
     ("Host", "ws.localhost:8080"),
@@ -31,7 +31,7 @@ CLIENT = [
     ("Sec-WebSocket-Version", "13"),
     ("Sec-WebSocket-Extensions", "permessage-deflate"),
     ("Sec-WebSocket-Protocol", "chat.v2, chat.v1"),
-    (REVISION_HEADER, "ws-00001"),
+    (SERVER_HEADER, "activator-ws-00001"),
     ("Cookie", "a=1"),
     ("Cookie", "b=2"),
     ("Authorization", "Bearer t"),
@@ -54,7 +54,7 @@ def test_a_request_keeps_host_and_repeated_headers_but_not_hop_by_hop_ones() -> 
     kept = forwarded_headers(CLIENT)
     names = [k for k, _ in kept]
     assert "Host" in names and names.count("Cookie") == 2
-    assert not {"Connection", "Upgrade", REVISION_HEADER} & set(names)
+    assert not {"Connection", "Upgrade", SERVER_HEADER} & set(names)
 
 
 def handshake(app: Any, headers: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -87,7 +87,7 @@ def test_a_handshake_that_gets_no_instance_is_refused_with_503_and_why() -> None
     app = create_app(
         wake=lambda: woken.append(True), wait_for_instance=lambda _r, _t: None, timeout_s=7
     )
-    sent = handshake(app, [("Host", "ws.localhost"), (REVISION_HEADER, "ws-00001")])
+    sent = handshake(app, [("Host", "ws.localhost"), (SERVER_HEADER, "activator-ws-00001")])
     assert [m["type"] for m in sent] == [
         "websocket.http.response.start", "websocket.http.response.body"
     ]  # fmt: skip
@@ -142,20 +142,22 @@ def test_a_request_is_forwarded_to_the_instance_without_hop_by_hop_headers() -> 
 
     reply = through_activate(
         address="10.0.0.2:8080", handler=instance, method="POST", url="/items?x=1",
-        content=b"body", headers={REVISION_HEADER: "hello-00001", "Cookie": "c=3"},
+        content=b"body", headers={SERVER_HEADER: "activator-hello-00001", "Cookie": "c=3"},
     )  # fmt: skip
     assert (reply.status_code, reply.content) == (201, b"made")
     assert reply.headers.get_list("set-cookie") == ["a=1", "b=2"]
     (request,) = seen
     assert str(request.url) == "http://10.0.0.2:8080/items?x=1" and request.content == b"body"
-    assert request.headers["cookie"] == "c=3" and REVISION_HEADER.lower() not in request.headers
+    assert request.headers["cookie"] == "c=3" and SERVER_HEADER.lower() not in request.headers
 
 
 @pytest.mark.parametrize(
     ("headers", "status", "says"),
     [
-        pytest.param({}, 400, "without a revision", id="no-revision-header"),
-        pytest.param({REVISION_HEADER: "hello-00001"}, 503,
+        pytest.param({}, 400, "without a revision", id="no-server-header"),
+        # An instance's name, as HAProxy sends to instances: not the activator's, so no revision.
+        pytest.param({SERVER_HEADER: "i-3f2a"}, 400, "without a revision", id="not-the-activator"),
+        pytest.param({SERVER_HEADER: "activator-hello-00001"}, 503,
                      "revision hello-00001 got no ready instance within 7s", id="no-instance-came"),
     ],
 )  # fmt: skip

@@ -106,8 +106,10 @@ def test_every_revision_backend_has_the_activator_as_backup(tmp_path: Path) -> N
     text = render(PLANE, site=replace(SITE, run_dir=tmp_path, activator="127.0.0.1:8082"))
     for backend in ("rev-web-00001", "rev-db-api-00001"):
         block = text.split(f"backend {backend}\n", 1)[1].split("\n\n", 1)[0]
-        assert "server activator 127.0.0.1:8082 backup" in block
-        assert f"http-request set-header X-Slipway-Revision {backend.removeprefix('rev-')}" in block
+        # Named after the revision, which HAProxy sends the activator as the server's name.
+        revision = backend.removeprefix("rev-")
+        assert f"server activator-{revision} 127.0.0.1:8082 backup" in block
+        assert "http-send-name-header X-Slipway-Server" in block
     config = tmp_path / "haproxy.cfg"
     write_maps(PLANE, site=replace(SITE, run_dir=tmp_path))  # the routes maps the config reads
     config.write_text(text)

@@ -234,7 +234,8 @@ def request(
             id="answered-by-haproxy-dashed-service-space-in-path",
         ),
         pytest.param(
-            b"1 rev-hello-00001 activator -1 -1 GET /\n",
+            # The activator's server is named after the revision; the line says "activator".
+            b"1 rev-hello-00001 activator-hello-00001 -1 -1 GET /\n",
             ("hello", request(1, instance="activator", status=-1, duration_ms=-1)),
             id="aborted-while-at-zero",
         ),
