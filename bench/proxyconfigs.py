@@ -35,8 +35,6 @@ def nginx_conf(
     *, port: int, run_dir: Path, upstream_port: int = 0, root: Path | None = None
 ) -> str:
     """One worker, no access log: a static file server (`root`), or a keep-alive reverse proxy."""
-    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    temp = " ".join(f"{kind}_temp_path {run_dir};" for kind in kinds)
     if upstream_port:
         server = (
             "location / { proxy_pass http://up; proxy_http_version 1.1; "
@@ -46,13 +44,28 @@ def nginx_conf(
         upstream = f"upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}"
     else:
         server, upstream = f"root {root};", ""
+    return _nginx(
+        run_dir,
+        f"access_log off; {_nginx_http(run_dir)}\n"
+        f"  {upstream}\n  server {{ listen 127.0.0.1:{port}; {server} }}",
+    )
+
+
+def _nginx(run_dir: Path, http: str) -> str:
+    """One worker in the foreground, its files in `run_dir`, around the `http` block's body."""
     return (
         "worker_processes 1;\ndaemon off;\n"
         f"pid {run_dir}/nginx.pid;\nerror_log stderr warn;\n"
         "events { worker_connections 4096; }\n"
-        f"http {{ access_log off; {temp} keepalive_requests 1000000; keepalive_timeout 75s;\n"
-        f"  {upstream}\n  server {{ listen 127.0.0.1:{port}; {server} }}\n}}\n"
+        f"http {{ {http}\n}}\n"
     )
+
+
+def _nginx_http(run_dir: Path) -> str:
+    """Temporary files in `run_dir`, and client keep-alive that outlasts any bench run."""
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = " ".join(f"{kind}_temp_path {run_dir};" for kind in kinds)
+    return f"{temp} keepalive_requests 1000000; keepalive_timeout 75s;"
 
 
 # HAProxy ------------------------------------------------------------------------------------------
@@ -108,23 +121,19 @@ def nginx_same_work_conf(*, port: int, run_dir: Path, upstream_port: int) -> str
     """nginx doing the same work, as Dokku's template sets up each app: a `server` block per
     host (`server_name`), an access log in the default `combined` format (one write a request),
     and the forwarded headers; unknown hosts get the default server's 404."""
-    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    temp = " ".join(f"{kind}_temp_path {run_dir};" for kind in kinds)
     proxy = (
         "location / { proxy_pass http://up; proxy_http_version 1.1; "
         'proxy_set_header Connection ""; proxy_set_header Host $http_host; '
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
         "proxy_set_header X-Forwarded-Proto $scheme; }"
     )
-    return (
-        "worker_processes 1;\ndaemon off;\n"
-        f"pid {run_dir}/nginx.pid;\nerror_log stderr warn;\n"
-        "events { worker_connections 4096; }\n"
-        f"http {{ {temp} keepalive_requests 1000000; keepalive_timeout 75s;\n"
+    return _nginx(
+        run_dir,
+        f"{_nginx_http(run_dir)}\n"
         f"  upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n"
         f"  server {{ listen 127.0.0.1:{port} default_server; access_log off; return 404; }}\n"
         f"  server {{ listen 127.0.0.1:{port}; server_name {SAME_WORK_HOST} another-app.{DOMAIN};\n"
-        f"    access_log {run_dir}/access.log combined; {proxy} }}\n}}\n"
+        f"    access_log {run_dir}/access.log combined; {proxy} }}",
     )
 
 
