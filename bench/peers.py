@@ -74,10 +74,6 @@ NGINX_LIMIT = "1 core, 1 worker"
 GO_LIMIT = "1 core, GOMAXPROCS=1"
 
 
-# Doing per request what Slipway's ingress does: host routing, a request log, forwarded headers.
-SAME_HAPROXY, SAME_NGINX = "HAProxy, same work", "nginx, same work"
-
-
 @dataclass(frozen=True, kw_only=True)
 class Peer:
     name: str
@@ -102,10 +98,10 @@ PEERS = (
     ours("  without L7 retries", without=("L7 retries",)),
     ours("  without the activator's header", without=("activator header",)),
     ours("  without all five", without=tuple(configs.ABLATIONS), private=False),
-    Peer(name="HAProxy, own config", limit=HAPROXY_LIMIT, hops=1, launch=proxies.haproxy_own),
+    Peer(name=proxies.OWN_HAPROXY, limit=HAPROXY_LIMIT, hops=1, launch=proxies.haproxy_own),
     Peer(name="nginx proxy_pass (Dokku)", limit=NGINX_LIMIT, hops=1, launch=proxies.nginx_proxy),
-    Peer(name=SAME_HAPROXY, limit=HAPROXY_LIMIT, hops=1, launch=proxies.haproxy_same_work),
-    Peer(name=SAME_NGINX, limit=NGINX_LIMIT, hops=1, launch=proxies.nginx_same_work),
+    Peer(name=proxies.SAME_HAPROXY, limit=HAPROXY_LIMIT, hops=1, launch=proxies.haproxy_same_work),
+    Peer(name=proxies.SAME_NGINX, limit=NGINX_LIMIT, hops=1, launch=proxies.nginx_same_work),
     Peer(name="Traefik v3 (Coolify)", limit=GO_LIMIT, hops=1, launch=proxies.traefik),
     Peer(name="kamal-proxy (Kamal)", limit=GO_LIMIT, hops=1, launch=proxies.kamal_proxy),
     Peer(name="Knative queue-proxy alone", limit=GO_LIMIT, hops=1, launch=proxies.queue_proxy),
@@ -255,14 +251,14 @@ def verdict(cases: list[Case]) -> list[str]:
         f"requests per CPU second ({best['name']}); adds {ours['added_p50_ms']} ms at p50 vs. "
         f"{quickest['added_p50_ms']} ms ({quickest['name']})"
     )
-    own = by_name.get("HAProxy, own config")
+    own = by_name.get(proxies.OWN_HAPROXY)
     if own is not None:
         lines.append(
             f"vs. a standalone HAProxy with its own config: "
             f"{ratio(ours, own, 'requests_per_cpu_s'):.0%} of its requests per CPU second, "
             f"{ratio(ours, own, 'rps'):.0%} of its req/s"
         )
-    same = [by_name[n] for n in (SAME_HAPROXY, SAME_NGINX) if n in by_name]
+    same = [by_name[n] for n in (proxies.SAME_HAPROXY, proxies.SAME_NGINX) if n in by_name]
     if same:
         shares = [f"{ratio(ours, c, 'requests_per_cpu_s'):.0%} of {c['name']}'s" for c in same]
         lines.append(
@@ -272,7 +268,7 @@ def verdict(cases: list[Case]) -> list[str]:
     return lines
 
 
-PEER_NAMES = {"HAProxy, own config", "nginx proxy_pass (Dokku)", "Traefik v3 (Coolify)",
+PEER_NAMES = {proxies.OWN_HAPROXY, "nginx proxy_pass (Dokku)", "Traefik v3 (Coolify)",
               "kamal-proxy (Kamal)", "Knative queue-proxy alone"}  # fmt: skip
 
 

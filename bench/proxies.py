@@ -145,6 +145,12 @@ class Target:
     headers: dict[str, str] | None = None
 
 
+# The standalone rows other rows are compared with (`bench.peers`' verdict, `bench.proxycounts`'
+# ratios): HAProxy's own two-section config, and HAProxy and nginx doing Slipway's per-request work.
+OWN_HAPROXY = "HAProxy, own config"
+SAME_HAPROXY, SAME_NGINX = "HAProxy, same work", "nginx, same work"
+
+
 # Slipway's ingress --------------------------------------------------------------------------------
 def slipway(
     *,

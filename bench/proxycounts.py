@@ -45,10 +45,6 @@ from bench import proxies
 from bench import proxyconfigs as configs
 from bench.common import Case, Column, bench_arguments, emit, process_tree, progress, require
 
-OWN_HAPROXY = "HAProxy, own config"
-# Slipway's per-request work done by a standalone HAProxy (`configs.haproxy_same_work_conf`).
-SAME_HAPROXY = "HAProxy, same work"
-
 
 @dataclass(frozen=True, kw_only=True)
 class Counted:
@@ -78,10 +74,10 @@ CASES = (
         name="  without all five",
         launch=proxies.slipway(without=tuple(configs.ABLATIONS), private=False),
     ),
-    Counted(name=OWN_HAPROXY, launch=proxies.haproxy_own),
+    Counted(name=proxies.OWN_HAPROXY, launch=proxies.haproxy_own),
     Counted(name="nginx proxy_pass (Dokku)", launch=proxies.nginx_proxy),
-    Counted(name=SAME_HAPROXY, launch=proxies.haproxy_same_work),
-    Counted(name="nginx, same work", launch=proxies.nginx_same_work),
+    Counted(name=proxies.SAME_HAPROXY, launch=proxies.haproxy_same_work),
+    Counted(name=proxies.SAME_NGINX, launch=proxies.nginx_same_work),
 )
 
 
@@ -194,9 +190,9 @@ def run(folder: Path, *, requests: int, only: Sequence[str]) -> list[Case]:
 
 # (figure, base case, the ratio's name)
 RATIOS = (
-    ("instructions_per_request", OWN_HAPROXY, "instructions_over_haproxy_own"),
-    ("instructions_without_mem_per_request", OWN_HAPROXY, "without_mem_over_haproxy_own"),
-    ("instructions_without_mem_per_request", SAME_HAPROXY, "without_mem_over_haproxy_same"),
+    ("instructions_per_request", proxies.OWN_HAPROXY, "instructions_over_haproxy_own"),
+    ("instructions_without_mem_per_request", proxies.OWN_HAPROXY, "without_mem_over_haproxy_own"),
+    ("instructions_without_mem_per_request", proxies.SAME_HAPROXY, "without_mem_over_haproxy_same"),
 )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import common, peers, proxyconfigs, proxycounts, serving
+from bench import common, peers, proxies, proxyconfigs, proxycounts, serving
 from pipeline.dataplane import requestlogs
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -171,8 +171,8 @@ def test_the_verdict_compares_like_with_like_when_the_same_work_rows_ran() -> No
     cases = [
         row("Slipway ingress: service URL", 1.5),  # 40k requests per CPU second
         row("HAProxy, own config", 1.2),
-        row(peers.SAME_HAPROXY, 1.4),  # 42.9k
-        row(peers.SAME_NGINX, 1.25),  # 48k
+        row(proxies.SAME_HAPROXY, 1.4),  # 42.9k
+        row(proxies.SAME_NGINX, 1.25),  # 48k
     ]
     last = peers.verdict(cases)[-1]
     assert "93% of HAProxy, same work's, 83% of nginx, same work's requests per CPU second" in last
@@ -288,8 +288,8 @@ def test_instruction_ratios_are_over_each_standalone_haproxy_that_ran() -> None:
 
     cases = [
         row("Slipway ingress: service URL", 80_000, 46_000),
-        row(proxycounts.OWN_HAPROXY, 32_000, 32_000),
-        row(proxycounts.SAME_HAPROXY, 41_000, 40_000),
+        row(proxies.OWN_HAPROXY, 32_000, 32_000),
+        row(proxies.SAME_HAPROXY, 41_000, 40_000),
     ]
     ours = proxycounts.with_ratios(cases)[0]
     assert ours["instructions_over_haproxy_own"] == 2.5
