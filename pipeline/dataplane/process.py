@@ -223,7 +223,17 @@ class HAProxyManager:
                 f"HAProxy did not start (exit {result.returncode}):\n{_tail(log.read_text())}\n"
                 f"is something else listening on {self.site.bind}?"
             )
-        self._wait(lambda: self.is_running(), what="HAProxy to answer on its admin socket")
+        # Both sockets: the worker answers on the admin socket before the master listens on
+        # its own (a `reload` sent at once was refused, every time, on HAProxy 2.6).
+        self._wait(self._answers, what="HAProxy to answer on its admin and master sockets")
+
+    def _answers(self) -> bool:
+        if not self.is_running():
+            return False
+        try:
+            return self._procs().worker is not None
+        except Unavailable:
+            return False
 
     def _reload(self, plane: DataPlane) -> None:
         before = self._procs()

@@ -67,6 +67,16 @@ def test_routes_by_host_and_bare_domain(
     )
 
 
+def test_started_means_the_master_answers_too(
+    manager: HAProxyManager, instances: dict[str, Instance]
+) -> None:
+    """A worker answers on the admin socket before its master listens on the master socket;
+    "started" returned there made the next reload fail with "HAProxy is not running" (CI, stop
+    25). Asked at once, the master must answer."""
+    assert manager.apply(plane_one(instances, "a")) == "started"
+    assert "# workers" in manager.master.command("show proc")
+
+
 def test_split_is_per_request_on_one_connection(
     manager: HAProxyManager, client: httpx.Client, instances: dict[str, Instance]
 ) -> None:
