@@ -198,8 +198,9 @@ def token(ingress: SlipwayIngress) -> str:
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "request log": ("log uxst@", "log-format ", "option dontlognull"),
     "forwarded headers": ("option forwardfor", "http-request set-header X-Forwarded-Proto"),
-    # HAProxy keeps a copy of every request's buffer (16 KiB) in case it must be sent again.
-    "L7 retries": ("retry-on ",),
+    # HAProxy keeps a copy of every request's buffer (16 KiB) in case it must be sent again;
+    # with it go the rule choosing which requests may be resent and the body buffering.
+    "L7 retries": ("retry-on ", "http-request disable-l7-retry", "option http-buffer-request"),
     # The server's name (the activator's names the revision), sent once the server is chosen.
     "activator header": ("http-send-name-header",),
 }

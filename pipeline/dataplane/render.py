@@ -77,6 +77,17 @@ ERROR_LIMIT = 20
 # a comment or an environment variable); any other readiness path keeps the TCP check.
 _CHECK_PATH = re.compile(r"/[A-Za-z0-9._~!&()*+,;=:@%/?-]*")
 
+# `retry-on empty-response` resends a request whose connection closed before any answer: the
+# race of a request sent on a keep-alive connection the app is closing. It is also what an app
+# crashing mid-request looks like, so only requests that may be sent twice are resent: RFC 9110's
+# idempotent methods, or any request carrying an idempotency key (as Go's http.Transport, which
+# Knative's activator and queue-proxy use, decides; nginx does not resend POST, LOCK or PATCH).
+# A POST whose instance crashed gets a 502, as it would from the app itself, not a second run.
+RETRYABLE = (
+    "{ method GET HEAD PUT DELETE OPTIONS TRACE } || { req.hdr(idempotency-key) -m found } "
+    "|| { req.hdr(x-idempotency-key) -m found }"
+)
+
 # An old worker left behind by a reload keeps serving its in-flight requests, at most this long
 # past the longest server timeout, then it is stopped so old processes cannot pile up.
 HARD_STOP_MARGIN_S = 30
@@ -211,11 +222,16 @@ def _defaults() -> str:
         "timeout tunnel 1h",
         "timeout server 300s",
         "timeout queue 30s",
-        # Re-pick an instance on every retry, and retry only what never reached the application:
-        # a refused connection, or a reused connection closed before any response byte.
+        # Re-pick an instance on every retry; retry a refused connection, and a connection
+        # closed before any response byte only for requests that may be sent twice (RETRYABLE,
+        # checked in each listener).
         "retries 3",
         "option redispatch 1",
         "retry-on conn-failure empty-response",
+        # HAProxy keeps a request to resend only if it had all of it before sending: wait for
+        # the body (up to a buffer; larger ones stream on), as nginx does by default, so a PUT
+        # or a POST with an idempotency key is resent as reliably as a GET.
+        "option http-buffer-request",
         # On a reload the old worker answers one more request on each idle keep-alive connection
         # with `Connection: close` instead of closing it under the client: keep-alive clients
         # see no failed request during a reload.
@@ -243,6 +259,7 @@ def _frontend(
         "option forwardfor",
         f"http-request set-header X-Forwarded-Proto {'https' if tls else 'http'}",
         *(tlsrender.plain_lines(site) if site.https_bind and not (tls or internal) else []),
+        f"http-request disable-l7-retry unless {RETRYABLE}",
     ]
     if internal and site.internal_sources:
         lines.insert(1, f"tcp-request connection reject unless {{ src {site.internal_sources} }}")
