@@ -372,6 +372,12 @@ def _backend(backend: Backend, *, activator: str = "", guard: Sequence[str] = ()
         "http-error status 503 content-type text/plain string "
         f'"slipway: revision {revision} could not take the request: no instance was free '
         f'within {backend.queue_timeout_s}s or none could be reached\\n"',
+        # HAProxy's own 502s (the app's pass through): the connection closed before an answer,
+        # or the answer was not HTTP. Only requests that may run twice were sent again.
+        "http-error status 502 content-type text/plain string "
+        f'"slipway: revision {revision} sent no valid answer: the instance closed the '
+        "connection (did it crash?) or its response was malformed. A request that may not run "
+        'twice (POST, PATCH) is not resent: send an Idempotency-Key header to allow it\\n"',
         "http-error status 504 content-type text/plain string "
         f'"slipway: revision {revision} did not answer within its timeout of '
         f'{backend.timeout_s}s\\n"',

@@ -125,15 +125,25 @@ def test_only_requests_that_may_run_twice_are_resent(
     path = f"/{uuid.uuid4().hex}"
     # A fresh client connection: HAProxy answers 502 for a request it does not resend (on a
     # reused server connection it may close the client's connection instead; either is fine).
-    with httpx.Client(base_url=f"http://{site.bind}", timeout=10) as client:
-        result = outcome(
-            lambda: client.request(
-                method, path, headers={"Host": "hello.localhost", **headers}, content=b"{}"
-            )
+    replies: list[httpx.Response] = []
+
+    def send() -> httpx.Response:
+        reply = client.request(
+            method, path, headers={"Host": "hello.localhost", **headers}, content=b"{}"
         )
+        replies.append(reply)
+        return reply
+
+    with httpx.Client(base_url=f"http://{site.bind}", timeout=10) as client:
+        result = outcome(send)
     arrivals = droppers[0].arrivals[path]
     if resent:
         assert (result, arrivals) == ("200", 2), "dropped once, then resent and answered"
     else:
         assert arrivals == 1, f"a {method} reached the app {arrivals} times"
         assert result in ("502", "RemoteProtocolError"), result
+        if replies:  # the 502 says what happened and how to have it resent
+            assert replies[0].text.startswith(
+                "slipway: revision hello-00001 sent no valid answer: the instance closed"
+            ), replies[0].text
+            assert "send an Idempotency-Key header" in replies[0].text
