@@ -82,7 +82,7 @@ _CHECK_PATH = re.compile(r"/[A-Za-z0-9._~!&()*+,;=:@%/?-]*")
 # crashing mid-request looks like, so only requests that may be sent twice are resent: RFC 9110's
 # idempotent methods, or any request carrying an idempotency key (as Go's http.Transport, which
 # Knative's activator and queue-proxy use, decides; nginx does not resend POST, LOCK or PATCH).
-# A POST whose instance crashed gets a 502, as it would from the app itself, not a second run.
+# A POST whose instance crashed gets a 502 that says so (`_backend`), not a second run.
 RETRYABLE = (
     "{ method GET HEAD PUT DELETE OPTIONS TRACE } || { req.hdr(idempotency-key) -m found } "
     "|| { req.hdr(x-idempotency-key) -m found }"
@@ -372,8 +372,8 @@ def _backend(backend: Backend, *, activator: str = "", guard: Sequence[str] = ()
         "http-error status 503 content-type text/plain string "
         f'"slipway: revision {revision} could not take the request: no instance was free '
         f'within {backend.queue_timeout_s}s or none could be reached\\n"',
-        # HAProxy's own 502s (the app's pass through): the connection closed before an answer,
-        # or the answer was not HTTP. Only requests that may run twice were sent again.
+        # The 502s HAProxy makes (one the app sends passes through as it is): the connection
+        # closed before an answer, or the answer was not HTTP. Only RETRYABLE ones were resent.
         "http-error status 502 content-type text/plain string "
         f'"slipway: revision {revision} sent no valid answer: the instance closed the '
         "connection (did it crash?) or its response was malformed. A request that may not run "
