@@ -53,6 +53,7 @@ from structlog.typing import FilteringBoundLogger
 
 from pipeline.core import names
 from pipeline.core.logs import get as get_log
+from pipeline.dataplane import resends
 from pipeline.dataplane.activationcounts import ActivationCounts
 from pipeline.dataplane.render import SERVER_HEADER
 
@@ -181,8 +182,9 @@ async def activate(request: Request) -> Response:
         headers=forwarded_headers(list(request.headers.items())),
         content=b"" if bodyless else request.stream(),  # bytes can be sent again, a stream not
     )
+    resend = bodyless and resends.may_run_twice(request.method, request.headers)
     try:
-        upstream = await _send(client, outgoing, bodyless=bodyless)
+        upstream = await _send(client, outgoing, resend=resend)
     except httpx.HTTPError as e:
         activation.log.warning("activation_forward_failed", revision=revision, instance=address,
                                error=e.__class__.__name__)  # fmt: skip
@@ -205,14 +207,16 @@ CONNECT_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 async def _send(
-    client: httpx.AsyncClient, outgoing: httpx.Request, *, bodyless: bool
+    client: httpx.AsyncClient, outgoing: httpx.Request, *, resend: bool
 ) -> httpx.Response:
     """Send to a freshly started instance. A burst held at zero arrives all at once, and an app
     with a short accept backlog (busybox httpd listens with 9) refuses or resets some
-    connections before it reads them. A refused connect sent nothing, and a request without a
-    body can be sent again whole, so those are tried again; a streamed body cannot be."""
+    connections before it reads them. A refused connect sent nothing: always tried again. A
+    reset after sending is tried again only if `resend`: a request without a body (a streamed
+    one cannot be sent again) that may run twice, as the app may have acted on it before the
+    reset (`resends`; HAProxy follows the same rule)."""
     retryable: tuple[type[Exception], ...] = (httpx.ConnectError,)
-    if bodyless:
+    if resend:
         retryable += (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
     for delay in CONNECT_RETRIES:
         try:

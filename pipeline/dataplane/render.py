@@ -51,7 +51,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.core import names
-from pipeline.dataplane import jwt, requestlogs, tlsrender
+from pipeline.dataplane import jwt, requestlogs, resends, tlsrender
 from pipeline.dataplane.checks import API_BACKEND, HOST_FETCH, NO_ROUTE_BACKEND, check, sift
 from pipeline.dataplane.checks import RESERVED_BACKENDS as RESERVED_BACKENDS  # for the manager
 from pipeline.dataplane.model import (
@@ -76,17 +76,6 @@ ERROR_LIMIT = 20
 # What may follow `option httpchk GET` as a path: no space, quote, `#` or `$` (HAProxy would read
 # a comment or an environment variable); any other readiness path keeps the TCP check.
 _CHECK_PATH = re.compile(r"/[A-Za-z0-9._~!&()*+,;=:@%/?-]*")
-
-# `retry-on empty-response` resends a request whose connection closed before any answer: the
-# race of a request sent on a keep-alive connection the app is closing. It is also what an app
-# crashing mid-request looks like, so only requests that may be sent twice are resent: RFC 9110's
-# idempotent methods, or any request carrying an idempotency key (as Go's http.Transport, which
-# Knative's activator and queue-proxy use, decides; nginx does not resend POST, LOCK or PATCH).
-# A POST whose instance crashed gets a 502 that says so (`_backend`), not a second run.
-RETRYABLE = (
-    "{ method GET HEAD PUT DELETE OPTIONS TRACE } || { req.hdr(idempotency-key) -m found } "
-    "|| { req.hdr(x-idempotency-key) -m found }"
-)
 
 # An old worker left behind by a reload keeps serving its in-flight requests, at most this long
 # past the longest server timeout, then it is stopped so old processes cannot pile up.
@@ -223,7 +212,7 @@ def _defaults() -> str:
         "timeout server 300s",
         "timeout queue 30s",
         # Re-pick an instance on every retry; retry a refused connection, and a connection
-        # closed before any response byte only for requests that may be sent twice (RETRYABLE,
+        # closed before any response byte only for requests that may be sent twice (`resends`,
         # checked in each listener).
         "retries 3",
         "option redispatch 1",
@@ -259,7 +248,8 @@ def _frontend(
         "option forwardfor",
         f"http-request set-header X-Forwarded-Proto {'https' if tls else 'http'}",
         *(tlsrender.plain_lines(site) if site.https_bind and not (tls or internal) else []),
-        f"http-request disable-l7-retry unless {RETRYABLE}",
+        # Only requests that may run twice are resent when an instance drops them (`resends`).
+        f"http-request disable-l7-retry unless {resends.HAPROXY_CONDITION}",
     ]
     if internal and site.internal_sources:
         lines.insert(1, f"tcp-request connection reject unless {{ src {site.internal_sources} }}")
@@ -373,7 +363,8 @@ def _backend(backend: Backend, *, activator: str = "", guard: Sequence[str] = ()
         f'"slipway: revision {revision} could not take the request: no instance was free '
         f'within {backend.queue_timeout_s}s or none could be reached\\n"',
         # The 502s HAProxy makes (one the app sends passes through as it is): the connection
-        # closed before an answer, or the answer was not HTTP. Only RETRYABLE ones were resent.
+        # closed before an answer, or the answer was not HTTP. Only what `resends` allows was
+        # sent again.
         "http-error status 502 content-type text/plain string "
         f'"slipway: revision {revision} sent no valid answer: the instance closed the '
         "connection (did it crash?) or its response was malformed. A request that may not run "

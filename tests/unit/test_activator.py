@@ -99,7 +99,6 @@ def test_a_handshake_that_gets_no_instance_is_refused_with_503_and_why() -> None
     assert lost[0]["status"] == 400
 
 
-
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -166,3 +165,37 @@ def test_a_request_nothing_can_serve_is_refused_with_why(
 ) -> None:
     reply = through_activate(address=None, method="GET", url="/", headers=headers)
     assert reply.status_code == status and says in reply.text
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "error", "sent"),
+    [
+        pytest.param("GET", {}, httpx.ReadError, 2, id="get-reset"),
+        pytest.param("POST", {}, httpx.ReadError, 1, id="post-reset"),
+        pytest.param("POST", {"Idempotency-Key": "k1"}, httpx.ReadError, 2, id="keyed-post-reset"),
+        pytest.param("POST", {}, httpx.ConnectError, 2, id="post-refused"),
+    ],
+)
+def test_a_reset_after_sending_is_sent_again_only_if_it_may_run_twice(
+    method: str, headers: dict[str, str], error: type[httpx.TransportError], sent: int
+) -> None:
+    """An instance just started may reset a connection before reading it (a short accept
+    backlog) or after acting on it: a bodyless POST is not sent again (`resends`), a refused
+    connect always is (nothing was sent)."""
+    seen: list[httpx.Request] = []
+
+    async def body() -> AsyncIterator[bytes]:  # streamed, as from a real instance
+        yield b"ran"
+
+    def instance(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            raise error("the instance dropped it", request=request)
+        return httpx.Response(200, content=body())
+
+    reply = through_activate(
+        address="10.0.0.2:8080", handler=instance, method=method, url="/run",
+        headers={SERVER_HEADER: "activator-hello-00001", **headers},
+    )  # fmt: skip
+    assert len(seen) == sent
+    assert reply.status_code == (200 if sent == 2 else 502), reply.text
